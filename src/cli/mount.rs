@@ -1,0 +1,349 @@
+//! `mount` and `umount`: checks, the volume lock, daemonizing, and a bounded
+//! wait for the mount to be ready.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::{Failure, Global};
+use crate::error::{exitcodes, VolumeError};
+use crate::fs::{EnvelopeFs, FsOptions};
+use crate::sys;
+use crate::volume::config::LOCK_FILE;
+use crate::volume::{CacheOptions, Volume};
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    pub cipherdir: PathBuf,
+    pub mountpoint: PathBuf,
+    /// Stay in the foreground (serve until unmounted).
+    #[arg(long)]
+    pub foreground: bool,
+    #[arg(long)]
+    pub read_only: bool,
+    /// Let other users in (implies default_permissions; files they create are theirs).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// Where the daemon logs (default: nowhere once in the background).
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+    /// Data keys the cache holds at most.
+    #[arg(long, default_value_t = crate::volume::keycache::DEFAULT_CAPACITY)]
+    pub key_cache_size: usize,
+    /// Seconds a data key stays cached at most.
+    #[arg(long, default_value_t = crate::volume::keycache::DEFAULT_MAX_AGE.as_secs())]
+    pub key_cache_max_age: u64,
+    /// FUSE worker threads.
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+}
+
+fn fail(code: i32, msg: String) -> Failure {
+    Failure { code, msg }
+}
+
+/// Mount points listed in /proc/self/mountinfo, with their sources.
+fn mounts() -> Vec<(PathBuf, String)> {
+    let Ok(s) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    s.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let mp = f.get(4)?;
+            let sep = f.iter().position(|x| *x == "-")?;
+            let src = f.get(sep + 2)?;
+            Some((PathBuf::from(unescape(mp)), unescape(src)))
+        })
+        .collect()
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+fn check_mountpoint(mp: &Path) -> Result<PathBuf, Failure> {
+    let meta = std::fs::metadata(mp).map_err(|e| {
+        fail(
+            exitcodes::MOUNT_POINT,
+            format!("mount point {}: {e}", mp.display()),
+        )
+    })?;
+    if !meta.is_dir() {
+        return Err(fail(
+            exitcodes::MOUNT_POINT,
+            format!("mount point {} is not a directory", mp.display()),
+        ));
+    }
+    let canon = mp
+        .canonicalize()
+        .map_err(|e| fail(exitcodes::MOUNT_POINT, format!("{}: {e}", mp.display())))?;
+    if mounts().iter().any(|(p, _)| *p == canon) {
+        return Err(fail(
+            exitcodes::MOUNT_POINT,
+            format!("mount point {} is already in use", mp.display()),
+        ));
+    }
+    Ok(canon)
+}
+
+fn take_lock(cipherdir: &Path) -> Result<File, Failure> {
+    let p = cipherdir.join(LOCK_FILE);
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&p)
+        .map_err(|e| Failure::from(VolumeError::io(&p, e)))?;
+    sys::flock_nb(f.as_fd(), true)
+        .map_err(|_| Failure::from(VolumeError::Locked(cipherdir.display().to_string())))?;
+    Ok(f)
+}
+
+pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
+    let cipherdir = a
+        .cipherdir
+        .canonicalize()
+        .map_err(|e| fail(exitcodes::NOT_A_VOLUME, format!("{}: {e}", a.cipherdir.display())))?;
+    // Refuse a non-volume before asking for any passphrase.
+    crate::volume::VolumeConfig::read_unverified(&cipherdir)?;
+    let mountpoint = check_mountpoint(&a.mountpoint)?;
+    if mountpoint.starts_with(&cipherdir) {
+        return Err(fail(
+            exitcodes::MOUNT_POINT,
+            "the mount point must not lie inside the cipher directory".into(),
+        ));
+    }
+    let ks = g.open_store()?;
+    let vol = Volume::open(
+        &cipherdir,
+        &ks,
+        CacheOptions {
+            capacity: a.key_cache_size,
+            max_age: Duration::from_secs(a.key_cache_max_age),
+        },
+    )?;
+    drop(ks);
+    let lock = if a.read_only {
+        None
+    } else {
+        Some(take_lock(&cipherdir)?)
+    };
+    if a.foreground {
+        return serve(vol, &a, &mountpoint, None, lock);
+    }
+    // Daemonize: the child mounts and reports back through a pipe.
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(fail(exitcodes::OTHER, "pipe failed".into()));
+    }
+    // SAFETY: both fds are fresh and owned here.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: this process is single-threaded at this point (no FUSE threads yet).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(fail(exitcodes::OTHER, "fork failed".into()));
+    }
+    if pid == 0 {
+        drop(rd);
+        // SAFETY: setsid in the child detaches it from the terminal.
+        unsafe { libc::setsid() };
+        redirect_stdio(a.log_file.as_deref());
+        let code = match serve(vol, &a, &mountpoint, Some(wr), lock) {
+            Ok(()) => 0,
+            Err(f) => f.code,
+        };
+        std::process::exit(code);
+    }
+    drop(wr);
+    drop(lock);
+    wait_ready(rd, &mountpoint)
+}
+
+fn redirect_stdio(log: Option<&Path>) {
+    let null = OpenOptions::new().read(true).write(true).open("/dev/null");
+    let out = match log {
+        Some(p) => OpenOptions::new().create(true).append(true).open(p),
+        None => OpenOptions::new().write(true).open("/dev/null"),
+    };
+    // SAFETY: dup2 onto the standard descriptors with valid source fds.
+    unsafe {
+        if let Ok(n) = &null {
+            libc::dup2(n.as_raw_fd(), 0);
+        }
+        if let Ok(o) = &out {
+            libc::dup2(o.as_raw_fd(), 1);
+            libc::dup2(o.as_raw_fd(), 2);
+        }
+    }
+}
+
+fn wait_ready(rd: OwnedFd, mountpoint: &Path) -> Result<(), Failure> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut f = File::from(rd);
+    let mut pfd = libc::pollfd {
+        fd: f.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(fail(
+                exitcodes::MOUNT_FAILED,
+                format!("mount of {} did not become ready in 30 s", mountpoint.display()),
+            ));
+        }
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
+        if r > 0 {
+            break;
+        }
+    }
+    let mut msg = String::new();
+    let _ = f.read_to_string(&mut msg);
+    match msg.strip_prefix("OK") {
+        Some(_) => Ok(()),
+        None => {
+            let (code, text) = msg
+                .split_once(' ')
+                .map(|(c, t)| (c.parse().unwrap_or(exitcodes::MOUNT_FAILED), t.to_owned()))
+                .unwrap_or((exitcodes::MOUNT_FAILED, "the mount daemon exited".into()));
+            Err(fail(code, text))
+        }
+    }
+}
+
+fn serve(
+    vol: Volume,
+    a: &MountArgs,
+    mountpoint: &Path,
+    ready: Option<OwnedFd>,
+    lock: Option<File>,
+) -> Result<(), Failure> {
+    let report = |ready: &Option<OwnedFd>, msg: &str| {
+        if let Some(fd) = ready {
+            let mut f = File::from(fd.try_clone().expect("dup of the ready pipe"));
+            let _ = f.write_all(msg.as_bytes());
+        }
+    };
+    let r = (|| -> Result<fuser::Session<EnvelopeFs>, Failure> {
+        sys::umask(0);
+        sys::raise_nofile_limit();
+        let source = vol.root().display().to_string();
+        let fs = EnvelopeFs::new(Arc::new(vol), FsOptions { read_only: a.read_only })
+            .map_err(|e| fail(exitcodes::IO, format!("cannot open the cipher directory: {e}")))?;
+        let mut opts = vec![
+            fuser::MountOption::FSName(source),
+            fuser::MountOption::Subtype("envelopefs".into()),
+            fuser::MountOption::DefaultPermissions,
+        ];
+        if a.read_only {
+            opts.push(fuser::MountOption::RO);
+        }
+        if sys::geteuid() == 0 {
+            opts.push(fuser::MountOption::Dev);
+            opts.push(fuser::MountOption::Suid);
+        }
+        let mut cfg = fuser::Config::default();
+        cfg.mount_options = opts;
+        cfg.acl = if a.allow_other {
+            fuser::SessionACL::All
+        } else {
+            fuser::SessionACL::Owner
+        };
+        cfg.n_threads = Some(a.threads.clamp(1, 64));
+        cfg.clone_fd = true;
+        let session = fuser::Session::new(fs, mountpoint, &cfg)
+            .map_err(|e| fail(exitcodes::MOUNT_FAILED, format!("mount failed: {e}")))?;
+        Ok(session)
+    })();
+    let mut session = match r {
+        Ok(s) => s,
+        Err(f) => {
+            report(&ready, &format!("{} {}", f.code, f.msg));
+            return Err(f);
+        }
+    };
+    // Unmount cleanly on SIGTERM/SIGINT/SIGHUP.
+    let mut unmounter = session.unmount_callable();
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ]) {
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = unmounter.unmount();
+            }
+        });
+    }
+    report(&ready, "OK");
+    drop(ready);
+    let r = session.run();
+    drop(lock);
+    r.map_err(|e| fail(exitcodes::OTHER, format!("session ended: {e}")))
+}
+
+pub fn umount(mp: &Path) -> Result<(), Failure> {
+    let canon = mp
+        .canonicalize()
+        .map_err(|e| fail(exitcodes::MOUNT_POINT, format!("{}: {e}", mp.display())))?;
+    let source = mounts()
+        .into_iter()
+        .rev()
+        .find(|(p, _)| *p == canon)
+        .map(|(_, s)| s)
+        .ok_or_else(|| {
+            fail(
+                exitcodes::MOUNT_POINT,
+                format!("{} is not mounted", mp.display()),
+            )
+        })?;
+    match sys::umount(&canon, false) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            let ok = ["fusermount3", "fusermount"].iter().any(|b| {
+                std::process::Command::new(b)
+                    .arg("-u")
+                    .arg(&canon)
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false)
+            });
+            if !ok {
+                return Err(fail(exitcodes::MOUNT_POINT, format!("umount {}: {e}", mp.display())));
+            }
+        }
+        Err(e) => {
+            return Err(fail(exitcodes::MOUNT_POINT, format!("umount {}: {e}", mp.display())))
+        }
+    }
+    // Wait (bounded) for the daemon to let go of the volume lock.
+    let lock = Path::new(&source).join(LOCK_FILE);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        match File::open(&lock) {
+            Ok(f) => {
+                if sys::flock_nb(f.as_fd(), true).is_ok() {
+                    return Ok(());
+                }
+            }
+            Err(_) => return Ok(()),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}

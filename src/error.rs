@@ -1,0 +1,109 @@
+//! Typed errors, their errno inside the mount and their exit code outside it:
+//! one table each, in one place.
+
+use std::path::Path;
+
+use crate::kms::KmsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("{0} is not an envelopefs volume (no envelopefs.conf)")]
+    NotAVolume(String),
+    #[error("bad volume config: {0}")]
+    BadConfig(String),
+    #[error("{0}")]
+    BadOption(String),
+    #[error("{0}")]
+    Kms(#[from] KmsError),
+    #[error("the volume key does not unwrap: {0}")]
+    VolumeKey(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the volume at {0} is already mounted read-write (lock held)")]
+    Locked(String),
+    #[error("mount point {0}: {1}")]
+    MountPoint(String, String),
+    #[error("mount failed: {0}")]
+    Mount(String),
+}
+
+impl VolumeError {
+    pub fn io(p: &Path, e: std::io::Error) -> VolumeError {
+        VolumeError::Io {
+            path: p.display().to_string(),
+            source: e,
+        }
+    }
+}
+
+/// Errors of file content operations inside a mount.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{what} (backing file {path})")]
+    Corrupt { what: String, path: String },
+}
+
+impl ContentError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            ContentError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+            ContentError::Corrupt { .. } => libc::EIO,
+        }
+    }
+}
+
+/// The exit codes of the CLI, one per class of failure.
+pub mod exitcodes {
+    pub const OK: i32 = 0;
+    pub const OTHER: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const NOT_A_VOLUME: i32 = 10;
+    pub const BAD_CONFIG: i32 = 11;
+    pub const WRONG_PASSPHRASE: i32 = 12;
+    pub const NO_KEYSTORE: i32 = 13;
+    pub const KEYSTORE_CORRUPT: i32 = 14;
+    pub const KEY_STATE: i32 = 15;
+    pub const NOT_FOUND: i32 = 16;
+    pub const INVALID_CIPHERTEXT: i32 = 17;
+    pub const VALIDATION: i32 = 18;
+    pub const MOUNT_POINT: i32 = 20;
+    pub const LOCKED: i32 = 21;
+    pub const MOUNT_FAILED: i32 = 22;
+    pub const IO: i32 = 23;
+    pub const PASSPHRASE: i32 = 24;
+}
+
+pub fn kms_exit_code(e: &KmsError) -> i32 {
+    use exitcodes::*;
+    match e {
+        KmsError::NotFound(_) => NOT_FOUND,
+        KmsError::Disabled(_) | KmsError::InvalidState(_) => KEY_STATE,
+        KmsError::InvalidCiphertext => INVALID_CIPHERTEXT,
+        KmsError::Validation(_) | KmsError::AlreadyExists(_) => VALIDATION,
+        KmsError::WrongPassphrase(_) => WRONG_PASSPHRASE,
+        KmsError::NoStore(_) => NO_KEYSTORE,
+        KmsError::StoreCorrupt { .. } => KEYSTORE_CORRUPT,
+        KmsError::Passphrase(_) => PASSPHRASE,
+        KmsError::Io { .. } => IO,
+    }
+}
+
+pub fn volume_exit_code(e: &VolumeError) -> i32 {
+    use exitcodes::*;
+    match e {
+        VolumeError::NotAVolume(_) => NOT_A_VOLUME,
+        VolumeError::BadConfig(_) | VolumeError::VolumeKey(_) => BAD_CONFIG,
+        VolumeError::BadOption(_) => USAGE,
+        VolumeError::Kms(k) => kms_exit_code(k),
+        VolumeError::Io { .. } => IO,
+        VolumeError::Locked(_) => LOCKED,
+        VolumeError::MountPoint(..) => MOUNT_POINT,
+        VolumeError::Mount(_) => MOUNT_FAILED,
+    }
+}

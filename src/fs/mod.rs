@@ -1,0 +1,1009 @@
+//! The FUSE frontend: translates kernel requests into node-table, name and
+//! volume calls. It never touches ciphertext layout itself.
+
+pub mod nodes;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
+};
+use log::error;
+use parking_lot::Mutex;
+
+use crate::crypto::names::DirContext;
+use crate::error::ContentError;
+use crate::sys;
+use crate::volume::{Volume, USER_XATTR_PREFIX};
+use nodes::{Node, NodeTable};
+
+const TTL: Duration = Duration::from_secs(1);
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FsOptions {
+    pub read_only: bool,
+}
+
+struct FileHandleState {
+    node: Arc<Node>,
+    fd: OwnedFd,
+}
+
+struct DirHandleState {
+    entries: Vec<(u64, FileType, OsString)>,
+}
+
+enum Handle {
+    File(FileHandleState),
+    Dir(DirHandleState),
+}
+
+pub struct EnvelopeFs {
+    vol: Arc<Volume>,
+    nodes: NodeTable,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    opts: FsOptions,
+    is_root_daemon: bool,
+}
+
+type Res<T> = Result<T, Errno>;
+
+fn errno_of(e: &std::io::Error) -> Errno {
+    Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn io(e: std::io::Error) -> Errno {
+    errno_of(&e)
+}
+
+/// The one place a content error becomes an errno; corruption is logged with
+/// the backing file's path.
+fn content_err(e: ContentError) -> Errno {
+    if let ContentError::Corrupt { .. } = &e {
+        error!("{e}");
+    }
+    Errno::from_i32(e.errno())
+}
+
+fn systime(sec: i64, nsec: i64) -> SystemTime {
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nsec as u64)
+    }
+}
+
+fn timespec(t: Option<TimeOrNow>) -> libc::timespec {
+    match t {
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(TimeOrNow::Now) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(TimeOrNow::SpecificTime(st)) => match st.duration_since(UNIX_EPOCH) {
+            Ok(d) => libc::timespec {
+                tv_sec: d.as_secs() as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            },
+            Err(e) => {
+                let d = e.duration();
+                let mut sec = -(d.as_secs() as i64);
+                let mut nsec = d.subsec_nanos() as i64;
+                if nsec > 0 {
+                    sec -= 1;
+                    nsec = 1_000_000_000 - nsec;
+                }
+                libc::timespec {
+                    tv_sec: sec as libc::time_t,
+                    tv_nsec: nsec as libc::c_long,
+                }
+            }
+        },
+    }
+}
+
+impl EnvelopeFs {
+    pub fn new(vol: Arc<Volume>, opts: FsOptions) -> std::io::Result<EnvelopeFs> {
+        let root_fd = sys::open_dir_path(vol.root())?;
+        let st = sys::fstat(root_fd.as_fd())?;
+        Ok(EnvelopeFs {
+            nodes: NodeTable::new(root_fd, &st),
+            vol,
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            opts,
+            is_root_daemon: sys::geteuid() == 0,
+        })
+    }
+
+    pub fn volume(&self) -> &Arc<Volume> {
+        &self.vol
+    }
+
+    fn node(&self, ino: INodeNo) -> Res<Arc<Node>> {
+        self.nodes.get(ino.0).ok_or(Errno::ESTALE)
+    }
+
+    fn dir_node(&self, ino: INodeNo) -> Res<Arc<Node>> {
+        let n = self.node(ino)?;
+        if n.kind != FileType::Directory {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(n)
+    }
+
+    fn backing_name(&self, dir: &Node, name: &OsStr) -> Res<OsString> {
+        sys::check_component(name).map_err(io)?;
+        self.vol
+            .names()
+            .to_backing(DirContext { is_root: dir.is_root() }, name)
+            .map_err(|_| Errno::EPERM)
+    }
+
+    fn writable(&self) -> Res<()> {
+        if self.opts.read_only {
+            Err(Errno::EROFS)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn attr_of(&self, node: &Node, st: &libc::stat) -> FileAttr {
+        let size = match node.kind {
+            FileType::RegularFile => self.vol.plain_size(st.st_size as u64),
+            FileType::Symlink => {
+                // base64 (no padding) of nonce || target || tag
+                let raw = (st.st_size as u64) * 3 / 4;
+                raw.saturating_sub(28)
+            }
+            _ => st.st_size as u64,
+        };
+        FileAttr {
+            ino: INodeNo(node.id),
+            size,
+            blocks: st.st_blocks as u64,
+            atime: systime(st.st_atime, st.st_atime_nsec),
+            mtime: systime(st.st_mtime, st.st_mtime_nsec),
+            ctime: systime(st.st_ctime, st.st_ctime_nsec),
+            crtime: UNIX_EPOCH,
+            kind: node.kind,
+            perm: (st.st_mode & 0o7777) as u16,
+            nlink: st.st_nlink as u32,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            rdev: st.st_rdev as u32,
+            blksize: self.vol.config().block_size,
+            flags: 0,
+        }
+    }
+
+    fn node_attr(&self, node: &Node) -> Res<FileAttr> {
+        let st = sys::fstat(node.fd()).map_err(io)?;
+        Ok(self.attr_of(node, &st))
+    }
+
+    /// Open `dir/bname` as O_PATH and register a lookup of it.
+    fn lookup_backing(&self, dir: &Node, bname: &OsStr) -> Res<(Arc<Node>, FileAttr)> {
+        let fd = sys::openat(dir.fd(), bname, libc::O_PATH, 0).map_err(io)?;
+        self.register(fd)
+    }
+
+    fn register(&self, fd: OwnedFd) -> Res<(Arc<Node>, FileAttr)> {
+        let st = sys::fstat(fd.as_fd()).map_err(io)?;
+        let node = self.nodes.lookup(fd, &st).ok_or(Errno::EIO)?;
+        let attr = self.attr_of(&node, &st);
+        Ok((node, attr))
+    }
+
+    /// Give a new entry to the caller: as root, create-then-chown so that the
+    /// backing owner matches the mount's.
+    fn set_owner(&self, req: &Request, dir: &Node, fd: BorrowedFd<'_>) -> Res<()> {
+        if !self.is_root_daemon {
+            return Ok(());
+        }
+        let dst = sys::fstat(dir.fd()).map_err(io)?;
+        let gid = if dst.st_mode & libc::S_ISGID != 0 {
+            None
+        } else {
+            Some(req.gid())
+        };
+        sys::fchown_fd(fd, Some(req.uid()), gid).map_err(io)
+    }
+
+    fn new_fh(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles.lock().insert(fh, Arc::new(h));
+        fh
+    }
+
+    fn file_handle(&self, fh: FileHandle) -> Res<Arc<Handle>> {
+        let h = self.handles.lock().get(&fh.0).cloned().ok_or(Errno::EBADF)?;
+        match &*h {
+            Handle::File(_) => Ok(h),
+            Handle::Dir(_) => Err(Errno::EISDIR),
+        }
+    }
+
+    fn with_file<T>(&self, fh: FileHandle, f: impl FnOnce(&FileHandleState) -> Res<T>) -> Res<T> {
+        let h = self.file_handle(fh)?;
+        match &*h {
+            Handle::File(fs) => f(fs),
+            Handle::Dir(_) => Err(Errno::EISDIR),
+        }
+    }
+
+    /// A real descriptor of a regular file node for content work outside a handle.
+    fn content_fd(&self, node: &Node, write: bool) -> Res<OwnedFd> {
+        let flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
+        sys::reopen(node.fd(), flags).map_err(io)
+    }
+
+    fn open_backing_flags(flags: i32) -> i32 {
+        // The daemon reads for read-modify-write and computes offsets itself.
+        let strip = libc::O_APPEND | libc::O_TRUNC | libc::O_DIRECT | libc::O_CREAT | libc::O_EXCL
+            | libc::O_NOCTTY | libc::O_ACCMODE | libc::O_PATH;
+        (flags & !strip) | libc::O_RDWR
+    }
+
+    fn do_setattr(
+        &self,
+        node: &Arc<Node>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<FileHandle>,
+    ) -> Res<FileAttr> {
+        if mode.is_some() || uid.is_some() || gid.is_some() || size.is_some() || atime.is_some() || mtime.is_some() {
+            self.writable()?;
+        }
+        if let Some(size) = size {
+            if node.kind != FileType::RegularFile {
+                return Err(Errno::EINVAL);
+            }
+            let own;
+            let fd = match fh.and_then(|f| self.file_handle(f).ok()) {
+                Some(h) => match &*h {
+                    Handle::File(s) => {
+                        let r = node.content.truncate(&self.vol, s.fd.as_fd(), size);
+                        r.map_err(content_err)?;
+                        None
+                    }
+                    Handle::Dir(_) => return Err(Errno::EISDIR),
+                },
+                None => {
+                    own = self.content_fd(node, true)?;
+                    Some(own)
+                }
+            };
+            if let Some(fd) = fd {
+                node.content
+                    .truncate(&self.vol, fd.as_fd(), size)
+                    .map_err(content_err)?;
+            }
+        }
+        if uid.is_some() || gid.is_some() {
+            sys::fchown_fd(node.fd(), uid, gid).map_err(io)?;
+        }
+        if let Some(mode) = mode {
+            if node.kind == FileType::Symlink {
+                return Err(Errno::EOPNOTSUPP);
+            }
+            sys::fchmod_fd(node.fd(), mode & 0o7777).map_err(io)?;
+        }
+        if atime.is_some() || mtime.is_some() {
+            let ts = [timespec(atime), timespec(mtime)];
+            sys::utimens_fd(node.fd(), &ts).map_err(io)?;
+        }
+        self.node_attr(node)
+    }
+
+    fn do_create_node(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        rdev: u32,
+    ) -> Res<(Arc<Node>, FileAttr)> {
+        self.writable()?;
+        let dir = self.dir_node(parent)?;
+        let bname = self.backing_name(&dir, name)?;
+        let fmt = mode & libc::S_IFMT;
+        if fmt == libc::S_IFREG || fmt == 0 {
+            let (node, attr, _fd) = self.do_create_file(req, &dir, &bname, mode, true)?;
+            return Ok((node, attr));
+        }
+        if (fmt == libc::S_IFCHR || fmt == libc::S_IFBLK) && !self.is_root_daemon {
+            return Err(Errno::EPERM);
+        }
+        sys::mknodat(dir.fd(), &bname, mode, rdev as u64).map_err(io)?;
+        let fd = sys::openat(dir.fd(), &bname, libc::O_PATH, 0).map_err(io)?;
+        self.set_owner(req, &dir, fd.as_fd())?;
+        self.register(fd)
+    }
+
+    /// Create a regular file with its header; returns its node and an open RDWR fd.
+    fn do_create_file(
+        &self,
+        req: &Request,
+        dir: &Node,
+        bname: &OsStr,
+        mode: u32,
+        exclusive: bool,
+    ) -> Res<(Arc<Node>, FileAttr, OwnedFd)> {
+        let perm = mode & 0o7777;
+        let (fd, created) = match sys::openat(
+            dir.fd(),
+            bname,
+            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+            perm,
+        ) {
+            Ok(fd) => (fd, true),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !exclusive => {
+                (sys::openat(dir.fd(), bname, libc::O_RDWR | libc::O_NONBLOCK, 0).map_err(io)?, false)
+            }
+            Err(e) => return Err(io(e)),
+        };
+        if created {
+            self.set_owner(req, dir, fd.as_fd())?;
+            if perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
+                // chown cleared the set-id bits; put back what was asked for.
+                let _ = sys::fchmod_fd(fd.as_fd(), perm);
+            }
+        }
+        let st = sys::fstat(fd.as_fd()).map_err(io)?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(Errno::EEXIST);
+        }
+        let pfd = sys::reopen(fd.as_fd(), libc::O_PATH).map_err(io)?;
+        let (node, _) = self.register(pfd)?;
+        if created {
+            if let Err(e) = node.content.create(&self.vol, fd.as_fd()) {
+                let _ = sys::unlinkat(dir.fd(), bname, false);
+                return Err(content_err(e));
+            }
+        }
+        let attr = self.node_attr(&node)?;
+        Ok((node, attr, fd))
+    }
+
+    fn xattr_backing_name(name: &OsStr) -> Res<Vec<u8>> {
+        let b = name.as_bytes();
+        match b.strip_prefix(b"user.") {
+            Some(rest) if !rest.is_empty() => {
+                let mut v = USER_XATTR_PREFIX.to_vec();
+                v.extend_from_slice(rest);
+                if v.len() > 255 {
+                    return Err(Errno::ERANGE);
+                }
+                Ok(v)
+            }
+            Some(_) => Err(Errno::EINVAL),
+            None => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    /// The crypto state a node's xattr values are sealed under (None: volume-derived).
+    fn xattr_crypto(
+        &self,
+        node: &Node,
+        create: bool,
+    ) -> Res<Option<Arc<crate::crypto::content::FileCrypto>>> {
+        match node.kind {
+            FileType::Directory => Ok(None),
+            FileType::RegularFile => {
+                let fd = self.content_fd(node, create)?;
+                if create {
+                    node.content
+                        .crypto(&self.vol, fd.as_fd())
+                        .map(Some)
+                        .map_err(content_err)
+                } else {
+                    node.content
+                        .crypto_if_any(&self.vol, fd.as_fd())
+                        .map_err(content_err)
+                }
+            }
+            _ => Err(Errno::EPERM),
+        }
+    }
+
+    fn get_xattr(&self, ino: INodeNo, name: &OsStr) -> Res<Vec<u8>> {
+        let node = self.node(ino)?;
+        let bname = match Self::xattr_backing_name(name) {
+            Ok(b) => b,
+            Err(e) if e == Errno::EOPNOTSUPP => return Err(Errno::NO_XATTR),
+            Err(e) => return Err(e),
+        };
+        if !matches!(node.kind, FileType::Directory | FileType::RegularFile) {
+            return Err(Errno::NO_XATTR);
+        }
+        let blob = sys::getxattr_fd(node.fd(), &bname).map_err(io)?;
+        let fc = self.xattr_crypto(&node, false)?;
+        if node.kind == FileType::RegularFile && fc.is_none() {
+            return Err(Errno::EIO);
+        }
+        self.vol
+            .decrypt_xattr(fc.as_deref(), name.as_bytes(), &blob)
+            .ok_or_else(|| {
+                error!(
+                    "xattr {:?} of node {} failed authentication",
+                    name, node.id
+                );
+                Errno::EIO
+            })
+    }
+
+    fn list_xattrs(&self, ino: INodeNo) -> Res<Vec<u8>> {
+        let node = self.node(ino)?;
+        if !matches!(node.kind, FileType::Directory | FileType::RegularFile) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for n in sys::listxattr_fd(node.fd()).map_err(io)? {
+            if let Some(rest) = n.strip_prefix(USER_XATTR_PREFIX) {
+                out.extend_from_slice(b"user.");
+                out.extend_from_slice(rest);
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn reply_entry(reply: ReplyEntry, r: Res<(Arc<Node>, FileAttr)>) {
+    match r {
+        Ok((_, attr)) => reply.entry(&TTL, &attr, Generation(0)),
+        Err(e) => reply.error(e),
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, r: Res<()>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, size: u32, r: Res<Vec<u8>>) {
+    match r {
+        Ok(v) if size == 0 => reply.size(v.len() as u32),
+        Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
+        Ok(v) => reply.data(&v),
+        Err(e) => reply.error(e),
+    }
+}
+
+impl Filesystem for EnvelopeFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        self.vol.key_cache().flush();
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let r = (|| {
+            let dir = self.dir_node(parent)?;
+            let bname = self
+                .backing_name(&dir, name)
+                .map_err(|e| if e == Errno::EPERM { Errno::ENOENT } else { e })?;
+            self.lookup_backing(&dir, &bname)
+        })();
+        reply_entry(reply, r);
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.nodes.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.node(ino).and_then(|n| self.node_attr(&n)) {
+            Ok(a) => reply.attr(&TTL, &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let r = self
+            .node(ino)
+            .and_then(|n| self.do_setattr(&n, mode, uid, gid, size, atime, mtime, fh));
+        match r {
+            Ok(a) => reply.attr(&TTL, &a),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let r = (|| {
+            let n = self.node(ino)?;
+            if n.kind != FileType::Symlink {
+                return Err(Errno::EINVAL);
+            }
+            let raw = sys::readlink_fd(n.fd()).map_err(io)?;
+            self.vol.decrypt_symlink(&raw).ok_or_else(|| {
+                error!("symlink node {} has a target that fails authentication", n.id);
+                Errno::EIO
+            })
+        })();
+        match r {
+            Ok(t) => reply.data(&t),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        reply_entry(reply, self.do_create_node(req, parent, name, mode, rdev));
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = (|| {
+            self.writable()?;
+            let dir = self.dir_node(parent)?;
+            let bname = self.backing_name(&dir, name)?;
+            sys::mkdirat(dir.fd(), &bname, mode & 0o7777).map_err(io)?;
+            let fd = sys::openat(dir.fd(), &bname, libc::O_PATH | libc::O_DIRECTORY, 0)
+                .map_err(io)?;
+            self.set_owner(req, &dir, fd.as_fd())?;
+            self.register(fd)
+        })();
+        reply_entry(reply, r);
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = (|| {
+            self.writable()?;
+            let dir = self.dir_node(parent)?;
+            let bname = self.backing_name(&dir, name)?;
+            sys::unlinkat(dir.fd(), &bname, false).map_err(io)
+        })();
+        reply_empty(reply, r);
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = (|| {
+            self.writable()?;
+            let dir = self.dir_node(parent)?;
+            let bname = self.backing_name(&dir, name)?;
+            sys::unlinkat(dir.fd(), &bname, true).map_err(io)
+        })();
+        reply_empty(reply, r);
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let r = (|| {
+            self.writable()?;
+            let dir = self.dir_node(parent)?;
+            let bname = self.backing_name(&dir, link_name)?;
+            let t = target.as_os_str().as_bytes();
+            if t.len() > Volume::MAX_SYMLINK_TARGET {
+                return Err(Errno::ENAMETOOLONG);
+            }
+            let enc = self.vol.encrypt_symlink(t);
+            sys::symlinkat(&enc, dir.fd(), &bname).map_err(io)?;
+            let fd = sys::openat(dir.fd(), &bname, libc::O_PATH, 0).map_err(io)?;
+            self.set_owner(req, &dir, fd.as_fd())?;
+            self.register(fd)
+        })();
+        reply_entry(reply, r);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let r = (|| {
+            self.writable()?;
+            let od = self.dir_node(parent)?;
+            let nd = self.dir_node(newparent)?;
+            let on = self.backing_name(&od, name)?;
+            let nn = self.backing_name(&nd, newname)?;
+            let allowed = RenameFlags::RENAME_NOREPLACE | RenameFlags::RENAME_EXCHANGE;
+            if !(flags - allowed).is_empty() {
+                return Err(Errno::EINVAL);
+            }
+            sys::renameat2(od.fd(), &on, nd.fd(), &nn, flags.bits()).map_err(io)
+        })();
+        reply_empty(reply, r);
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let r = (|| {
+            self.writable()?;
+            let n = self.node(ino)?;
+            let nd = self.dir_node(newparent)?;
+            let nn = self.backing_name(&nd, newname)?;
+            sys::linkat_fd(n.fd(), nd.fd(), &nn).map_err(io)?;
+            self.lookup_backing(&nd, &nn)
+        })();
+        reply_entry(reply, r);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let r = (|| {
+            let node = self.node(ino)?;
+            if node.kind != FileType::RegularFile {
+                return Err(Errno::EINVAL);
+            }
+            let acc = flags.0 & libc::O_ACCMODE;
+            if acc != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
+                self.writable()?;
+            }
+            let fd = if self.opts.read_only {
+                sys::reopen(node.fd(), libc::O_RDONLY).map_err(io)?
+            } else {
+                match sys::reopen(node.fd(), Self::open_backing_flags(flags.0)) {
+                    Ok(fd) => fd,
+                    // A non-root daemon may lack read access to a write-only file.
+                    Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
+                        sys::reopen(node.fd(), (Self::open_backing_flags(flags.0) & !libc::O_ACCMODE) | acc)
+                            .map_err(io)?
+                    }
+                    Err(e) => return Err(io(e)),
+                }
+            };
+            if flags.0 & libc::O_TRUNC != 0 {
+                node.content
+                    .truncate(&self.vol, fd.as_fd(), 0)
+                    .map_err(content_err)?;
+            }
+            Ok(self.new_fh(Handle::File(FileHandleState { node, fd })))
+        })();
+        match r {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let r = self.with_file(fh, |h| {
+            h.node
+                .content
+                .read(&self.vol, h.fd.as_fd(), offset, size)
+                .map_err(content_err)
+        });
+        match r {
+            Ok(d) => reply.data(&d),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let r = self.with_file(fh, |h| {
+            self.writable()?;
+            h.node
+                .content
+                .write(&self.vol, h.fd.as_fd(), offset, data)
+                .map_err(content_err)
+        });
+        match r {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Writes go to the backing file synchronously; nothing is buffered here.
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.handles.lock().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        let r = self.with_file(fh, |h| sys::fsync(h.fd.as_fd(), datasync).map_err(io));
+        reply_empty(reply, r);
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let r = (|| {
+            let dir = self.dir_node(ino)?;
+            let ctx = DirContext {
+                is_root: dir.is_root(),
+            };
+            let mut entries = vec![
+                (dir.id, FileType::Directory, OsString::from(".")),
+                (dir.id, FileType::Directory, OsString::from("..")),
+            ];
+            for (name, dtype, ino) in sys::list_dir(dir.fd()).map_err(io)? {
+                let bname = OsString::from_vec(name);
+                let Some(plain) = self.vol.names().to_plain(ctx, &bname) else {
+                    continue;
+                };
+                let kind = match dtype {
+                    libc::DT_DIR => FileType::Directory,
+                    libc::DT_LNK => FileType::Symlink,
+                    libc::DT_FIFO => FileType::NamedPipe,
+                    libc::DT_SOCK => FileType::Socket,
+                    libc::DT_CHR => FileType::CharDevice,
+                    libc::DT_BLK => FileType::BlockDevice,
+                    _ => FileType::RegularFile,
+                };
+                entries.push((self.nodes.id_for(dir.dev, ino), kind, plain));
+            }
+            Ok(self.new_fh(Handle::Dir(DirHandleState { entries })))
+        })();
+        match r {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let h = self.handles.lock().get(&fh.0).cloned();
+        let Some(h) = h else {
+            return reply.error(Errno::EBADF);
+        };
+        let Handle::Dir(d) = &*h else {
+            return reply.error(Errno::ENOTDIR);
+        };
+        for (i, (ino, kind, name)) in d.entries.iter().enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.handles.lock().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        let r = (|| {
+            let n = self.dir_node(ino)?;
+            let fd = sys::reopen(n.fd(), libc::O_RDONLY | libc::O_DIRECTORY).map_err(io)?;
+            sys::fsync(fd.as_fd(), datasync).map_err(io)
+        })();
+        reply_empty(reply, r);
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.nodes.get(nodes::ROOT_ID).map(|r| sys::fstatvfs(r.fd())) {
+            Some(Ok(s)) => reply.statfs(
+                s.f_blocks,
+                s.f_bfree,
+                s.f_bavail,
+                s.f_files,
+                s.f_ffree,
+                s.f_bsize as u32,
+                255,
+                s.f_frsize as u32,
+            ),
+            Some(Err(e)) => reply.error(io(e)),
+            None => reply.error(Errno::EIO),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let r = (|| {
+            self.writable()?;
+            let node = self.node(ino)?;
+            let bname = Self::xattr_backing_name(name)?;
+            let fc = self.xattr_crypto(&node, true)?;
+            let blob = self.vol.encrypt_xattr(fc.as_deref(), name.as_bytes(), value);
+            sys::setxattr_fd(node.fd(), &bname, &blob, flags).map_err(io)
+        })();
+        reply_empty(reply, r);
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        reply_xattr(reply, size, self.get_xattr(ino, name));
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        reply_xattr(reply, size, self.list_xattrs(ino));
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let r = (|| {
+            self.writable()?;
+            let node = self.node(ino)?;
+            let bname = Self::xattr_backing_name(name).map_err(|e| {
+                if e == Errno::EOPNOTSUPP {
+                    Errno::NO_XATTR
+                } else {
+                    e
+                }
+            })?;
+            if !matches!(node.kind, FileType::Directory | FileType::RegularFile) {
+                return Err(Errno::NO_XATTR);
+            }
+            sys::removexattr_fd(node.fd(), &bname).map_err(io)
+        })();
+        reply_empty(reply, r);
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let r = (|| {
+            self.writable()?;
+            let dir = self.dir_node(parent)?;
+            let bname = self.backing_name(&dir, name)?;
+            let (node, attr, fd) =
+                self.do_create_file(req, &dir, &bname, mode, flags & libc::O_EXCL != 0)?;
+            if flags & libc::O_TRUNC != 0 {
+                node.content
+                    .truncate(&self.vol, fd.as_fd(), 0)
+                    .map_err(content_err)?;
+            }
+            let fh = self.new_fh(Handle::File(FileHandleState { node, fd }));
+            Ok((attr, fh))
+        })();
+        match r {
+            Ok((attr, fh)) => reply.created(
+                &TTL,
+                &attr,
+                Generation(0),
+                FileHandle(fh),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let r = self.with_file(fh, |h| {
+            self.writable()?;
+            h.node
+                .content
+                .fallocate(&self.vol, h.fd.as_fd(), mode, offset, length)
+                .map_err(content_err)
+        });
+        reply_empty(reply, r);
+    }
+}

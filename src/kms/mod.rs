@@ -1,0 +1,77 @@
+//! The key service: master keys that wrap volume keys. The volume code talks
+//! to it only through [`KeyService`], so a remote KMS can stand in later.
+
+pub mod context;
+pub mod local;
+pub mod passphrase;
+
+pub use context::EncryptionContext;
+
+use zeroize::Zeroizing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    #[error("NotFoundException: {0}")]
+    NotFound(String),
+    #[error("DisabledException: {0}")]
+    Disabled(String),
+    #[error("KMSInvalidStateException: {0}")]
+    InvalidState(String),
+    #[error("InvalidCiphertextException: the ciphertext or its encryption context is not valid")]
+    InvalidCiphertext,
+    #[error("ValidationException: {0}")]
+    Validation(String),
+    #[error("AlreadyExistsException: {0}")]
+    AlreadyExists(String),
+    #[error("wrong passphrase for the key store at {0}")]
+    WrongPassphrase(String),
+    #[error("no key store at {0} (create one with `envelopefs kms create-key` or `envelopefs init`)")]
+    NoStore(String),
+    #[error("the key store at {path} is corrupt: {why}")]
+    StoreCorrupt { path: String, why: String },
+    #[error("passphrase: {0}")]
+    Passphrase(String),
+    #[error("key store I/O at {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result of GenerateDataKey.
+pub struct GeneratedDataKey {
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub ciphertext_blob: Vec<u8>,
+    pub key_arn: String,
+    pub key_material_id: String,
+}
+
+/// Result of Decrypt.
+pub struct DecryptedKey {
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub key_arn: String,
+    pub key_material_id: String,
+}
+
+/// What the volume layer needs of a key service.
+pub trait KeyService: Send + Sync {
+    /// Resolve a key ID, ARN, alias name or alias ARN to the key's ARN.
+    fn resolve(&self, key: &str) -> Result<String, KmsError>;
+    /// A fresh random data key and its blob wrapped under `key`.
+    fn generate_data_key(
+        &self,
+        key: &str,
+        bytes: usize,
+        context: &EncryptionContext,
+    ) -> Result<GeneratedDataKey, KmsError>;
+    /// Unwrap a blob; `key`, when given, must name the key that wrapped it.
+    fn decrypt(
+        &self,
+        blob: &[u8],
+        context: &EncryptionContext,
+        key: Option<&str>,
+    ) -> Result<DecryptedKey, KmsError>;
+    /// A short name of the provider, recorded in the volume config.
+    fn provider(&self) -> &'static str;
+}

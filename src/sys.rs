@@ -1,0 +1,568 @@
+//! Every raw syscall wrapper in one place (as gocryptfs's `syscallcompat`).
+//!
+//! All backing-directory access goes through file descriptors: a node keeps an
+//! `O_PATH` descriptor and children are reached with `*at` calls and
+//! `O_NOFOLLOW`, so a symlink planted in the backing directory is never followed.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+fn cstr(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_size(ret: libc::ssize_t) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+const EMPTY: &CStr = c"";
+
+/// A name component: one path element with no slash, not "." or "..".
+pub fn check_component(name: &OsStr) -> io::Result<()> {
+    let b = name.as_bytes();
+    if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    if b.len() > 255 {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    Ok(())
+}
+
+/// `openat` with `O_NOFOLLOW | O_CLOEXEC` always added.
+pub fn openat(dir: BorrowedFd<'_>, name: &OsStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let c = cstr(name)?;
+    // SAFETY: c is a valid NUL-terminated string; the returned fd is owned by us.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            mode as libc::c_uint,
+        )
+    };
+    check(fd)?;
+    // SAFETY: fd was just returned by openat and is not owned elsewhere.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Open a path (the backing root) as an `O_PATH` directory descriptor.
+pub fn open_dir_path(path: &std::path::Path) -> io::Result<OwnedFd> {
+    let c = cstr(path.as_os_str())?;
+    // SAFETY: valid C string; fd ownership transferred to OwnedFd.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    };
+    check(fd)?;
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Re-open an `O_PATH` descriptor with real access flags via /proc/self/fd.
+/// Only called on nodes already known to be regular files or directories.
+pub fn reopen(fd: BorrowedFd<'_>, flags: i32) -> io::Result<OwnedFd> {
+    let path = proc_path(fd);
+    // SAFETY: valid C string; fresh fd is owned by us.
+    let nfd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            (flags | libc::O_CLOEXEC) & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW),
+        )
+    };
+    check(nfd)?;
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(nfd) })
+}
+
+pub fn proc_path(fd: BorrowedFd<'_>) -> CString {
+    // A decimal number never holds a NUL byte.
+    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default()
+}
+
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    // SAFETY: zeroed stat is a valid out-parameter; empty path with AT_EMPTY_PATH
+    // stats the descriptor itself (works for O_PATH).
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        check(libc::fstatat(
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            &mut st,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        ))?;
+        Ok(st)
+    }
+}
+
+pub fn fstatat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<libc::stat> {
+    let c = cstr(name)?;
+    // SAFETY: valid pointers; never follows a symlink.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        check(libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ))?;
+        Ok(st)
+    }
+}
+
+pub fn mkdirat(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid C string.
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) })?;
+    Ok(())
+}
+
+pub fn mknodat(dir: BorrowedFd<'_>, name: &OsStr, mode: u32, rdev: u64) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid C string.
+    check(unsafe {
+        libc::mknodat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            mode as libc::mode_t,
+            rdev as libc::dev_t,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn unlinkat(dir: BorrowedFd<'_>, name: &OsStr, is_dir: bool) -> io::Result<()> {
+    let c = cstr(name)?;
+    let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
+    // SAFETY: valid C string.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) })?;
+    Ok(())
+}
+
+pub fn renameat2(
+    odir: BorrowedFd<'_>,
+    oname: &OsStr,
+    ndir: BorrowedFd<'_>,
+    nname: &OsStr,
+    flags: u32,
+) -> io::Result<()> {
+    let o = cstr(oname)?;
+    let n = cstr(nname)?;
+    // SAFETY: valid C strings.
+    check(unsafe {
+        libc::renameat2(
+            odir.as_raw_fd(),
+            o.as_ptr(),
+            ndir.as_raw_fd(),
+            n.as_ptr(),
+            flags,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn symlinkat(target: &[u8], dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let t = CString::new(target).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let c = cstr(name)?;
+    // SAFETY: valid C strings.
+    check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) })?;
+    Ok(())
+}
+
+/// readlink of an `O_PATH|O_NOFOLLOW` descriptor of a symlink.
+pub fn readlink_fd(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: buf is valid for buf.len() bytes.
+    let n = check_size(unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+        )
+    })?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// Hard-link the inode behind an `O_PATH` descriptor to `dir/name`.
+pub fn linkat_fd(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
+    let c = cstr(name)?;
+    // SAFETY: valid C strings; AT_EMPTY_PATH links the fd itself (needs CAP_DAC_READ_SEARCH
+    // for non-O_PATH use; we fall back to /proc below).
+    let r = unsafe {
+        libc::linkat(
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let p = proc_path(fd);
+    // SAFETY: valid C strings; AT_SYMLINK_FOLLOW resolves the /proc magic link to the inode.
+    check(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn fchown_fd(fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    let u = uid.unwrap_or(u32::MAX);
+    let g = gid.unwrap_or(u32::MAX);
+    // SAFETY: empty path with AT_EMPTY_PATH acts on the descriptor; never follows symlinks.
+    check(unsafe {
+        libc::fchownat(
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            u,
+            g,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(())
+}
+
+/// chmod of a non-symlink behind an `O_PATH` descriptor.
+pub fn fchmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    let p = proc_path(fd);
+    // SAFETY: valid C string; the magic link resolves to the inode itself.
+    check(unsafe { libc::chmod(p.as_ptr(), mode as libc::mode_t) })?;
+    Ok(())
+}
+
+/// Set times on the inode behind an `O_PATH` descriptor, symlinks included.
+pub fn utimens_fd(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> io::Result<()> {
+    // SAFETY: times points to two timespecs.
+    check(unsafe {
+        libc::utimensat(
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            times.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn pread_exact_or_eof(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the slice is valid for the given length.
+        let n = unsafe {
+            libc::pread(
+                fd.as_raw_fd(),
+                buf[done..].as_mut_ptr() as *mut libc::c_void,
+                buf.len() - done,
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            break;
+        }
+        done += n as usize;
+    }
+    Ok(done)
+}
+
+pub fn pwrite_all(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        // SAFETY: the slice is valid for the given length.
+        let n = unsafe {
+            libc::pwrite(
+                fd.as_raw_fd(),
+                buf[done..].as_ptr() as *const libc::c_void,
+                buf.len() - done,
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+pub fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid fd.
+    check(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) })?;
+    Ok(())
+}
+
+pub fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid fd.
+    check(unsafe {
+        if datasync {
+            libc::fdatasync(fd.as_raw_fd())
+        } else {
+            libc::fsync(fd.as_raw_fd())
+        }
+    })?;
+    Ok(())
+}
+
+pub fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid fd.
+    check(unsafe {
+        libc::fallocate(
+            fd.as_raw_fd(),
+            mode,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
+    // SAFETY: zeroed statvfs is a valid out-parameter.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        check(libc::fstatvfs(fd.as_raw_fd(), &mut st))?;
+        Ok(st)
+    }
+}
+
+/// Directory listing of an `O_PATH` directory descriptor: (name, d_type, ino).
+pub fn list_dir(fd: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, u8, u64)>> {
+    let dfd = reopen(fd, libc::O_RDONLY | libc::O_DIRECTORY)?;
+    let raw = dfd.as_raw_fd();
+    // SAFETY: fdopendir takes ownership of the raw fd on success.
+    let dir = unsafe { libc::fdopendir(raw) };
+    if dir.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    std::mem::forget(dfd);
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: dir is a valid DIR*; errno reset to tell end from error.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: dir is valid until closedir below.
+        let ent = unsafe { libc::readdir64(dir) };
+        if ent.is_null() {
+            let e = io::Error::last_os_error();
+            // SAFETY: dir is valid and closed once.
+            unsafe { libc::closedir(dir) };
+            if e.raw_os_error().unwrap_or(0) != 0 {
+                return Err(e);
+            }
+            return Ok(out);
+        }
+        // SAFETY: ent points to a valid dirent64 with a NUL-terminated name.
+        let (name, ty, ino) = unsafe {
+            let e = &*ent;
+            (
+                CStr::from_ptr(e.d_name.as_ptr()).to_bytes().to_vec(),
+                e.d_type,
+                e.d_ino,
+            )
+        };
+        if name != b"." && name != b".." {
+            out.push((name, ty, ino));
+        }
+    }
+}
+
+fn xattr_err_path(fd: BorrowedFd<'_>) -> CString {
+    proc_path(fd)
+}
+
+pub fn getxattr_fd(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
+    let p = xattr_err_path(fd);
+    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    loop {
+        // SAFETY: size query with a null buffer.
+        let size = check_size(unsafe {
+            libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0)
+        })?;
+        let mut buf = vec![0u8; size];
+        // SAFETY: buf valid for size bytes.
+        let r = unsafe {
+            libc::getxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ERANGE) {
+                continue; // grew in between
+            }
+            return Err(e);
+        }
+        buf.truncate(r as usize);
+        return Ok(buf);
+    }
+}
+
+pub fn setxattr_fd(fd: BorrowedFd<'_>, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
+    let p = xattr_err_path(fd);
+    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: pointers valid for the given lengths.
+    check(unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr() as *const libc::c_void,
+            value.len(),
+            flags,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn removexattr_fd(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let p = xattr_err_path(fd);
+    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: valid C strings.
+    check(unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) })?;
+    Ok(())
+}
+
+pub fn listxattr_fd(fd: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    let p = xattr_err_path(fd);
+    loop {
+        // SAFETY: size query.
+        let size = check_size(unsafe { libc::listxattr(p.as_ptr(), std::ptr::null_mut(), 0) })?;
+        let mut buf = vec![0u8; size];
+        // SAFETY: buf valid for size bytes.
+        let r = unsafe {
+            libc::listxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len())
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ERANGE) {
+                continue;
+            }
+            return Err(e);
+        }
+        buf.truncate(r as usize);
+        return Ok(buf
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.to_vec())
+            .collect());
+    }
+}
+
+/// fsetxattr on a real (non-O_PATH) descriptor, used when a file is created.
+pub fn fsetxattr(fd: BorrowedFd<'_>, name: &[u8], value: &[u8], flags: i32) -> io::Result<()> {
+    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: pointers valid for the given lengths.
+    check(unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            n.as_ptr(),
+            value.as_ptr() as *const libc::c_void,
+            value.len(),
+            flags,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn fgetxattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
+    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: buf valid for its length.
+    let r = check_size(unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            n.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+        )
+    })?;
+    buf.truncate(r);
+    Ok(buf)
+}
+
+/// flock; `exclusive` or shared, never blocking.
+pub fn flock_nb(fd: BorrowedFd<'_>, exclusive: bool) -> io::Result<()> {
+    let op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    } | libc::LOCK_NB;
+    // SAFETY: plain syscall on a valid fd.
+    check(unsafe { libc::flock(fd.as_raw_fd(), op) })?;
+    Ok(())
+}
+
+pub fn umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+pub fn geteuid() -> u32 {
+    // SAFETY: cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+pub fn umount(path: &std::path::Path, lazy: bool) -> io::Result<()> {
+    let c = cstr(path.as_os_str())?;
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: valid C string.
+    check(unsafe { libc::umount2(c.as_ptr(), flags) })?;
+    Ok(())
+}
+
+/// Raise the soft open-file limit to the hard limit: the daemon holds one
+/// `O_PATH` descriptor per live node.
+pub fn raise_nofile_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = rl.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+        }
+    }
+}
+
+pub fn raw(fd: &OwnedFd) -> RawFd {
+    fd.as_raw_fd()
+}

@@ -1,0 +1,173 @@
+//! The volume config (`envelopefs.conf`): settings fixed at creation, the
+//! wrapped volume key, and a MAC under the volume key so that an edited
+//! config is refused at mount.
+
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::aead::Cipher;
+use crate::crypto::keys::{derive, VolumeId, VolumeKey};
+use crate::error::VolumeError;
+
+pub const CONFIG_FILE: &str = "envelopefs.conf";
+pub const LOCK_FILE: &str = "envelopefs.lock";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyLocation {
+    Header,
+    Xattr,
+}
+
+impl std::fmt::Display for KeyLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyLocation::Header => "header",
+            KeyLocation::Xattr => "xattr",
+        })
+    }
+}
+
+/// The settings of a volume. Every field is covered by the MAC.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeConfig {
+    pub format_version: u32,
+    pub volume_id: String,
+    pub cipher: String,
+    pub block_size: u32,
+    pub key_location: KeyLocation,
+    pub name_scheme: String,
+    pub key_provider: String,
+    pub master_key_arn: String,
+    pub master_key_material_id: String,
+    pub wrapped_volume_key: String,
+    pub creation_date: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    config: VolumeConfig,
+    mac: String,
+}
+
+pub fn check_block_size(bs: u32) -> Result<(), VolumeError> {
+    if !(512..=1 << 20).contains(&bs) || !bs.is_power_of_two() {
+        return Err(VolumeError::BadOption(format!(
+            "block size {bs} must be a power of two from 512 to 1048576"
+        )));
+    }
+    Ok(())
+}
+
+impl VolumeConfig {
+    pub fn volume_id(&self) -> Result<VolumeId, VolumeError> {
+        uuid::Uuid::parse_str(&self.volume_id)
+            .map(|u| VolumeId(*u.as_bytes()))
+            .map_err(|_| VolumeError::BadConfig("volume_id is not a UUID".into()))
+    }
+
+    pub fn wrapped_key(&self) -> Result<Vec<u8>, VolumeError> {
+        B64.decode(&self.wrapped_volume_key)
+            .map_err(|_| VolumeError::BadConfig("wrapped_volume_key is not base64".into()))
+    }
+
+    fn mac_cipher(vk: &VolumeKey, vid: &VolumeId) -> Cipher {
+        Cipher::new(derive(vk.expose(), &vid.0, &[b"envelopefs config mac v1"]).expose())
+    }
+
+    fn canonical(&self) -> Result<Vec<u8>, VolumeError> {
+        serde_json::to_vec(self).map_err(|e| VolumeError::BadConfig(e.to_string()))
+    }
+
+    /// Check the fields a reader relies on before any key is involved.
+    pub fn validate(&self) -> Result<(), VolumeError> {
+        if self.format_version != FORMAT_VERSION {
+            return Err(VolumeError::BadConfig(format!(
+                "format version {} is not supported (this build reads {FORMAT_VERSION})",
+                self.format_version
+            )));
+        }
+        if self.cipher != "AES-256-GCM" {
+            return Err(VolumeError::BadConfig(format!("unknown cipher {}", self.cipher)));
+        }
+        if self.name_scheme != "plaintext" {
+            return Err(VolumeError::BadConfig(format!(
+                "unknown name scheme {}",
+                self.name_scheme
+            )));
+        }
+        check_block_size(self.block_size).map_err(|_| {
+            VolumeError::BadConfig(format!("block size {} is invalid", self.block_size))
+        })?;
+        self.volume_id()?;
+        Ok(())
+    }
+
+    /// Read a config without any key (for `info`). Not yet authenticated.
+    pub fn read_unverified(dir: &Path) -> Result<(VolumeConfig, String), VolumeError> {
+        let p = dir.join(CONFIG_FILE);
+        let raw = match std::fs::read(&p) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(VolumeError::NotAVolume(dir.display().to_string()))
+            }
+            Err(e) => return Err(VolumeError::io(&p, e)),
+        };
+        let f: ConfigFile = serde_json::from_slice(&raw)
+            .map_err(|e| VolumeError::BadConfig(format!("{}: {e}", p.display())))?;
+        f.config.validate()?;
+        Ok((f.config, f.mac))
+    }
+
+    /// Verify the MAC once the volume key is known.
+    pub fn verify(&self, mac: &str, vk: &VolumeKey) -> Result<(), VolumeError> {
+        let vid = self.volume_id()?;
+        let blob = B64
+            .decode(mac)
+            .map_err(|_| VolumeError::BadConfig("mac is not base64".into()))?;
+        let ok = Self::mac_cipher(vk, &vid)
+            .open_from_slice(&self.canonical()?, &blob)
+            .map(|p| p.is_empty())
+            .unwrap_or(false);
+        if !ok {
+            return Err(VolumeError::BadConfig(
+                "the config failed authentication: it was edited or damaged".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Write the config with its MAC; fails if one exists (settings are fixed).
+    pub fn write_new(&self, dir: &Path, vk: &VolumeKey) -> Result<(), VolumeError> {
+        let vid = self.volume_id()?;
+        let mac = B64.encode(Self::mac_cipher(vk, &vid).seal_to_vec(&self.canonical()?, b""));
+        let f = ConfigFile {
+            config: self.clone(),
+            mac,
+        };
+        let out = serde_json::to_vec_pretty(&f).map_err(|e| VolumeError::BadConfig(e.to_string()))?;
+        let p = dir.join(CONFIG_FILE);
+        let tmp = dir.join(format!(".{CONFIG_FILE}.tmp"));
+        std::fs::write(&tmp, &out).map_err(|e| VolumeError::io(&tmp, e))?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| VolumeError::io(&tmp, e))?;
+        // link() refuses an existing target, so a concurrent init cannot overwrite.
+        std::fs::hard_link(&tmp, &p).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                VolumeError::BadOption(format!("{} is already a volume", dir.display()))
+            } else {
+                VolumeError::io(&p, e)
+            }
+        })?;
+        std::fs::remove_file(&tmp).map_err(|e| VolumeError::io(&tmp, e))?;
+        Ok(())
+    }
+}

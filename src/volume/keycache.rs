@@ -1,0 +1,182 @@
+//! The unwrapped data-key cache of a mount: an LRU bounded by entries and by
+//! age, whose entries are zeroized on eviction, expiry, flush and drop.
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use parking_lot::Mutex;
+use zeroize::Zeroize;
+
+use crate::crypto::keys::{DataKey, FileId, KEY_LEN};
+
+pub const DEFAULT_CAPACITY: usize = 4096;
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+
+struct Entry {
+    key: [u8; KEY_LEN],
+    inserted: Instant,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.key.zeroize();
+        #[cfg(test)]
+        tests::observe_dropped(&self.key);
+    }
+}
+
+pub struct KeyCache {
+    inner: Mutex<LruCache<FileId, Entry>>,
+    max_age: Duration,
+    #[cfg(test)]
+    clock_offset: Mutex<Duration>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("len", &self.inner.lock().len())
+            .field("max_age", &self.max_age)
+            .finish()
+    }
+}
+
+impl KeyCache {
+    pub fn new(capacity: usize, max_age: Duration) -> KeyCache {
+        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        KeyCache {
+            inner: Mutex::new(LruCache::new(cap)),
+            max_age,
+            #[cfg(test)]
+            clock_offset: Mutex::new(Duration::ZERO),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        #[cfg(test)]
+        {
+            Instant::now() + *self.clock_offset.lock()
+        }
+        #[cfg(not(test))]
+        {
+            Instant::now()
+        }
+    }
+
+    pub fn get(&self, id: &FileId) -> Option<DataKey> {
+        let now = self.now();
+        let mut c = self.inner.lock();
+        let expired = match c.get(id) {
+            None => return None,
+            Some(e) => now.duration_since(e.inserted) > self.max_age,
+        };
+        if expired {
+            c.pop(id);
+            return None;
+        }
+        c.get(id).map(|e| DataKey::from_bytes(e.key))
+    }
+
+    pub fn insert(&self, id: FileId, key: &DataKey) {
+        let e = Entry {
+            key: *key.expose(),
+            inserted: self.now(),
+        };
+        self.inner.lock().put(id, e);
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drop (and zeroize) every entry: at unmount.
+    pub fn flush(&self) {
+        self.inner.lock().clear();
+    }
+}
+
+impl Drop for KeyCache {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    thread_local! {
+        static DROPPED: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Test hook: records whether a dropped entry's bytes were all zero.
+    pub(super) fn observe_dropped(bytes: &[u8; KEY_LEN]) {
+        DROPPED.with(|d| d.borrow_mut().push(bytes.iter().all(|b| *b == 0)));
+    }
+
+    fn dropped() -> Vec<bool> {
+        DROPPED.with(|d| std::mem::take(&mut *d.borrow_mut()))
+    }
+
+    fn id(n: u8) -> FileId {
+        FileId([n; 16])
+    }
+
+    #[test]
+    fn capacity_and_lru_order() {
+        dropped();
+        let c = KeyCache::new(2, Duration::from_secs(60));
+        let (k1, k2, k3) = (DataKey::random(), DataKey::random(), DataKey::random());
+        c.insert(id(1), &k1);
+        c.insert(id(2), &k2);
+        assert_eq!(c.get(&id(1)).unwrap().expose(), k1.expose()); // 1 is now most recent
+        c.insert(id(3), &k3); // evicts 2
+        assert!(c.get(&id(2)).is_none());
+        assert!(c.get(&id(1)).is_some());
+        assert!(c.get(&id(3)).is_some());
+        assert_eq!(c.len(), 2);
+        assert_eq!(dropped(), vec![true], "the evicted key was zeroized");
+    }
+
+    #[test]
+    fn max_age_expires() {
+        dropped();
+        let c = KeyCache::new(10, Duration::from_secs(60));
+        c.insert(id(1), &DataKey::random());
+        assert!(c.get(&id(1)).is_some());
+        *c.clock_offset.lock() = Duration::from_secs(61);
+        assert!(c.get(&id(1)).is_none());
+        assert_eq!(c.len(), 0);
+        assert_eq!(dropped(), vec![true]);
+    }
+
+    #[test]
+    fn flush_and_drop_zeroize() {
+        dropped();
+        let c = KeyCache::new(10, Duration::from_secs(60));
+        for i in 0..3 {
+            c.insert(id(i), &DataKey::random());
+        }
+        c.flush();
+        assert!(c.is_empty());
+        assert_eq!(dropped(), vec![true; 3]);
+        c.insert(id(9), &DataKey::random());
+        drop(c);
+        assert_eq!(dropped(), vec![true]);
+    }
+
+    #[test]
+    fn replacing_an_entry_zeroizes_the_old_one() {
+        dropped();
+        let c = KeyCache::new(10, Duration::from_secs(60));
+        c.insert(id(1), &DataKey::random());
+        c.insert(id(1), &DataKey::random());
+        assert_eq!(dropped(), vec![true]);
+    }
+}

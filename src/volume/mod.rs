@@ -1,0 +1,369 @@
+//! A volume: its config, its unwrapped volume key, and the encrypted layout
+//! of its backing files. The FUSE layer calls this; it never sees ciphertext.
+
+pub mod config;
+pub mod content;
+pub mod keycache;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+
+pub use config::{KeyLocation, VolumeConfig};
+pub use content::FileContent;
+use keycache::KeyCache;
+
+use crate::crypto::aead::Cipher;
+use crate::crypto::content::FileCrypto;
+use crate::crypto::header::HEADER_LEN;
+use crate::crypto::keys::{derive, FileId, VolumeId, VolumeKey};
+use crate::crypto::names::{NameTransform, PlaintextNames};
+use crate::crypto::offsets::Layout;
+use crate::error::VolumeError;
+use crate::kms::{EncryptionContext, KeyService};
+
+/// The xattr of a backing file that holds its header with `--key-location xattr`.
+pub const HEADER_XATTR: &[u8] = b"user.envelopefs.header";
+/// Prefix of backing xattrs that hold the user's (encrypted) xattrs.
+pub const USER_XATTR_PREFIX: &[u8] = b"user.e.";
+
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub block_size: u32,
+    pub key_location: KeyLocation,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            block_size: 4096,
+            key_location: KeyLocation::Header,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct CacheOptions {
+    pub capacity: usize,
+    pub max_age: Duration,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            capacity: keycache::DEFAULT_CAPACITY,
+            max_age: keycache::DEFAULT_MAX_AGE,
+        }
+    }
+}
+
+pub struct Volume {
+    root: PathBuf,
+    config: VolumeConfig,
+    vid: VolumeId,
+    vk: VolumeKey,
+    layout: Layout,
+    names: Box<dyn NameTransform>,
+    cache: KeyCache,
+}
+
+impl std::fmt::Debug for Volume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Volume")
+            .field("root", &self.root)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn volume_context(volume_id: &str) -> EncryptionContext {
+    EncryptionContext::new().with("envelopefs:volume-id", volume_id)
+}
+
+impl Volume {
+    /// Create a volume in `dir` (empty or missing) under master key `key`.
+    pub fn init(
+        dir: &Path,
+        ks: &dyn KeyService,
+        key: &str,
+        opts: &InitOptions,
+    ) -> Result<VolumeConfig, VolumeError> {
+        config::check_block_size(opts.block_size)?;
+        if dir.exists() {
+            let meta = std::fs::symlink_metadata(dir).map_err(|e| VolumeError::io(dir, e))?;
+            if !meta.is_dir() {
+                return Err(VolumeError::BadOption(format!(
+                    "{} is not a directory",
+                    dir.display()
+                )));
+            }
+            if dir.join(config::CONFIG_FILE).exists() {
+                return Err(VolumeError::BadOption(format!(
+                    "{} is already a volume",
+                    dir.display()
+                )));
+            }
+            let mut it = std::fs::read_dir(dir).map_err(|e| VolumeError::io(dir, e))?;
+            if it.next().is_some() {
+                return Err(VolumeError::BadOption(format!(
+                    "{} is not empty (import a plain tree with `envelopefs import`)",
+                    dir.display()
+                )));
+            }
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| VolumeError::io(dir, e))?;
+        }
+        if opts.key_location == KeyLocation::Xattr {
+            check_user_xattrs(dir)?;
+        }
+        let volume_id = uuid::Uuid::new_v4().to_string();
+        let g = ks.generate_data_key(key, 32, &volume_context(&volume_id))?;
+        let vk = VolumeKey::from_slice(&g.plaintext)
+            .ok_or_else(|| VolumeError::VolumeKey("the key service returned a bad key".into()))?;
+        let cfg = VolumeConfig {
+            format_version: config::FORMAT_VERSION,
+            volume_id,
+            cipher: "AES-256-GCM".into(),
+            block_size: opts.block_size,
+            key_location: opts.key_location,
+            name_scheme: "plaintext".into(),
+            key_provider: ks.provider().into(),
+            master_key_arn: g.key_arn,
+            master_key_material_id: g.key_material_id,
+            wrapped_volume_key: B64.encode(&g.ciphertext_blob),
+            creation_date: crate::kms::local::now_secs(),
+        };
+        cfg.write_new(dir, &vk)?;
+        Ok(cfg)
+    }
+
+    /// Open a volume: unwrap its volume key (one key-service call) and verify the config.
+    pub fn open(
+        dir: &Path,
+        ks: &dyn KeyService,
+        cache: CacheOptions,
+    ) -> Result<Volume, VolumeError> {
+        let (cfg, mac) = VolumeConfig::read_unverified(dir)?;
+        if cfg.key_provider != ks.provider() {
+            return Err(VolumeError::BadConfig(format!(
+                "the volume's key provider is {}, not {}",
+                cfg.key_provider,
+                ks.provider()
+            )));
+        }
+        let blob = cfg.wrapped_key()?;
+        let d = ks
+            .decrypt(&blob, &volume_context(&cfg.volume_id), Some(&cfg.master_key_arn))
+            .map_err(|e| match e {
+                crate::kms::KmsError::InvalidCiphertext => VolumeError::BadConfig(
+                    "the wrapped volume key does not decrypt under its master key (edited config?)"
+                        .into(),
+                ),
+                e => VolumeError::Kms(e),
+            })?;
+        let vk = VolumeKey::from_slice(&d.plaintext)
+            .ok_or_else(|| VolumeError::VolumeKey("unwrapped key has a bad length".into()))?;
+        cfg.verify(&mac, &vk)?;
+        let vid = cfg.volume_id()?;
+        let header_len = match cfg.key_location {
+            KeyLocation::Header => HEADER_LEN as u64,
+            KeyLocation::Xattr => 0,
+        };
+        Ok(Volume {
+            root: dir.to_owned(),
+            layout: Layout::new(cfg.block_size, header_len),
+            config: cfg,
+            vid,
+            vk,
+            names: Box::new(PlaintextNames),
+            cache: KeyCache::new(cache.capacity, cache.max_age),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn config(&self) -> &VolumeConfig {
+        &self.config
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn names(&self) -> &dyn NameTransform {
+        &*self.names
+    }
+
+    pub fn key_cache(&self) -> &KeyCache {
+        &self.cache
+    }
+
+    pub fn volume_id(&self) -> &VolumeId {
+        &self.vid
+    }
+
+    pub(crate) fn volume_key(&self) -> &VolumeKey {
+        &self.vk
+    }
+
+    /// Plaintext size of a backing file, from its size alone (torn tails floored).
+    pub fn plain_size(&self, cipher_size: u64) -> u64 {
+        self.layout.plain_size_lenient(cipher_size)
+    }
+
+    fn symlink_cipher(&self) -> Cipher {
+        Cipher::new(derive(self.vk.expose(), &self.vid.0, &[b"envelopefs symlink v1"]).expose())
+    }
+
+    fn dir_xattr_cipher(&self) -> Cipher {
+        Cipher::new(derive(self.vk.expose(), &self.vid.0, &[b"envelopefs dir xattr v1"]).expose())
+    }
+
+    /// Longest plaintext symlink target whose encrypted form fits a backing symlink.
+    pub const MAX_SYMLINK_TARGET: usize = (4095 / 4) * 3 - 28;
+
+    /// Encrypt a symlink target into the backing symlink's target.
+    pub fn encrypt_symlink(&self, target: &[u8]) -> Vec<u8> {
+        let blob = self.symlink_cipher().seal_to_vec(b"symlink", target);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(blob)
+            .into_bytes()
+    }
+
+    pub fn decrypt_symlink(&self, backing: &[u8]) -> Option<Vec<u8>> {
+        let blob = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(backing)
+            .ok()?;
+        self.symlink_cipher()
+            .open_from_slice(b"symlink", &blob)
+            .ok()
+            .map(|p| p.to_vec())
+    }
+
+    fn xattr_aad(owner: Option<FileId>, name: &[u8]) -> Vec<u8> {
+        let mut a = b"xattr".to_vec();
+        if let Some(f) = owner {
+            a.extend_from_slice(&f.0);
+        }
+        a.extend_from_slice(&(name.len() as u32).to_be_bytes());
+        a.extend_from_slice(name);
+        a
+    }
+
+    /// Encrypt an xattr value: under the file's data key for regular files
+    /// (`file` given), else under a key derived from the volume key.
+    pub fn encrypt_xattr(&self, file: Option<&FileCrypto>, name: &[u8], value: &[u8]) -> Vec<u8> {
+        match file {
+            Some(fc) => fc
+                .xattr_cipher()
+                .seal_to_vec(&Self::xattr_aad(Some(fc.file_id()), name), value),
+            None => self
+                .dir_xattr_cipher()
+                .seal_to_vec(&Self::xattr_aad(None, name), value),
+        }
+    }
+
+    pub fn decrypt_xattr(
+        &self,
+        file: Option<&FileCrypto>,
+        name: &[u8],
+        blob: &[u8],
+    ) -> Option<Vec<u8>> {
+        let r = match file {
+            Some(fc) => fc
+                .xattr_cipher()
+                .open_from_slice(&Self::xattr_aad(Some(fc.file_id()), name), blob),
+            None => self
+                .dir_xattr_cipher()
+                .open_from_slice(&Self::xattr_aad(None, name), blob),
+        };
+        r.ok().map(|p| p.to_vec())
+    }
+}
+
+fn check_user_xattrs(dir: &Path) -> Result<(), VolumeError> {
+    let probe = dir.join(".envelopefs-xattr-probe");
+    let f = std::fs::File::create(&probe).map_err(|e| VolumeError::io(&probe, e))?;
+    let r = crate::sys::fsetxattr(std::os::fd::AsFd::as_fd(&f), b"user.envelopefs.probe", b"1", 0);
+    drop(f);
+    let _ = std::fs::remove_file(&probe);
+    r.map_err(|e| {
+        VolumeError::BadOption(format!(
+            "--key-location xattr needs user xattrs on {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use super::*;
+
+    pub struct TestVolume {
+        pub dir: tempfile::TempDir,
+        pub vol: Volume,
+    }
+
+    pub fn volume(opts: InitOptions) -> TestVolume {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = crate::kms::local::test_store(&dir.path().join("ks"));
+        let key = ks.default_key().unwrap();
+        let vdir = dir.path().join("vol");
+        Volume::init(&vdir, &ks, &key, &opts).unwrap();
+        let vol = Volume::open(&vdir, &ks, CacheOptions::default()).unwrap();
+        TestVolume { dir, vol }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::*;
+    use super::*;
+
+    #[test]
+    fn edited_config_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = crate::kms::local::test_store(&dir.path().join("ks"));
+        let key = ks.default_key().unwrap();
+        let vdir = dir.path().join("vol");
+        Volume::init(&vdir, &ks, &key, &InitOptions::default()).unwrap();
+        let p = vdir.join(config::CONFIG_FILE);
+        let orig = std::fs::read_to_string(&p).unwrap();
+        for (from, to) in [
+            ("\"block_size\": 4096", "\"block_size\": 8192"),
+            ("\"key_location\": \"header\"", "\"key_location\": \"xattr\""),
+        ] {
+            assert!(orig.contains(from), "{from}");
+            std::fs::write(&p, orig.replace(from, to)).unwrap();
+            let e = Volume::open(&vdir, &ks, CacheOptions::default()).unwrap_err();
+            assert!(matches!(e, VolumeError::BadConfig(_)), "{e}");
+        }
+        std::fs::write(&p, "{garbage").unwrap();
+        assert!(matches!(
+            Volume::open(&vdir, &ks, CacheOptions::default()),
+            Err(VolumeError::BadConfig(_))
+        ));
+        std::fs::write(&p, &orig).unwrap();
+        Volume::open(&vdir, &ks, CacheOptions::default()).unwrap();
+        assert!(matches!(
+            Volume::open(dir.path(), &ks, CacheOptions::default()),
+            Err(VolumeError::NotAVolume(_))
+        ));
+        // init refuses an existing volume and a non-empty directory.
+        assert!(Volume::init(&vdir, &ks, &key, &InitOptions::default()).is_err());
+    }
+
+    #[test]
+    fn symlink_targets_round_trip() {
+        let tv = volume(InitOptions::default());
+        let t = vec![b'x'; Volume::MAX_SYMLINK_TARGET];
+        let enc = tv.vol.encrypt_symlink(&t);
+        assert!(enc.len() <= 4095);
+        assert_eq!(tv.vol.decrypt_symlink(&enc).unwrap(), t);
+        assert!(tv.vol.decrypt_symlink(b"garbage").is_none());
+    }
+}

@@ -413,9 +413,8 @@ pub fn getxattr_fd(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
     let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     loop {
         // SAFETY: size query with a null buffer.
-        let size = check_size(unsafe {
-            libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0)
-        })?;
+        let size =
+            check_size(unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) })?;
         let mut buf = vec![0u8; size];
         // SAFETY: buf valid for size bytes.
         let r = unsafe {

@@ -71,7 +71,11 @@ impl Global {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "envelopefs", version, about = "Encrypted FUSE filesystem with envelope encryption")]
+#[command(
+    name = "envelopefs",
+    version,
+    about = "Encrypted FUSE filesystem with envelope encryption"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -210,7 +214,11 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
         }
         Command::Info { cipherdir } => {
             let (cfg, _) = VolumeConfig::read_unverified(&cipherdir)?;
-            print_result(g.output, &config_json(&cfg, &cipherdir), &config_text(&cfg, &cipherdir));
+            print_result(
+                g.output,
+                &config_json(&cfg, &cipherdir),
+                &config_text(&cfg, &cipherdir),
+            );
             Ok(())
         }
         Command::Mount(a) => mount::mount(g, a),
@@ -224,12 +232,16 @@ pub fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exitcodes::USAGE } else { exitcodes::OK };
+            let code = if e.use_stderr() {
+                exitcodes::USAGE
+            } else {
+                exitcodes::OK
+            };
             let _ = e.print();
             return code;
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser=error"))
         .format_timestamp_millis()
         .init();
     match run_cmd(cli) {

@@ -112,10 +112,12 @@ fn take_lock(cipherdir: &Path) -> Result<File, Failure> {
 }
 
 pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
-    let cipherdir = a
-        .cipherdir
-        .canonicalize()
-        .map_err(|e| fail(exitcodes::NOT_A_VOLUME, format!("{}: {e}", a.cipherdir.display())))?;
+    let cipherdir = a.cipherdir.canonicalize().map_err(|e| {
+        fail(
+            exitcodes::NOT_A_VOLUME,
+            format!("{}: {e}", a.cipherdir.display()),
+        )
+    })?;
     // Refuse a non-volume before asking for any passphrase.
     crate::volume::VolumeConfig::read_unverified(&cipherdir)?;
     let mountpoint = check_mountpoint(&a.mountpoint)?;
@@ -203,7 +205,10 @@ fn wait_ready(rd: OwnedFd, mountpoint: &Path) -> Result<(), Failure> {
         if left.is_zero() {
             return Err(fail(
                 exitcodes::MOUNT_FAILED,
-                format!("mount of {} did not become ready in 30 s", mountpoint.display()),
+                format!(
+                    "mount of {} did not become ready in 30 s",
+                    mountpoint.display()
+                ),
             ));
         }
         // SAFETY: one valid pollfd.
@@ -243,8 +248,18 @@ fn serve(
         sys::umask(0);
         sys::raise_nofile_limit();
         let source = vol.root().display().to_string();
-        let fs = EnvelopeFs::new(Arc::new(vol), FsOptions { read_only: a.read_only })
-            .map_err(|e| fail(exitcodes::IO, format!("cannot open the cipher directory: {e}")))?;
+        let fs = EnvelopeFs::new(
+            Arc::new(vol),
+            FsOptions {
+                read_only: a.read_only,
+            },
+        )
+        .map_err(|e| {
+            fail(
+                exitcodes::IO,
+                format!("cannot open the cipher directory: {e}"),
+            )
+        })?;
         let mut opts = vec![
             fuser::MountOption::FSName(source),
             fuser::MountOption::Subtype("envelopefs".into()),
@@ -324,11 +339,17 @@ pub fn umount(mp: &Path) -> Result<(), Failure> {
                     .unwrap_or(false)
             });
             if !ok {
-                return Err(fail(exitcodes::MOUNT_POINT, format!("umount {}: {e}", mp.display())));
+                return Err(fail(
+                    exitcodes::MOUNT_POINT,
+                    format!("umount {}: {e}", mp.display()),
+                ));
             }
         }
         Err(e) => {
-            return Err(fail(exitcodes::MOUNT_POINT, format!("umount {}: {e}", mp.display())))
+            return Err(fail(
+                exitcodes::MOUNT_POINT,
+                format!("umount {}: {e}", mp.display()),
+            ))
         }
     }
     // Wait (bounded) for the daemon to let go of the volume lock.

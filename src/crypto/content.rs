@@ -70,7 +70,14 @@ impl FileCrypto {
 
     /// The cipher for this file's xattr values.
     pub fn xattr_cipher(&self) -> Cipher {
-        Cipher::new(derive(self.key.expose(), &self.file_id.0, &[b"envelopefs xattr v1"]).expose())
+        Cipher::new(
+            derive(
+                self.key.expose(),
+                &self.file_id.0,
+                &[b"envelopefs xattr v1"],
+            )
+            .expose(),
+        )
     }
 
     fn subkey(&self, prefix: &[u8; PREFIX_LEN]) -> SubKey {
@@ -199,10 +206,15 @@ mod tests {
         for i in 0..c.len() * 8 {
             let mut t = c.clone();
             t[i / 8] ^= 1 << (i % 8);
-            assert!(fc.decrypt_block(BlockIndex(3), &t, &mut out).is_err(), "bit {i}");
+            assert!(
+                fc.decrypt_block(BlockIndex(3), &t, &mut out).is_err(),
+                "bit {i}"
+            );
         }
         // Truncated block fails.
-        assert!(fc.decrypt_block(BlockIndex(3), &c[..c.len() - 1], &mut out[..4]).is_err());
+        assert!(fc
+            .decrypt_block(BlockIndex(3), &c[..c.len() - 1], &mut out[..4])
+            .is_err());
     }
 
     #[test]

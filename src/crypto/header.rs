@@ -39,7 +39,11 @@ impl std::fmt::Debug for FileHeader {
 }
 
 fn wrap_key(vk: &VolumeKey, vid: &VolumeId, fid: &FileId) -> Cipher {
-    let k = derive(vk.expose(), &vid.0, &[b"envelopefs data-key wrap v1", &fid.0]);
+    let k = derive(
+        vk.expose(),
+        &vid.0,
+        &[b"envelopefs data-key wrap v1", &fid.0],
+    );
     Cipher::new(k.expose())
 }
 
@@ -125,7 +129,10 @@ mod tests {
         let p = FileHeader::parse(h.as_bytes()).unwrap();
         assert_eq!(p.open(&vk, &vid).unwrap().expose(), dk.expose());
         // Another volume ID or key fails.
-        assert_eq!(p.open(&vk, &VolumeId([2; 16])).unwrap_err(), HeaderError::Auth);
+        assert_eq!(
+            p.open(&vk, &VolumeId([2; 16])).unwrap_err(),
+            HeaderError::Auth
+        );
         assert_eq!(
             p.open(&VolumeKey::random(), &vid).unwrap_err(),
             HeaderError::Auth
@@ -137,7 +144,10 @@ mod tests {
             let r = FileHeader::parse(&raw).and_then(|h| h.open(&vk, &vid));
             assert!(r.is_err(), "bit {i}");
         }
-        assert_eq!(FileHeader::parse(&[0; 10]).unwrap_err(), HeaderError::Short(10));
+        assert_eq!(
+            FileHeader::parse(&[0; 10]).unwrap_err(),
+            HeaderError::Short(10)
+        );
         assert!(format!("{h:?}").find("expose").is_none());
     }
 

@@ -41,7 +41,10 @@ macro_rules! secret_key {
     };
 }
 
-secret_key!(VolumeKey, "The per-volume key; wraps data keys, keys names and the config MAC.");
+secret_key!(
+    VolumeKey,
+    "The per-volume key; wraps data keys, keys names and the config MAC."
+);
 secret_key!(DataKey, "A file's own random 256-bit data key.");
 secret_key!(SubKey, "A key derived from another key for one purpose.");
 

@@ -34,6 +34,16 @@ pub struct FsOptions {
     pub read_only: bool,
 }
 
+/// The changes one setattr asks for.
+struct SetAttr {
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    size: Option<u64>,
+    atime: Option<TimeOrNow>,
+    mtime: Option<TimeOrNow>,
+}
+
 struct FileHandleState {
     node: Arc<Node>,
     fd: OwnedFd,
@@ -150,7 +160,12 @@ impl EnvelopeFs {
         sys::check_component(name).map_err(io)?;
         self.vol
             .names()
-            .to_backing(DirContext { is_root: dir.is_root() }, name)
+            .to_backing(
+                DirContext {
+                    is_root: dir.is_root(),
+                },
+                name,
+            )
             .map_err(|_| Errno::EPERM)
     }
 
@@ -231,7 +246,12 @@ impl EnvelopeFs {
     }
 
     fn file_handle(&self, fh: FileHandle) -> Res<Arc<Handle>> {
-        let h = self.handles.lock().get(&fh.0).cloned().ok_or(Errno::EBADF)?;
+        let h = self
+            .handles
+            .lock()
+            .get(&fh.0)
+            .cloned()
+            .ok_or(Errno::EBADF)?;
         match &*h {
             Handle::File(_) => Ok(h),
             Handle::Dir(_) => Err(Errno::EISDIR),
@@ -254,23 +274,33 @@ impl EnvelopeFs {
 
     fn open_backing_flags(flags: i32) -> i32 {
         // The daemon reads for read-modify-write and computes offsets itself.
-        let strip = libc::O_APPEND | libc::O_TRUNC | libc::O_DIRECT | libc::O_CREAT | libc::O_EXCL
-            | libc::O_NOCTTY | libc::O_ACCMODE | libc::O_PATH;
+        let strip = libc::O_APPEND
+            | libc::O_TRUNC
+            | libc::O_DIRECT
+            | libc::O_CREAT
+            | libc::O_EXCL
+            | libc::O_NOCTTY
+            | libc::O_ACCMODE
+            | libc::O_PATH;
         (flags & !strip) | libc::O_RDWR
     }
 
-    fn do_setattr(
-        &self,
-        node: &Arc<Node>,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-        fh: Option<FileHandle>,
-    ) -> Res<FileAttr> {
-        if mode.is_some() || uid.is_some() || gid.is_some() || size.is_some() || atime.is_some() || mtime.is_some() {
+    fn do_setattr(&self, node: &Arc<Node>, c: SetAttr, fh: Option<FileHandle>) -> Res<FileAttr> {
+        let SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+        } = c;
+        if mode.is_some()
+            || uid.is_some()
+            || gid.is_some()
+            || size.is_some()
+            || atime.is_some()
+            || mtime.is_some()
+        {
             self.writable()?;
         }
         if let Some(size) = size {
@@ -356,9 +386,10 @@ impl EnvelopeFs {
             perm,
         ) {
             Ok(fd) => (fd, true),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !exclusive => {
-                (sys::openat(dir.fd(), bname, libc::O_RDWR | libc::O_NONBLOCK, 0).map_err(io)?, false)
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !exclusive => (
+                sys::openat(dir.fd(), bname, libc::O_RDWR | libc::O_NONBLOCK, 0).map_err(io)?,
+                false,
+            ),
             Err(e) => return Err(io(e)),
         };
         if created {
@@ -443,10 +474,7 @@ impl EnvelopeFs {
         self.vol
             .decrypt_xattr(fc.as_deref(), name.as_bytes(), &blob)
             .ok_or_else(|| {
-                error!(
-                    "xattr {:?} of node {} failed authentication",
-                    name, node.id
-                );
+                error!("xattr {:?} of node {} failed authentication", name, node.id);
                 Errno::EIO
             })
     }
@@ -505,9 +533,13 @@ impl Filesystem for EnvelopeFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let r = (|| {
             let dir = self.dir_node(parent)?;
-            let bname = self
-                .backing_name(&dir, name)
-                .map_err(|e| if e == Errno::EPERM { Errno::ENOENT } else { e })?;
+            let bname = self.backing_name(&dir, name).map_err(|e| {
+                if e == Errno::EPERM {
+                    Errno::ENOENT
+                } else {
+                    e
+                }
+            })?;
             self.lookup_backing(&dir, &bname)
         })();
         reply_entry(reply, r);
@@ -542,9 +574,17 @@ impl Filesystem for EnvelopeFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let r = self
-            .node(ino)
-            .and_then(|n| self.do_setattr(&n, mode, uid, gid, size, atime, mtime, fh));
+        let r = self.node(ino).and_then(|n| {
+            let c = SetAttr {
+                mode,
+                uid,
+                gid,
+                size,
+                atime,
+                mtime,
+            };
+            self.do_setattr(&n, c, fh)
+        });
         match r {
             Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(e),
@@ -559,7 +599,10 @@ impl Filesystem for EnvelopeFs {
             }
             let raw = sys::readlink_fd(n.fd()).map_err(io)?;
             self.vol.decrypt_symlink(&raw).ok_or_else(|| {
-                error!("symlink node {} has a target that fails authentication", n.id);
+                error!(
+                    "symlink node {} has a target that fails authentication",
+                    n.id
+                );
                 Errno::EIO
             })
         })();
@@ -596,8 +639,8 @@ impl Filesystem for EnvelopeFs {
             let dir = self.dir_node(parent)?;
             let bname = self.backing_name(&dir, name)?;
             sys::mkdirat(dir.fd(), &bname, mode & 0o7777).map_err(io)?;
-            let fd = sys::openat(dir.fd(), &bname, libc::O_PATH | libc::O_DIRECTORY, 0)
-                .map_err(io)?;
+            let fd =
+                sys::openat(dir.fd(), &bname, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(io)?;
             self.set_owner(req, &dir, fd.as_fd())?;
             self.register(fd)
         })();
@@ -709,10 +752,11 @@ impl Filesystem for EnvelopeFs {
                 match sys::reopen(node.fd(), Self::open_backing_flags(flags.0)) {
                     Ok(fd) => fd,
                     // A non-root daemon may lack read access to a write-only file.
-                    Err(e) if e.raw_os_error() == Some(libc::EACCES) => {
-                        sys::reopen(node.fd(), (Self::open_backing_flags(flags.0) & !libc::O_ACCMODE) | acc)
-                            .map_err(io)?
-                    }
+                    Err(e) if e.raw_os_error() == Some(libc::EACCES) => sys::reopen(
+                        node.fd(),
+                        (Self::open_backing_flags(flags.0) & !libc::O_ACCMODE) | acc,
+                    )
+                    .map_err(io)?,
                     Err(e) => return Err(io(e)),
                 }
             };
@@ -803,7 +847,14 @@ impl Filesystem for EnvelopeFs {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let r = self.with_file(fh, |h| sys::fsync(h.fd.as_fd(), datasync).map_err(io));
         reply_empty(reply, r);
     }
@@ -877,7 +928,14 @@ impl Filesystem for EnvelopeFs {
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let r = (|| {
             let n = self.dir_node(ino)?;
             let fd = sys::reopen(n.fd(), libc::O_RDONLY | libc::O_DIRECTORY).map_err(io)?;
@@ -887,7 +945,11 @@ impl Filesystem for EnvelopeFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.nodes.get(nodes::ROOT_ID).map(|r| sys::fstatvfs(r.fd())) {
+        match self
+            .nodes
+            .get(nodes::ROOT_ID)
+            .map(|r| sys::fstatvfs(r.fd()))
+        {
             Some(Ok(s)) => reply.statfs(
                 s.f_blocks,
                 s.f_bfree,
@@ -918,7 +980,9 @@ impl Filesystem for EnvelopeFs {
             let node = self.node(ino)?;
             let bname = Self::xattr_backing_name(name)?;
             let fc = self.xattr_crypto(&node, true)?;
-            let blob = self.vol.encrypt_xattr(fc.as_deref(), name.as_bytes(), value);
+            let blob = self
+                .vol
+                .encrypt_xattr(fc.as_deref(), name.as_bytes(), value);
             sys::setxattr_fd(node.fd(), &bname, &blob, flags).map_err(io)
         })();
         reply_empty(reply, r);

@@ -134,7 +134,10 @@ impl NodeTable {
         let mut t = self.t.lock();
         let gone = match t.by_id.get(&id) {
             Some(node) => {
-                let prev = node.lookups.fetch_sub(n.min(node.lookups.load(Ordering::Relaxed)), Ordering::Relaxed);
+                let prev = node.lookups.fetch_sub(
+                    n.min(node.lookups.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
                 prev <= n
             }
             None => false,

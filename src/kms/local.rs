@@ -232,8 +232,8 @@ impl LocalKeyService {
         let plain = Cipher::new(&key)
             .open_from_slice(&header_aad(&f), &sealed)
             .map_err(|_| KmsError::WrongPassphrase(dir.display().to_string()))?;
-        let data: StoreData = serde_json::from_slice(&plain)
-            .map_err(|e| corrupt(format!("content: {e}")))?;
+        let data: StoreData =
+            serde_json::from_slice(&plain).map_err(|e| corrupt(format!("content: {e}")))?;
         Ok(LocalKeyService {
             dir: dir.to_owned(),
             store_id: f.store_id,
@@ -244,10 +244,7 @@ impl LocalKeyService {
     }
 
     /// Open the store, creating it (with a new passphrase) if there is none.
-    pub fn open_or_create(
-        dir: &Path,
-        src: &PassphraseSource,
-    ) -> Result<(Self, bool), KmsError> {
+    pub fn open_or_create(dir: &Path, src: &PassphraseSource) -> Result<(Self, bool), KmsError> {
         if Self::exists(dir) {
             let pass = src.existing()?;
             return Ok((Self::open(dir, &pass)?, false));
@@ -261,9 +258,10 @@ impl LocalKeyService {
     }
 
     fn write(&self, data: &StoreData) -> Result<(), KmsError> {
-        let plain = Zeroizing::new(serde_json::to_vec(data).map_err(|e| {
-            KmsError::Validation(format!("cannot serialize store: {e}"))
-        })?);
+        let plain = Zeroizing::new(
+            serde_json::to_vec(data)
+                .map_err(|e| KmsError::Validation(format!("cannot serialize store: {e}")))?,
+        );
         let mut f = StoreFile {
             format: "envelopefs-keystore".into(),
             version: 1,
@@ -275,7 +273,9 @@ impl LocalKeyService {
         let out = serde_json::to_vec_pretty(&f)
             .map_err(|e| KmsError::Validation(format!("cannot serialize store: {e}")))?;
         let path = Self::store_path(&self.dir);
-        let tmp = self.dir.join(format!(".{STORE_FILE}.tmp.{}", std::process::id()));
+        let tmp = self
+            .dir
+            .join(format!(".{STORE_FILE}.tmp.{}", std::process::id()));
         {
             let mut t = OpenOptions::new()
                 .create(true)
@@ -360,9 +360,9 @@ impl LocalKeyService {
     }
 
     pub fn validate_alias(name: &str, user: bool) -> Result<(), KmsError> {
-        let body = name
-            .strip_prefix("alias/")
-            .ok_or_else(|| KmsError::Validation(format!("alias {name:?} must begin with alias/")))?;
+        let body = name.strip_prefix("alias/").ok_or_else(|| {
+            KmsError::Validation(format!("alias {name:?} must begin with alias/"))
+        })?;
         if body.is_empty()
             || name.len() > 256
             || !name
@@ -414,7 +414,9 @@ impl LocalKeyService {
                 .cloned()
                 .ok_or_else(|| KmsError::NotFound(format!("alias {k} is not found")))?
         } else if key.starts_with("arn:") {
-            return Err(KmsError::NotFound(format!("{key} is not a key of this store")));
+            return Err(KmsError::NotFound(format!(
+                "{key} is not a key of this store"
+            )));
         } else {
             k.to_owned()
         };
@@ -453,7 +455,10 @@ impl LocalKeyService {
     fn usable(rec: &KeyRecord) -> Result<(), KmsError> {
         match rec.key_state.as_str() {
             "Enabled" => Ok(()),
-            "Disabled" => Err(KmsError::Disabled(format!("key {} is disabled", rec.key_id))),
+            "Disabled" => Err(KmsError::Disabled(format!(
+                "key {} is disabled",
+                rec.key_id
+            ))),
             s => Err(KmsError::InvalidState(format!("key {} is {s}", rec.key_id))),
         }
     }
@@ -628,10 +633,18 @@ mod tests {
         let mut bad = g.ciphertext_blob.clone();
         let n = bad.len();
         bad[n - 1] ^= 1;
-        assert!(matches!(s.decrypt(&bad, &ctx, None), Err(KmsError::InvalidCiphertext)));
+        assert!(matches!(
+            s.decrypt(&bad, &ctx, None),
+            Err(KmsError::InvalidCiphertext)
+        ));
         // Reopen with the passphrase; a wrong one is refused.
         let s2 = LocalKeyService::open(t.path(), "test passphrase").unwrap();
-        assert_eq!(*s2.decrypt(&g.ciphertext_blob, &ctx, None).unwrap().plaintext, *g.plaintext);
+        assert_eq!(
+            *s2.decrypt(&g.ciphertext_blob, &ctx, None)
+                .unwrap()
+                .plaintext,
+            *g.plaintext
+        );
         assert!(matches!(
             LocalKeyService::open(t.path(), "wrong"),
             Err(KmsError::WrongPassphrase(_))
@@ -652,7 +665,10 @@ mod tests {
         assert!(s.create_alias("alias/envelopefs/x", &k.key_id).is_err());
         assert!(s.create_alias("alias/bad name", &k.key_id).is_err());
         assert!(s.create_alias("alias/mine", &k.key_id).is_err());
-        assert!(matches!(s.key_id_of("alias/none"), Err(KmsError::NotFound(_))));
+        assert!(matches!(
+            s.key_id_of("alias/none"),
+            Err(KmsError::NotFound(_))
+        ));
     }
 
     #[test]

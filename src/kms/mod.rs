@@ -25,7 +25,9 @@ pub enum KmsError {
     AlreadyExists(String),
     #[error("wrong passphrase for the key store at {0}")]
     WrongPassphrase(String),
-    #[error("no key store at {0} (create one with `envelopefs kms create-key` or `envelopefs init`)")]
+    #[error(
+        "no key store at {0} (create one with `envelopefs kms create-key` or `envelopefs init`)"
+    )]
     NoStore(String),
     #[error("the key store at {path} is corrupt: {why}")]
     StoreCorrupt { path: String, why: String },

@@ -94,7 +94,10 @@ impl VolumeConfig {
             )));
         }
         if self.cipher != "AES-256-GCM" {
-            return Err(VolumeError::BadConfig(format!("unknown cipher {}", self.cipher)));
+            return Err(VolumeError::BadConfig(format!(
+                "unknown cipher {}",
+                self.cipher
+            )));
         }
         if self.name_scheme != "plaintext" {
             return Err(VolumeError::BadConfig(format!(
@@ -151,7 +154,8 @@ impl VolumeConfig {
             config: self.clone(),
             mac,
         };
-        let out = serde_json::to_vec_pretty(&f).map_err(|e| VolumeError::BadConfig(e.to_string()))?;
+        let out =
+            serde_json::to_vec_pretty(&f).map_err(|e| VolumeError::BadConfig(e.to_string()))?;
         let p = dir.join(CONFIG_FILE);
         let tmp = dir.join(format!(".{CONFIG_FILE}.tmp"));
         std::fs::write(&tmp, &out).map_err(|e| VolumeError::io(&tmp, e))?;

@@ -22,9 +22,12 @@ pub struct FileContent {
 }
 
 fn fd_path(fd: BorrowedFd<'_>) -> String {
-    std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)))
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "<unknown>".into())
+    std::fs::read_link(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&fd)
+    ))
+    .map(|p| p.display().to_string())
+    .unwrap_or_else(|_| "<unknown>".into())
 }
 
 fn corrupt(fd: BorrowedFd<'_>, what: String) -> ContentError {
@@ -88,7 +91,11 @@ impl FileContent {
             .map_err(|e| corrupt(fd, e.to_string()))
     }
 
-    fn load(vol: &Volume, fd: BorrowedFd<'_>, create: bool) -> Result<Option<Arc<FileCrypto>>, ContentError> {
+    fn load(
+        vol: &Volume,
+        fd: BorrowedFd<'_>,
+        create: bool,
+    ) -> Result<Option<Arc<FileCrypto>>, ContentError> {
         match Self::read_header(vol, fd)? {
             Some(h) => {
                 let key = match vol.key_cache().get(&h.file_id) {
@@ -110,7 +117,11 @@ impl FileContent {
 
     /// The file's crypto state, loading (or, for an empty headerless file,
     /// creating) the header on first use.
-    pub fn crypto(&self, vol: &Volume, fd: BorrowedFd<'_>) -> Result<Arc<FileCrypto>, ContentError> {
+    pub fn crypto(
+        &self,
+        vol: &Volume,
+        fd: BorrowedFd<'_>,
+    ) -> Result<Arc<FileCrypto>, ContentError> {
         if let Some(c) = &*self.crypto.read() {
             return Ok(c.clone());
         }
@@ -296,7 +307,12 @@ impl FileContent {
         Ok(data.len())
     }
 
-    pub fn truncate(&self, vol: &Volume, fd: BorrowedFd<'_>, new_size: u64) -> Result<(), ContentError> {
+    pub fn truncate(
+        &self,
+        vol: &Volume,
+        fd: BorrowedFd<'_>,
+        new_size: u64,
+    ) -> Result<(), ContentError> {
         let fc = self.crypto(vol, fd)?;
         let _g = self.crypto.write();
         let l = vol.layout();
@@ -370,7 +386,11 @@ impl FileContent {
 
     /// Load the crypto state without creating a header (for xattrs of files
     /// that might be empty and headerless).
-    pub fn crypto_if_any(&self, vol: &Volume, fd: BorrowedFd<'_>) -> Result<Option<Arc<FileCrypto>>, ContentError> {
+    pub fn crypto_if_any(
+        &self,
+        vol: &Volume,
+        fd: BorrowedFd<'_>,
+    ) -> Result<Option<Arc<FileCrypto>>, ContentError> {
         if let Some(c) = &*self.crypto.read() {
             return Ok(Some(c.clone()));
         }
@@ -393,7 +413,10 @@ mod tests {
     use crate::volume::InitOptions;
     use std::os::fd::AsFd;
 
-    fn new_file(tv: &crate::volume::testutil::TestVolume, name: &str) -> (std::fs::File, FileContent) {
+    fn new_file(
+        tv: &crate::volume::testutil::TestVolume,
+        name: &str,
+    ) -> (std::fs::File, FileContent) {
         let p = tv.vol.root().join(name);
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -447,11 +470,18 @@ mod tests {
                 }
             }
             let cs = f.metadata().unwrap().len();
-            assert_eq!(tv.vol.layout().plain_size(cs), Ok(model.len() as u64), "op {i}");
+            assert_eq!(
+                tv.vol.layout().plain_size(cs),
+                Ok(model.len() as u64),
+                "op {i}"
+            );
         }
         // A fresh FileContent (as after remount) reads the same.
         let c2 = FileContent::new();
-        assert_eq!(c2.read(&tv.vol, fd, 0, model.len() as u32 + 10).unwrap(), model);
+        assert_eq!(
+            c2.read(&tv.vol, fd, 0, model.len() as u32 + 10).unwrap(),
+            model
+        );
     }
 
     #[test]
@@ -528,12 +558,18 @@ mod tests {
             let r = fresh.read(&tv.vol, f.as_fd(), 0, data.len() as u32);
             match r {
                 Err(ContentError::Corrupt { path, .. }) => assert!(path.ends_with("/a"), "{what}"),
-                other => panic!("{what}: expected corruption error, got {:?}", other.map(|v| v.len())),
+                other => panic!(
+                    "{what}: expected corruption error, got {:?}",
+                    other.map(|v| v.len())
+                ),
             }
         }
         // Truncated mid-block: the torn block is not shown; the rest reads fine.
         std::fs::write(&path, &orig[..h + cbs + 10]).unwrap();
         let fresh = FileContent::new();
-        assert_eq!(fresh.read(&tv.vol, f.as_fd(), 0, 10_000).unwrap(), vec![7u8; 4096]);
+        assert_eq!(
+            fresh.read(&tv.vol, f.as_fd(), 0, 10_000).unwrap(),
+            vec![7u8; 4096]
+        );
     }
 }

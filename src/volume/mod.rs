@@ -155,7 +155,11 @@ impl Volume {
         }
         let blob = cfg.wrapped_key()?;
         let d = ks
-            .decrypt(&blob, &volume_context(&cfg.volume_id), Some(&cfg.master_key_arn))
+            .decrypt(
+                &blob,
+                &volume_context(&cfg.volume_id),
+                Some(&cfg.master_key_arn),
+            )
             .map_err(|e| match e {
                 crate::kms::KmsError::InvalidCiphertext => VolumeError::BadConfig(
                     "the wrapped volume key does not decrypt under its master key (edited config?)"
@@ -288,7 +292,12 @@ impl Volume {
 fn check_user_xattrs(dir: &Path) -> Result<(), VolumeError> {
     let probe = dir.join(".envelopefs-xattr-probe");
     let f = std::fs::File::create(&probe).map_err(|e| VolumeError::io(&probe, e))?;
-    let r = crate::sys::fsetxattr(std::os::fd::AsFd::as_fd(&f), b"user.envelopefs.probe", b"1", 0);
+    let r = crate::sys::fsetxattr(
+        std::os::fd::AsFd::as_fd(&f),
+        b"user.envelopefs.probe",
+        b"1",
+        0,
+    );
     drop(f);
     let _ = std::fs::remove_file(&probe);
     r.map_err(|e| {
@@ -304,7 +313,8 @@ pub(crate) mod testutil {
     use super::*;
 
     pub struct TestVolume {
-        pub dir: tempfile::TempDir,
+        /// Keeps the temporary directory alive for the volume's lifetime.
+        pub _dir: tempfile::TempDir,
         pub vol: Volume,
     }
 
@@ -315,7 +325,7 @@ pub(crate) mod testutil {
         let vdir = dir.path().join("vol");
         Volume::init(&vdir, &ks, &key, &opts).unwrap();
         let vol = Volume::open(&vdir, &ks, CacheOptions::default()).unwrap();
-        TestVolume { dir, vol }
+        TestVolume { _dir: dir, vol }
     }
 }
 
@@ -335,7 +345,10 @@ mod tests {
         let orig = std::fs::read_to_string(&p).unwrap();
         for (from, to) in [
             ("\"block_size\": 4096", "\"block_size\": 8192"),
-            ("\"key_location\": \"header\"", "\"key_location\": \"xattr\""),
+            (
+                "\"key_location\": \"header\"",
+                "\"key_location\": \"xattr\"",
+            ),
         ] {
             assert!(orig.contains(from), "{from}");
             std::fs::write(&p, orig.replace(from, to)).unwrap();

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what it needs, then runs the gate
+# (fmt, clippy), unit and mount tests, pjdfstest and fsx. CI runs this.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$HOME/.cargo/bin:$PATH
+
+need_apt=()
+command -v fusermount3 >/dev/null || need_apt+=(fuse3)
+command -v setfattr >/dev/null || need_apt+=(attr)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "missing packages: ${need_apt[*]} (run as root to install)" >&2
+  fi
+fi
+install_tool() { # name version
+  if ! "$1" --version 2>/dev/null | grep -q "$2"; then
+    cargo install --locked --quiet "$1@$2" || { echo "cannot install $1 $2" >&2; return 1; }
+  fi
+}
+install_tool pjdfstest 0.2.2
+install_tool fsx 0.3.2
+
+PASSED=0; FAILED=0
+stage() { # name, command...
+  local name=$1; shift
+  local t0=$SECONDS
+  echo "=== $name"
+  if "$@"; then
+    PASSED=$((PASSED+1)); echo "=== $name: ok ($((SECONDS-t0)) s)"
+  else
+    FAILED=$((FAILED+1)); echo "=== $name: FAILED ($((SECONDS-t0)) s)"
+  fi
+}
+
+stage fmt cargo fmt --check
+stage clippy cargo clippy --all-targets --release -- -D warnings
+stage cargo-test cargo test --release
+if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
+  stage third-party scripts/third-party.sh --fsx-ops 20000
+else
+  echo "=== third-party: skipped (needs root and /dev/fuse)"
+fi
+echo "test.sh: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

@@ -1,0 +1,248 @@
+//! Mount helpers for integration tests: every mount is unmounted on drop (even
+//! when the test panics), and every wait is bounded.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_envelopefs");
+
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("efs")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::write(dir.path().join("pass"), "test passphrase\n").unwrap();
+        Env { dir }
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env("ENVELOPEFS_KEYSTORE", self.path("ks"))
+            .env("ENVELOPEFS_PASSPHRASE_FILE", self.path("pass"))
+            .env_remove("XDG_DATA_HOME")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd().args(args).output().unwrap();
+        out
+    }
+
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "envelopefs {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Create a volume at `name` with extra init flags.
+    pub fn init(&self, name: &str, flags: &[&str]) -> PathBuf {
+        let p = self.path(name);
+        let mut args = vec!["init", p.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        self.run_ok(&args);
+        p
+    }
+
+    /// Mount in the foreground as a child process; ready when it shows in mountinfo.
+    pub fn mount(&self, cipher: &Path, mnt_name: &str, flags: &[&str]) -> Mount {
+        let mnt = self.path(mnt_name);
+        std::fs::create_dir_all(&mnt).unwrap();
+        let log = self.path(&format!("{mnt_name}.log"));
+        let child = self
+            .cmd()
+            .arg("mount")
+            .arg(cipher)
+            .arg(&mnt)
+            .arg("--foreground")
+            .args(flags)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut m = Mount {
+            mnt,
+            child: Some(child),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !is_mounted(&m.mnt) {
+            if let Some(Ok(Some(st))) = m.child.as_mut().map(|c| c.try_wait()) {
+                panic!("mount exited early ({st}): {}", m.log_text());
+            }
+            assert!(Instant::now() < deadline, "mount not ready in 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        m
+    }
+}
+
+pub fn is_mounted(p: &Path) -> bool {
+    let Ok(canon) = p.canonicalize() else {
+        return false;
+    };
+    let s = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    s.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .map(|m| Path::new(m) == canon)
+            .unwrap_or(false)
+    })
+}
+
+pub struct Mount {
+    pub mnt: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Mount {
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Unmount and wait (bounded) for the daemon to exit.
+    pub fn unmount(mut self) -> String {
+        self.stop();
+        self.log_text()
+    }
+
+    fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new(BIN)
+            .arg("umount")
+            .arg(&self.mnt)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if is_mounted(&self.mnt) {
+            let c = std::ffi::CString::new(self.mnt.to_str().unwrap()).unwrap();
+            // SAFETY: valid C string; lazy unmount of a stuck mount.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Run `f` with a time bound; a hung filesystem call fails the test instead of stalling.
+pub fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(r);
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(p)) => std::panic::resume_unwind(p),
+        Err(_) => panic!("test body did not finish in {secs} s (hung mount?)"),
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Every backing file's bytes (and names, and symlink targets) under `dir`.
+pub fn backing_contains(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let ft = e.file_type().unwrap();
+            let mut data = p.as_os_str().as_encoded_bytes().to_vec();
+            if ft.is_dir() {
+                stack.push(p.clone());
+            } else if ft.is_symlink() {
+                data.extend(
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .as_os_str()
+                        .as_encoded_bytes(),
+                );
+            } else if ft.is_file() {
+                data.extend(std::fs::read(&p).unwrap());
+            }
+            if let Ok(x) = xattr_dump(&p) {
+                data.extend(x);
+            }
+            if data.windows(needle.len()).any(|w| w == needle) {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+fn xattr_dump(p: &Path) -> std::io::Result<Vec<u8>> {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: buffer valid for its length.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut out = buf[..n as usize].to_vec();
+    for name in buf[..n as usize]
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+    {
+        let cn = std::ffi::CString::new(name).unwrap();
+        let mut v = vec![0u8; 65536];
+        // SAFETY: buffers valid.
+        let m =
+            unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr() as *mut _, v.len()) };
+        if m > 0 {
+            out.extend_from_slice(&v[..m as usize]);
+        }
+    }
+    Ok(out)
+}

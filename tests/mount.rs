@@ -1,0 +1,555 @@
+//! Integration tests: the real binary mounts real volumes.
+
+mod common;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use common::*;
+
+const LOCATIONS: [&[&str]; 2] = [&[], &["--key-location", "xattr"]];
+
+fn read_all(p: &Path) -> Vec<u8> {
+    fs::read(p).unwrap()
+}
+
+#[test]
+fn round_trip_sizes_and_remount() {
+    bounded(300, || {
+        for flags in LOCATIONS {
+            let env = Env::new();
+            let c = env.init("c", flags);
+            let m = env.mount(&c, "m", &[]);
+            let sizes = [0usize, 1, 4095, 4096, 4097, 10 << 20];
+            for (i, s) in sizes.iter().enumerate() {
+                fs::write(m.p(&format!("f{s}")), pattern(i as u64, *s)).unwrap();
+            }
+            for (i, s) in sizes.iter().enumerate() {
+                assert_eq!(
+                    read_all(&m.p(&format!("f{s}"))),
+                    pattern(i as u64, *s),
+                    "size {s}"
+                );
+                assert_eq!(
+                    fs::metadata(m.p(&format!("f{s}"))).unwrap().len(),
+                    *s as u64
+                );
+            }
+            // Sparse 1 GiB file: one byte at the end, zeros before it.
+            {
+                let f = File::create(m.p("sparse")).unwrap();
+                f.write_all_at(b"Z", (1 << 30) - 1).unwrap();
+                f.write_all_at(b"head", 4096 * 100 + 7).unwrap();
+            }
+            let check_sparse = |p: &Path| {
+                let mut f = File::open(p).unwrap();
+                assert_eq!(f.metadata().unwrap().len(), 1 << 30);
+                let mut buf = vec![0u8; 1 << 20];
+                let mut off = 0u64;
+                loop {
+                    let n = f.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    for (j, b) in buf[..n].iter().enumerate() {
+                        let pos = off + j as u64;
+                        let want = if pos == (1 << 30) - 1 {
+                            b'Z'
+                        } else if (4096 * 100 + 7..4096 * 100 + 11).contains(&pos) {
+                            b"head"[(pos - (4096 * 100 + 7)) as usize]
+                        } else {
+                            0
+                        };
+                        assert_eq!(*b, want, "sparse byte {pos}");
+                    }
+                    off += n as u64;
+                }
+                assert_eq!(off, 1 << 30);
+            };
+            check_sparse(&m.p("sparse"));
+            let backing_sparse = fs::metadata(c.join("sparse")).unwrap();
+            assert!(
+                backing_sparse.blocks() * 512 < 16 << 20,
+                "backing file stays sparse"
+            );
+            // No plaintext in the backing directory.
+            fs::write(m.p("marker.txt"), b"The MAGIC-MARKER-7734 lives here").unwrap();
+            m.unmount();
+            assert!(backing_contains(&c, b"MAGIC-MARKER-7734").is_empty());
+            // A fresh mount process reads everything back.
+            let m2 = env.mount(&c, "m", &[]);
+            for (i, s) in sizes.iter().enumerate() {
+                assert_eq!(
+                    read_all(&m2.p(&format!("f{s}"))),
+                    pattern(i as u64, *s),
+                    "size {s} after remount"
+                );
+            }
+            check_sparse(&m2.p("sparse"));
+            assert_eq!(
+                read_all(&m2.p("marker.txt")),
+                b"The MAGIC-MARKER-7734 lives here"
+            );
+            if flags.is_empty() {
+                assert_eq!(
+                    fs::metadata(c.join("f0")).unwrap().len(),
+                    84,
+                    "empty file has its header"
+                );
+            } else {
+                assert_eq!(
+                    fs::metadata(c.join("f0")).unwrap().len(),
+                    0,
+                    "xattr volume: blocks only"
+                );
+            }
+            m2.unmount();
+        }
+    });
+}
+
+#[test]
+fn random_writes_match_model() {
+    bounded(300, || {
+        for flags in LOCATIONS {
+            let env = Env::new();
+            let c = env.init("c", &[&["--block-size", "1024"], flags].concat());
+            let m = env.mount(&c, "m", &[]);
+            let mut f = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .write(true)
+                .truncate(true)
+                .open(m.p("r"))
+                .unwrap();
+            let mut model: Vec<u8> = Vec::new();
+            let rnd = pattern(99, 4000);
+            for i in 0..600usize {
+                let r = |k: usize| {
+                    let v = &rnd[(i * 6 + k) % 4000..];
+                    u32::from_le_bytes([v[0], v[1], v.get(2).copied().unwrap_or(0), 0]) as u64
+                };
+                match r(0) % 8 {
+                    0..=4 => {
+                        let off = r(1) % 70_000;
+                        let len = (r(2) % 5000 + 1) as usize;
+                        let data = pattern(i as u64, len);
+                        f.write_all_at(&data, off).unwrap();
+                        let end = off as usize + len;
+                        if model.len() < end {
+                            model.resize(end, 0);
+                        }
+                        model[off as usize..end].copy_from_slice(&data);
+                    }
+                    5 => {
+                        let ns = r(3) % 80_000;
+                        f.set_len(ns).unwrap();
+                        model.resize(ns as usize, 0);
+                    }
+                    6 => {
+                        // O_APPEND through a second handle.
+                        let mut a = OpenOptions::new().append(true).open(m.p("r")).unwrap();
+                        let data = pattern(i as u64 + 7, (r(4) % 3000) as usize);
+                        a.write_all(&data).unwrap();
+                        model.extend_from_slice(&data);
+                    }
+                    _ => {
+                        let mut got = Vec::new();
+                        f.seek(SeekFrom::Start(0)).unwrap();
+                        f.read_to_end(&mut got).unwrap();
+                        assert_eq!(got.len(), model.len(), "op {i}");
+                        assert!(got == model, "content differs after op {i}");
+                    }
+                }
+            }
+            drop(f);
+            m.unmount();
+            let m2 = env.mount(&c, "m", &[]);
+            assert!(read_all(&m2.p("r")) == model);
+            m2.unmount();
+        }
+    });
+}
+
+#[test]
+fn posix_semantics() {
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        let m = env.mount(&c, "m", &[]);
+        // An open unlinked file stays readable and writable.
+        let mut f = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(true)
+            .open(m.p("u"))
+            .unwrap();
+        f.write_all(b"still here").unwrap();
+        fs::remove_file(m.p("u")).unwrap();
+        let mut s = String::new();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "still here");
+        f.set_len(5).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 5);
+        drop(f);
+        // Hard links share one inode and its link count.
+        fs::write(m.p("h1"), b"linked").unwrap();
+        fs::create_dir(m.p("sub")).unwrap();
+        fs::hard_link(m.p("h1"), m.p("sub/h2")).unwrap();
+        let (a, b) = (
+            fs::metadata(m.p("h1")).unwrap(),
+            fs::metadata(m.p("sub/h2")).unwrap(),
+        );
+        assert_eq!(a.ino(), b.ino());
+        assert_eq!(a.nlink(), 2);
+        fs::write(m.p("sub/h2"), b"changed").unwrap();
+        assert_eq!(read_all(&m.p("h1")), b"changed");
+        // Inode numbers are stable.
+        let ino = fs::metadata(m.p("h1")).unwrap().ino();
+        assert_eq!(fs::metadata(m.p("h1")).unwrap().ino(), ino);
+        // rename over an existing target, and RENAME_NOREPLACE.
+        fs::write(m.p("x"), b"x").unwrap();
+        fs::write(m.p("y"), b"y").unwrap();
+        fs::rename(m.p("x"), m.p("y")).unwrap();
+        assert_eq!(read_all(&m.p("y")), b"x");
+        fs::write(m.p("z"), b"z").unwrap();
+        let cz = std::ffi::CString::new(m.p("z").to_str().unwrap()).unwrap();
+        let cy = std::ffi::CString::new(m.p("y").to_str().unwrap()).unwrap();
+        // SAFETY: valid C strings.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                cz.as_ptr(),
+                libc::AT_FDCWD,
+                cy.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        assert_eq!(r, -1);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EEXIST)
+        );
+        // Symlinks round-trip; the backing target is ciphertext.
+        std::os::unix::fs::symlink("target/with/SECRET-PATH", m.p("l")).unwrap();
+        assert_eq!(
+            fs::read_link(m.p("l")).unwrap().to_str().unwrap(),
+            "target/with/SECRET-PATH"
+        );
+        assert_eq!(fs::symlink_metadata(m.p("l")).unwrap().len(), 23);
+        assert!(!fs::read_link(c.join("l"))
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .contains("SECRET"));
+        // xattrs: values encrypted, the header xattr hidden.
+        xattr_set(&m.p("y"), "user.color", b"BLUE-SECRET");
+        assert_eq!(xattr_get(&m.p("y"), "user.color").unwrap(), b"BLUE-SECRET");
+        assert_eq!(xattr_list(&m.p("y")), vec!["user.color".to_string()]);
+        xattr_set(&m.p("sub"), "user.dir", b"D");
+        assert_eq!(xattr_get(&m.p("sub"), "user.dir").unwrap(), b"D");
+        // mkfifo works and is a fifo.
+        let cf = std::ffi::CString::new(m.p("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: valid C string.
+        assert_eq!(unsafe { libc::mkfifo(cf.as_ptr(), 0o644) }, 0);
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(
+            &fs::metadata(m.p("fifo")).unwrap().file_type()
+        ));
+        // chmod, truncate to grow, timestamps.
+        fs::set_permissions(m.p("y"), fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            fs::metadata(m.p("y")).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // The volume's own files are hidden and cannot be created.
+        let names: Vec<_> = fs::read_dir(&m.mnt)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(!names
+            .iter()
+            .any(|n| n.to_str().unwrap().starts_with("envelopefs.")));
+        assert!(fs::write(m.p("envelopefs.conf"), b"x").is_err());
+        // fallocate modes: plain allocate grows the file, KEEP_SIZE does not, punch is refused.
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(m.p("y"))
+            .unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        // SAFETY: valid fd.
+        assert_eq!(unsafe { libc::fallocate(fd, 0, 0, 10_000) }, 0);
+        assert_eq!(f.metadata().unwrap().len(), 10_000);
+        // SAFETY: valid fd.
+        assert_eq!(
+            unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, 0, 50_000) },
+            0
+        );
+        assert_eq!(f.metadata().unwrap().len(), 10_000);
+        // SAFETY: valid fd.
+        let r = unsafe {
+            libc::fallocate(
+                fd,
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                0,
+                10,
+            )
+        };
+        assert_eq!(r, -1);
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EOPNOTSUPP)
+        );
+        let mut data = vec![0u8; 10_000];
+        data[0] = b'x';
+        assert_eq!(read_all(&m.p("y")), data);
+        drop(f);
+        assert!(backing_contains(&c, b"BLUE-SECRET").is_empty());
+        m.unmount();
+    });
+}
+
+fn xattr_set(p: &Path, name: &str, v: &[u8]) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid pointers.
+    let r = unsafe { libc::setxattr(c.as_ptr(), n.as_ptr(), v.as_ptr() as *const _, v.len(), 0) };
+    assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
+}
+
+fn xattr_get(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid pointers.
+    let r = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr() as *mut _,
+            buf.len(),
+        )
+    };
+    (r >= 0).then(|| buf[..r as usize].to_vec())
+}
+
+fn xattr_list(p: &Path) -> Vec<String> {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid pointers.
+    let r = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
+    assert!(r >= 0);
+    buf[..r as usize]
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+#[test]
+fn tampering_gives_eio_never_wrong_bytes() {
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        let m = env.mount(&c, "m", &[]);
+        let data = pattern(5, 3 * 4096 + 500);
+        for n in ["a", "b", "flip", "swap", "move", "hdr", "trunc"] {
+            fs::write(m.p(n), &data).unwrap();
+        }
+        m.unmount();
+        let h = 84usize;
+        let cbs = 4096 + 36;
+        let edit = |name: &str, f: &dyn Fn(&mut Vec<u8>)| {
+            let mut v = fs::read(c.join(name)).unwrap();
+            f(&mut v);
+            fs::write(c.join(name), v).unwrap();
+        };
+        let other = fs::read(c.join("b")).unwrap();
+        edit("flip", &|v| v[h + cbs + 100] ^= 0x10);
+        edit("swap", &|v| {
+            v[h..h + cbs].copy_from_slice(&other[h..h + cbs])
+        });
+        edit("move", &|v| {
+            let b2 = v[h + 2 * cbs..h + 3 * cbs].to_vec();
+            v[h + cbs..h + 2 * cbs].copy_from_slice(&b2)
+        });
+        edit("hdr", &|v| v[..h].copy_from_slice(&other[..h]));
+        edit("trunc", &|v| v.truncate(h + cbs + cbs / 2));
+        let m = env.mount(&c, "m", &[]);
+        assert_eq!(read_all(&m.p("a")), data, "untouched file still reads");
+        for n in ["flip", "swap", "move", "hdr"] {
+            let e = fs::read(m.p(n)).expect_err(n);
+            assert_eq!(e.raw_os_error(), Some(libc::EIO), "{n}");
+        }
+        // Torn mid-block at a length a block could have: that block gives EIO,
+        // the intact block before it still reads.
+        let e = fs::read(m.p("trunc")).expect_err("torn block");
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        let mut first = vec![0u8; 4096];
+        File::open(m.p("trunc"))
+            .unwrap()
+            .read_exact_at(&mut first, 0)
+            .unwrap();
+        assert_eq!(first, data[..4096]);
+        // The file with a torn tail can be truncated and deleted.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(m.p("trunc"))
+            .unwrap()
+            .set_len(10)
+            .unwrap();
+        assert_eq!(read_all(&m.p("trunc")), data[..10]);
+        fs::remove_file(m.p("trunc")).unwrap();
+        let log = m.unmount();
+        assert!(log.contains("flip"), "log names the backing file: {log}");
+        // An edited config is refused.
+        let cfg = c.join("envelopefs.conf");
+        let orig = fs::read_to_string(&cfg).unwrap();
+        fs::write(
+            &cfg,
+            orig.replace("\"block_size\": 4096", "\"block_size\": 512"),
+        )
+        .unwrap();
+        let out = env.run(&[
+            "mount",
+            c.to_str().unwrap(),
+            env.path("m").to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("config"));
+        assert!(!is_mounted(&env.path("m")));
+    });
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        let mnt = env.path("m");
+        fs::create_dir(&mnt).unwrap();
+        let (cs, ms) = (c.to_str().unwrap(), mnt.to_str().unwrap());
+        let one_line_err = |out: &std::process::Output, want: &str, code: i32| {
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let e = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(e.trim().lines().count(), 1, "one line: {e}");
+            assert!(e.contains(want), "{e}");
+        };
+        // Wrong passphrase.
+        fs::write(env.path("wrong"), "nope").unwrap();
+        let out = env
+            .cmd()
+            .args(["mount", cs, ms])
+            .env("ENVELOPEFS_PASSPHRASE_FILE", env.path("wrong"))
+            .output()
+            .unwrap();
+        one_line_err(&out, "wrong passphrase", 12);
+        // Not a volume.
+        fs::create_dir(env.path("plain")).unwrap();
+        one_line_err(
+            &env.run(&["mount", env.path("plain").to_str().unwrap(), ms]),
+            "not an envelopefs volume",
+            10,
+        );
+        // Missing key store.
+        let out = env
+            .cmd()
+            .args(["mount", cs, ms])
+            .env("ENVELOPEFS_KEYSTORE", env.path("nostore"))
+            .output()
+            .unwrap();
+        one_line_err(&out, "no key store", 13);
+        // Missing mount point.
+        one_line_err(
+            &env.run(&["mount", cs, env.path("nodir").to_str().unwrap()]),
+            "mount point",
+            20,
+        );
+        // Daemon mode: returns once ready; a second mount of the same point or volume is refused.
+        env.run_ok(&[
+            "mount",
+            cs,
+            ms,
+            "--log-file",
+            env.path("d.log").to_str().unwrap(),
+        ]);
+        assert!(is_mounted(&mnt));
+        fs::write(mnt.join("f"), b"daemon").unwrap();
+        one_line_err(&env.run(&["mount", cs, ms]), "already in use", 20);
+        let m2 = env.path("m2");
+        fs::create_dir(&m2).unwrap();
+        one_line_err(
+            &env.run(&["mount", cs, m2.to_str().unwrap()]),
+            "already mounted read-write",
+            21,
+        );
+        // Read-only second mount is allowed and cannot write.
+        env.run_ok(&["mount", cs, m2.to_str().unwrap(), "--read-only"]);
+        assert_eq!(fs::read(m2.join("f")).unwrap(), b"daemon");
+        assert!(fs::write(m2.join("g"), b"x").is_err());
+        env.run_ok(&["umount", m2.to_str().unwrap()]);
+        env.run_ok(&["umount", ms]);
+        assert!(!is_mounted(&mnt));
+        one_line_err(&env.run(&["umount", ms]), "not mounted", 20);
+        // Bad flags.
+        let out = env.run(&[
+            "init",
+            env.path("c2").to_str().unwrap(),
+            "--block-size",
+            "1000",
+        ]);
+        one_line_err(&out, "power of two", 2);
+        // info works without a passphrase and prints JSON.
+        let out = env
+            .cmd()
+            .args(["info", cs, "--output", "json"])
+            .env_remove("ENVELOPEFS_PASSPHRASE_FILE")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["BlockSize"], 4096);
+        assert_eq!(v["KeyLocation"], "header");
+    });
+}
+
+#[test]
+fn planted_symlinks_and_fifos_are_not_followed() {
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        let outside = env.path("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("victim"), b"untouched").unwrap();
+        std::os::unix::fs::symlink(&outside, c.join("evil-dir")).unwrap();
+        std::os::unix::fs::symlink(outside.join("victim"), c.join("evil-file")).unwrap();
+        let cf = std::ffi::CString::new(c.join("planted-fifo").to_str().unwrap()).unwrap();
+        // SAFETY: valid C string.
+        assert_eq!(unsafe { libc::mkfifo(cf.as_ptr(), 0o666) }, 0);
+        let m = env.mount(&c, "m", &[]);
+        // The planted links are symlinks in the mount with undecryptable targets: EIO, not followed.
+        assert!(fs::read_link(m.p("evil-file")).is_err());
+        assert!(fs::write(m.p("evil-dir/x"), b"pwned").is_err());
+        assert!(fs::write(m.p("evil-file"), b"pwned").is_err());
+        assert!(!outside.join("x").exists());
+        assert_eq!(fs::read(outside.join("victim")).unwrap(), b"untouched");
+        // A planted fifo is listed but never blocks the daemon.
+        assert!(fs::symlink_metadata(m.p("planted-fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        fs::write(m.p("ok"), b"still serving").unwrap();
+        assert_eq!(read_all(&m.p("ok")), b"still serving");
+        m.unmount();
+    });
+}
+
+use std::os::unix::fs::FileTypeExt;

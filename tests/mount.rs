@@ -553,3 +553,103 @@ fn planted_symlinks_and_fifos_are_not_followed() {
 }
 
 use std::os::unix::fs::FileTypeExt;
+
+#[test]
+fn concurrent_handles_on_one_file_stay_consistent() {
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("c", &["--block-size", "512"]);
+        let m = env.mount(&c, "m", &[]);
+        let path = m.p("shared");
+        fs::write(&path, vec![0u8; 64 * 1024]).unwrap();
+        // Four writers through their own handles write interleaved, unaligned,
+        // disjoint stripes that share blocks; readers run alongside.
+        let stripe = 100usize;
+        let threads: Vec<_> = (0..4u8)
+            .map(|t| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let f = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(&path)
+                        .unwrap();
+                    for round in 0..3 {
+                        for k in 0..(64 * 1024 / stripe / 4) {
+                            let off = (k * 4 + t as usize) * stripe;
+                            f.write_all_at(&vec![t + 1 + round * 4; stripe], off as u64)
+                                .unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        let reader = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let d = fs::read(&path).unwrap();
+                    assert_eq!(d.len(), 64 * 1024);
+                }
+            })
+        };
+        for t in threads {
+            t.join().unwrap();
+        }
+        reader.join().unwrap();
+        let d = read_all(&path);
+        for (i, b) in d.iter().enumerate() {
+            let k = i / stripe;
+            let want = if k * stripe + stripe <= 64 * 1024 && k < (64 * 1024 / stripe / 4) * 4 {
+                (k % 4) as u8 + 1 + 8
+            } else {
+                0
+            };
+            assert_eq!(*b, want, "byte {i}");
+        }
+        m.unmount();
+    });
+}
+
+#[test]
+fn allow_other_files_belong_to_their_creator() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let c = env.init("c", &[]);
+        let m = env.mount(&c, "m", &["--allow-other"]);
+        fs::set_permissions(&m.mnt, fs::Permissions::from_mode(0o777)).unwrap();
+        use std::os::unix::process::CommandExt;
+        let nobody = 65534;
+        let st = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo mine > {0}/theirs && mkdir {0}/theirdir",
+                m.mnt.display()
+            ))
+            .uid(nobody)
+            .gid(65534)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        for n in ["theirs", "theirdir"] {
+            assert_eq!(
+                fs::metadata(m.p(n)).unwrap().uid(),
+                nobody,
+                "{n} in the mount"
+            );
+            assert_eq!(
+                fs::metadata(c.join(n)).unwrap().uid(),
+                nobody,
+                "{n} in the backing dir"
+            );
+        }
+        assert_eq!(read_all(&m.p("theirs")), b"mine\n");
+        m.unmount();
+    });
+}

@@ -125,9 +125,13 @@ impl FileCrypto {
     pub fn encrypt_blocks(&self, first: BlockIndex, chunks: &[&[u8]], out: &mut Vec<u8>) {
         let (prefix, key) = self.reserve(chunks.len() as u64);
         let cipher = Cipher::new(key.expose());
+        // One getrandom call for all nonces of the request, not one per block.
+        let mut nonces = vec![0u8; chunks.len() * NONCE_LEN];
+        super::random_bytes(&mut nonces);
         for (i, chunk) in chunks.iter().enumerate() {
             let b = BlockIndex(first.0 + i as u64);
-            let nonce: [u8; NONCE_LEN] = super::random_array();
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce.copy_from_slice(&nonces[i * NONCE_LEN..(i + 1) * NONCE_LEN]);
             out.extend_from_slice(&prefix);
             out.extend_from_slice(&nonce);
             let start = out.len();

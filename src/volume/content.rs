@@ -299,6 +299,13 @@ impl FileContent {
                 .copy_from_slice(&data[(ws - offset) as usize..(we - offset) as usize]);
             plains.push(buf);
         }
+        #[cfg(test)]
+        if super::content_fuzz::planted_bug_active()
+            && plains.last().is_some_and(|p| (p.len() as u64) < bs)
+            && l.block_plain_len(last, size) == 0
+        {
+            plains.pop();
+        }
         let chunks: Vec<&[u8]> = plains.iter().map(|p| p.as_slice()).collect();
         let total: usize = chunks.iter().map(|c| c.len()).sum();
         let mut out = Vec::with_capacity(total + chunks.len() * BLOCK_OVERHEAD as usize);

@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod content;
+#[cfg(test)]
+mod content_fuzz;
 pub mod keycache;
 
 use std::path::{Path, PathBuf};

@@ -6,6 +6,8 @@ pub mod content;
 #[cfg(test)]
 mod content_fuzz;
 pub mod keycache;
+#[cfg(test)]
+mod tamper_fuzz;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

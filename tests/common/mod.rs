@@ -120,6 +120,18 @@ impl Mount {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// kill -9 the daemon (a crash); the dead mount is detached on drop.
+    pub fn kill9(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let c = std::ffi::CString::new(self.mnt.to_str().unwrap()).unwrap();
+        // SAFETY: valid C string; detach the dead mount.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        self.child = None;
+    }
+
     /// Unmount and wait (bounded) for the daemon to exit.
     pub fn unmount(mut self) -> String {
         self.stop();

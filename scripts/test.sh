@@ -43,5 +43,6 @@ if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
 else
   echo "=== third-party: skipped (needs root and /dev/fuse)"
 fi
+stage parser-fuzz scripts/fuzz.sh --parsers-only
 echo "test.sh: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

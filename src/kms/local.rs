@@ -40,7 +40,7 @@ pub struct KdfParams {
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StoreFile {
+pub struct StoreFile {
     format: String,
     version: u32,
     store_id: String,
@@ -118,6 +118,27 @@ fn derive_store_key(pass: &str, kdf: &KdfParams) -> Result<Zeroizing<[u8; 32]>, 
     a.hash_password_into(pass.as_bytes(), &salt, &mut out[..])
         .map_err(|e| e.to_string())?;
     Ok(out)
+}
+
+/// Parse the outer store file (untrusted bytes) and check its parameters.
+pub fn parse_store_file(raw: &[u8]) -> Result<StoreFile, String> {
+    let f: StoreFile = serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+    if f.format != "envelopefs-keystore" || f.version != 1 {
+        return Err("unknown format or version".into());
+    }
+    if f.kdf.m_cost_kib > 4 * 1024 * 1024 || f.kdf.t_cost > 100 || f.kdf.p_cost > 64 {
+        return Err("KDF parameters out of range".into());
+    }
+    Ok(f)
+}
+
+/// Decrypt and parse the sealed content; `Err(None)` means authentication failed.
+pub fn unseal_store(f: &StoreFile, key: &[u8; 32]) -> Result<StoreData, Option<String>> {
+    let sealed = B64.decode(&f.sealed).map_err(|e| Some(e.to_string()))?;
+    let plain = Cipher::new(key)
+        .open_from_slice(&header_aad(f), &sealed)
+        .map_err(|_| None)?;
+    serde_json::from_slice(&plain).map_err(|e| Some(format!("content: {e}")))
 }
 
 fn header_aad(f: &StoreFile) -> Vec<u8> {
@@ -316,12 +337,9 @@ impl LocalKeyService {
             path: p.display().to_string(),
             why,
         };
-        let f: StoreFile = serde_json::from_slice(&raw).map_err(|e| corrupt(e.to_string()))?;
-        let sealed = B64.decode(&f.sealed).map_err(|e| corrupt(e.to_string()))?;
-        let plain = Cipher::new(key)
-            .open_from_slice(&header_aad(&f), &sealed)
-            .map_err(|_| corrupt("authentication failed".into()))?;
-        serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))
+        let f = parse_store_file(&raw).map_err(corrupt)?;
+        unseal_store(&f, key)
+            .map_err(|e| corrupt(e.unwrap_or_else(|| "authentication failed".into())))
     }
 
     pub fn arn(&self, key_id: &str) -> String {

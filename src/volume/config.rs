@@ -122,8 +122,16 @@ impl VolumeConfig {
             }
             Err(e) => return Err(VolumeError::io(&p, e)),
         };
-        let f: ConfigFile = serde_json::from_slice(&raw)
-            .map_err(|e| VolumeError::BadConfig(format!("{}: {e}", p.display())))?;
+        Self::parse(&raw).map_err(|e| match e {
+            VolumeError::BadConfig(m) => VolumeError::BadConfig(format!("{}: {m}", p.display())),
+            e => e,
+        })
+    }
+
+    /// Parse and validate config bytes (untrusted input).
+    pub fn parse(raw: &[u8]) -> Result<(VolumeConfig, String), VolumeError> {
+        let f: ConfigFile =
+            serde_json::from_slice(raw).map_err(|e| VolumeError::BadConfig(e.to_string()))?;
         f.config.validate()?;
         Ok((f.config, f.mac))
     }

@@ -72,5 +72,6 @@ run_on() { # label, init flags...
 
 run_on hdr
 run_on xat --key-location xattr
+run_on pln --plaintext-names --long-name-max 64
 echo "third-party: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

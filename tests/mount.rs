@@ -69,7 +69,7 @@ fn round_trip_sizes_and_remount() {
                 assert_eq!(off, 1 << 30);
             };
             check_sparse(&m.p("sparse"));
-            let backing_sparse = fs::metadata(c.join("sparse")).unwrap();
+            let backing_sparse = fs::metadata(backing_path(&c, &m.p("sparse"))).unwrap();
             assert!(
                 backing_sparse.blocks() * 512 < 16 << 20,
                 "backing file stays sparse"
@@ -94,13 +94,13 @@ fn round_trip_sizes_and_remount() {
             );
             if flags.is_empty() {
                 assert_eq!(
-                    fs::metadata(c.join("f0")).unwrap().len(),
+                    fs::metadata(backing_path(&c, &m2.p("f0"))).unwrap().len(),
                     84,
                     "empty file has its header"
                 );
             } else {
                 assert_eq!(
-                    fs::metadata(c.join("f0")).unwrap().len(),
+                    fs::metadata(backing_path(&c, &m2.p("f0"))).unwrap().len(),
                     0,
                     "xattr volume: blocks only"
                 );
@@ -241,7 +241,7 @@ fn posix_semantics() {
             "target/with/SECRET-PATH"
         );
         assert_eq!(fs::symlink_metadata(m.p("l")).unwrap().len(), 23);
-        assert!(!fs::read_link(c.join("l"))
+        assert!(!fs::read_link(backing_path(&c, &m.p("l")))
             .unwrap()
             .to_str()
             .unwrap()
@@ -273,7 +273,10 @@ fn posix_semantics() {
         assert!(!names
             .iter()
             .any(|n| n.to_str().unwrap().starts_with("envelopefs.")));
-        assert!(fs::write(m.p("envelopefs.conf"), b"x").is_err());
+        // With encrypted names, a user's "envelopefs.conf" is an ordinary file.
+        let cfg = fs::read(c.join("envelopefs.conf")).unwrap();
+        fs::write(m.p("envelopefs.conf"), b"x").unwrap();
+        assert_eq!(fs::read(c.join("envelopefs.conf")).unwrap(), cfg);
         // fallocate modes: plain allocate grows the file, KEEP_SIZE does not, punch is refused.
         let f = OpenOptions::new()
             .read(true)
@@ -357,18 +360,20 @@ fn tampering_gives_eio_never_wrong_bytes() {
         let c = env.init("c", &[]);
         let m = env.mount(&c, "m", &[]);
         let data = pattern(5, 3 * 4096 + 500);
+        let mut bp = std::collections::HashMap::new();
         for n in ["a", "b", "flip", "swap", "move", "hdr", "trunc"] {
             fs::write(m.p(n), &data).unwrap();
+            bp.insert(n, backing_path(&c, &m.p(n)));
         }
         m.unmount();
         let h = 84usize;
         let cbs = 4096 + 36;
         let edit = |name: &str, f: &dyn Fn(&mut Vec<u8>)| {
-            let mut v = fs::read(c.join(name)).unwrap();
+            let mut v = fs::read(&bp[name]).unwrap();
             f(&mut v);
-            fs::write(c.join(name), v).unwrap();
+            fs::write(&bp[name], v).unwrap();
         };
-        let other = fs::read(c.join("b")).unwrap();
+        let other = fs::read(&bp["b"]).unwrap();
         edit("flip", &|v| v[h + cbs + 100] ^= 0x10);
         edit("swap", &|v| {
             v[h..h + cbs].copy_from_slice(&other[h..h + cbs])
@@ -405,7 +410,11 @@ fn tampering_gives_eio_never_wrong_bytes() {
         assert_eq!(read_all(&m.p("trunc")), data[..10]);
         fs::remove_file(m.p("trunc")).unwrap();
         let log = m.unmount();
-        assert!(log.contains("flip"), "log names the backing file: {log}");
+        let flip_name = bp["flip"].file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(
+            log.contains(&flip_name),
+            "log names the backing file: {log}"
+        );
         // An edited config is refused.
         let cfg = c.join("envelopefs.conf");
         let orig = fs::read_to_string(&cfg).unwrap();
@@ -524,31 +533,47 @@ fn bad_input_gives_clear_errors() {
 #[test]
 fn planted_symlinks_and_fifos_are_not_followed() {
     bounded(120, || {
-        let env = Env::new();
-        let c = env.init("c", &[]);
-        let outside = env.path("outside");
-        fs::create_dir(&outside).unwrap();
-        fs::write(outside.join("victim"), b"untouched").unwrap();
-        std::os::unix::fs::symlink(&outside, c.join("evil-dir")).unwrap();
-        std::os::unix::fs::symlink(outside.join("victim"), c.join("evil-file")).unwrap();
-        let cf = std::ffi::CString::new(c.join("planted-fifo").to_str().unwrap()).unwrap();
-        // SAFETY: valid C string.
-        assert_eq!(unsafe { libc::mkfifo(cf.as_ptr(), 0o666) }, 0);
-        let m = env.mount(&c, "m", &[]);
-        // The planted links are symlinks in the mount with undecryptable targets: EIO, not followed.
-        assert!(fs::read_link(m.p("evil-file")).is_err());
-        assert!(fs::write(m.p("evil-dir/x"), b"pwned").is_err());
-        assert!(fs::write(m.p("evil-file"), b"pwned").is_err());
-        assert!(!outside.join("x").exists());
-        assert_eq!(fs::read(outside.join("victim")).unwrap(), b"untouched");
-        // A planted fifo is listed but never blocks the daemon.
-        assert!(fs::symlink_metadata(m.p("planted-fifo"))
-            .unwrap()
-            .file_type()
-            .is_fifo());
-        fs::write(m.p("ok"), b"still serving").unwrap();
-        assert_eq!(read_all(&m.p("ok")), b"still serving");
-        m.unmount();
+        for names in [&["--plaintext-names"][..], &[]] {
+            let env = Env::new();
+            let c = env.init("c", names);
+            let outside = env.path("outside");
+            fs::create_dir(&outside).unwrap();
+            fs::write(outside.join("victim"), b"untouched").unwrap();
+            // Legitimate entries, then replaced in the backing dir by plants.
+            let m = env.mount(&c, "m", &[]);
+            fs::create_dir(m.p("evil-dir")).unwrap();
+            fs::write(m.p("evil-file"), b"x").unwrap();
+            fs::write(m.p("planted-fifo"), b"x").unwrap();
+            let (bd, bf, bq) = (
+                backing_path(&c, &m.p("evil-dir")),
+                backing_path(&c, &m.p("evil-file")),
+                backing_path(&c, &m.p("planted-fifo")),
+            );
+            m.unmount();
+            fs::remove_dir_all(&bd).unwrap();
+            fs::remove_file(&bf).unwrap();
+            fs::remove_file(&bq).unwrap();
+            std::os::unix::fs::symlink(&outside, &bd).unwrap();
+            std::os::unix::fs::symlink(outside.join("victim"), &bf).unwrap();
+            let cf = std::ffi::CString::new(bq.to_str().unwrap()).unwrap();
+            // SAFETY: valid C string.
+            assert_eq!(unsafe { libc::mkfifo(cf.as_ptr(), 0o666) }, 0);
+            let m = env.mount(&c, "m", &[]);
+            // Planted links are symlinks in the mount whose targets do not decrypt: EIO, never followed.
+            assert!(fs::read_link(m.p("evil-file")).is_err());
+            assert!(fs::write(m.p("evil-dir/x"), b"pwned").is_err());
+            assert!(fs::write(m.p("evil-file"), b"pwned").is_err());
+            assert!(!outside.join("x").exists());
+            assert_eq!(fs::read(outside.join("victim")).unwrap(), b"untouched");
+            // A planted fifo is shown as a fifo and never blocks the daemon.
+            assert!(fs::symlink_metadata(m.p("planted-fifo"))
+                .unwrap()
+                .file_type()
+                .is_fifo());
+            fs::write(m.p("ok"), b"still serving").unwrap();
+            assert_eq!(read_all(&m.p("ok")), b"still serving");
+            m.unmount();
+        }
     });
 }
 
@@ -644,12 +669,36 @@ fn allow_other_files_belong_to_their_creator() {
                 "{n} in the mount"
             );
             assert_eq!(
-                fs::metadata(c.join(n)).unwrap().uid(),
+                fs::metadata(backing_path(&c, &m.p(n))).unwrap().uid(),
                 nobody,
                 "{n} in the backing dir"
             );
         }
         assert_eq!(read_all(&m.p("theirs")), b"mine\n");
         m.unmount();
+    });
+}
+
+#[test]
+fn plaintext_names_volume_protects_its_own_files() {
+    bounded(60, || {
+        let env = Env::new();
+        let c = env.init("c", &["--plaintext-names"]);
+        let m = env.mount(&c, "m", &[]);
+        fs::write(m.p("visible name.txt"), b"x").unwrap();
+        assert!(c.join("visible name.txt").exists(), "names stay plain");
+        assert!(fs::write(m.p("envelopefs.conf"), b"x").is_err());
+        assert!(fs::remove_file(m.p("envelopefs.lock")).is_err());
+        assert!(fs::rename(m.p("visible name.txt"), m.p("envelopefs.conf")).is_err());
+        let names: Vec<_> = fs::read_dir(&m.mnt)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("visible name.txt")]);
+        m.unmount();
+        let v: serde_json::Value =
+            serde_json::from_str(&env.run_ok(&["info", c.to_str().unwrap(), "--output", "json"]))
+                .unwrap();
+        assert_eq!(v["NameScheme"], "plaintext");
     });
 }

@@ -97,6 +97,12 @@ enum Command {
         /// Where each file's wrapped data key lives.
         #[arg(long, value_enum, default_value_t = KeyLocation::Header)]
         key_location: KeyLocation,
+        /// Keep file names in the clear (contents stay encrypted).
+        #[arg(long)]
+        plaintext_names: bool,
+        /// Encoded names longer than this become hashed names with a side file (64..255).
+        #[arg(long, default_value_t = crate::crypto::names::DEFAULT_LONG_NAME_MAX)]
+        long_name_max: u32,
     },
     /// Print a volume's settings.
     Info { cipherdir: PathBuf },
@@ -152,6 +158,7 @@ fn config_json(cfg: &VolumeConfig, dir: &std::path::Path) -> serde_json::Value {
         "BlockSize": cfg.block_size,
         "KeyLocation": cfg.key_location.to_string(),
         "NameScheme": cfg.name_scheme,
+        "LongNameMax": cfg.long_name_max,
         "KeyProvider": cfg.key_provider,
         "MasterKeyArn": cfg.master_key_arn,
         "MasterKeyMaterialId": cfg.master_key_material_id,
@@ -161,7 +168,7 @@ fn config_json(cfg: &VolumeConfig, dir: &std::path::Path) -> serde_json::Value {
 
 fn config_text(cfg: &VolumeConfig, dir: &std::path::Path) -> String {
     format!(
-        "cipher dir:     {}\nvolume id:      {}\nformat:         {}\ncipher:         {}\nblock size:     {}\nkey location:   {}\nnames:          {}\nkey provider:   {}\nmaster key:     {}\nkey material:   {}",
+        "cipher dir:     {}\nvolume id:      {}\nformat:         {}\ncipher:         {}\nblock size:     {}\nkey location:   {}\nnames:          {} (long names over {} bytes)\nkey provider:   {}\nmaster key:     {}\nkey material:   {}",
         dir.display(),
         cfg.volume_id,
         cfg.format_version,
@@ -169,6 +176,7 @@ fn config_text(cfg: &VolumeConfig, dir: &std::path::Path) -> String {
         cfg.block_size,
         cfg.key_location,
         cfg.name_scheme,
+        cfg.long_name_max,
         cfg.key_provider,
         cfg.master_key_arn,
         cfg.master_key_material_id
@@ -183,8 +191,16 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             key,
             block_size,
             key_location,
+            plaintext_names,
+            long_name_max,
         } => {
             crate::volume::config::check_block_size(block_size)?;
+            if !(crate::crypto::names::MIN_LONG_NAME_MAX..=255).contains(&long_name_max) {
+                return Err(Failure {
+                    code: exitcodes::USAGE,
+                    msg: "--long-name-max must be from 64 to 255".into(),
+                });
+            }
             let ks = g.open_or_create_store()?;
             let key = match key {
                 Some(k) => k,
@@ -197,6 +213,8 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
                 &InitOptions {
                     block_size,
                     key_location,
+                    plaintext_names,
+                    long_name_max,
                 },
             )?;
             print_result(

@@ -18,10 +18,10 @@ use fuser::{
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
     Request, TimeOrNow, WriteFlags,
 };
-use log::error;
+use log::{error, warn};
 use parking_lot::Mutex;
 
-use crate::crypto::names::DirContext;
+use crate::crypto::names::{side_matches, BackingName, DirContext, EntryKind, DIRIV_NAME};
 use crate::error::ContentError;
 use crate::sys;
 use crate::volume::{Volume, USER_XATTR_PREFIX};
@@ -156,17 +156,108 @@ impl EnvelopeFs {
         Ok(n)
     }
 
-    fn backing_name(&self, dir: &Node, name: &OsStr) -> Res<OsString> {
+    /// The name context of a directory node (its IV read once).
+    fn dir_ctx(&self, dir: &Node) -> Res<DirContext> {
+        let mut ctx = DirContext::plain(dir.is_root());
+        if self.vol.names().uses_diriv() {
+            if let Some(iv) = dir.diriv.get() {
+                ctx.iv = *iv;
+            } else {
+                let iv = crate::volume::read_diriv(dir.fd()).map_err(|e| {
+                    error!(
+                        "directory node {}: cannot read its {DIRIV_NAME}: {e}",
+                        dir.id
+                    );
+                    Errno::EIO
+                })?;
+                ctx.iv = *dir.diriv.get_or_init(|| iv);
+            }
+        }
+        Ok(ctx)
+    }
+
+    fn backing_name(&self, dir: &Node, name: &OsStr) -> Res<BackingName> {
         sys::check_component(name).map_err(io)?;
+        let ctx = self.dir_ctx(dir)?;
         self.vol
             .names()
-            .to_backing(
-                DirContext {
-                    is_root: dir.is_root(),
-                },
-                name,
-            )
+            .to_backing(&ctx, name)
             .map_err(|_| Errno::EPERM)
+    }
+
+    /// Write a long name's side file before its entry; true if this call made it.
+    fn write_side(&self, dir: &Node, b: &BackingName) -> Res<bool> {
+        let (Some(side), Some(sname)) = (&b.side, b.side_name()) else {
+            return Ok(false);
+        };
+        match sys::openat(
+            dir.fd(),
+            &sname,
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+            0o400,
+        ) {
+            Ok(f) => {
+                sys::pwrite_all(f.as_fd(), side, 0).map_err(io)?;
+                Ok(true)
+            }
+            // The same long name's side file: its content is the same.
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    fn remove_side(&self, dir: &Node, b: &BackingName) {
+        if let Some(sname) = b.side_name() {
+            let _ = sys::unlinkat(dir.fd(), &sname, false);
+        }
+    }
+
+    /// Create an entry through `f`, with its side file first; undo the side file on failure.
+    fn with_side<T>(&self, dir: &Node, b: &BackingName, f: impl FnOnce() -> Res<T>) -> Res<T> {
+        let made = self.write_side(dir, b)?;
+        let r = f();
+        if r.is_err() && made {
+            self.remove_side(dir, b);
+        }
+        r
+    }
+
+    /// A long name's side file content (bounded).
+    fn read_side(&self, dir: &Node, long: &OsStr) -> Option<Vec<u8>> {
+        let mut n = long.to_owned();
+        n.push(crate::crypto::names::LONGNAME_SUFFIX);
+        let f = sys::openat(dir.fd(), &n, libc::O_RDONLY | libc::O_NONBLOCK, 0).ok()?;
+        let mut buf = vec![0u8; 4096];
+        let k = sys::pread_exact_or_eof(f.as_fd(), &mut buf, 0).ok()?;
+        buf.truncate(k);
+        Some(buf)
+    }
+
+    /// Remove a backing directory, and its IV file first (restored if rmdir fails).
+    fn remove_dir(&self, dir: &Node, b: &BackingName) -> Res<()> {
+        if !self.vol.names().uses_diriv() {
+            return sys::unlinkat(dir.fd(), &b.name, true).map_err(io);
+        }
+        let child =
+            sys::openat(dir.fd(), &b.name, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(io)?;
+        let entries = sys::list_dir(child.as_fd()).map_err(io)?;
+        if entries
+            .iter()
+            .any(|(n, _, _)| n.as_slice() != DIRIV_NAME.as_bytes())
+        {
+            return Err(Errno::ENOTEMPTY);
+        }
+        let iv = crate::volume::read_diriv(child.as_fd()).ok();
+        let _ = sys::unlinkat(child.as_fd(), OsStr::new(DIRIV_NAME), false);
+        match sys::unlinkat(dir.fd(), &b.name, true) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if let Some(iv) = iv {
+                    let _ = crate::volume::write_diriv_bytes(child.as_fd(), &iv);
+                }
+                Err(io(e))
+            }
+        }
     }
 
     fn writable(&self) -> Res<()> {
@@ -354,17 +445,21 @@ impl EnvelopeFs {
     ) -> Res<(Arc<Node>, FileAttr)> {
         self.writable()?;
         let dir = self.dir_node(parent)?;
-        let bname = self.backing_name(&dir, name)?;
+        let b = self.backing_name(&dir, name)?;
         let fmt = mode & libc::S_IFMT;
         if fmt == libc::S_IFREG || fmt == 0 {
-            let (node, attr, _fd) = self.do_create_file(req, &dir, &bname, mode, true)?;
+            let (node, attr, _fd) = self.with_side(&dir, &b, || {
+                self.do_create_file(req, &dir, &b.name, mode, true)
+            })?;
             return Ok((node, attr));
         }
         if (fmt == libc::S_IFCHR || fmt == libc::S_IFBLK) && !self.is_root_daemon {
             return Err(Errno::EPERM);
         }
-        sys::mknodat(dir.fd(), &bname, mode, rdev as u64).map_err(io)?;
-        let fd = sys::openat(dir.fd(), &bname, libc::O_PATH, 0).map_err(io)?;
+        self.with_side(&dir, &b, || {
+            sys::mknodat(dir.fd(), &b.name, mode, rdev as u64).map_err(io)
+        })?;
+        let fd = sys::openat(dir.fd(), &b.name, libc::O_PATH, 0).map_err(io)?;
         self.set_owner(req, &dir, fd.as_fd())?;
         self.register(fd)
     }
@@ -415,17 +510,11 @@ impl EnvelopeFs {
         Ok((node, attr, fd))
     }
 
-    fn xattr_backing_name(name: &OsStr) -> Res<Vec<u8>> {
+    /// Only the user namespace is stored (encrypted); others are not supported.
+    fn xattr_backing_name(&self, name: &OsStr) -> Res<Vec<u8>> {
         let b = name.as_bytes();
         match b.strip_prefix(b"user.") {
-            Some(rest) if !rest.is_empty() => {
-                let mut v = USER_XATTR_PREFIX.to_vec();
-                v.extend_from_slice(rest);
-                if v.len() > 255 {
-                    return Err(Errno::ERANGE);
-                }
-                Ok(v)
-            }
+            Some(rest) if !rest.is_empty() => Ok(self.vol.xattr_backing_name(b)),
             Some(_) => Err(Errno::EINVAL),
             None => Err(Errno::EOPNOTSUPP),
         }
@@ -458,7 +547,7 @@ impl EnvelopeFs {
 
     fn get_xattr(&self, ino: INodeNo, name: &OsStr) -> Res<Vec<u8>> {
         let node = self.node(ino)?;
-        let bname = match Self::xattr_backing_name(name) {
+        let bname = match self.xattr_backing_name(name) {
             Ok(b) => b,
             Err(e) if e == Errno::EOPNOTSUPP => return Err(Errno::NO_XATTR),
             Err(e) => return Err(e),
@@ -471,12 +560,13 @@ impl EnvelopeFs {
         if node.kind == FileType::RegularFile && fc.is_none() {
             return Err(Errno::EIO);
         }
-        self.vol
-            .decrypt_xattr(fc.as_deref(), name.as_bytes(), &blob)
-            .ok_or_else(|| {
+        match self.vol.decrypt_xattr(fc.as_deref(), &blob) {
+            Some((n, v)) if n == name.as_bytes() => Ok(v),
+            _ => {
                 error!("xattr {:?} of node {} failed authentication", name, node.id);
-                Errno::EIO
-            })
+                Err(Errno::EIO)
+            }
+        }
     }
 
     fn list_xattrs(&self, ino: INodeNo) -> Res<Vec<u8>> {
@@ -484,12 +574,29 @@ impl EnvelopeFs {
         if !matches!(node.kind, FileType::Directory | FileType::RegularFile) {
             return Ok(Vec::new());
         }
+        let names: Vec<Vec<u8>> = sys::listxattr_fd(node.fd())
+            .map_err(io)?
+            .into_iter()
+            .filter(|n| n.starts_with(USER_XATTR_PREFIX))
+            .collect();
         let mut out = Vec::new();
-        for n in sys::listxattr_fd(node.fd()).map_err(io)? {
-            if let Some(rest) = n.strip_prefix(USER_XATTR_PREFIX) {
-                out.extend_from_slice(b"user.");
-                out.extend_from_slice(rest);
-                out.push(0);
+        if names.is_empty() {
+            return Ok(out);
+        }
+        let fc = self.xattr_crypto(&node, false)?;
+        for n in names {
+            let Ok(blob) = sys::getxattr_fd(node.fd(), &n) else {
+                continue;
+            };
+            match self.vol.decrypt_xattr(fc.as_deref(), &blob) {
+                Some((name, _)) if self.vol.xattr_backing_name(&name) == n => {
+                    out.extend_from_slice(&name);
+                    out.push(0);
+                }
+                _ => warn!(
+                    "node {}: an xattr fails authentication; not listed",
+                    node.id
+                ),
             }
         }
         Ok(out)
@@ -533,14 +640,14 @@ impl Filesystem for EnvelopeFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let r = (|| {
             let dir = self.dir_node(parent)?;
-            let bname = self.backing_name(&dir, name).map_err(|e| {
+            let b = self.backing_name(&dir, name).map_err(|e| {
                 if e == Errno::EPERM {
                     Errno::ENOENT
                 } else {
                     e
                 }
             })?;
-            self.lookup_backing(&dir, &bname)
+            self.lookup_backing(&dir, &b.name)
         })();
         reply_entry(reply, r);
     }
@@ -637,10 +744,19 @@ impl Filesystem for EnvelopeFs {
         let r = (|| {
             self.writable()?;
             let dir = self.dir_node(parent)?;
-            let bname = self.backing_name(&dir, name)?;
-            sys::mkdirat(dir.fd(), &bname, mode & 0o7777).map_err(io)?;
+            let b = self.backing_name(&dir, name)?;
+            self.with_side(&dir, &b, || {
+                sys::mkdirat(dir.fd(), &b.name, mode & 0o7777).map_err(io)
+            })?;
             let fd =
-                sys::openat(dir.fd(), &bname, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(io)?;
+                sys::openat(dir.fd(), &b.name, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(io)?;
+            if self.vol.names().uses_diriv() {
+                if let Err(e) = crate::volume::write_diriv_at(fd.as_fd()) {
+                    let _ = sys::unlinkat(dir.fd(), &b.name, true);
+                    self.remove_side(&dir, &b);
+                    return Err(io(e));
+                }
+            }
             self.set_owner(req, &dir, fd.as_fd())?;
             self.register(fd)
         })();
@@ -651,8 +767,10 @@ impl Filesystem for EnvelopeFs {
         let r = (|| {
             self.writable()?;
             let dir = self.dir_node(parent)?;
-            let bname = self.backing_name(&dir, name)?;
-            sys::unlinkat(dir.fd(), &bname, false).map_err(io)
+            let b = self.backing_name(&dir, name)?;
+            sys::unlinkat(dir.fd(), &b.name, false).map_err(io)?;
+            self.remove_side(&dir, &b);
+            Ok(())
         })();
         reply_empty(reply, r);
     }
@@ -661,8 +779,10 @@ impl Filesystem for EnvelopeFs {
         let r = (|| {
             self.writable()?;
             let dir = self.dir_node(parent)?;
-            let bname = self.backing_name(&dir, name)?;
-            sys::unlinkat(dir.fd(), &bname, true).map_err(io)
+            let b = self.backing_name(&dir, name)?;
+            self.remove_dir(&dir, &b)?;
+            self.remove_side(&dir, &b);
+            Ok(())
         })();
         reply_empty(reply, r);
     }
@@ -678,14 +798,16 @@ impl Filesystem for EnvelopeFs {
         let r = (|| {
             self.writable()?;
             let dir = self.dir_node(parent)?;
-            let bname = self.backing_name(&dir, link_name)?;
+            let b = self.backing_name(&dir, link_name)?;
             let t = target.as_os_str().as_bytes();
             if t.len() > Volume::MAX_SYMLINK_TARGET {
                 return Err(Errno::ENAMETOOLONG);
             }
             let enc = self.vol.encrypt_symlink(t);
-            sys::symlinkat(&enc, dir.fd(), &bname).map_err(io)?;
-            let fd = sys::openat(dir.fd(), &bname, libc::O_PATH, 0).map_err(io)?;
+            self.with_side(&dir, &b, || {
+                sys::symlinkat(&enc, dir.fd(), &b.name).map_err(io)
+            })?;
+            let fd = sys::openat(dir.fd(), &b.name, libc::O_PATH, 0).map_err(io)?;
             self.set_owner(req, &dir, fd.as_fd())?;
             self.register(fd)
         })();
@@ -712,7 +834,52 @@ impl Filesystem for EnvelopeFs {
             if !(flags - allowed).is_empty() {
                 return Err(Errno::EINVAL);
             }
-            sys::renameat2(od.fd(), &on, nd.fd(), &nn, flags.bits()).map_err(io)
+            if flags.contains(RenameFlags::RENAME_EXCHANGE) {
+                // Names stay where they are; only the entries behind them swap.
+                return sys::renameat2(od.fd(), &on.name, nd.fd(), &nn.name, flags.bits())
+                    .map_err(io);
+            }
+            // Replacing an empty directory: its IV file must go first.
+            let mut restore_iv = None;
+            if self.vol.names().uses_diriv() && !flags.contains(RenameFlags::RENAME_NOREPLACE) {
+                let src = sys::fstatat(od.fd(), &on.name).map_err(io)?;
+                if let Ok(st) = sys::fstatat(nd.fd(), &nn.name) {
+                    if st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                        && src.st_mode & libc::S_IFMT == libc::S_IFDIR
+                        && (st.st_dev, st.st_ino) != (src.st_dev, src.st_ino)
+                    {
+                        let t = sys::openat(nd.fd(), &nn.name, libc::O_PATH | libc::O_DIRECTORY, 0)
+                            .map_err(io)?;
+                        let entries = sys::list_dir(t.as_fd()).map_err(io)?;
+                        if entries
+                            .iter()
+                            .any(|(n, _, _)| n.as_slice() != DIRIV_NAME.as_bytes())
+                        {
+                            return Err(Errno::ENOTEMPTY);
+                        }
+                        let iv = crate::volume::read_diriv(t.as_fd()).ok();
+                        let _ = sys::unlinkat(t.as_fd(), OsStr::new(DIRIV_NAME), false);
+                        restore_iv = Some((t, iv));
+                    }
+                }
+            }
+            let r = self.with_side(&nd, &nn, || {
+                sys::renameat2(od.fd(), &on.name, nd.fd(), &nn.name, flags.bits()).map_err(io)
+            });
+            match r {
+                Ok(()) => {
+                    if on.side_name() != nn.side_name() || od.id != nd.id {
+                        self.remove_side(&od, &on);
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    if let Some((t, Some(iv))) = restore_iv {
+                        let _ = crate::volume::write_diriv_bytes(t.as_fd(), &iv);
+                    }
+                    Err(e)
+                }
+            }
         })();
         reply_empty(reply, r);
     }
@@ -730,8 +897,10 @@ impl Filesystem for EnvelopeFs {
             let n = self.node(ino)?;
             let nd = self.dir_node(newparent)?;
             let nn = self.backing_name(&nd, newname)?;
-            sys::linkat_fd(n.fd(), nd.fd(), &nn).map_err(io)?;
-            self.lookup_backing(&nd, &nn)
+            self.with_side(&nd, &nn, || {
+                sys::linkat_fd(n.fd(), nd.fd(), &nn.name).map_err(io)
+            })?;
+            self.lookup_backing(&nd, &nn.name)
         })();
         reply_entry(reply, r);
     }
@@ -862,16 +1031,30 @@ impl Filesystem for EnvelopeFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         let r = (|| {
             let dir = self.dir_node(ino)?;
-            let ctx = DirContext {
-                is_root: dir.is_root(),
-            };
+            let ctx = self.dir_ctx(&dir)?;
             let mut entries = vec![
                 (dir.id, FileType::Directory, OsString::from(".")),
                 (dir.id, FileType::Directory, OsString::from("..")),
             ];
+            let names = self.vol.names();
             for (name, dtype, ino) in sys::list_dir(dir.fd()).map_err(io)? {
                 let bname = OsString::from_vec(name);
-                let Some(plain) = self.vol.names().to_plain(ctx, &bname) else {
+                let plain = match names.classify(&ctx, &bname) {
+                    EntryKind::Internal => continue,
+                    EntryKind::Short => names.to_plain(&ctx, bname.as_bytes()),
+                    EntryKind::Long => self.read_side(&dir, &bname).and_then(|enc| {
+                        if side_matches(&bname, &enc) {
+                            names.to_plain(&ctx, &enc)
+                        } else {
+                            None
+                        }
+                    }),
+                };
+                let Some(plain) = plain else {
+                    warn!(
+                        "directory node {}: backing entry {:?} has a name that does not decrypt here (corrupt, or moved from another directory); skipped",
+                        dir.id, bname
+                    );
                     continue;
                 };
                 let kind = match dtype {
@@ -978,7 +1161,7 @@ impl Filesystem for EnvelopeFs {
         let r = (|| {
             self.writable()?;
             let node = self.node(ino)?;
-            let bname = Self::xattr_backing_name(name)?;
+            let bname = self.xattr_backing_name(name)?;
             let fc = self.xattr_crypto(&node, true)?;
             let blob = self
                 .vol
@@ -1000,7 +1183,7 @@ impl Filesystem for EnvelopeFs {
         let r = (|| {
             self.writable()?;
             let node = self.node(ino)?;
-            let bname = Self::xattr_backing_name(name).map_err(|e| {
+            let bname = self.xattr_backing_name(name).map_err(|e| {
                 if e == Errno::EOPNOTSUPP {
                     Errno::NO_XATTR
                 } else {
@@ -1028,9 +1211,10 @@ impl Filesystem for EnvelopeFs {
         let r = (|| {
             self.writable()?;
             let dir = self.dir_node(parent)?;
-            let bname = self.backing_name(&dir, name)?;
-            let (node, attr, fd) =
-                self.do_create_file(req, &dir, &bname, mode, flags & libc::O_EXCL != 0)?;
+            let b = self.backing_name(&dir, name)?;
+            let (node, attr, fd) = self.with_side(&dir, &b, || {
+                self.do_create_file(req, &dir, &b.name, mode, flags & libc::O_EXCL != 0)
+            })?;
             if flags & libc::O_TRUNC != 0 {
                 node.content
                     .truncate(&self.vol, fd.as_fd(), 0)

@@ -25,6 +25,8 @@ pub struct Node {
     lookups: AtomicU64,
     /// Shared content state of a regular file (all handles, all hard links).
     pub content: FileContent,
+    /// A directory's name IV, read once.
+    pub diriv: std::sync::OnceLock<[u8; crate::crypto::names::DIRIV_LEN]>,
 }
 
 impl Node {
@@ -73,6 +75,7 @@ impl NodeTable {
             fd: root_fd,
             lookups: AtomicU64::new(1),
             content: FileContent::new(),
+            diriv: std::sync::OnceLock::new(),
         });
         let mut t = table.t.lock();
         t.by_inode.insert((st.st_dev, st.st_ino), ROOT_ID);
@@ -120,6 +123,7 @@ impl NodeTable {
             fd,
             lookups: AtomicU64::new(1),
             content: FileContent::new(),
+            diriv: std::sync::OnceLock::new(),
         });
         t.by_inode.insert(key, id);
         t.by_id.insert(id, node.clone());

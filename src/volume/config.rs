@@ -15,6 +15,8 @@ use crate::error::VolumeError;
 pub const CONFIG_FILE: &str = "envelopefs.conf";
 pub const LOCK_FILE: &str = "envelopefs.lock";
 pub const FORMAT_VERSION: u32 = 1;
+pub const NAME_SCHEME_PLAIN: &str = "plaintext";
+pub const NAME_SCHEME_SIV: &str = "aes-siv-base64url";
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -42,6 +44,7 @@ pub struct VolumeConfig {
     pub block_size: u32,
     pub key_location: KeyLocation,
     pub name_scheme: String,
+    pub long_name_max: u32,
     pub key_provider: String,
     pub master_key_arn: String,
     pub master_key_material_id: String,
@@ -99,7 +102,7 @@ impl VolumeConfig {
                 self.cipher
             )));
         }
-        if self.name_scheme != "plaintext" {
+        if self.name_scheme != NAME_SCHEME_PLAIN && self.name_scheme != NAME_SCHEME_SIV {
             return Err(VolumeError::BadConfig(format!(
                 "unknown name scheme {}",
                 self.name_scheme
@@ -108,6 +111,12 @@ impl VolumeConfig {
         check_block_size(self.block_size).map_err(|_| {
             VolumeError::BadConfig(format!("block size {} is invalid", self.block_size))
         })?;
+        if !(crate::crypto::names::MIN_LONG_NAME_MAX..=255).contains(&self.long_name_max) {
+            return Err(VolumeError::BadConfig(format!(
+                "long_name_max {} is out of range",
+                self.long_name_max
+            )));
+        }
         self.volume_id()?;
         Ok(())
     }

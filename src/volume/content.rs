@@ -501,6 +501,7 @@ mod tests {
         check_model(InitOptions {
             block_size: 512,
             key_location: KeyLocation::Xattr,
+            ..Default::default()
         });
     }
 
@@ -589,6 +590,7 @@ mod tests {
             let tv = volume(InitOptions {
                 block_size: 512,
                 key_location: loc,
+                ..Default::default()
             });
             let (f, c) = new_file(&tv, "t");
             let old: Vec<u8> = (0..1300u32).map(|i| (i % 251) as u8 | 1).collect();

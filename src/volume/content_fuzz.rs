@@ -272,6 +272,7 @@ fn differential_xattr_512() {
         InitOptions {
             block_size: 512,
             key_location: KeyLocation::Xattr,
+            ..Default::default()
         },
     );
 }

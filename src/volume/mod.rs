@@ -23,7 +23,10 @@ use crate::crypto::aead::Cipher;
 use crate::crypto::content::FileCrypto;
 use crate::crypto::header::HEADER_LEN;
 use crate::crypto::keys::{derive, FileId, VolumeId, VolumeKey};
-use crate::crypto::names::{NameTransform, PlaintextNames};
+use crate::crypto::names::{
+    EncryptedNames, NameTransform, PlaintextNames, DEFAULT_LONG_NAME_MAX, DIRIV_LEN, DIRIV_NAME,
+    MIN_LONG_NAME_MAX,
+};
 use crate::crypto::offsets::Layout;
 use crate::error::VolumeError;
 use crate::kms::{EncryptionContext, KeyService};
@@ -37,6 +40,8 @@ pub const USER_XATTR_PREFIX: &[u8] = b"user.e.";
 pub struct InitOptions {
     pub block_size: u32,
     pub key_location: KeyLocation,
+    pub plaintext_names: bool,
+    pub long_name_max: u32,
 }
 
 impl Default for InitOptions {
@@ -44,6 +49,8 @@ impl Default for InitOptions {
         InitOptions {
             block_size: 4096,
             key_location: KeyLocation::Header,
+            plaintext_names: false,
+            long_name_max: DEFAULT_LONG_NAME_MAX,
         }
     }
 }
@@ -95,6 +102,11 @@ impl Volume {
         opts: &InitOptions,
     ) -> Result<VolumeConfig, VolumeError> {
         config::check_block_size(opts.block_size)?;
+        if !(MIN_LONG_NAME_MAX..=255).contains(&opts.long_name_max) {
+            return Err(VolumeError::BadOption(format!(
+                "--long-name-max must be from {MIN_LONG_NAME_MAX} to 255"
+            )));
+        }
         if dir.exists() {
             let meta = std::fs::symlink_metadata(dir).map_err(|e| VolumeError::io(dir, e))?;
             if !meta.is_dir() {
@@ -132,13 +144,22 @@ impl Volume {
             cipher: "AES-256-GCM".into(),
             block_size: opts.block_size,
             key_location: opts.key_location,
-            name_scheme: "plaintext".into(),
+            name_scheme: if opts.plaintext_names {
+                config::NAME_SCHEME_PLAIN
+            } else {
+                config::NAME_SCHEME_SIV
+            }
+            .into(),
+            long_name_max: opts.long_name_max,
             key_provider: ks.provider().into(),
             master_key_arn: g.key_arn,
             master_key_material_id: g.key_material_id,
             wrapped_volume_key: B64.encode(&g.ciphertext_blob),
             creation_date: crate::kms::local::now_secs(),
         };
+        if !opts.plaintext_names {
+            write_diriv(dir)?;
+        }
         cfg.write_new(dir, &vk)?;
         Ok(cfg)
     }
@@ -179,13 +200,18 @@ impl Volume {
             KeyLocation::Header => HEADER_LEN as u64,
             KeyLocation::Xattr => 0,
         };
+        let names: Box<dyn NameTransform> = if cfg.name_scheme == config::NAME_SCHEME_PLAIN {
+            Box::new(PlaintextNames)
+        } else {
+            Box::new(EncryptedNames::new(&vk, &vid, cfg.long_name_max))
+        };
         Ok(Volume {
             root: dir.to_owned(),
             layout: Layout::new(cfg.block_size, header_len),
             config: cfg,
             vid,
             vk,
-            names: Box::new(PlaintextNames),
+            names,
             cache: KeyCache::new(cache.capacity, cache.max_age),
         })
     }
@@ -252,45 +278,116 @@ impl Volume {
             .map(|p| p.to_vec())
     }
 
-    fn xattr_aad(owner: Option<FileId>, name: &[u8]) -> Vec<u8> {
+    fn xattr_aad(owner: Option<FileId>) -> Vec<u8> {
         let mut a = b"xattr".to_vec();
         if let Some(f) = owner {
             a.extend_from_slice(&f.0);
         }
-        a.extend_from_slice(&(name.len() as u32).to_be_bytes());
-        a.extend_from_slice(name);
         a
     }
 
-    /// Encrypt an xattr value: under the file's data key for regular files
-    /// (`file` given), else under a key derived from the volume key.
+    /// The backing xattr name of a user xattr: a keyed hash of the name, so
+    /// names stay hidden and any name up to the kernel's 255 bytes fits.
+    pub fn xattr_backing_name(&self, name: &[u8]) -> Vec<u8> {
+        let key = derive(
+            self.vk.expose(),
+            &self.vid.0,
+            &[b"envelopefs xattr name v1"],
+        );
+        let (mac, _) = hkdf::Hkdf::<sha2::Sha256>::extract(Some(key.expose()), name);
+        let mut v = USER_XATTR_PREFIX.to_vec();
+        v.extend_from_slice(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(mac)
+                .as_bytes(),
+        );
+        v
+    }
+
+    /// Encrypt an xattr's name and value together: under the file's data key
+    /// for regular files (`file` given), else under a key derived from the volume key.
     pub fn encrypt_xattr(&self, file: Option<&FileCrypto>, name: &[u8], value: &[u8]) -> Vec<u8> {
+        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(2 + name.len() + value.len()));
+        plain.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        plain.extend_from_slice(name);
+        plain.extend_from_slice(value);
         match file {
             Some(fc) => fc
                 .xattr_cipher()
-                .seal_to_vec(&Self::xattr_aad(Some(fc.file_id()), name), value),
+                .seal_to_vec(&Self::xattr_aad(Some(fc.file_id())), &plain),
             None => self
                 .dir_xattr_cipher()
-                .seal_to_vec(&Self::xattr_aad(None, name), value),
+                .seal_to_vec(&Self::xattr_aad(None), &plain),
         }
     }
 
+    /// Decrypt a stored xattr into (name, value); `None` if it fails authentication.
     pub fn decrypt_xattr(
         &self,
         file: Option<&FileCrypto>,
-        name: &[u8],
         blob: &[u8],
-    ) -> Option<Vec<u8>> {
-        let r = match file {
+    ) -> Option<(Vec<u8>, Vec<u8>)> {
+        let plain = match file {
             Some(fc) => fc
                 .xattr_cipher()
-                .open_from_slice(&Self::xattr_aad(Some(fc.file_id()), name), blob),
+                .open_from_slice(&Self::xattr_aad(Some(fc.file_id())), blob),
             None => self
                 .dir_xattr_cipher()
-                .open_from_slice(&Self::xattr_aad(None, name), blob),
-        };
-        r.ok().map(|p| p.to_vec())
+                .open_from_slice(&Self::xattr_aad(None), blob),
+        }
+        .ok()?;
+        if plain.len() < 2 {
+            return None;
+        }
+        let n = u16::from_be_bytes([plain[0], plain[1]]) as usize;
+        if plain.len() < 2 + n {
+            return None;
+        }
+        Some((plain[2..2 + n].to_vec(), plain[2 + n..].to_vec()))
     }
+}
+
+/// Write a new directory IV file into the backing directory `dir`.
+pub fn write_diriv(dir: &Path) -> Result<(), VolumeError> {
+    let fd = crate::sys::open_dir_path(dir).map_err(|e| VolumeError::io(dir, e))?;
+    write_diriv_at(std::os::fd::AsFd::as_fd(&fd)).map_err(|e| VolumeError::io(dir, e))
+}
+
+/// Write a new directory IV into the directory behind `dir` (an fd).
+pub fn write_diriv_at(dir: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    let iv: [u8; DIRIV_LEN] = crate::crypto::random_array();
+    write_diriv_bytes(dir, &iv)
+}
+
+pub fn write_diriv_bytes(dir: std::os::fd::BorrowedFd<'_>, iv: &[u8]) -> std::io::Result<()> {
+    let f = crate::sys::openat(
+        dir,
+        std::ffi::OsStr::new(DIRIV_NAME),
+        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+        0o400,
+    )?;
+    crate::sys::pwrite_all(std::os::fd::AsFd::as_fd(&f), iv, 0)?;
+    crate::sys::fsync(std::os::fd::AsFd::as_fd(&f), false)
+}
+
+/// Read the IV of the backing directory behind `dir`.
+pub fn read_diriv(dir: std::os::fd::BorrowedFd<'_>) -> std::io::Result<[u8; DIRIV_LEN]> {
+    let f = crate::sys::openat(
+        dir,
+        std::ffi::OsStr::new(DIRIV_NAME),
+        libc::O_RDONLY | libc::O_NONBLOCK,
+        0,
+    )?;
+    let st = crate::sys::fstat(std::os::fd::AsFd::as_fd(&f))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    let mut iv = [0u8; DIRIV_LEN];
+    let n = crate::sys::pread_exact_or_eof(std::os::fd::AsFd::as_fd(&f), &mut iv, 0)?;
+    if n != DIRIV_LEN {
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    Ok(iv)
 }
 
 fn check_user_xattrs(dir: &Path) -> Result<(), VolumeError> {

@@ -258,3 +258,24 @@ fn xattr_dump(p: &Path) -> std::io::Result<Vec<u8>> {
     }
     Ok(out)
 }
+
+/// The backing entry of a file seen in the mount: the mount's inode number is
+/// the backing inode number, so search the cipher directory for it.
+pub fn backing_path(cipher: &Path, in_mount: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::symlink_metadata(in_mount).unwrap().ino();
+    let mut stack = vec![cipher.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let md = e.metadata().unwrap();
+            if md.ino() == ino {
+                return e.path();
+            }
+            if md.is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    panic!("no backing entry for {}", in_mount.display());
+}

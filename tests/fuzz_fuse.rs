@@ -137,10 +137,12 @@ impl Rng {
 }
 
 const SLOTS: usize = 4;
+const LONG: &str = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
 
 fn gen_path(r: &mut Rng) -> String {
     let dir = r.pick(&["", "", "d/", "d/e/", "f/"]);
-    let name = r.pick(&["a", "b", "c"]);
+    // The third name is long enough to become a hashed long name (side file).
+    let name = r.pick(&["a", "b", LONG]);
     format!("{dir}{name}")
 }
 
@@ -668,9 +670,25 @@ fn env_num(k: &str, d: u64) -> u64 {
 
 #[test]
 fn differential_fuzz_through_fuse() {
-    bounded(600, || {
+    fuzz_volume(&["--block-size", "4096"]);
+}
+
+#[test]
+fn differential_fuzz_long_names_xattr_keys() {
+    fuzz_volume(&[
+        "--block-size",
+        "1024",
+        "--long-name-max",
+        "64",
+        "--key-location",
+        "xattr",
+    ]);
+}
+
+fn fuzz_volume(init: &'static [&'static str]) {
+    bounded(600, move || {
         let env = Env::new();
-        let cipher = env.init("c", &["--block-size", "4096"]);
+        let cipher = env.init("c", init);
         let plain = env.path("plain");
         std::fs::create_dir(&plain).unwrap();
         let mount = env.mount(&cipher, "m", &[]);
@@ -680,7 +698,7 @@ fn differential_fuzz_through_fuse() {
         );
         let seqs = env_num("FUZZ_SEQS", 30);
         let nops = env_num("FUZZ_OPS", 150) as usize;
-        eprintln!("fuse differential fuzz: seed={seed} sequences={seqs} ops={nops} (rerun: FUZZ_SEED={seed})");
+        eprintln!("fuse differential fuzz {init:?}: seed={seed} sequences={seqs} ops={nops} (rerun: FUZZ_SEED={seed})");
         let mut sides = Sides {
             env: &env,
             cipher,

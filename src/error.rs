@@ -15,6 +15,8 @@ pub enum VolumeError {
     BadOption(String),
     #[error("{0}")]
     Kms(#[from] KmsError),
+    #[error("the volume's master key {0} cannot unwrap its volume key: {1}")]
+    MasterKey(String, KmsError),
     #[error("the volume key does not unwrap: {0}")]
     VolumeKey(String),
     #[error("{path}: {source}")]
@@ -77,15 +79,23 @@ pub mod exitcodes {
     pub const MOUNT_FAILED: i32 = 22;
     pub const IO: i32 = 23;
     pub const PASSPHRASE: i32 = 24;
+    pub const LIMIT_EXCEEDED: i32 = 25;
+    pub const UNSUPPORTED: i32 = 26;
+    pub const IMPORT: i32 = 27;
 }
 
 pub fn kms_exit_code(e: &KmsError) -> i32 {
     use exitcodes::*;
     match e {
-        KmsError::NotFound(_) => NOT_FOUND,
+        KmsError::NotFound(_) | KmsError::AccessDenied(_) => NOT_FOUND,
         KmsError::Disabled(_) | KmsError::InvalidState(_) => KEY_STATE,
-        KmsError::InvalidCiphertext => INVALID_CIPHERTEXT,
+        KmsError::InvalidCiphertext | KmsError::IncorrectKey(_) => INVALID_CIPHERTEXT,
         KmsError::Validation(_) | KmsError::AlreadyExists(_) => VALIDATION,
+        KmsError::LimitExceeded(_) => LIMIT_EXCEEDED,
+        KmsError::UnsupportedOperation(_) => UNSUPPORTED,
+        KmsError::IncorrectKeyMaterial(_)
+        | KmsError::InvalidImportToken(_)
+        | KmsError::ExpiredImportToken(_) => IMPORT,
         KmsError::WrongPassphrase(_) => WRONG_PASSPHRASE,
         KmsError::NoStore(_) => NO_KEYSTORE,
         KmsError::StoreCorrupt { .. } => KEYSTORE_CORRUPT,
@@ -100,7 +110,7 @@ pub fn volume_exit_code(e: &VolumeError) -> i32 {
         VolumeError::NotAVolume(_) => NOT_A_VOLUME,
         VolumeError::BadConfig(_) | VolumeError::VolumeKey(_) => BAD_CONFIG,
         VolumeError::BadOption(_) => USAGE,
-        VolumeError::Kms(k) => kms_exit_code(k),
+        VolumeError::Kms(k) | VolumeError::MasterKey(_, k) => kms_exit_code(k),
         VolumeError::Io { .. } => IO,
         VolumeError::Locked(_) => LOCKED,
         VolumeError::MountPoint(..) => MOUNT_POINT,

@@ -108,6 +108,8 @@ enum Command {
     Info { cipherdir: PathBuf },
     /// Mount CIPHERDIR at MOUNTPOINT; returns once the mount is ready.
     Mount(mount::MountArgs),
+    /// Re-wrap the volume key under its master key's current material (after a rotation).
+    Rewrap { cipherdir: PathBuf },
     /// Unmount a mount point.
     Umount { mountpoint: PathBuf },
     /// The key service (mirrors `aws kms`).
@@ -241,6 +243,27 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
         }
         Command::Mount(a) => mount::mount(g, a),
         Command::Umount { mountpoint } => mount::umount(&mountpoint),
+        Command::Rewrap { cipherdir } => {
+            let ks = g.open_store()?;
+            let (old, new) = Volume::rewrap(&cipherdir, &ks)?;
+            print_result(
+                g.output,
+                &json!({
+                    "CipherDir": cipherdir.display().to_string(),
+                    "MasterKeyArn": new.master_key_arn,
+                    "SourceKeyMaterialId": old.master_key_material_id,
+                    "KeyMaterialId": new.master_key_material_id,
+                }),
+                &format!(
+                    "re-wrapped the volume key of {} under {} material {} (was {})",
+                    cipherdir.display(),
+                    new.master_key_arn,
+                    new.master_key_material_id,
+                    old.master_key_material_id
+                ),
+            );
+            Ok(())
+        }
         Command::Kms(c) => kms_cmd::run(g, c),
     }
 }

@@ -1,14 +1,17 @@
 //! The key service: master keys that wrap volume keys. The volume code talks
 //! to it only through [`KeyService`], so a remote KMS can stand in later.
 
+pub mod audit;
 pub mod context;
 pub mod local;
 pub mod passphrase;
+pub mod store;
 
 pub use context::EncryptionContext;
 
 use zeroize::Zeroizing;
 
+/// Errors named as KMS names them; the name starts every message.
 #[derive(Debug, thiserror::Error)]
 pub enum KmsError {
     #[error("NotFoundException: {0}")]
@@ -19,10 +22,24 @@ pub enum KmsError {
     InvalidState(String),
     #[error("InvalidCiphertextException: the ciphertext or its encryption context is not valid")]
     InvalidCiphertext,
+    #[error("IncorrectKeyException: {0}")]
+    IncorrectKey(String),
+    #[error("AccessDeniedException: {0}")]
+    AccessDenied(String),
     #[error("ValidationException: {0}")]
     Validation(String),
     #[error("AlreadyExistsException: {0}")]
     AlreadyExists(String),
+    #[error("LimitExceededException: {0}")]
+    LimitExceeded(String),
+    #[error("UnsupportedOperationException: {0}")]
+    UnsupportedOperation(String),
+    #[error("IncorrectKeyMaterialException: {0}")]
+    IncorrectKeyMaterial(String),
+    #[error("InvalidImportTokenException: {0}")]
+    InvalidImportToken(String),
+    #[error("ExpiredImportTokenException: {0}")]
+    ExpiredImportToken(String),
     #[error("wrong passphrase for the key store at {0}")]
     WrongPassphrase(String),
     #[error(
@@ -41,6 +58,32 @@ pub enum KmsError {
     },
 }
 
+impl KmsError {
+    /// The error's name, as in the audit log.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KmsError::NotFound(_) => "NotFoundException",
+            KmsError::Disabled(_) => "DisabledException",
+            KmsError::InvalidState(_) => "KMSInvalidStateException",
+            KmsError::InvalidCiphertext => "InvalidCiphertextException",
+            KmsError::IncorrectKey(_) => "IncorrectKeyException",
+            KmsError::AccessDenied(_) => "AccessDeniedException",
+            KmsError::Validation(_) => "ValidationException",
+            KmsError::AlreadyExists(_) => "AlreadyExistsException",
+            KmsError::LimitExceeded(_) => "LimitExceededException",
+            KmsError::UnsupportedOperation(_) => "UnsupportedOperationException",
+            KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
+            KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
+            KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
+            KmsError::WrongPassphrase(_) => "WrongPassphrase",
+            KmsError::NoStore(_) => "NoKeyStore",
+            KmsError::StoreCorrupt { .. } => "KeyStoreCorrupt",
+            KmsError::Passphrase(_) => "Passphrase",
+            KmsError::Io { .. } => "IOError",
+        }
+    }
+}
+
 /// Result of GenerateDataKey.
 pub struct GeneratedDataKey {
     pub plaintext: Zeroizing<Vec<u8>>,
@@ -54,6 +97,22 @@ pub struct DecryptedKey {
     pub plaintext: Zeroizing<Vec<u8>>,
     pub key_arn: String,
     pub key_material_id: String,
+}
+
+/// Result of ReEncrypt.
+pub struct ReEncrypted {
+    pub ciphertext_blob: Vec<u8>,
+    pub source_key_arn: String,
+    pub key_arn: String,
+    pub key_material_id: String,
+}
+
+/// A key's state, for messages that name it.
+pub struct KeyStateInfo {
+    pub key_arn: String,
+    pub state: String,
+    pub deletion_date: Option<u64>,
+    pub current_material: String,
 }
 
 /// What the volume layer needs of a key service.
@@ -74,6 +133,16 @@ pub trait KeyService: Send + Sync {
         context: &EncryptionContext,
         key: Option<&str>,
     ) -> Result<DecryptedKey, KmsError>;
+    /// Re-wrap a blob under a key's current material without exposing it.
+    fn re_encrypt(
+        &self,
+        blob: &[u8],
+        source_context: &EncryptionContext,
+        destination_key: &str,
+        destination_context: &EncryptionContext,
+    ) -> Result<ReEncrypted, KmsError>;
+    /// The state of a key.
+    fn key_state(&self, key: &str) -> Result<KeyStateInfo, KmsError>;
     /// A short name of the provider, recorded in the volume config.
     fn provider(&self) -> &'static str;
 }

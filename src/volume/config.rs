@@ -163,16 +163,27 @@ impl VolumeConfig {
         Ok(())
     }
 
-    /// Write the config with its MAC; fails if one exists (settings are fixed).
-    pub fn write_new(&self, dir: &Path, vk: &VolumeKey) -> Result<(), VolumeError> {
+    fn to_bytes(&self, vk: &VolumeKey) -> Result<Vec<u8>, VolumeError> {
         let vid = self.volume_id()?;
         let mac = B64.encode(Self::mac_cipher(vk, &vid).seal_to_vec(&self.canonical()?, b""));
         let f = ConfigFile {
             config: self.clone(),
             mac,
         };
-        let out =
-            serde_json::to_vec_pretty(&f).map_err(|e| VolumeError::BadConfig(e.to_string()))?;
+        serde_json::to_vec_pretty(&f).map_err(|e| VolumeError::BadConfig(e.to_string()))
+    }
+
+    /// Atomically replace the config (only `rewrap` does this: same settings,
+    /// the volume key re-wrapped under newer key material).
+    pub fn replace(&self, dir: &Path, vk: &VolumeKey) -> Result<(), VolumeError> {
+        let out = self.to_bytes(vk)?;
+        let p = dir.join(CONFIG_FILE);
+        crate::kms::store::write_atomic(&p, &out).map_err(|e| VolumeError::BadConfig(e.to_string()))
+    }
+
+    /// Write the config with its MAC; fails if one exists (settings are fixed).
+    pub fn write_new(&self, dir: &Path, vk: &VolumeKey) -> Result<(), VolumeError> {
+        let out = self.to_bytes(vk)?;
         let p = dir.join(CONFIG_FILE);
         let tmp = dir.join(format!(".{CONFIG_FILE}.tmp"));
         std::fs::write(&tmp, &out).map_err(|e| VolumeError::io(&tmp, e))?;

@@ -190,7 +190,7 @@ impl Volume {
                     "the wrapped volume key does not decrypt under its master key (edited config?)"
                         .into(),
                 ),
-                e => VolumeError::Kms(e),
+                e => VolumeError::MasterKey(cfg.master_key_arn.clone(), e),
             })?;
         let vk = VolumeKey::from_slice(&d.plaintext)
             .ok_or_else(|| VolumeError::VolumeKey("unwrapped key has a bad length".into()))?;
@@ -214,6 +214,24 @@ impl Volume {
             names,
             cache: KeyCache::new(cache.capacity, cache.max_age),
         })
+    }
+
+    /// Re-wrap the volume key in place under the master key's current
+    /// material (KMS ReEncrypt). Touches the config only; the settings,
+    /// including the master key, stay as they are.
+    pub fn rewrap(
+        dir: &Path,
+        ks: &dyn KeyService,
+    ) -> Result<(VolumeConfig, VolumeConfig), VolumeError> {
+        let vol = Volume::open(dir, ks, CacheOptions::default())?;
+        let old = vol.config.clone();
+        let ctx = volume_context(&old.volume_id);
+        let r = ks.re_encrypt(&old.wrapped_key()?, &ctx, &old.master_key_arn, &ctx)?;
+        let mut new = old.clone();
+        new.wrapped_volume_key = B64.encode(&r.ciphertext_blob);
+        new.master_key_material_id = r.key_material_id;
+        new.replace(dir, &vol.vk)?;
+        Ok((old, new))
     }
 
     pub fn root(&self) -> &Path {

@@ -1,0 +1,81 @@
+//! The audit log: one JSON line per key operation, appended beside the store.
+//! It names keys, material versions and encryption contexts, never a secret.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::EncryptionContext;
+
+pub const AUDIT_FILE: &str = "audit.log";
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub time: u64,
+    pub operation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_material_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption_context: Option<EncryptionContext>,
+    pub uid: u32,
+    pub pid: u32,
+    pub outcome: String,
+}
+
+pub fn audit_path(store_dir: &Path) -> PathBuf {
+    store_dir.join(AUDIT_FILE)
+}
+
+/// Append one record; an audit failure is logged, not fatal to the operation.
+pub fn append(store_dir: &Path, rec: &AuditRecord) {
+    let p = audit_path(store_dir);
+    let line = match serde_json::to_string(rec) {
+        Ok(l) => l,
+        Err(_) => return,
+    };
+    let r = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&p)
+        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    if let Err(e) = r {
+        log::warn!("cannot append to the audit log {}: {e}", p.display());
+    }
+}
+
+/// Filters of `envelopefs kms audit`.
+#[derive(Default, Debug, Clone)]
+pub struct AuditFilter {
+    /// Matches a key ID or ARN (the record's ARN ends with it or equals it).
+    pub key: Option<String>,
+    pub since: Option<u64>,
+    pub operation: Option<String>,
+}
+
+pub fn read(store_dir: &Path, f: &AuditFilter) -> std::io::Result<Vec<AuditRecord>> {
+    let p = audit_path(store_dir);
+    let text = match std::fs::read_to_string(&p) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<AuditRecord>(l).ok())
+        .filter(|r| {
+            f.key.as_ref().is_none_or(|k| {
+                r.key_arn
+                    .as_ref()
+                    .is_some_and(|a| a == k || a.ends_with(&format!("/{k}")))
+            }) && f.since.is_none_or(|s| r.time >= s)
+                && f.operation
+                    .as_ref()
+                    .is_none_or(|o| r.operation.eq_ignore_ascii_case(o))
+        })
+        .collect())
+}

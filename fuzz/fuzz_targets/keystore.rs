@@ -1,6 +1,6 @@
 #![no_main]
 //! Key store file parsing and unsealing of untrusted bytes (KDF skipped).
-use envelopefs::kms::local::{parse_store_file, unseal_store};
+use envelopefs::kms::store::{parse_store_file, unseal_store};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -82,6 +82,7 @@ pub mod exitcodes {
     pub const LIMIT_EXCEEDED: i32 = 25;
     pub const UNSUPPORTED: i32 = 26;
     pub const IMPORT: i32 = 27;
+    pub const FSCK_PROBLEMS: i32 = 30;
 }
 
 pub fn kms_exit_code(e: &KmsError) -> i32 {

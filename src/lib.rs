@@ -6,5 +6,6 @@ pub mod crypto;
 pub mod error;
 pub mod fs;
 pub mod kms;
+pub mod snapshot;
 pub mod sys;
 pub mod volume;

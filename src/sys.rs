@@ -565,3 +565,129 @@ pub fn raise_nofile_limit() {
 pub fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
 }
+
+/// copy_file_range of `len` bytes (falls back to read/write where unsupported).
+pub fn copy_range(
+    src: BorrowedFd<'_>,
+    soff: u64,
+    dst: BorrowedFd<'_>,
+    doff: u64,
+    len: u64,
+) -> io::Result<()> {
+    let (mut so, mut dof, mut left) = (soff as libc::loff_t, doff as libc::loff_t, len);
+    while left > 0 {
+        // SAFETY: valid fds and offset pointers.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut so,
+                dst.as_raw_fd(),
+                &mut dof,
+                left as usize,
+                0,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EXDEV)
+                | Some(libc::EINVAL)
+                | Some(libc::ENOSYS)
+                | Some(libc::EOPNOTSUPP) => {
+                    let mut buf = vec![0u8; (left as usize).min(1 << 20)];
+                    let got = pread_exact_or_eof(src, &mut buf, so as u64)?;
+                    if got == 0 {
+                        return Err(io::Error::from_raw_os_error(libc::EIO));
+                    }
+                    pwrite_all(dst, &buf[..got], dof as u64)?;
+                    so += got as libc::loff_t;
+                    dof += got as libc::loff_t;
+                    left -= got as u64;
+                    continue;
+                }
+                _ => return Err(e),
+            }
+        }
+        if n == 0 {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// The data segments of a file from `from` on: (start, end) pairs (SEEK_DATA/SEEK_HOLE).
+pub fn data_segments(fd: BorrowedFd<'_>, from: u64, size: u64) -> io::Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    let mut pos = from;
+    while pos < size {
+        // SAFETY: lseek on a valid fd.
+        let d = unsafe { libc::lseek(fd.as_raw_fd(), pos as libc::off_t, libc::SEEK_DATA) };
+        if d < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                break; // only a hole remains
+            }
+            // No SEEK_DATA support: all data.
+            return Ok(vec![(from, size)]);
+        }
+        // SAFETY: lseek on a valid fd.
+        let h = unsafe { libc::lseek(fd.as_raw_fd(), d, libc::SEEK_HOLE) };
+        let h = if h < 0 { size } else { (h as u64).min(size) };
+        if h > d as u64 {
+            out.push((d as u64, h));
+        }
+        pos = h.max(d as u64 + 1);
+    }
+    Ok(out)
+}
+
+/// Reflink `src` into `dst` (FICLONE); fails where the filesystem cannot.
+pub fn ficlone(dst: BorrowedFd<'_>, src: BorrowedFd<'_>) -> io::Result<()> {
+    const FICLONE: libc::c_ulong = 0x4004_9409;
+    // SAFETY: FICLONE takes the source fd as its argument.
+    check(unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE, src.as_raw_fd()) })?;
+    Ok(())
+}
+
+/// All xattr names of a real (non-O_PATH) descriptor.
+pub fn flistxattr(fd: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: buffer valid for its length.
+    let n = check_size(unsafe {
+        libc::flistxattr(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+        )
+    })?;
+    Ok(buf[..n]
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_vec())
+        .collect())
+}
+
+/// An xattr value of a real descriptor, any size up to the kernel's 64 KiB.
+pub fn fgetxattr_any(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
+    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: buffer valid for its length.
+    let r = check_size(unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            n.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+        )
+    })?;
+    buf.truncate(r);
+    Ok(buf)
+}
+
+/// readlinkat of `dir/name`.
+pub fn readlinkat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Vec<u8>> {
+    let fd = openat(dir, name, libc::O_PATH, 0)?;
+    readlink_fd(std::os::fd::AsFd::as_fd(&fd))
+}

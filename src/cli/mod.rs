@@ -112,9 +112,118 @@ enum Command {
     Rewrap { cipherdir: PathBuf },
     /// Unmount a mount point.
     Umount { mountpoint: PathBuf },
+    /// Snapshots of volumes, and copies under other keys or settings.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Encrypt a plain directory tree into a new volume (without mounting).
+    Import {
+        plaindir: PathBuf,
+        cipherdir: PathBuf,
+        #[arg(long)]
+        key: Option<String>,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Verify a volume: config, names, headers, blocks, symlinks, xattrs.
+    Fsck {
+        cipherdir: PathBuf,
+        /// Same as --output json.
+        #[arg(long)]
+        json: bool,
+    },
     /// The key service (mirrors `aws kms`).
     #[command(subcommand)]
     Kms(kms_cmd::KmsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SnapshotCommand {
+    /// A consistent copy of CIPHERDIR at SNAPDIR with the same keys (also while mounted).
+    Create {
+        cipherdir: PathBuf,
+        snapdir: PathBuf,
+    },
+    /// A new volume at DST under KEY with SRC's content.
+    Copy {
+        src: PathBuf,
+        dst: PathBuf,
+        #[arg(long)]
+        key: String,
+        #[arg(long, value_enum, default_value_t = crate::snapshot::Mode::Rekey)]
+        mode: crate::snapshot::Mode,
+        #[command(flatten)]
+        settings: OptSettings,
+    },
+}
+
+/// Creation-time settings of a new volume.
+#[derive(clap::Args, Debug, Clone)]
+struct Settings {
+    #[arg(long, default_value_t = 4096)]
+    block_size: u32,
+    #[arg(long, value_enum, default_value_t = KeyLocation::Header)]
+    key_location: KeyLocation,
+    #[arg(long)]
+    plaintext_names: bool,
+    #[arg(long, default_value_t = crate::crypto::names::DEFAULT_LONG_NAME_MAX)]
+    long_name_max: u32,
+}
+
+/// Settings of a copy: each defaults to the source's.
+#[derive(clap::Args, Debug, Clone)]
+struct OptSettings {
+    #[arg(long)]
+    block_size: Option<u32>,
+    #[arg(long, value_enum)]
+    key_location: Option<KeyLocation>,
+    /// Names in the clear in the copy.
+    #[arg(long)]
+    plaintext_names: bool,
+    /// Encrypted names in the copy (when the source has plain names).
+    #[arg(long, conflicts_with = "plaintext_names")]
+    encrypted_names: bool,
+    #[arg(long)]
+    long_name_max: Option<u32>,
+}
+
+fn is_terminal_err() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+fn copy_failure(e: crate::snapshot::CopyError) -> Failure {
+    match e {
+        crate::snapshot::CopyError::Volume(v) => v.into(),
+        crate::snapshot::CopyError::Refused(m) => Failure {
+            code: exitcodes::USAGE,
+            msg: m,
+        },
+        crate::snapshot::CopyError::Entry(m) => Failure {
+            code: exitcodes::IO,
+            msg: m,
+        },
+    }
+}
+
+fn print_stats(out: Output, what: &str, s: &crate::snapshot::Stats, dst: &std::path::Path) {
+    let rate = s.bytes as f64 / s.seconds.max(0.001) / 1048576.0;
+    print_result(
+        out,
+        &json!({"Operation": what, "Destination": dst.display().to_string(), "Files": s.files, "Entries": s.entries, "Bytes": s.bytes, "Seconds": s.seconds, "Skipped": s.skipped}),
+        &format!(
+            "{what}: {} entries ({} files, {:.1} MiB) in {:.2} s ({rate:.1} MiB/s) -> {}{}",
+            s.entries,
+            s.files,
+            s.bytes as f64 / 1048576.0,
+            s.seconds,
+            dst.display(),
+            if s.skipped.is_empty() {
+                String::new()
+            } else {
+                format!("; {} entries skipped (see the log)", s.skipped.len())
+            }
+        ),
+    );
 }
 
 /// A failure with its exit code; printed as one line.
@@ -265,6 +374,122 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Kms(c) => kms_cmd::run(g, c),
+        Command::Snapshot(SnapshotCommand::Create { cipherdir, snapdir }) => {
+            let mp = mount::mountpoint_of(&cipherdir);
+            let progress = is_terminal_err() && g.output == Output::Text;
+            let s = crate::snapshot::snapshot_create(&cipherdir, &snapdir, mp.as_deref(), progress)
+                .map_err(copy_failure)?;
+            print_stats(g.output, "snapshot create", &s, &snapdir);
+            Ok(())
+        }
+        Command::Snapshot(SnapshotCommand::Copy {
+            src,
+            dst,
+            key,
+            mode,
+            settings,
+        }) => {
+            let (scfg, _) = VolumeConfig::read_unverified(&src)?;
+            let init = InitOptions {
+                block_size: settings.block_size.unwrap_or(scfg.block_size),
+                key_location: settings.key_location.unwrap_or(scfg.key_location),
+                plaintext_names: if settings.plaintext_names {
+                    true
+                } else if settings.encrypted_names {
+                    false
+                } else {
+                    scfg.name_scheme == crate::volume::config::NAME_SCHEME_PLAIN
+                },
+                long_name_max: settings.long_name_max.unwrap_or(scfg.long_name_max),
+            };
+            crate::volume::config::check_block_size(init.block_size)?;
+            let ks = g.open_store()?;
+            let opts = crate::snapshot::CopyOptions {
+                key,
+                mode,
+                init,
+                progress: is_terminal_err() && g.output == Output::Text,
+            };
+            let s =
+                crate::snapshot::copy_volume(&src, &dst, &ks, &ks, &opts).map_err(copy_failure)?;
+            print_stats(
+                g.output,
+                &format!(
+                    "snapshot copy --mode {}",
+                    format!("{mode:?}").to_lowercase()
+                ),
+                &s,
+                &dst,
+            );
+            Ok(())
+        }
+        Command::Import {
+            plaindir,
+            cipherdir,
+            key,
+            settings,
+        } => {
+            crate::volume::config::check_block_size(settings.block_size)?;
+            let ks = g.open_or_create_store()?;
+            let key = match key {
+                Some(k) => k,
+                None => ks.default_key()?,
+            };
+            let opts = crate::snapshot::CopyOptions {
+                key,
+                mode: crate::snapshot::Mode::Reencrypt,
+                init: InitOptions {
+                    block_size: settings.block_size,
+                    key_location: settings.key_location,
+                    plaintext_names: settings.plaintext_names,
+                    long_name_max: settings.long_name_max,
+                },
+                progress: is_terminal_err() && g.output == Output::Text,
+            };
+            let s = crate::snapshot::import_plain(&plaindir, &cipherdir, &ks, &opts)
+                .map_err(copy_failure)?;
+            print_stats(g.output, "import", &s, &cipherdir);
+            Ok(())
+        }
+        Command::Fsck { cipherdir, json } => {
+            let ks = g.open_store()?;
+            let r = crate::snapshot::fsck::fsck(&cipherdir, &ks)?;
+            let out = if json { Output::Json } else { g.output };
+            let mut text: Vec<String> = r
+                .problems
+                .iter()
+                .map(|p| match &p.path {
+                    Some(pp) => format!("{pp} ({}): {}", p.backing_path, p.problem),
+                    None => format!("backing {}: {}", p.backing_path, p.problem),
+                })
+                .collect();
+            text.push(format!(
+                "{}: {} directories, {} files, {} symlinks, {:.1} MiB checked; {} problems",
+                if r.clean { "clean" } else { "NOT CLEAN" },
+                r.directories,
+                r.files,
+                r.symlinks,
+                r.bytes as f64 / 1048576.0,
+                r.problems.len()
+            ));
+            print_result(
+                out,
+                &serde_json::to_value(&r).unwrap_or_default(),
+                &text.join("\n"),
+            );
+            if r.clean {
+                Ok(())
+            } else {
+                Err(Failure {
+                    code: exitcodes::FSCK_PROBLEMS,
+                    msg: format!(
+                        "{} problems found in {}",
+                        r.problems.len(),
+                        cipherdir.display()
+                    ),
+                })
+            }
+        }
     }
 }
 

@@ -238,6 +238,7 @@ fn serve(
     ready: Option<OwnedFd>,
     lock: Option<File>,
 ) -> Result<(), Failure> {
+    let root = vol.root().to_owned();
     let report = |ready: &Option<OwnedFd>, msg: &str| {
         if let Some(fd) = ready {
             let mut f = File::from(fd.try_clone().expect("dup of the ready pipe"));
@@ -281,8 +282,15 @@ fn serve(
         };
         cfg.n_threads = Some(a.threads.clamp(1, 64));
         cfg.clone_fd = true;
+        let hold = fs.hold_lock();
+        let cipherdir = fs.volume().root().to_owned();
         let session = fuser::Session::new(fs, mountpoint, &cfg)
             .map_err(|e| fail(exitcodes::MOUNT_FAILED, format!("mount failed: {e}")))?;
+        if !a.read_only {
+            if let Err(e) = crate::snapshot::control::serve(&cipherdir, hold) {
+                log::warn!("no control socket (snapshots will not hold writes): {e}");
+            }
+        }
         Ok(session)
     })();
     let mut session = match r {
@@ -308,8 +316,21 @@ fn serve(
     report(&ready, "OK");
     drop(ready);
     let r = session.run();
+    if !a.read_only {
+        let _ = std::fs::remove_file(crate::snapshot::control::socket_path(&root));
+    }
     drop(lock);
     r.map_err(|e| fail(exitcodes::OTHER, format!("session ended: {e}")))
+}
+
+/// The mount point of the cipher directory `c`, if mounted.
+pub fn mountpoint_of(c: &Path) -> Option<PathBuf> {
+    let canon = c.canonicalize().ok()?;
+    mounts()
+        .into_iter()
+        .rev()
+        .find(|(_, s)| Path::new(s) == canon)
+        .map(|(p, _)| p)
 }
 
 pub fn umount(mp: &Path) -> Result<(), Failure> {

@@ -6,7 +6,7 @@ pub mod nodes;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use fuser::{
 use log::{error, warn};
 use parking_lot::Mutex;
 
-use crate::crypto::names::{side_matches, BackingName, DirContext, EntryKind, DIRIV_NAME};
+use crate::crypto::names::{BackingName, DirContext, DIRIV_NAME};
 use crate::error::ContentError;
 use crate::sys;
 use crate::volume::{Volume, USER_XATTR_PREFIX};
@@ -65,6 +65,8 @@ pub struct EnvelopeFs {
     next_fh: AtomicU64,
     opts: FsOptions,
     is_root_daemon: bool,
+    /// Taken shared by every change, exclusively by a snapshot's hold.
+    hold: Arc<parking_lot::RwLock<()>>,
 }
 
 type Res<T> = Result<T, Errno>;
@@ -137,7 +139,13 @@ impl EnvelopeFs {
             next_fh: AtomicU64::new(1),
             opts,
             is_root_daemon: sys::geteuid() == 0,
+            hold: Arc::new(parking_lot::RwLock::new(())),
         })
+    }
+
+    /// The lock a snapshot takes exclusively to hold changes.
+    pub fn hold_lock(&self) -> Arc<parking_lot::RwLock<()>> {
+        self.hold.clone()
     }
 
     pub fn volume(&self) -> &Arc<Volume> {
@@ -187,23 +195,7 @@ impl EnvelopeFs {
 
     /// Write a long name's side file before its entry; true if this call made it.
     fn write_side(&self, dir: &Node, b: &BackingName) -> Res<bool> {
-        let (Some(side), Some(sname)) = (&b.side, b.side_name()) else {
-            return Ok(false);
-        };
-        match sys::openat(
-            dir.fd(),
-            &sname,
-            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
-            0o400,
-        ) {
-            Ok(f) => {
-                sys::pwrite_all(f.as_fd(), side, 0).map_err(io)?;
-                Ok(true)
-            }
-            // The same long name's side file: its content is the same.
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
-            Err(e) => Err(io(e)),
-        }
+        self.vol.write_side(dir.fd(), b).map_err(io)
     }
 
     fn remove_side(&self, dir: &Node, b: &BackingName) {
@@ -220,17 +212,6 @@ impl EnvelopeFs {
             self.remove_side(dir, b);
         }
         r
-    }
-
-    /// A long name's side file content (bounded).
-    fn read_side(&self, dir: &Node, long: &OsStr) -> Option<Vec<u8>> {
-        let mut n = long.to_owned();
-        n.push(crate::crypto::names::LONGNAME_SUFFIX);
-        let f = sys::openat(dir.fd(), &n, libc::O_RDONLY | libc::O_NONBLOCK, 0).ok()?;
-        let mut buf = vec![0u8; 4096];
-        let k = sys::pread_exact_or_eof(f.as_fd(), &mut buf, 0).ok()?;
-        buf.truncate(k);
-        Some(buf)
     }
 
     /// Remove a backing directory, and its IV file first (restored if rmdir fails).
@@ -260,11 +241,13 @@ impl EnvelopeFs {
         }
     }
 
-    fn writable(&self) -> Res<()> {
+    /// Permission to change the volume: refused on a read-only mount, and
+    /// held back while a snapshot holds the volume still.
+    fn writable(&self) -> Res<parking_lot::RwLockReadGuard<'_, ()>> {
         if self.opts.read_only {
             Err(Errno::EROFS)
         } else {
-            Ok(())
+            Ok(self.hold.read())
         }
     }
 
@@ -385,15 +368,17 @@ impl EnvelopeFs {
             atime,
             mtime,
         } = c;
-        if mode.is_some()
+        let _hold = if mode.is_some()
             || uid.is_some()
             || gid.is_some()
             || size.is_some()
             || atime.is_some()
             || mtime.is_some()
         {
-            self.writable()?;
-        }
+            Some(self.writable()?)
+        } else {
+            None
+        };
         if let Some(size) = size {
             if node.kind != FileType::RegularFile {
                 return Err(Errno::EINVAL);
@@ -443,7 +428,7 @@ impl EnvelopeFs {
         mode: u32,
         rdev: u32,
     ) -> Res<(Arc<Node>, FileAttr)> {
-        self.writable()?;
+        let _hold = self.writable()?;
         let dir = self.dir_node(parent)?;
         let b = self.backing_name(&dir, name)?;
         let fmt = mode & libc::S_IFMT;
@@ -742,7 +727,7 @@ impl Filesystem for EnvelopeFs {
         reply: ReplyEntry,
     ) {
         let r = (|| {
-            self.writable()?;
+            let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
             let b = self.backing_name(&dir, name)?;
             self.with_side(&dir, &b, || {
@@ -765,7 +750,7 @@ impl Filesystem for EnvelopeFs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let r = (|| {
-            self.writable()?;
+            let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
             let b = self.backing_name(&dir, name)?;
             sys::unlinkat(dir.fd(), &b.name, false).map_err(io)?;
@@ -777,7 +762,7 @@ impl Filesystem for EnvelopeFs {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let r = (|| {
-            self.writable()?;
+            let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
             let b = self.backing_name(&dir, name)?;
             self.remove_dir(&dir, &b)?;
@@ -796,7 +781,7 @@ impl Filesystem for EnvelopeFs {
         reply: ReplyEntry,
     ) {
         let r = (|| {
-            self.writable()?;
+            let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
             let b = self.backing_name(&dir, link_name)?;
             let t = target.as_os_str().as_bytes();
@@ -825,7 +810,7 @@ impl Filesystem for EnvelopeFs {
         reply: ReplyEmpty,
     ) {
         let r = (|| {
-            self.writable()?;
+            let _hold = self.writable()?;
             let od = self.dir_node(parent)?;
             let nd = self.dir_node(newparent)?;
             let on = self.backing_name(&od, name)?;
@@ -893,7 +878,7 @@ impl Filesystem for EnvelopeFs {
         reply: ReplyEntry,
     ) {
         let r = (|| {
-            self.writable()?;
+            let _hold = self.writable()?;
             let n = self.node(ino)?;
             let nd = self.dir_node(newparent)?;
             let nn = self.backing_name(&nd, newname)?;
@@ -912,9 +897,14 @@ impl Filesystem for EnvelopeFs {
                 return Err(Errno::EINVAL);
             }
             let acc = flags.0 & libc::O_ACCMODE;
-            if acc != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
-                self.writable()?;
-            }
+            let _hold = if flags.0 & libc::O_TRUNC != 0 {
+                Some(self.writable()?)
+            } else {
+                if acc != libc::O_RDONLY && self.opts.read_only {
+                    return Err(Errno::EROFS);
+                }
+                None
+            };
             let fd = if self.opts.read_only {
                 sys::reopen(node.fd(), libc::O_RDONLY).map_err(io)?
             } else {
@@ -978,7 +968,7 @@ impl Filesystem for EnvelopeFs {
         reply: ReplyWrite,
     ) {
         let r = self.with_file(fh, |h| {
-            self.writable()?;
+            let _hold = self.writable()?;
             h.node
                 .content
                 .write(&self.vol, h.fd.as_fd(), offset, data)
@@ -1036,27 +1026,15 @@ impl Filesystem for EnvelopeFs {
                 (dir.id, FileType::Directory, OsString::from(".")),
                 (dir.id, FileType::Directory, OsString::from("..")),
             ];
-            let names = self.vol.names();
-            for (name, dtype, ino) in sys::list_dir(dir.fd()).map_err(io)? {
-                let bname = OsString::from_vec(name);
-                let plain = match names.classify(&ctx, &bname) {
-                    EntryKind::Internal => continue,
-                    EntryKind::Short => names.to_plain(&ctx, bname.as_bytes()),
-                    EntryKind::Long => self.read_side(&dir, &bname).and_then(|enc| {
-                        if side_matches(&bname, &enc) {
-                            names.to_plain(&ctx, &enc)
-                        } else {
-                            None
-                        }
-                    }),
-                };
-                let Some(plain) = plain else {
-                    warn!(
-                        "directory node {}: backing entry {:?} has a name that does not decrypt here (corrupt, or moved from another directory); skipped",
-                        dir.id, bname
-                    );
-                    continue;
-                };
+            let (good, bad) = self.vol.list_dir(dir.fd(), &ctx).map_err(io)?;
+            for b in bad {
+                warn!(
+                    "directory node {}: backing entry {:?} has a name that does not decrypt here (corrupt, or moved from another directory); skipped",
+                    dir.id, b.backing
+                );
+            }
+            for e in good {
+                let (plain, dtype, ino) = (e.plain, e.dtype, e.ino);
                 let kind = match dtype {
                     libc::DT_DIR => FileType::Directory,
                     libc::DT_LNK => FileType::Symlink,
@@ -1159,7 +1137,7 @@ impl Filesystem for EnvelopeFs {
         reply: ReplyEmpty,
     ) {
         let r = (|| {
-            self.writable()?;
+            let _hold = self.writable()?;
             let node = self.node(ino)?;
             let bname = self.xattr_backing_name(name)?;
             let fc = self.xattr_crypto(&node, true)?;
@@ -1181,7 +1159,7 @@ impl Filesystem for EnvelopeFs {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let r = (|| {
-            self.writable()?;
+            let _hold = self.writable()?;
             let node = self.node(ino)?;
             let bname = self.xattr_backing_name(name).map_err(|e| {
                 if e == Errno::EOPNOTSUPP {
@@ -1209,7 +1187,7 @@ impl Filesystem for EnvelopeFs {
         reply: ReplyCreate,
     ) {
         let r = (|| {
-            self.writable()?;
+            let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
             let b = self.backing_name(&dir, name)?;
             let (node, attr, fd) = self.with_side(&dir, &b, || {
@@ -1246,7 +1224,7 @@ impl Filesystem for EnvelopeFs {
         reply: ReplyEmpty,
     ) {
         let r = self.with_file(fh, |h| {
-            self.writable()?;
+            let _hold = self.writable()?;
             h.node
                 .content
                 .fallocate(&self.vol, h.fd.as_fd(), mode, offset, length)

@@ -134,6 +134,26 @@ impl FileContent {
         Ok(c)
     }
 
+    /// The file's header as stored (None for an empty file that has none).
+    pub fn header_of(vol: &Volume, fd: BorrowedFd<'_>) -> Result<Option<FileHeader>, ContentError> {
+        Self::read_header(vol, fd)
+    }
+
+    /// Store a header for this file (a copy's rewrapped header) and use it.
+    pub fn install_header(
+        &self,
+        vol: &Volume,
+        fd: BorrowedFd<'_>,
+        h: &FileHeader,
+    ) -> Result<(), ContentError> {
+        match vol.config().key_location {
+            KeyLocation::Header => sys::pwrite_all(fd, h.as_bytes(), 0)?,
+            KeyLocation::Xattr => sys::fsetxattr(fd, HEADER_XATTR, h.as_bytes(), 0)?,
+        }
+        *self.crypto.write() = None;
+        Ok(())
+    }
+
     /// Forget the cached crypto state (the backing file was replaced).
     pub fn reset(&self) {
         *self.crypto.write() = None;

@@ -8,6 +8,7 @@ mod content_fuzz;
 pub mod keycache;
 #[cfg(test)]
 mod tamper_fuzz;
+pub mod tree;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,6 +31,8 @@ use crate::crypto::names::{
 use crate::crypto::offsets::Layout;
 use crate::error::VolumeError;
 use crate::kms::{EncryptionContext, KeyService};
+
+pub use config::LOCK_FILE as LOCK_FILE_NAME;
 
 /// The xattr of a backing file that holds its header with `--key-location xattr`.
 pub const HEADER_XATTR: &[u8] = b"user.envelopefs.header";

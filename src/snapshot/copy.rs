@@ -1,0 +1,586 @@
+//! The copy engine behind `snapshot create` (raw bytes, same keys),
+//! `snapshot copy --mode rekey|reencrypt` and `import`. It walks the source
+//! with directory descriptors, creates directories, links and special files
+//! as it goes, and copies regular files on every core.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use super::{CopyError, Mode, Stats};
+use crate::crypto::names::BackingName;
+use crate::sys;
+use crate::volume::{FileContent, Volume, LOCK_FILE_NAME, USER_XATTR_PREFIX};
+
+/// Where entries come from.
+pub enum Source<'a> {
+    /// A volume's backing tree, copied byte for byte (same keys).
+    Raw,
+    /// A volume, decrypted and written into another.
+    Volume(&'a Volume, Mode),
+    /// A plain directory tree, encrypted into a volume.
+    Plain,
+}
+
+/// (device, inode) of a source file with several links.
+type InodeKey = (u64, u64);
+/// Where its first link was made in the destination: (directory, name).
+type FirstLink = (Arc<OwnedFd>, OsString);
+
+struct Job {
+    src_dir: Arc<OwnedFd>,
+    src_name: OsString,
+    dst_dir: Arc<OwnedFd>,
+    dst_name: OsString,
+    st: libc::stat,
+    path: PathBuf,
+}
+
+pub struct Copier<'a> {
+    src: Source<'a>,
+    dst: Option<&'a Volume>,
+    as_root: bool,
+    links: Mutex<HashMap<InodeKey, FirstLink>>,
+    jobs: Mutex<Vec<Job>>,
+    dir_meta: Mutex<Vec<(Arc<OwnedFd>, libc::stat)>>,
+    files: AtomicU64,
+    bytes: AtomicU64,
+    done_bytes: AtomicU64,
+    entries: AtomicU64,
+    skipped: Mutex<Vec<String>>,
+    progress: bool,
+    failed: AtomicBool,
+}
+
+fn cerr(path: &Path, e: impl std::fmt::Display) -> CopyError {
+    CopyError::Entry(format!("{}: {e}", path.display()))
+}
+
+fn all_zero(b: &[u8]) -> bool {
+    b.iter().all(|x| *x == 0)
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl<'a> Copier<'a> {
+    pub fn new(src: Source<'a>, dst: Option<&'a Volume>, progress: bool) -> Copier<'a> {
+        Copier {
+            src,
+            dst,
+            as_root: sys::geteuid() == 0,
+            links: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(Vec::new()),
+            dir_meta: Mutex::new(Vec::new()),
+            files: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            done_bytes: AtomicU64::new(0),
+            entries: AtomicU64::new(0),
+            skipped: Mutex::new(Vec::new()),
+            progress,
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    /// Copy the tree under `src_root` into the (already initialized, for
+    /// volume destinations) directory `dst_root`.
+    pub fn run(&self, src_root: &Path, dst_root: &Path) -> Result<Stats, CopyError> {
+        let t0 = Instant::now();
+        let s = Arc::new(sys::open_dir_path(src_root).map_err(|e| cerr(src_root, e))?);
+        let d = Arc::new(sys::open_dir_path(dst_root).map_err(|e| cerr(dst_root, e))?);
+        let st = sys::fstat(s.as_fd()).map_err(|e| cerr(src_root, e))?;
+        self.walk(&s, true, &d, true, Path::new(""))?;
+        self.run_jobs()?;
+        // Directory metadata last, deepest first, so entries made inside do not touch it.
+        let mut metas = std::mem::take(&mut *self.dir_meta.lock());
+        metas.push((d, st));
+        for (fd, st) in metas {
+            self.set_meta(fd.as_fd(), &st, false)
+                .map_err(|e| cerr(Path::new("<directory>"), e))?;
+        }
+        if self.progress {
+            eprintln!();
+        }
+        Ok(Stats {
+            files: self.files.load(Ordering::Relaxed),
+            entries: self.entries.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            seconds: t0.elapsed().as_secs_f64(),
+            skipped: std::mem::take(&mut *self.skipped.lock()),
+        })
+    }
+
+    fn skip(&self, what: String) {
+        log::warn!("{what}");
+        self.skipped.lock().push(what);
+    }
+
+    /// (plaintext or raw name, source backing name) of a source directory.
+    fn entries(
+        &self,
+        dir: BorrowedFd<'_>,
+        is_root: bool,
+        rel: &Path,
+    ) -> Result<Vec<(OsString, OsString)>, CopyError> {
+        match &self.src {
+            Source::Volume(v, _) => {
+                let ctx = v
+                    .dir_ctx(dir, is_root)
+                    .map_err(|e| cerr(rel, format!("directory IV: {e}")))?;
+                let (good, bad) = v.list_dir(dir, &ctx).map_err(|e| cerr(rel, e))?;
+                for b in bad {
+                    self.skip(format!(
+                        "{}: backing entry {:?} has a name that does not decrypt; not copied",
+                        rel.display(),
+                        b.backing
+                    ));
+                }
+                Ok(good.into_iter().map(|e| (e.plain, e.backing)).collect())
+            }
+            Source::Raw | Source::Plain => {
+                let raw = sys::list_dir(dir).map_err(|e| cerr(rel, e))?;
+                Ok(raw
+                    .into_iter()
+                    .map(|(n, _, _)| OsString::from(OsStr::from_bytes(&n)))
+                    .filter(|n| {
+                        !(matches!(self.src, Source::Raw) && is_root && n == LOCK_FILE_NAME)
+                    })
+                    .map(|n| (n.clone(), n))
+                    .collect())
+            }
+        }
+    }
+
+    /// The destination backing name (and side file) of a plaintext name.
+    fn dst_name(
+        &self,
+        dst_dir: BorrowedFd<'_>,
+        is_root: bool,
+        plain: &OsStr,
+        rel: &Path,
+    ) -> Result<OsString, CopyError> {
+        match (&self.src, self.dst) {
+            (Source::Raw, _) | (_, None) => Ok(plain.to_owned()),
+            (_, Some(dv)) => {
+                let ctx = dv.dir_ctx(dst_dir, is_root).map_err(|e| cerr(rel, e))?;
+                let b: BackingName = dv
+                    .names()
+                    .to_backing(&ctx, plain)
+                    .map_err(|e| cerr(rel, format!("name {plain:?}: {e}")))?;
+                dv.write_side(dst_dir, &b).map_err(|e| cerr(rel, e))?;
+                Ok(b.name)
+            }
+        }
+    }
+
+    fn walk(
+        &self,
+        sdir: &Arc<OwnedFd>,
+        s_root: bool,
+        ddir: &Arc<OwnedFd>,
+        d_root: bool,
+        rel: &Path,
+    ) -> Result<(), CopyError> {
+        for (plain, sname) in self.entries(sdir.as_fd(), s_root, rel)? {
+            let path = rel.join(&plain);
+            let st = sys::fstatat(sdir.as_fd(), &sname).map_err(|e| cerr(&path, e))?;
+            if st.st_dev
+                != sys::fstat(sdir.as_fd())
+                    .map(|s| s.st_dev)
+                    .unwrap_or(st.st_dev)
+            {
+                self.skip(format!(
+                    "{}: on another filesystem; not copied",
+                    path.display()
+                ));
+                continue;
+            }
+            self.entries.fetch_add(1, Ordering::Relaxed);
+            let dname = self.dst_name(ddir.as_fd(), d_root, &plain, &path)?;
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFDIR => {
+                    sys::mkdirat(ddir.as_fd(), &dname, 0o700).map_err(|e| cerr(&path, e))?;
+                    let dchild = Arc::new(
+                        sys::openat(ddir.as_fd(), &dname, libc::O_PATH | libc::O_DIRECTORY, 0)
+                            .map_err(|e| cerr(&path, e))?,
+                    );
+                    if let (false, Some(dv)) = (matches!(self.src, Source::Raw), self.dst) {
+                        if dv.names().uses_diriv() {
+                            crate::volume::write_diriv_at(dchild.as_fd())
+                                .map_err(|e| cerr(&path, e))?;
+                        }
+                    }
+                    let schild = Arc::new(
+                        sys::openat(sdir.as_fd(), &sname, libc::O_PATH | libc::O_DIRECTORY, 0)
+                            .map_err(|e| cerr(&path, e))?,
+                    );
+                    self.copy_xattrs(schild.as_fd(), dchild.as_fd(), None, None, true, &path)?;
+                    self.walk(&schild, false, &dchild, false, &path)?;
+                    self.dir_meta.lock().push((dchild, st));
+                }
+                libc::S_IFREG => {
+                    if st.st_nlink > 1 {
+                        let mut links = self.links.lock();
+                        if let Some((fdir, fname)) = links.get(&(st.st_dev, st.st_ino)) {
+                            let first = sys::openat(fdir.as_fd(), fname, libc::O_PATH, 0)
+                                .map_err(|e| cerr(&path, e))?;
+                            sys::linkat_fd(first.as_fd(), ddir.as_fd(), &dname)
+                                .map_err(|e| cerr(&path, e))?;
+                            continue;
+                        }
+                        links.insert((st.st_dev, st.st_ino), (ddir.clone(), dname.clone()));
+                    }
+                    drop(
+                        sys::openat(
+                            ddir.as_fd(),
+                            &dname,
+                            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+                            0o600,
+                        )
+                        .map_err(|e| cerr(&path, e))?,
+                    );
+                    self.files.fetch_add(1, Ordering::Relaxed);
+                    self.bytes.fetch_add(st.st_size as u64, Ordering::Relaxed);
+                    self.jobs.lock().push(Job {
+                        src_dir: sdir.clone(),
+                        src_name: sname,
+                        dst_dir: ddir.clone(),
+                        dst_name: dname,
+                        st,
+                        path,
+                    });
+                }
+                libc::S_IFLNK => {
+                    let raw = sys::readlinkat(sdir.as_fd(), &sname).map_err(|e| cerr(&path, e))?;
+                    let target = match &self.src {
+                        Source::Volume(v, _) => match v.decrypt_symlink(&raw) {
+                            Some(t) => t,
+                            None => {
+                                self.skip(format!(
+                                    "{}: symlink target does not decrypt; not copied",
+                                    path.display()
+                                ));
+                                continue;
+                            }
+                        },
+                        _ => raw,
+                    };
+                    let stored = match (&self.src, self.dst) {
+                        (Source::Raw, _) | (_, None) => target,
+                        (_, Some(dv)) => {
+                            if target.len() > Volume::MAX_SYMLINK_TARGET {
+                                self.skip(format!(
+                                    "{}: symlink target too long to encrypt; not copied",
+                                    path.display()
+                                ));
+                                continue;
+                            }
+                            dv.encrypt_symlink(&target)
+                        }
+                    };
+                    sys::symlinkat(&stored, ddir.as_fd(), &dname).map_err(|e| cerr(&path, e))?;
+                    let fd = sys::openat(ddir.as_fd(), &dname, libc::O_PATH, 0)
+                        .map_err(|e| cerr(&path, e))?;
+                    self.set_meta(fd.as_fd(), &st, true)
+                        .map_err(|e| cerr(&path, e))?;
+                }
+                _ => {
+                    sys::mknodat(ddir.as_fd(), &dname, st.st_mode, st.st_rdev)
+                        .map_err(|e| cerr(&path, e))?;
+                    let fd = sys::openat(ddir.as_fd(), &dname, libc::O_PATH, 0)
+                        .map_err(|e| cerr(&path, e))?;
+                    self.set_meta(fd.as_fd(), &st, false)
+                        .map_err(|e| cerr(&path, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Owner (as root), mode and times, onto an O_PATH descriptor.
+    fn set_meta(&self, fd: BorrowedFd<'_>, st: &libc::stat, symlink: bool) -> std::io::Result<()> {
+        if self.as_root {
+            sys::fchown_fd(fd, Some(st.st_uid), Some(st.st_gid))?;
+        }
+        if !symlink {
+            sys::fchmod_fd(fd, st.st_mode & 0o7777)?;
+        }
+        let ts = [
+            libc::timespec {
+                tv_sec: st.st_atime,
+                tv_nsec: st.st_atime_nsec,
+            },
+            libc::timespec {
+                tv_sec: st.st_mtime,
+                tv_nsec: st.st_mtime_nsec,
+            },
+        ];
+        sys::utimens_fd(fd, &ts)
+    }
+
+    /// Copy xattrs: raw copies all; volume and plain sources go through the
+    /// destination's encryption (`scrypto`/`dcrypto`: the files' content keys).
+    fn copy_xattrs(
+        &self,
+        src: BorrowedFd<'_>,
+        dst: BorrowedFd<'_>,
+        scrypto: Option<&crate::crypto::content::FileCrypto>,
+        dcrypto: Option<&crate::crypto::content::FileCrypto>,
+        is_dir: bool,
+        path: &Path,
+    ) -> Result<(), CopyError> {
+        let names = sys::listxattr_fd(src).unwrap_or_default();
+        for n in names {
+            let v = match sys::getxattr_fd(src, &n) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            let (name, value) = match &self.src {
+                Source::Raw => {
+                    sys::setxattr_fd(dst, &n, &v, 0).map_err(|e| cerr(path, e))?;
+                    continue;
+                }
+                Source::Plain => {
+                    if !n.starts_with(b"user.") {
+                        continue;
+                    }
+                    (n, v)
+                }
+                Source::Volume(sv, _) => {
+                    if !n.starts_with(USER_XATTR_PREFIX) {
+                        continue;
+                    }
+                    match sv.decrypt_xattr(if is_dir { None } else { scrypto }, &v) {
+                        Some(x) => x,
+                        None => {
+                            self.skip(format!(
+                                "{}: an xattr does not decrypt; not copied",
+                                path.display()
+                            ));
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Some(dv) = self.dst {
+                let blob = dv.encrypt_xattr(if is_dir { None } else { dcrypto }, &name, &value);
+                sys::setxattr_fd(dst, &dv.xattr_backing_name(&name), &blob, 0)
+                    .map_err(|e| cerr(path, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run_jobs(&self) -> Result<(), CopyError> {
+        let jobs = std::mem::take(&mut *self.jobs.lock());
+        let next = AtomicU64::new(0);
+        let first_err: Mutex<Option<CopyError>> = Mutex::new(None);
+        let workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .min(8);
+        let t0 = Instant::now();
+        std::thread::scope(|sc| {
+            for _ in 0..workers {
+                sc.spawn(|| loop {
+                    if self.failed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                    let Some(job) = jobs.get(i) else { return };
+                    if let Err(e) = self.copy_file(job) {
+                        self.failed.store(true, Ordering::Relaxed);
+                        first_err.lock().get_or_insert(e);
+                        return;
+                    }
+                });
+            }
+            if self.progress {
+                sc.spawn(|| {
+                    while (next.load(Ordering::Relaxed) as usize) < jobs.len()
+                        && !self.failed.load(Ordering::Relaxed)
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(200));
+                        self.print_progress(
+                            next.load(Ordering::Relaxed).min(jobs.len() as u64),
+                            jobs.len() as u64,
+                            t0,
+                        );
+                    }
+                    self.print_progress(jobs.len() as u64, jobs.len() as u64, t0);
+                });
+            }
+        });
+        match first_err.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn print_progress(&self, done: u64, total: u64, t0: Instant) {
+        let b = self.done_bytes.load(Ordering::Relaxed);
+        let all = self.bytes.load(Ordering::Relaxed).max(1);
+        let secs = t0.elapsed().as_secs_f64().max(0.001);
+        let rate = b as f64 / secs;
+        let eta = if rate > 0.0 {
+            (all.saturating_sub(b)) as f64 / rate
+        } else {
+            0.0
+        };
+        let width = 30;
+        let filled = (b as f64 / all as f64 * width as f64) as usize;
+        eprint!(
+            "\r[{}{}] {done}/{total} files  {:.1}/{:.1} MiB  {:.1} MiB/s  ETA {:.0}s   ",
+            "#".repeat(filled.min(width)),
+            " ".repeat(width - filled.min(width)),
+            b as f64 / 1048576.0,
+            all as f64 / 1048576.0,
+            rate / 1048576.0,
+            eta
+        );
+    }
+
+    fn copy_file(&self, j: &Job) -> Result<(), CopyError> {
+        let p = &j.path;
+        let sfd = sys::openat(
+            j.src_dir.as_fd(),
+            &j.src_name,
+            libc::O_RDONLY | libc::O_NONBLOCK,
+            0,
+        )
+        .map_err(|e| cerr(p, e))?;
+        let sst = sys::fstat(sfd.as_fd()).map_err(|e| cerr(p, e))?;
+        if sst.st_mode & libc::S_IFMT != libc::S_IFREG || sst.st_ino != j.st.st_ino {
+            return Err(cerr(p, "changed during the copy"));
+        }
+        let dfd =
+            sys::openat(j.dst_dir.as_fd(), &j.dst_name, libc::O_RDWR, 0).map_err(|e| cerr(p, e))?;
+        let size = sst.st_size as u64;
+        match (&self.src, self.dst) {
+            (Source::Raw, _) | (_, None) => {
+                if sys::ficlone(dfd.as_fd(), sfd.as_fd()).is_err() {
+                    sys::ftruncate(dfd.as_fd(), size).map_err(|e| cerr(p, e))?;
+                    for (a, b) in
+                        sys::data_segments(sfd.as_fd(), 0, size).map_err(|e| cerr(p, e))?
+                    {
+                        sys::copy_range(sfd.as_fd(), a, dfd.as_fd(), a, b - a)
+                            .map_err(|e| cerr(p, e))?;
+                    }
+                }
+                let pfd = sys::reopen(sfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?;
+                let dpfd = sys::reopen(dfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?;
+                self.copy_xattrs(pfd.as_fd(), dpfd.as_fd(), None, None, false, p)?;
+                self.done_bytes.fetch_add(size, Ordering::Relaxed);
+            }
+            (Source::Volume(sv, Mode::Rekey), Some(dv)) => {
+                let dc = FileContent::new();
+                match FileContent::header_of(sv, sfd.as_fd()).map_err(|e| cerr(p, e))? {
+                    Some(h) => {
+                        let nh = h
+                            .rewrap(
+                                (sv.volume_key(), sv.volume_id()),
+                                (dv.volume_key(), dv.volume_id()),
+                            )
+                            .map_err(|e| cerr(p, format!("header: {e}")))?;
+                        dc.install_header(dv, dfd.as_fd(), &nh)
+                            .map_err(|e| cerr(p, e))?;
+                        let (sh, dh) = (sv.layout().header_len(), dv.layout().header_len());
+                        let body = size.saturating_sub(sh);
+                        sys::ftruncate(dfd.as_fd(), dh + body).map_err(|e| cerr(p, e))?;
+                        for (a, b) in
+                            sys::data_segments(sfd.as_fd(), sh, size).map_err(|e| cerr(p, e))?
+                        {
+                            let a = a.max(sh);
+                            sys::copy_range(sfd.as_fd(), a, dfd.as_fd(), a - sh + dh, b - a)
+                                .map_err(|e| cerr(p, e))?;
+                        }
+                        self.done_bytes.fetch_add(size, Ordering::Relaxed);
+                    }
+                    None => dc.create(dv, dfd.as_fd()).map_err(|e| cerr(p, e))?,
+                }
+                let sc = FileContent::new();
+                let scrypto = sc.crypto_if_any(sv, sfd.as_fd()).map_err(|e| cerr(p, e))?;
+                let dcrypto = dc.crypto(dv, dfd.as_fd()).map_err(|e| cerr(p, e))?;
+                let (spath, dpath) = (
+                    sys::reopen(sfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?,
+                    sys::reopen(dfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?,
+                );
+                self.copy_xattrs(
+                    spath.as_fd(),
+                    dpath.as_fd(),
+                    scrypto.as_deref(),
+                    Some(&dcrypto),
+                    false,
+                    p,
+                )?;
+            }
+            (src, Some(dv)) => {
+                // Reencrypt or import: fresh file ID and data key, every block encrypted anew.
+                let dc = FileContent::new();
+                dc.create(dv, dfd.as_fd()).map_err(|e| cerr(p, e))?;
+                let sc = FileContent::new();
+                let plain_size = match src {
+                    Source::Volume(sv, _) => sv.plain_size(size),
+                    _ => size,
+                };
+                let mut off = 0u64;
+                while off < plain_size {
+                    let n = (plain_size - off).min(CHUNK as u64) as usize;
+                    let chunk = match src {
+                        Source::Volume(sv, _) => sc
+                            .read(sv, sfd.as_fd(), off, n as u32)
+                            .map_err(|e| cerr(p, e))?,
+                        _ => {
+                            let mut b = vec![0u8; n];
+                            let got = sys::pread_exact_or_eof(sfd.as_fd(), &mut b, off)
+                                .map_err(|e| cerr(p, e))?;
+                            b.truncate(got);
+                            b
+                        }
+                    };
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    if !all_zero(&chunk) {
+                        dc.write(dv, dfd.as_fd(), off, &chunk)
+                            .map_err(|e| cerr(p, e))?;
+                    }
+                    off += chunk.len() as u64;
+                    self.done_bytes
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+                dc.truncate(dv, dfd.as_fd(), plain_size)
+                    .map_err(|e| cerr(p, e))?;
+                let scrypto = match src {
+                    Source::Volume(sv, _) => {
+                        sc.crypto_if_any(sv, sfd.as_fd()).map_err(|e| cerr(p, e))?
+                    }
+                    _ => None,
+                };
+                let dcrypto = dc.crypto(dv, dfd.as_fd()).map_err(|e| cerr(p, e))?;
+                let (spath, dpath) = (
+                    sys::reopen(sfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?,
+                    sys::reopen(dfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?,
+                );
+                self.copy_xattrs(
+                    spath.as_fd(),
+                    dpath.as_fd(),
+                    scrypto.as_deref(),
+                    Some(&dcrypto),
+                    false,
+                    p,
+                )?;
+            }
+        }
+        let dpath = sys::reopen(dfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?;
+        self.set_meta(dpath.as_fd(), &j.st, false)
+            .map_err(|e| cerr(p, e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,192 @@
+//! `fsck`: verify a volume offline — config, every directory IV and name,
+//! every header and block, symlink targets and xattrs — and name each problem
+//! by its plaintext path where it can be recovered, else its backing path.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::kms::KeyService;
+use crate::sys;
+use crate::volume::{CacheOptions, FileContent, Volume, USER_XATTR_PREFIX};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// The plaintext path, where known.
+    pub path: Option<String>,
+    /// The backing path, relative to the cipher directory.
+    pub backing_path: String,
+    pub problem: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub clean: bool,
+    pub directories: u64,
+    pub files: u64,
+    pub symlinks: u64,
+    pub bytes: u64,
+    pub problems: Vec<Problem>,
+}
+
+struct Walker<'a> {
+    vol: &'a Volume,
+    r: Report,
+}
+
+pub fn fsck(dir: &Path, ks: &dyn KeyService) -> Result<Report, crate::error::VolumeError> {
+    // Config: parse, unwrap and MAC check all happen in open.
+    let vol = Volume::open(dir, ks, CacheOptions::default())?;
+    let root = sys::open_dir_path(dir).map_err(|e| crate::error::VolumeError::io(dir, e))?;
+    let mut w = Walker {
+        vol: &vol,
+        r: Report::default(),
+    };
+    w.dir(root.as_fd(), true, Path::new(""), Path::new(""));
+    w.r.clean = w.r.problems.is_empty();
+    Ok(w.r)
+}
+
+impl Walker<'_> {
+    fn report(&mut self, path: Option<&Path>, backing: &Path, problem: impl Into<String>) {
+        self.r.problems.push(Problem {
+            path: path.map(|p| format!("/{}", p.display())),
+            backing_path: backing.display().to_string(),
+            problem: problem.into(),
+        });
+    }
+
+    fn dir(&mut self, fd: BorrowedFd<'_>, is_root: bool, plain: &Path, backing: &Path) {
+        self.r.directories += 1;
+        let ctx = match self.vol.dir_ctx(fd, is_root) {
+            Ok(c) => c,
+            Err(e) => {
+                self.report(
+                    Some(plain),
+                    backing,
+                    format!("directory IV unreadable: {e}; names here cannot be decrypted"),
+                );
+                return;
+            }
+        };
+        let (good, bad) = match self.vol.list_dir(fd, &ctx) {
+            Ok(x) => x,
+            Err(e) => {
+                self.report(Some(plain), backing, format!("cannot list: {e}"));
+                return;
+            }
+        };
+        for b in bad {
+            self.report(
+                None,
+                &backing.join(&b.backing),
+                "name does not decrypt (corrupt, or moved from another directory)",
+            );
+        }
+        self.xattrs(fd, None, plain, backing, true);
+        for e in good {
+            let (p, b) = (plain.join(&e.plain), backing.join(&e.backing));
+            let st = match sys::fstatat(fd, &e.backing) {
+                Ok(s) => s,
+                Err(err) => {
+                    self.report(Some(&p), &b, format!("stat: {err}"));
+                    continue;
+                }
+            };
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFDIR => {
+                    match sys::openat(fd, &e.backing, libc::O_PATH | libc::O_DIRECTORY, 0) {
+                        Ok(c) => self.dir(c.as_fd(), false, &p, &b),
+                        Err(err) => self.report(Some(&p), &b, format!("open: {err}")),
+                    }
+                }
+                libc::S_IFREG => self.file(fd, &e.backing, &p, &b, st.st_size as u64),
+                libc::S_IFLNK => {
+                    self.r.symlinks += 1;
+                    match sys::readlinkat(fd, &e.backing) {
+                        Ok(t) if self.vol.decrypt_symlink(&t).is_some() => {}
+                        Ok(_) => self.report(Some(&p), &b, "symlink target fails authentication"),
+                        Err(err) => self.report(Some(&p), &b, format!("readlink: {err}")),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn file(&mut self, dir: BorrowedFd<'_>, name: &std::ffi::OsStr, p: &Path, b: &Path, size: u64) {
+        self.r.files += 1;
+        let fd = match sys::openat(dir, name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
+            Ok(f) => f,
+            Err(e) => return self.report(Some(p), b, format!("open: {e}")),
+        };
+        if let Err(e) = self.vol.layout().plain_size(size) {
+            self.report(
+                Some(p),
+                b,
+                format!(
+                    "torn tail: backing size {size} ends mid-block after {} intact bytes",
+                    e.plain_floor
+                ),
+            );
+        }
+        let c = FileContent::new();
+        let crypto = match c.crypto_if_any(self.vol, fd.as_fd()) {
+            Ok(c) => c,
+            Err(e) => return self.report(Some(p), b, format!("header: {e}")),
+        };
+        if crypto.is_none() && size > 0 {
+            return self.report(Some(p), b, "missing header");
+        }
+        let plain = self.vol.plain_size(size);
+        let bs = self.vol.layout().block_size();
+        let mut off = 0;
+        while off < plain {
+            let n = (plain - off).min(bs * 256);
+            if c.read(self.vol, fd.as_fd(), off, n as u32).is_err() {
+                // Narrow it down to the first bad block.
+                let mut o = off;
+                while o < off + n {
+                    if c.read(self.vol, fd.as_fd(), o, bs as u32).is_err() {
+                        self.report(Some(p), b, format!("block {} fails authentication", o / bs));
+                        break;
+                    }
+                    o += bs;
+                }
+                break;
+            }
+            off += n;
+        }
+        self.r.bytes += plain;
+        if let Ok(pf) = sys::reopen(fd.as_fd(), libc::O_PATH) {
+            self.xattrs(pf.as_fd(), crypto.as_deref(), p, b, false);
+        }
+    }
+
+    fn xattrs(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        fc: Option<&crate::crypto::content::FileCrypto>,
+        p: &Path,
+        b: &Path,
+        is_dir: bool,
+    ) {
+        for n in sys::listxattr_fd(fd).unwrap_or_default() {
+            if !n.starts_with(USER_XATTR_PREFIX) {
+                continue;
+            }
+            let ok = sys::getxattr_fd(fd, &n)
+                .ok()
+                .and_then(|v| self.vol.decrypt_xattr(if is_dir { None } else { fc }, &v))
+                .is_some_and(|(name, _)| self.vol.xattr_backing_name(&name) == n);
+            if !ok {
+                self.report(
+                    Some(p),
+                    b,
+                    format!("xattr {} fails authentication", String::from_utf8_lossy(&n)),
+                );
+            }
+        }
+    }
+}

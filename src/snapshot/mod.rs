@@ -1,0 +1,278 @@
+//! Snapshots and copies of volumes: `snapshot create` (a consistent copy with
+//! the same keys), `snapshot copy --mode rekey|reencrypt` (a new volume under
+//! another key), `import` (a plain tree into a new volume) and `fsck`.
+//!
+//! Copies are crash-safe: the destination is built under a temporary name
+//! beside it and renamed into place at the end; an existing destination is
+//! refused; the source is only read.
+
+pub mod control;
+mod copy;
+pub mod fsck;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::VolumeError;
+use crate::kms::KeyService;
+use crate::volume::{CacheOptions, InitOptions, Volume, VolumeConfig};
+use copy::{Copier, Source};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// New volume key; every data key re-wrapped, blocks carried over unchanged.
+    Rekey,
+    /// New data keys and file IDs; every block re-encrypted.
+    Reencrypt,
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Stats {
+    pub files: u64,
+    pub entries: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("{0}")]
+    Volume(#[from] VolumeError),
+    #[error("{0}")]
+    Entry(String),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// The temporary name a copy is built under, beside `dst`.
+fn temp_for(dst: &Path) -> Result<PathBuf, CopyError> {
+    let name = dst
+        .file_name()
+        .ok_or_else(|| CopyError::Refused(format!("{} has no file name", dst.display())))?;
+    let parent = dst
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Ok(parent.join(format!(
+        ".{}.envelopefs-partial.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+fn refuse_existing(dst: &Path) -> Result<(), CopyError> {
+    if dst.symlink_metadata().is_ok() {
+        return Err(CopyError::Refused(format!(
+            "{} exists; a copy goes to a new place",
+            dst.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Move the finished copy into place (never over an existing entry).
+fn finish(tmp: &Path, dst: &Path) -> Result<(), CopyError> {
+    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
+    let (a, b) = (c(tmp), c(dst));
+    // SAFETY: valid C strings.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r != 0 {
+        return Err(CopyError::Refused(format!(
+            "cannot move the finished copy to {}: {}",
+            dst.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+/// Remove a half-built copy (it never carries the destination's name).
+fn discard(tmp: &Path) {
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
+/// A point-in-time copy of a volume's backing tree (same keys), holding the
+/// running mount's changes for the duration of the copy if it is mounted.
+pub fn snapshot_create(
+    cipherdir: &Path,
+    snapdir: &Path,
+    mountpoint: Option<&Path>,
+    progress: bool,
+) -> Result<Stats, CopyError> {
+    VolumeConfig::read_unverified(cipherdir)?;
+    refuse_existing(snapdir)?;
+    let canon = cipherdir
+        .canonicalize()
+        .map_err(|e| VolumeError::io(cipherdir, e))?;
+    let hold = control::Hold::acquire(&canon, mountpoint)
+        .map_err(|e| CopyError::Refused(format!("the mount daemon did not hold writes: {e}")))?;
+    if mountpoint.is_some() && hold.is_none() {
+        return Err(CopyError::Refused(
+            "the volume is mounted but its daemon has no control socket; unmount it or retry"
+                .into(),
+        ));
+    }
+    let tmp = temp_for(snapdir)?;
+    std::fs::create_dir(&tmp).map_err(|e| VolumeError::io(&tmp, e))?;
+    let r = Copier::new(Source::Raw, None, progress).run(&canon, &tmp);
+    drop(hold);
+    match r {
+        Ok(s) => {
+            finish(&tmp, snapdir)?;
+            Ok(s)
+        }
+        Err(e) => {
+            discard(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Options of `snapshot copy` and `import`.
+pub struct CopyOptions {
+    pub key: String,
+    pub mode: Mode,
+    pub init: InitOptions,
+    pub progress: bool,
+}
+
+/// A new volume at `dst` under `opts.key` with the content of the volume `src`.
+pub fn copy_volume(
+    src: &Path,
+    dst: &Path,
+    src_ks: &dyn KeyService,
+    dst_ks: &dyn KeyService,
+    opts: &CopyOptions,
+) -> Result<Stats, CopyError> {
+    let sv = Volume::open(src, src_ks, CacheOptions::default())?;
+    refuse_existing(dst)?;
+    if opts.mode == Mode::Rekey && opts.init.block_size != sv.config().block_size {
+        return Err(CopyError::Refused(format!(
+            "--mode rekey carries blocks over unchanged, so it cannot change the block size ({} -> {}); use --mode reencrypt",
+            sv.config().block_size,
+            opts.init.block_size
+        )));
+    }
+    let tmp = temp_for(dst)?;
+    let r = (|| {
+        Volume::init(&tmp, dst_ks, &opts.key, &opts.init)?;
+        let dv = Volume::open(&tmp, dst_ks, CacheOptions::default())?;
+        Copier::new(Source::Volume(&sv, opts.mode), Some(&dv), opts.progress).run(sv.root(), &tmp)
+    })();
+    match r {
+        Ok(s) => {
+            finish(&tmp, dst)?;
+            Ok(s)
+        }
+        Err(e) => {
+            discard(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Encrypt a plain directory tree into a new volume at `dst`.
+pub fn import_plain(
+    plain: &Path,
+    dst: &Path,
+    ks: &dyn KeyService,
+    opts: &CopyOptions,
+) -> Result<Stats, CopyError> {
+    let meta = std::fs::metadata(plain).map_err(|e| VolumeError::io(plain, e))?;
+    if !meta.is_dir() {
+        return Err(CopyError::Refused(format!(
+            "{} is not a directory",
+            plain.display()
+        )));
+    }
+    refuse_existing(dst)?;
+    let tmp = temp_for(dst)?;
+    let r = (|| {
+        Volume::init(&tmp, ks, &opts.key, &opts.init)?;
+        let dv = Volume::open(&tmp, ks, CacheOptions::default())?;
+        Copier::new(Source::Plain, Some(&dv), opts.progress).run(plain, &tmp)
+    })();
+    match r {
+        Ok(s) => {
+            finish(&tmp, dst)?;
+            Ok(s)
+        }
+        Err(e) => {
+            discard(&tmp);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::volume::FileContent;
+    use std::os::fd::AsFd;
+
+    fn data_keys(vol: &Volume) -> Vec<[u8; 32]> {
+        let mut keys = Vec::new();
+        for e in std::fs::read_dir(vol.root()).unwrap() {
+            let p = e.unwrap().path();
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            if n.contains('.') {
+                continue;
+            }
+            let f = std::fs::File::open(&p).unwrap();
+            vol.key_cache().flush();
+            let c = FileContent::new();
+            keys.push(*c.crypto(vol, f.as_fd()).unwrap().data_key().expose());
+        }
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn reencrypt_shares_no_data_key_and_rekey_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = crate::kms::local::test_store(&dir.path().join("ks"));
+        let k1 = ks.default_key().unwrap();
+        let k2 = ks.create_key("other", "AWS_KMS").unwrap().key_id;
+        let plain = dir.path().join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        for i in 0..10 {
+            std::fs::write(plain.join(format!("f{i}")), vec![i as u8; 10_000]).unwrap();
+        }
+        let opts = |key: &str, mode| CopyOptions {
+            key: key.to_owned(),
+            mode,
+            init: InitOptions::default(),
+            progress: false,
+        };
+        let src = dir.path().join("src");
+        import_plain(&plain, &src, &ks, &opts(&k1, Mode::Reencrypt)).unwrap();
+        let re = dir.path().join("re");
+        let rk = dir.path().join("rk");
+        copy_volume(&src, &re, &ks, &ks, &opts(&k2, Mode::Reencrypt)).unwrap();
+        copy_volume(&src, &rk, &ks, &ks, &opts(&k2, Mode::Rekey)).unwrap();
+        let open = |p: &Path| Volume::open(p, &ks, CacheOptions::default()).unwrap();
+        let (s, r, k) = (
+            data_keys(&open(&src)),
+            data_keys(&open(&re)),
+            data_keys(&open(&rk)),
+        );
+        assert_eq!(s.len(), 10);
+        assert!(
+            r.iter().all(|x| !s.contains(x)),
+            "reencrypt reuses no data key"
+        );
+        assert_eq!(s, k, "rekey keeps every data key");
+        assert_ne!(
+            open(&src).volume_key().expose(),
+            open(&rk).volume_key().expose()
+        );
+    }
+}

@@ -1,0 +1,461 @@
+//! Snapshots, copies under another key, import and fsck.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::*;
+use serde_json::Value;
+
+/// Everything about a tree that a copy must keep, keyed by relative path.
+fn describe(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut links: BTreeMap<u64, String> = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let mut names: Vec<_> = fs::read_dir(root.join(&rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for n in names {
+            let r = rel.join(&n);
+            let p = root.join(&r);
+            let md = fs::symlink_metadata(&p).unwrap();
+            let ft = md.file_type();
+            let mut d = format!(
+                "mode {:o} uid {} gid {} mtime {}.{}",
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                md.mtime(),
+                md.mtime_nsec()
+            );
+            if ft.is_dir() {
+                stack.push(r.clone());
+            } else if ft.is_symlink() {
+                d += &format!(" -> {}", fs::read_link(&p).unwrap().display());
+            } else if ft.is_file() {
+                let data = fs::read(&p).unwrap();
+                d += &format!(
+                    " size {} sum {:x}",
+                    data.len(),
+                    data.iter()
+                        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(*b as u64))
+                );
+                if md.nlink() > 1 {
+                    let first = links
+                        .entry(md.ino())
+                        .or_insert_with(|| r.display().to_string())
+                        .clone();
+                    d += &format!(" linked-with {first}");
+                }
+            } else if ft.is_fifo() {
+                d += " fifo";
+            }
+            if !ft.is_symlink() {
+                for (k, v) in xattrs(&p) {
+                    d += &format!(" xattr {k}={v:?}");
+                }
+            }
+            out.insert(r.display().to_string(), d);
+        }
+    }
+    out
+}
+
+fn xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid buffers.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
+    let mut out = Vec::new();
+    if n <= 0 {
+        return out;
+    }
+    for name in buf[..n as usize]
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+    {
+        if !name.starts_with(b"user.") {
+            continue;
+        }
+        let cn = std::ffi::CString::new(name).unwrap();
+        let mut v = vec![0u8; 4096];
+        // SAFETY: valid buffers.
+        let m =
+            unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr() as *mut _, v.len()) };
+        out.push((
+            String::from_utf8_lossy(name).into_owned(),
+            v[..m.max(0) as usize].to_vec(),
+        ));
+    }
+    out.sort();
+    out
+}
+
+fn set_xattr(p: &Path, name: &str, v: &[u8]) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid pointers.
+    assert_eq!(
+        unsafe { libc::setxattr(c.as_ptr(), n.as_ptr(), v.as_ptr() as *const _, v.len(), 0) },
+        0
+    );
+}
+
+/// A tree with every file type, links, holes, modes, owners, times and xattrs.
+fn populate(root: &Path) {
+    fs::create_dir_all(root.join("dir/sub")).unwrap();
+    fs::write(root.join("small"), b"hello").unwrap();
+    fs::write(root.join("dir/big"), pattern(1, 3 << 20)).unwrap();
+    let f = fs::File::create(root.join("sparse")).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"end", 50 << 20).unwrap();
+    drop(f);
+    fs::write(root.join("dir/sub/empty"), b"").unwrap();
+    fs::hard_link(root.join("small"), root.join("dir/link-to-small")).unwrap();
+    std::os::unix::fs::symlink("../small", root.join("dir/sym")).unwrap();
+    let fifo = std::ffi::CString::new(root.join("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: valid C string.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0);
+    set_xattr(&root.join("small"), "user.tag", b"xattr value");
+    set_xattr(&root.join("dir"), "user.dirtag", b"d");
+    fs::set_permissions(root.join("dir/big"), fs::Permissions::from_mode(0o751)).unwrap();
+    fs::set_permissions(root.join("dir/sub"), fs::Permissions::from_mode(0o700)).unwrap();
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        std::os::unix::fs::lchown(root.join("dir/sub/empty"), Some(65534), Some(65534)).unwrap();
+    }
+    let c = std::ffi::CString::new(root.join("small").to_str().unwrap()).unwrap();
+    let ts = [
+        libc::timespec {
+            tv_sec: 1_000_000_000,
+            tv_nsec: 123,
+        },
+        libc::timespec {
+            tv_sec: 1_100_000_000,
+            tv_nsec: 456_789,
+        },
+    ];
+    // SAFETY: valid pointers.
+    unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), 0) };
+}
+
+fn json(env: &Env, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend_from_slice(&["--output", "json"]);
+    serde_json::from_str(&env.run_ok(&a)).unwrap()
+}
+
+#[test]
+fn import_rekey_reencrypt_keep_everything() {
+    bounded(300, || {
+        let env = Env::new();
+        let plain = env.path("plain");
+        populate(&plain);
+        let want = describe(&plain);
+        let c = env.path("c");
+        env.run_ok(&[
+            "import",
+            plain.to_str().unwrap(),
+            c.to_str().unwrap(),
+            "--block-size",
+            "4096",
+        ]);
+        let m = env.mount(&c, "m", &[]);
+        assert_eq!(describe(&m.mnt), want, "import equals the tree");
+        m.unmount();
+        assert!(backing_contains(&c, b"xattr value").is_empty());
+        let k2 = json(&env, &["kms", "create-key"])["KeyMetadata"]["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for (mode, extra) in [
+            ("rekey", vec!["--key-location", "xattr"]),
+            (
+                "reencrypt",
+                vec!["--block-size", "1024", "--plaintext-names"],
+            ),
+        ] {
+            let dst = env.path(&format!("copy-{mode}"));
+            let mut args = vec![
+                "snapshot",
+                "copy",
+                c.to_str().unwrap(),
+                dst.to_str().unwrap(),
+                "--key",
+                &k2,
+                "--mode",
+                mode,
+            ];
+            args.extend(extra.iter());
+            let s = json(&env, &args);
+            assert_eq!(s["Files"], 4, "{s}"); // distinct inodes: the hard link is linked, not copied
+            let info = json(&env, &["info", dst.to_str().unwrap()]);
+            assert!(info["MasterKeyArn"].as_str().unwrap().ends_with(&k2));
+            assert_ne!(
+                info["VolumeId"],
+                json(&env, &["info", c.to_str().unwrap()])["VolumeId"]
+            );
+            let m = env.mount(&dst, "m", &[]);
+            assert_eq!(describe(&m.mnt), want, "{mode} copy equals the source");
+            m.unmount();
+            // Sparse stays sparse.
+            let big_backing: u64 = fs::read_dir(&dst)
+                .unwrap()
+                .map(|e| e.unwrap().metadata().unwrap().blocks() * 512)
+                .max()
+                .unwrap();
+            assert!(big_backing < 20 << 20, "{mode}: holes kept");
+        }
+        // rekey cannot change the block size.
+        let out = env.run(&[
+            "snapshot",
+            "copy",
+            c.to_str().unwrap(),
+            env.path("x").to_str().unwrap(),
+            "--key",
+            &k2,
+            "--block-size",
+            "8192",
+        ]);
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("reencrypt"));
+        // An existing destination is refused.
+        let out = env.run(&[
+            "snapshot",
+            "copy",
+            c.to_str().unwrap(),
+            env.path("copy-rekey").to_str().unwrap(),
+            "--key",
+            &k2,
+        ]);
+        assert!(!out.status.success());
+        // The copies need the new key: with it disabled they do not mount; the source still does.
+        env.run_ok(&["kms", "disable-key", "--key-id", &k2]);
+        let out = env.run(&[
+            "mount",
+            env.path("copy-rekey").to_str().unwrap(),
+            env.path("m").to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(15));
+        let m = env.mount(&c, "m", &[]);
+        assert_eq!(describe(&m.mnt), want);
+        m.unmount();
+    });
+}
+
+#[test]
+fn fsck_finds_each_injected_fault() {
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        let m = env.mount(&c, "m", &[]);
+        for n in ["flip", "swap1", "swap2", "nohdr", "name", "fine"] {
+            fs::write(m.p(n), pattern(3, 9000)).unwrap();
+        }
+        let bp: BTreeMap<&str, PathBuf> = ["flip", "swap1", "swap2", "nohdr", "name"]
+            .iter()
+            .map(|n| (*n, backing_path(&c, &m.p(n))))
+            .collect();
+        m.unmount();
+        let clean = json(&env, &["fsck", c.to_str().unwrap()]);
+        assert_eq!(clean["clean"], true, "{clean}");
+        // Inject one fault of each kind.
+        let mut v = fs::read(&bp["flip"]).unwrap();
+        v[84 + 5000] ^= 1;
+        fs::write(&bp["flip"], v).unwrap();
+        let (a, b) = (
+            fs::read(&bp["swap1"]).unwrap(),
+            fs::read(&bp["swap2"]).unwrap(),
+        );
+        let mut a2 = a.clone();
+        a2[..84].copy_from_slice(&b[..84]);
+        fs::write(&bp["swap1"], a2).unwrap();
+        let v = fs::read(&bp["nohdr"]).unwrap();
+        fs::write(&bp["nohdr"], &v[84..]).unwrap();
+        let mut nn = bp["name"].file_name().unwrap().to_str().unwrap().to_owned();
+        let last = nn.pop().unwrap();
+        nn.push(if last == 'Q' { 'R' } else { 'Q' });
+        fs::rename(&bp["name"], c.join(&nn)).unwrap();
+        let out = env.run(&["fsck", c.to_str().unwrap(), "--json"]);
+        assert_eq!(out.status.code(), Some(30));
+        let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let problems = r["problems"].as_array().unwrap();
+        let find = |path: &str| problems.iter().any(|p| p["path"] == path);
+        assert!(find("/flip") && find("/swap1") && find("/nohdr"), "{r}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p["path"].is_null() && p["backing_path"] == nn.as_str()),
+            "{r}"
+        );
+        assert!(!find("/fine") && !find("/swap2"));
+        // An edited config: fsck refuses it.
+        let cfg = c.join("envelopefs.conf");
+        let orig = fs::read_to_string(&cfg).unwrap();
+        fs::write(
+            &cfg,
+            orig.replace("\"block_size\": 4096", "\"block_size\": 2048"),
+        )
+        .unwrap();
+        let out = env.run(&["fsck", c.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(11));
+    });
+}
+
+#[test]
+fn snapshot_while_writing_and_renaming_is_consistent() {
+    bounded(180, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        let m = env.mount(&c, "m", &[]);
+        fs::create_dir(m.p("a")).unwrap();
+        fs::create_dir(m.p("b")).unwrap();
+        for i in 0..20 {
+            fs::write(m.p(&format!("a/f{i}")), format!("file {i}")).unwrap();
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let appender = {
+            let (p, stop) = (m.p("log"), stop.clone());
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut f = fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .unwrap();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    f.write_all(format!("record {n:08}\n").as_bytes()).unwrap();
+                    f.sync_all().unwrap();
+                    n += 1;
+                }
+            })
+        };
+        let renamer = {
+            let (root, stop) = (m.mnt.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut k = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let i = k % 20;
+                    let (from, to) = if (k / 20) % 2 == 0 {
+                        ("a", "b")
+                    } else {
+                        ("b", "a")
+                    };
+                    fs::rename(
+                        root.join(format!("{from}/f{i}")),
+                        root.join(format!("{to}/f{i}")),
+                    )
+                    .unwrap();
+                    k += 1;
+                }
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let snaps: Vec<PathBuf> = (0..3).map(|i| env.path(&format!("snap{i}"))).collect();
+        for s in &snaps {
+            env.run_ok(&[
+                "snapshot",
+                "create",
+                c.to_str().unwrap(),
+                s.to_str().unwrap(),
+            ]);
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        stop.store(true, Ordering::Relaxed);
+        appender.join().unwrap();
+        renamer.join().unwrap();
+        m.unmount();
+        for s in &snaps {
+            let sm = env.mount(s, "sm", &["--read-only"]);
+            let log = fs::read_to_string(sm.p("log")).unwrap();
+            for (n, line) in log.lines().enumerate() {
+                assert_eq!(line, format!("record {n:08}"), "a prefix of the records");
+            }
+            assert!(log.ends_with('\n') || log.is_empty());
+            let mut seen = Vec::new();
+            for d in ["a", "b"] {
+                for e in fs::read_dir(sm.p(d)).unwrap() {
+                    let e = e.unwrap();
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    assert_eq!(
+                        fs::read_to_string(e.path()).unwrap(),
+                        format!("file {}", &name[1..])
+                    );
+                    seen.push(name);
+                }
+            }
+            seen.sort();
+            let mut want: Vec<String> = (0..20).map(|i| format!("f{i}")).collect();
+            want.sort();
+            assert_eq!(seen, want, "each file exactly once");
+            sm.unmount();
+        }
+    });
+}
+
+#[test]
+fn killed_copy_leaves_source_intact_and_no_destination() {
+    bounded(180, || {
+        let env = Env::new();
+        let plain = env.path("plain");
+        fs::create_dir(&plain).unwrap();
+        for i in 0..40 {
+            fs::write(plain.join(format!("f{i}")), pattern(i, 4 << 20)).unwrap();
+        }
+        let c = env.path("c");
+        env.run_ok(&["import", plain.to_str().unwrap(), c.to_str().unwrap()]);
+        let before = describe(&c);
+        let k = json(&env, &["kms", "create-key"])["KeyMetadata"]["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let dst = env.path("dst");
+        let mut child = env
+            .cmd()
+            .args([
+                "snapshot",
+                "copy",
+                c.to_str().unwrap(),
+                dst.to_str().unwrap(),
+                "--key",
+                &k,
+                "--mode",
+                "reencrypt",
+            ])
+            .spawn()
+            .unwrap();
+        // Kill it once the partial copy exists.
+        let t0 = std::time::Instant::now();
+        while !fs::read_dir(env.dir.path()).unwrap().any(|e| {
+            e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("envelopefs-partial")
+        }) {
+            assert!(t0.elapsed().as_secs() < 60, "no partial copy appeared");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!dst.exists(), "no destination after a killed copy");
+        assert_eq!(describe(&c), before, "source untouched");
+        // A later copy to the same place works.
+        env.run_ok(&[
+            "snapshot",
+            "copy",
+            c.to_str().unwrap(),
+            dst.to_str().unwrap(),
+            "--key",
+            &k,
+        ]);
+        assert!(dst.join("envelopefs.conf").exists());
+    });
+}

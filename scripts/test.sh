@@ -22,6 +22,8 @@ install_tool() { # name version
 }
 install_tool pjdfstest 0.2.2
 install_tool fsx 0.3.2
+# A local KMS emulator for the aws-kms provider's tests.
+command -v moto_server >/dev/null || python3 -m pip install -q 'moto[server]' 2>&1 | grep -v WARNING || true
 
 PASSED=0; FAILED=0
 stage() { # name, command...
@@ -44,5 +46,7 @@ else
   echo "=== third-party: skipped (needs root and /dev/fuse)"
 fi
 stage parser-fuzz scripts/fuzz.sh --parsers-only
+stage aws-kms-clippy cargo clippy --release --features aws-kms --all-targets -- -D warnings
+stage aws-kms-moto cargo test --release --features aws-kms --test aws_kms
 echo "test.sh: $PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

@@ -82,6 +82,7 @@ pub mod exitcodes {
     pub const LIMIT_EXCEEDED: i32 = 25;
     pub const UNSUPPORTED: i32 = 26;
     pub const IMPORT: i32 = 27;
+    pub const KMS_UNAVAILABLE: i32 = 28;
     pub const FSCK_PROBLEMS: i32 = 30;
 }
 
@@ -101,6 +102,7 @@ pub fn kms_exit_code(e: &KmsError) -> i32 {
         KmsError::NoStore(_) => NO_KEYSTORE,
         KmsError::StoreCorrupt { .. } => KEYSTORE_CORRUPT,
         KmsError::Passphrase(_) => PASSPHRASE,
+        KmsError::Unavailable(_) => KMS_UNAVAILABLE,
         KmsError::Io { .. } => IO,
     }
 }

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::error::{exitcodes, kms_exit_code, volume_exit_code, VolumeError};
 use crate::kms::local::{default_store_dir, LocalKeyService};
 use crate::kms::passphrase::PassphraseSource;
-use crate::kms::KmsError;
+use crate::kms::{KeyService, KmsError};
 use crate::volume::{InitOptions, KeyLocation, Volume, VolumeConfig};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, Default)]
@@ -34,6 +34,63 @@ pub struct Global {
     /// Result format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+}
+
+/// The key service a key name belongs to, and the key to pass it (the local
+/// default key when none is named).
+pub fn key_service_for_key(
+    g: &Global,
+    key: Option<&str>,
+) -> Result<(Box<dyn KeyService>, String), Failure> {
+    match key {
+        Some(k) if is_aws_key(k) => Ok((aws_service(k)?, k.to_owned())),
+        Some(k) => Ok((Box::new(g.open_or_create_store()?), k.to_owned())),
+        None => {
+            let ks = g.open_or_create_store()?;
+            let k = ks.default_key()?;
+            Ok((Box::new(ks), k))
+        }
+    }
+}
+
+/// The key service that holds a volume's master key.
+pub fn key_service_for_volume(
+    g: &Global,
+    dir: &std::path::Path,
+) -> Result<Box<dyn KeyService>, Failure> {
+    let (cfg, _) = VolumeConfig::read_unverified(dir)?;
+    if cfg.key_provider == "local" {
+        Ok(Box::new(g.open_store()?))
+    } else if cfg.key_provider == "aws-kms" {
+        aws_service(&cfg.master_key_arn)
+    } else {
+        Err(Failure {
+            code: exitcodes::BAD_CONFIG,
+            msg: format!(
+                "unknown key provider {} in {}",
+                cfg.key_provider,
+                dir.display()
+            ),
+        })
+    }
+}
+
+fn is_aws_key(k: &str) -> bool {
+    k.starts_with("arn:aws") || k.starts_with("aws-kms:")
+}
+
+#[cfg(feature = "aws-kms")]
+fn aws_service(key: &str) -> Result<Box<dyn KeyService>, Failure> {
+    let region = crate::kms::aws::AwsKms::region_of(key);
+    Ok(Box::new(crate::kms::aws::AwsKms::new(region)?))
+}
+
+#[cfg(not(feature = "aws-kms"))]
+fn aws_service(key: &str) -> Result<Box<dyn KeyService>, Failure> {
+    Err(Failure {
+        code: exitcodes::USAGE,
+        msg: format!("{key} is an AWS KMS key, and this envelopefs was built without the aws-kms feature (cargo build --features aws-kms)"),
+    })
 }
 
 impl Global {
@@ -312,14 +369,10 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
                     msg: "--long-name-max must be from 64 to 255".into(),
                 });
             }
-            let ks = g.open_or_create_store()?;
-            let key = match key {
-                Some(k) => k,
-                None => ks.default_key()?,
-            };
+            let (ks, key) = key_service_for_key(g, key.as_deref())?;
             let cfg = Volume::init(
                 &cipherdir,
-                &ks,
+                &*ks,
                 &key,
                 &InitOptions {
                     block_size,
@@ -336,7 +389,11 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
                     config_text(&cfg, &cipherdir),
                     cipherdir.display(),
                     cfg.master_key_arn,
-                    g.store_dir().display()
+                    if cfg.key_provider == "local" {
+                        g.store_dir().display().to_string()
+                    } else {
+                        "AWS KMS".into()
+                    }
                 ),
             );
             Ok(())
@@ -353,8 +410,8 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
         Command::Mount(a) => mount::mount(g, a),
         Command::Umount { mountpoint } => mount::umount(&mountpoint),
         Command::Rewrap { cipherdir } => {
-            let ks = g.open_store()?;
-            let (old, new) = Volume::rewrap(&cipherdir, &ks)?;
+            let ks = key_service_for_volume(g, &cipherdir)?;
+            let (old, new) = Volume::rewrap(&cipherdir, &*ks)?;
             print_result(
                 g.output,
                 &json!({
@@ -403,15 +460,16 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
                 long_name_max: settings.long_name_max.unwrap_or(scfg.long_name_max),
             };
             crate::volume::config::check_block_size(init.block_size)?;
-            let ks = g.open_store()?;
+            let src_ks = key_service_for_volume(g, &src)?;
+            let (dst_ks, key) = key_service_for_key(g, Some(&key))?;
             let opts = crate::snapshot::CopyOptions {
                 key,
                 mode,
                 init,
                 progress: is_terminal_err() && g.output == Output::Text,
             };
-            let s =
-                crate::snapshot::copy_volume(&src, &dst, &ks, &ks, &opts).map_err(copy_failure)?;
+            let s = crate::snapshot::copy_volume(&src, &dst, &*src_ks, &*dst_ks, &opts)
+                .map_err(copy_failure)?;
             print_stats(
                 g.output,
                 &format!(
@@ -430,11 +488,7 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             settings,
         } => {
             crate::volume::config::check_block_size(settings.block_size)?;
-            let ks = g.open_or_create_store()?;
-            let key = match key {
-                Some(k) => k,
-                None => ks.default_key()?,
-            };
+            let (ks, key) = key_service_for_key(g, key.as_deref())?;
             let opts = crate::snapshot::CopyOptions {
                 key,
                 mode: crate::snapshot::Mode::Reencrypt,
@@ -446,14 +500,14 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
                 },
                 progress: is_terminal_err() && g.output == Output::Text,
             };
-            let s = crate::snapshot::import_plain(&plaindir, &cipherdir, &ks, &opts)
+            let s = crate::snapshot::import_plain(&plaindir, &cipherdir, &*ks, &opts)
                 .map_err(copy_failure)?;
             print_stats(g.output, "import", &s, &cipherdir);
             Ok(())
         }
         Command::Fsck { cipherdir, json } => {
-            let ks = g.open_store()?;
-            let r = crate::snapshot::fsck::fsck(&cipherdir, &ks)?;
+            let ks = key_service_for_volume(g, &cipherdir)?;
+            let r = crate::snapshot::fsck::fsck(&cipherdir, &*ks)?;
             let out = if json { Output::Json } else { g.output };
             let mut text: Vec<String> = r
                 .problems

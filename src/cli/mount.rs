@@ -127,10 +127,10 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
             "the mount point must not lie inside the cipher directory".into(),
         ));
     }
-    let ks = g.open_store()?;
+    let ks = super::key_service_for_volume(g, &cipherdir)?;
     let vol = Volume::open(
         &cipherdir,
-        &ks,
+        &*ks,
         CacheOptions {
             capacity: a.key_cache_size,
             max_age: Duration::from_secs(a.key_cache_max_age),

@@ -2,6 +2,8 @@
 //! to it only through [`KeyService`], so a remote KMS can stand in later.
 
 pub mod audit;
+#[cfg(feature = "aws-kms")]
+pub mod aws;
 pub mod context;
 pub mod local;
 pub mod passphrase;
@@ -40,6 +42,8 @@ pub enum KmsError {
     InvalidImportToken(String),
     #[error("ExpiredImportTokenException: {0}")]
     ExpiredImportToken(String),
+    #[error("KMS unavailable: {0}")]
+    Unavailable(String),
     #[error("wrong passphrase for the key store at {0}")]
     WrongPassphrase(String),
     #[error(
@@ -75,6 +79,7 @@ impl KmsError {
             KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
             KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
             KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
+            KmsError::Unavailable(_) => "Unavailable",
             KmsError::WrongPassphrase(_) => "WrongPassphrase",
             KmsError::NoStore(_) => "NoKeyStore",
             KmsError::StoreCorrupt { .. } => "KeyStoreCorrupt",

@@ -549,16 +549,32 @@ pub fn umount(path: &std::path::Path, lazy: bool) -> io::Result<()> {
     Ok(())
 }
 
-/// Raise the soft open-file limit to the hard limit: the daemon holds one
-/// `O_PATH` descriptor per live node.
-pub fn raise_nofile_limit() {
+/// Raise the open-file limit as far as allowed: the daemon holds one
+/// `O_PATH` descriptor per live node. Root may raise the hard limit too, up
+/// to the kernel's `fs.nr_open`.
+pub fn raise_nofile_limit() -> u64 {
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
     // SAFETY: getrlimit/setrlimit with a valid struct.
     unsafe {
         let mut rl: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return 0;
+        }
+        let want = libc::rlimit {
+            rlim_cur: nr_open as libc::rlim_t,
+            rlim_max: nr_open as libc::rlim_t,
+        };
+        if want.rlim_max > rl.rlim_max && libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+            return nr_open;
+        }
+        if rl.rlim_cur < rl.rlim_max {
             rl.rlim_cur = rl.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
         }
+        rl.rlim_cur as u64
     }
 }
 
@@ -690,4 +706,63 @@ pub fn fgetxattr_any(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
 pub fn readlinkat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Vec<u8>> {
     let fd = openat(dir, name, libc::O_PATH, 0)?;
     readlink_fd(std::os::fd::AsFd::as_fd(&fd))
+}
+
+/// A file handle (name_to_handle_at) of the inode behind `fd`: its bytes
+/// (handle_bytes, handle_type, f_handle). None where the filesystem or the
+/// caller's privileges do not allow handles.
+pub fn file_handle(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
+    const MAX: usize = 128;
+    let mut buf = vec![0u8; 8 + MAX];
+    buf[..4].copy_from_slice(&(MAX as u32).to_ne_bytes());
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: buf holds a struct file_handle with room for MAX bytes; empty path with AT_EMPTY_PATH.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            buf.as_mut_ptr(),
+            &mut mount_id as *mut libc::c_int,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    let n = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    buf.truncate(8 + n.min(MAX));
+    Some(buf)
+}
+
+/// Open the inode of a file handle as `O_PATH` (needs CAP_DAC_READ_SEARCH);
+/// ESTALE when the inode is gone.
+pub fn open_handle(mount_fd: BorrowedFd<'_>, handle: &[u8]) -> io::Result<OwnedFd> {
+    let mut h = handle.to_vec();
+    // SAFETY: h is a struct file_handle as returned by file_handle().
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mount_fd.as_raw_fd(),
+            h.as_mut_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// The soft open-file limit.
+pub fn nofile_limit() -> u64 {
+    // SAFETY: getrlimit with a valid struct.
+    unsafe {
+        let mut rl: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return 1024;
+        }
+        rl.rlim_cur as u64
+    }
 }

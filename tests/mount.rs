@@ -702,3 +702,36 @@ fn plaintext_names_volume_protects_its_own_files() {
         assert_eq!(v["NameScheme"], "plaintext");
     });
 }
+
+#[test]
+fn more_files_than_the_daemon_may_hold_descriptors_for() {
+    bounded(240, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        // 256 descriptors at most: the node table keeps fewer and reopens by file handle.
+        let m = env.mount_limited(&c, "m", &[], Some(256));
+        fs::create_dir(m.p("d")).unwrap();
+        for i in 0..1500 {
+            fs::write(m.p(&format!("d/f{i}")), i.to_string()).unwrap();
+        }
+        let mut n = 0;
+        for e in fs::read_dir(m.p("d")).unwrap() {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            assert_eq!(fs::read_to_string(e.path()).unwrap(), name[1..]);
+            assert_eq!(e.metadata().unwrap().len() as usize, name.len() - 1);
+            n += 1;
+        }
+        assert_eq!(n, 1500);
+        // Renames and deletes of nodes whose descriptors were closed.
+        for i in 0..1500 {
+            fs::rename(m.p(&format!("d/f{i}")), m.p(&format!("d/g{i}"))).unwrap();
+        }
+        for i in (0..1500).step_by(2) {
+            fs::remove_file(m.p(&format!("d/g{i}"))).unwrap();
+        }
+        assert_eq!(fs::read_dir(m.p("d")).unwrap().count(), 750);
+        let log = m.unmount();
+        assert!(!log.contains("panicked"), "{log}");
+    });
+}

@@ -247,7 +247,10 @@ fn serve(
     };
     let r = (|| -> Result<fuser::Session<EnvelopeFs>, Failure> {
         sys::umask(0);
-        sys::raise_nofile_limit();
+        let limit = sys::raise_nofile_limit();
+        if limit < 65536 {
+            log::warn!("open-file limit {limit}: the daemon holds one descriptor per file in use by the kernel; large trees may hit EMFILE");
+        }
         let source = vol.root().display().to_string();
         let fs = EnvelopeFs::new(
             Arc::new(vol),

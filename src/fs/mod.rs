@@ -171,7 +171,7 @@ impl EnvelopeFs {
             if let Some(iv) = dir.diriv.get() {
                 ctx.iv = *iv;
             } else {
-                let iv = crate::volume::read_diriv(dir.fd()).map_err(|e| {
+                let iv = crate::volume::read_diriv(dir.fd().map_err(io)?.as_fd()).map_err(|e| {
                     error!(
                         "directory node {}: cannot read its {DIRIV_NAME}: {e}",
                         dir.id
@@ -195,12 +195,16 @@ impl EnvelopeFs {
 
     /// Write a long name's side file before its entry; true if this call made it.
     fn write_side(&self, dir: &Node, b: &BackingName) -> Res<bool> {
-        self.vol.write_side(dir.fd(), b).map_err(io)
+        self.vol
+            .write_side(dir.fd().map_err(io)?.as_fd(), b)
+            .map_err(io)
     }
 
     fn remove_side(&self, dir: &Node, b: &BackingName) {
         if let Some(sname) = b.side_name() {
-            let _ = sys::unlinkat(dir.fd(), &sname, false);
+            if let Ok(d) = dir.fd() {
+                let _ = sys::unlinkat(d.as_fd(), &sname, false);
+            }
         }
     }
 
@@ -217,10 +221,15 @@ impl EnvelopeFs {
     /// Remove a backing directory, and its IV file first (restored if rmdir fails).
     fn remove_dir(&self, dir: &Node, b: &BackingName) -> Res<()> {
         if !self.vol.names().uses_diriv() {
-            return sys::unlinkat(dir.fd(), &b.name, true).map_err(io);
+            return sys::unlinkat(dir.fd().map_err(io)?.as_fd(), &b.name, true).map_err(io);
         }
-        let child =
-            sys::openat(dir.fd(), &b.name, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(io)?;
+        let child = sys::openat(
+            dir.fd().map_err(io)?.as_fd(),
+            &b.name,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )
+        .map_err(io)?;
         let entries = sys::list_dir(child.as_fd()).map_err(io)?;
         if entries
             .iter()
@@ -230,7 +239,7 @@ impl EnvelopeFs {
         }
         let iv = crate::volume::read_diriv(child.as_fd()).ok();
         let _ = sys::unlinkat(child.as_fd(), OsStr::new(DIRIV_NAME), false);
-        match sys::unlinkat(dir.fd(), &b.name, true) {
+        match sys::unlinkat(dir.fd().map_err(io)?.as_fd(), &b.name, true) {
             Ok(()) => Ok(()),
             Err(e) => {
                 if let Some(iv) = iv {
@@ -281,13 +290,13 @@ impl EnvelopeFs {
     }
 
     fn node_attr(&self, node: &Node) -> Res<FileAttr> {
-        let st = sys::fstat(node.fd()).map_err(io)?;
+        let st = sys::fstat(node.fd().map_err(io)?.as_fd()).map_err(io)?;
         Ok(self.attr_of(node, &st))
     }
 
     /// Open `dir/bname` as O_PATH and register a lookup of it.
     fn lookup_backing(&self, dir: &Node, bname: &OsStr) -> Res<(Arc<Node>, FileAttr)> {
-        let fd = sys::openat(dir.fd(), bname, libc::O_PATH, 0).map_err(io)?;
+        let fd = sys::openat(dir.fd().map_err(io)?.as_fd(), bname, libc::O_PATH, 0).map_err(io)?;
         self.register(fd)
     }
 
@@ -304,7 +313,7 @@ impl EnvelopeFs {
         if !self.is_root_daemon {
             return Ok(());
         }
-        let dst = sys::fstat(dir.fd()).map_err(io)?;
+        let dst = sys::fstat(dir.fd().map_err(io)?.as_fd()).map_err(io)?;
         let gid = if dst.st_mode & libc::S_ISGID != 0 {
             None
         } else {
@@ -343,7 +352,7 @@ impl EnvelopeFs {
     /// A real descriptor of a regular file node for content work outside a handle.
     fn content_fd(&self, node: &Node, write: bool) -> Res<OwnedFd> {
         let flags = if write { libc::O_RDWR } else { libc::O_RDONLY };
-        sys::reopen(node.fd(), flags).map_err(io)
+        sys::reopen(node.fd().map_err(io)?.as_fd(), flags).map_err(io)
     }
 
     fn open_backing_flags(flags: i32) -> i32 {
@@ -405,17 +414,17 @@ impl EnvelopeFs {
             }
         }
         if uid.is_some() || gid.is_some() {
-            sys::fchown_fd(node.fd(), uid, gid).map_err(io)?;
+            sys::fchown_fd(node.fd().map_err(io)?.as_fd(), uid, gid).map_err(io)?;
         }
         if let Some(mode) = mode {
             if node.kind == FileType::Symlink {
                 return Err(Errno::EOPNOTSUPP);
             }
-            sys::fchmod_fd(node.fd(), mode & 0o7777).map_err(io)?;
+            sys::fchmod_fd(node.fd().map_err(io)?.as_fd(), mode & 0o7777).map_err(io)?;
         }
         if atime.is_some() || mtime.is_some() {
             let ts = [timespec(atime), timespec(mtime)];
-            sys::utimens_fd(node.fd(), &ts).map_err(io)?;
+            sys::utimens_fd(node.fd().map_err(io)?.as_fd(), &ts).map_err(io)?;
         }
         self.node_attr(node)
     }
@@ -442,9 +451,10 @@ impl EnvelopeFs {
             return Err(Errno::EPERM);
         }
         self.with_side(&dir, &b, || {
-            sys::mknodat(dir.fd(), &b.name, mode, rdev as u64).map_err(io)
+            sys::mknodat(dir.fd().map_err(io)?.as_fd(), &b.name, mode, rdev as u64).map_err(io)
         })?;
-        let fd = sys::openat(dir.fd(), &b.name, libc::O_PATH, 0).map_err(io)?;
+        let fd =
+            sys::openat(dir.fd().map_err(io)?.as_fd(), &b.name, libc::O_PATH, 0).map_err(io)?;
         self.set_owner(req, &dir, fd.as_fd())?;
         self.register(fd)
     }
@@ -460,14 +470,20 @@ impl EnvelopeFs {
     ) -> Res<(Arc<Node>, FileAttr, OwnedFd)> {
         let perm = mode & 0o7777;
         let (fd, created) = match sys::openat(
-            dir.fd(),
+            dir.fd().map_err(io)?.as_fd(),
             bname,
             libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
             perm,
         ) {
             Ok(fd) => (fd, true),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !exclusive => (
-                sys::openat(dir.fd(), bname, libc::O_RDWR | libc::O_NONBLOCK, 0).map_err(io)?,
+                sys::openat(
+                    dir.fd().map_err(io)?.as_fd(),
+                    bname,
+                    libc::O_RDWR | libc::O_NONBLOCK,
+                    0,
+                )
+                .map_err(io)?,
                 false,
             ),
             Err(e) => return Err(io(e)),
@@ -487,7 +503,7 @@ impl EnvelopeFs {
         let (node, _) = self.register(pfd)?;
         if created {
             if let Err(e) = node.content.create(&self.vol, fd.as_fd()) {
-                let _ = sys::unlinkat(dir.fd(), bname, false);
+                let _ = sys::unlinkat(dir.fd().map_err(io)?.as_fd(), bname, false);
                 return Err(content_err(e));
             }
         }
@@ -540,7 +556,7 @@ impl EnvelopeFs {
         if !matches!(node.kind, FileType::Directory | FileType::RegularFile) {
             return Err(Errno::NO_XATTR);
         }
-        let blob = sys::getxattr_fd(node.fd(), &bname).map_err(io)?;
+        let blob = sys::getxattr_fd(node.fd().map_err(io)?.as_fd(), &bname).map_err(io)?;
         let fc = self.xattr_crypto(&node, false)?;
         if node.kind == FileType::RegularFile && fc.is_none() {
             return Err(Errno::EIO);
@@ -559,7 +575,7 @@ impl EnvelopeFs {
         if !matches!(node.kind, FileType::Directory | FileType::RegularFile) {
             return Ok(Vec::new());
         }
-        let names: Vec<Vec<u8>> = sys::listxattr_fd(node.fd())
+        let names: Vec<Vec<u8>> = sys::listxattr_fd(node.fd().map_err(io)?.as_fd())
             .map_err(io)?
             .into_iter()
             .filter(|n| n.starts_with(USER_XATTR_PREFIX))
@@ -570,7 +586,7 @@ impl EnvelopeFs {
         }
         let fc = self.xattr_crypto(&node, false)?;
         for n in names {
-            let Ok(blob) = sys::getxattr_fd(node.fd(), &n) else {
+            let Ok(blob) = sys::getxattr_fd(node.fd().map_err(io)?.as_fd(), &n) else {
                 continue;
             };
             match self.vol.decrypt_xattr(fc.as_deref(), &blob) {
@@ -689,7 +705,7 @@ impl Filesystem for EnvelopeFs {
             if n.kind != FileType::Symlink {
                 return Err(Errno::EINVAL);
             }
-            let raw = sys::readlink_fd(n.fd()).map_err(io)?;
+            let raw = sys::readlink_fd(n.fd().map_err(io)?.as_fd()).map_err(io)?;
             self.vol.decrypt_symlink(&raw).ok_or_else(|| {
                 error!(
                     "symlink node {} has a target that fails authentication",
@@ -731,13 +747,18 @@ impl Filesystem for EnvelopeFs {
             let dir = self.dir_node(parent)?;
             let b = self.backing_name(&dir, name)?;
             self.with_side(&dir, &b, || {
-                sys::mkdirat(dir.fd(), &b.name, mode & 0o7777).map_err(io)
+                sys::mkdirat(dir.fd().map_err(io)?.as_fd(), &b.name, mode & 0o7777).map_err(io)
             })?;
-            let fd =
-                sys::openat(dir.fd(), &b.name, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(io)?;
+            let fd = sys::openat(
+                dir.fd().map_err(io)?.as_fd(),
+                &b.name,
+                libc::O_PATH | libc::O_DIRECTORY,
+                0,
+            )
+            .map_err(io)?;
             if self.vol.names().uses_diriv() {
                 if let Err(e) = crate::volume::write_diriv_at(fd.as_fd()) {
-                    let _ = sys::unlinkat(dir.fd(), &b.name, true);
+                    let _ = sys::unlinkat(dir.fd().map_err(io)?.as_fd(), &b.name, true);
                     self.remove_side(&dir, &b);
                     return Err(io(e));
                 }
@@ -753,7 +774,7 @@ impl Filesystem for EnvelopeFs {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
             let b = self.backing_name(&dir, name)?;
-            sys::unlinkat(dir.fd(), &b.name, false).map_err(io)?;
+            sys::unlinkat(dir.fd().map_err(io)?.as_fd(), &b.name, false).map_err(io)?;
             self.remove_side(&dir, &b);
             Ok(())
         })();
@@ -790,9 +811,10 @@ impl Filesystem for EnvelopeFs {
             }
             let enc = self.vol.encrypt_symlink(t);
             self.with_side(&dir, &b, || {
-                sys::symlinkat(&enc, dir.fd(), &b.name).map_err(io)
+                sys::symlinkat(&enc, dir.fd().map_err(io)?.as_fd(), &b.name).map_err(io)
             })?;
-            let fd = sys::openat(dir.fd(), &b.name, libc::O_PATH, 0).map_err(io)?;
+            let fd =
+                sys::openat(dir.fd().map_err(io)?.as_fd(), &b.name, libc::O_PATH, 0).map_err(io)?;
             self.set_owner(req, &dir, fd.as_fd())?;
             self.register(fd)
         })();
@@ -821,20 +843,31 @@ impl Filesystem for EnvelopeFs {
             }
             if flags.contains(RenameFlags::RENAME_EXCHANGE) {
                 // Names stay where they are; only the entries behind them swap.
-                return sys::renameat2(od.fd(), &on.name, nd.fd(), &nn.name, flags.bits())
-                    .map_err(io);
+                return sys::renameat2(
+                    od.fd().map_err(io)?.as_fd(),
+                    &on.name,
+                    nd.fd().map_err(io)?.as_fd(),
+                    &nn.name,
+                    flags.bits(),
+                )
+                .map_err(io);
             }
             // Replacing an empty directory: its IV file must go first.
             let mut restore_iv = None;
             if self.vol.names().uses_diriv() && !flags.contains(RenameFlags::RENAME_NOREPLACE) {
-                let src = sys::fstatat(od.fd(), &on.name).map_err(io)?;
-                if let Ok(st) = sys::fstatat(nd.fd(), &nn.name) {
+                let src = sys::fstatat(od.fd().map_err(io)?.as_fd(), &on.name).map_err(io)?;
+                if let Ok(st) = sys::fstatat(nd.fd().map_err(io)?.as_fd(), &nn.name) {
                     if st.st_mode & libc::S_IFMT == libc::S_IFDIR
                         && src.st_mode & libc::S_IFMT == libc::S_IFDIR
                         && (st.st_dev, st.st_ino) != (src.st_dev, src.st_ino)
                     {
-                        let t = sys::openat(nd.fd(), &nn.name, libc::O_PATH | libc::O_DIRECTORY, 0)
-                            .map_err(io)?;
+                        let t = sys::openat(
+                            nd.fd().map_err(io)?.as_fd(),
+                            &nn.name,
+                            libc::O_PATH | libc::O_DIRECTORY,
+                            0,
+                        )
+                        .map_err(io)?;
                         let entries = sys::list_dir(t.as_fd()).map_err(io)?;
                         if entries
                             .iter()
@@ -849,7 +882,14 @@ impl Filesystem for EnvelopeFs {
                 }
             }
             let r = self.with_side(&nd, &nn, || {
-                sys::renameat2(od.fd(), &on.name, nd.fd(), &nn.name, flags.bits()).map_err(io)
+                sys::renameat2(
+                    od.fd().map_err(io)?.as_fd(),
+                    &on.name,
+                    nd.fd().map_err(io)?.as_fd(),
+                    &nn.name,
+                    flags.bits(),
+                )
+                .map_err(io)
             });
             match r {
                 Ok(()) => {
@@ -883,7 +923,12 @@ impl Filesystem for EnvelopeFs {
             let nd = self.dir_node(newparent)?;
             let nn = self.backing_name(&nd, newname)?;
             self.with_side(&nd, &nn, || {
-                sys::linkat_fd(n.fd(), nd.fd(), &nn.name).map_err(io)
+                sys::linkat_fd(
+                    n.fd().map_err(io)?.as_fd(),
+                    nd.fd().map_err(io)?.as_fd(),
+                    &nn.name,
+                )
+                .map_err(io)
             })?;
             self.lookup_backing(&nd, &nn.name)
         })();
@@ -906,13 +951,16 @@ impl Filesystem for EnvelopeFs {
                 None
             };
             let fd = if self.opts.read_only {
-                sys::reopen(node.fd(), libc::O_RDONLY).map_err(io)?
+                sys::reopen(node.fd().map_err(io)?.as_fd(), libc::O_RDONLY).map_err(io)?
             } else {
-                match sys::reopen(node.fd(), Self::open_backing_flags(flags.0)) {
+                match sys::reopen(
+                    node.fd().map_err(io)?.as_fd(),
+                    Self::open_backing_flags(flags.0),
+                ) {
                     Ok(fd) => fd,
                     // A non-root daemon may lack read access to a write-only file.
                     Err(e) if e.raw_os_error() == Some(libc::EACCES) => sys::reopen(
-                        node.fd(),
+                        node.fd().map_err(io)?.as_fd(),
                         (Self::open_backing_flags(flags.0) & !libc::O_ACCMODE) | acc,
                     )
                     .map_err(io)?,
@@ -1026,7 +1074,10 @@ impl Filesystem for EnvelopeFs {
                 (dir.id, FileType::Directory, OsString::from(".")),
                 (dir.id, FileType::Directory, OsString::from("..")),
             ];
-            let (good, bad) = self.vol.list_dir(dir.fd(), &ctx).map_err(io)?;
+            let (good, bad) = self
+                .vol
+                .list_dir(dir.fd().map_err(io)?.as_fd(), &ctx)
+                .map_err(io)?;
             for b in bad {
                 warn!(
                     "directory node {}: backing entry {:?} has a name that does not decrypt here (corrupt, or moved from another directory); skipped",
@@ -1099,7 +1150,11 @@ impl Filesystem for EnvelopeFs {
     ) {
         let r = (|| {
             let n = self.dir_node(ino)?;
-            let fd = sys::reopen(n.fd(), libc::O_RDONLY | libc::O_DIRECTORY).map_err(io)?;
+            let fd = sys::reopen(
+                n.fd().map_err(io)?.as_fd(),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+            )
+            .map_err(io)?;
             sys::fsync(fd.as_fd(), datasync).map_err(io)
         })();
         reply_empty(reply, r);
@@ -1109,7 +1164,7 @@ impl Filesystem for EnvelopeFs {
         match self
             .nodes
             .get(nodes::ROOT_ID)
-            .map(|r| sys::fstatvfs(r.fd()))
+            .map(|r| r.fd().and_then(|f| sys::fstatvfs(f.as_fd())))
         {
             Some(Ok(s)) => reply.statfs(
                 s.f_blocks,
@@ -1144,7 +1199,7 @@ impl Filesystem for EnvelopeFs {
             let blob = self
                 .vol
                 .encrypt_xattr(fc.as_deref(), name.as_bytes(), value);
-            sys::setxattr_fd(node.fd(), &bname, &blob, flags).map_err(io)
+            sys::setxattr_fd(node.fd().map_err(io)?.as_fd(), &bname, &blob, flags).map_err(io)
         })();
         reply_empty(reply, r);
     }
@@ -1171,7 +1226,7 @@ impl Filesystem for EnvelopeFs {
             if !matches!(node.kind, FileType::Directory | FileType::RegularFile) {
                 return Err(Errno::NO_XATTR);
             }
-            sys::removexattr_fd(node.fd(), &bname).map_err(io)
+            sys::removexattr_fd(node.fd().map_err(io)?.as_fd(), &bname).map_err(io)
         })();
         reply_empty(reply, r);
     }

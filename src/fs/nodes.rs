@@ -1,11 +1,17 @@
-//! The node table: FUSE node ID -> backing inode, held open by an `O_PATH`
-//! descriptor until the kernel forgets the node, so that the backing inode
-//! number cannot be reused underneath a live node. The node ID is the backing
-//! inode number where that is unique, so `st_ino` stays stable while mounted.
+//! The node table: FUSE node ID -> backing inode. A node holds an `O_PATH`
+//! descriptor so that the backing inode cannot be freed (and its number
+//! reused) underneath a live node; the node ID is the backing inode number
+//! where that is unique, so `st_ino` stays stable while mounted.
+//!
+//! Descriptors are a limited resource: past a budget (a share of the open-file
+//! limit), descriptors of idle nodes are closed and the nodes keep a file
+//! handle (name_to_handle_at) to reopen their inode on demand. A handle names
+//! one inode generation, so a reused inode number gives ESTALE, never another
+//! file.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use fuser::FileType;
@@ -16,12 +22,23 @@ use crate::volume::FileContent;
 pub const ROOT_ID: u64 = 1;
 const SYNTHETIC_BASE: u64 = 1 << 62;
 
+/// A node's descriptor for the length of one operation.
+pub struct NodeFd(Arc<OwnedFd>);
+
+impl AsFd for NodeFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
 pub struct Node {
     pub id: u64,
     pub kind: FileType,
     pub dev: u64,
     pub ino: u64,
-    fd: OwnedFd,
+    fd: Mutex<Option<Arc<OwnedFd>>>,
+    handle: Option<Vec<u8>>,
+    mount_fd: Option<Arc<OwnedFd>>,
     lookups: AtomicU64,
     /// Shared content state of a regular file (all handles, all hard links).
     pub content: FileContent,
@@ -30,8 +47,18 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    /// The node's `O_PATH` descriptor, reopened from its file handle if it was closed.
+    pub fn fd(&self) -> std::io::Result<NodeFd> {
+        let g = self.fd.lock();
+        if let Some(f) = &*g {
+            return Ok(NodeFd(f.clone()));
+        }
+        let (Some(h), Some(m)) = (&self.handle, &self.mount_fd) else {
+            return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
+        };
+        // Kept only for this operation, so the count of open descriptors stays in budget.
+        drop(g);
+        Ok(NodeFd(Arc::new(crate::sys::open_handle(m.as_fd(), h)?)))
     }
 
     pub fn is_root(&self) -> bool {
@@ -59,20 +86,50 @@ struct Table {
     next_synthetic: u64,
 }
 
-#[derive(Default)]
 pub struct NodeTable {
     t: Mutex<Table>,
+    mount_fd: Arc<OwnedFd>,
+    open: AtomicUsize,
+    budget: usize,
+    handles_work: bool,
 }
 
 impl NodeTable {
     pub fn new(root_fd: OwnedFd, st: &libc::stat) -> NodeTable {
-        let table = NodeTable::default();
+        let root_fd = Arc::new(root_fd);
+        // open_by_handle_at wants a real (not O_PATH) descriptor on the filesystem.
+        let mount_fd = crate::sys::reopen(root_fd.as_fd(), libc::O_RDONLY | libc::O_DIRECTORY)
+            .map(Arc::new)
+            .unwrap_or_else(|_| root_fd.clone());
+        // Handles are usable only where open_by_handle_at is allowed (CAP_DAC_READ_SEARCH).
+        let handles_work = crate::sys::file_handle(root_fd.as_fd())
+            .and_then(|h| crate::sys::open_handle(mount_fd.as_fd(), &h).ok())
+            .is_some();
+        let limit = crate::sys::nofile_limit() as usize;
+        let budget = (limit / 2).max(32);
+        log::info!(
+            "node table: descriptor budget {budget} of {limit}; file handles {}",
+            if handles_work {
+                "usable"
+            } else {
+                "unusable: every live node keeps a descriptor"
+            }
+        );
+        let table = NodeTable {
+            t: Mutex::new(Table::default()),
+            mount_fd,
+            open: AtomicUsize::new(2),
+            budget,
+            handles_work,
+        };
         let node = Arc::new(Node {
             id: ROOT_ID,
             kind: FileType::Directory,
             dev: st.st_dev,
             ino: st.st_ino,
-            fd: root_fd,
+            fd: Mutex::new(Some(root_fd)),
+            handle: None,
+            mount_fd: None,
             lookups: AtomicU64::new(1),
             content: FileContent::new(),
             diriv: std::sync::OnceLock::new(),
@@ -103,6 +160,11 @@ impl NodeTable {
     pub fn lookup(&self, fd: OwnedFd, st: &libc::stat) -> Option<Arc<Node>> {
         let kind = kind_of(st.st_mode)?;
         let key = (st.st_dev, st.st_ino);
+        let handle = if self.handles_work && kind != FileType::Symlink {
+            crate::sys::file_handle(fd.as_fd())
+        } else {
+            None
+        };
         let mut t = self.t.lock();
         if let Some(id) = t.by_inode.get(&key).copied() {
             if let Some(n) = t.by_id.get(&id) {
@@ -120,14 +182,38 @@ impl NodeTable {
             kind,
             dev: st.st_dev,
             ino: st.st_ino,
-            fd,
+            fd: Mutex::new(Some(Arc::new(fd))),
+            mount_fd: handle.as_ref().map(|_| self.mount_fd.clone()),
+            handle,
             lookups: AtomicU64::new(1),
             content: FileContent::new(),
             diriv: std::sync::OnceLock::new(),
         });
         t.by_inode.insert(key, id);
         t.by_id.insert(id, node.clone());
+        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        if open > self.budget {
+            self.evict(&t);
+        }
         Some(node)
+    }
+
+    /// Close descriptors of idle nodes that can be reopened by handle.
+    fn evict(&self, t: &Table) {
+        let target = self.budget * 3 / 4;
+        for n in t.by_id.values() {
+            if self.open.load(Ordering::Relaxed) <= target {
+                break;
+            }
+            if n.handle.is_none() || n.is_root() {
+                continue;
+            }
+            let mut g = n.fd.lock();
+            if g.as_ref().is_some_and(|f| Arc::strong_count(f) == 1) {
+                *g = None;
+                self.open.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The kernel forgot `n` lookups of node `id`.
@@ -138,17 +224,18 @@ impl NodeTable {
         let mut t = self.t.lock();
         let gone = match t.by_id.get(&id) {
             Some(node) => {
-                let prev = node.lookups.fetch_sub(
-                    n.min(node.lookups.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
-                prev <= n
+                let cur = node.lookups.load(Ordering::Relaxed);
+                node.lookups.store(cur.saturating_sub(n), Ordering::Relaxed);
+                cur <= n
             }
             None => false,
         };
         if gone {
             if let Some(node) = t.by_id.remove(&id) {
                 t.by_inode.remove(&(node.dev, node.ino));
+                if node.fd.lock().is_some() {
+                    self.open.fetch_sub(1, Ordering::Relaxed);
+                }
             }
         }
     }

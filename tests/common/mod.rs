@@ -61,11 +61,36 @@ impl Env {
 
     /// Mount in the foreground as a child process; ready when it shows in mountinfo.
     pub fn mount(&self, cipher: &Path, mnt_name: &str, flags: &[&str]) -> Mount {
+        self.mount_limited(cipher, mnt_name, flags, None)
+    }
+
+    /// Mount with the daemon's open-file limit set to `nofile`.
+    pub fn mount_limited(
+        &self,
+        cipher: &Path,
+        mnt_name: &str,
+        flags: &[&str],
+        nofile: Option<u64>,
+    ) -> Mount {
         let mnt = self.path(mnt_name);
         std::fs::create_dir_all(&mnt).unwrap();
         let log = self.path(&format!("{mnt_name}.log"));
-        let child = self
-            .cmd()
+        let mut cmd = self.cmd();
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let rl = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd
             .arg("mount")
             .arg(cipher)
             .arg(&mnt)

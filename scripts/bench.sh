@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Benchmarks (not part of the test suite). Needs root.
+#   scripts/bench.sh [--quick] [--tmpfs] [--rounds N]   filesystem figures vs gocryptfs
+#   scripts/bench.sh --copies                           snapshot copy / import throughput
+#   scripts/bench.sh --blocks                           cargo bench of the block layer
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$HOME/.cargo/bin:$PATH
+need=()
+command -v gocryptfs >/dev/null || need+=(gocryptfs)
+command -v fio >/dev/null || need+=(fio)
+if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null; fi
+python3 -c 'import matplotlib' 2>/dev/null || python3 -m pip install -q matplotlib 2>&1 | grep -v WARNING || true
+cargo build --release --quiet --bin envelopefs --example passthrough
+case "${1:-}" in
+  --blocks) exec cargo bench --bench blocks ;;
+  --copies) exec bash bench/copies.sh ;;
+esac
+exec python3 bench/bench.py "$@"

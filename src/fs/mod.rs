@@ -314,11 +314,12 @@ impl EnvelopeFs {
             return Ok(());
         }
         let dst = sys::fstat(dir.fd().map_err(io)?.as_fd()).map_err(io)?;
-        let gid = if dst.st_mode & libc::S_ISGID != 0 {
-            None
-        } else {
-            Some(req.gid())
-        };
+        let setgid = dst.st_mode & libc::S_ISGID != 0;
+        // Root's own files already have the owner the daemon gave them.
+        if req.uid() == 0 && (req.gid() == 0 || setgid) {
+            return Ok(());
+        }
+        let gid = if setgid { None } else { Some(req.gid()) };
         sys::fchown_fd(fd, Some(req.uid()), gid).map_err(io)
     }
 

@@ -37,7 +37,8 @@ pub struct Node {
     pub dev: u64,
     pub ino: u64,
     fd: Mutex<Option<Arc<OwnedFd>>>,
-    handle: Option<Vec<u8>>,
+    /// Taken (from the open descriptor) only when the descriptor is closed.
+    handle: std::sync::OnceLock<Vec<u8>>,
     mount_fd: Option<Arc<OwnedFd>>,
     lookups: AtomicU64,
     /// Shared content state of a regular file (all handles, all hard links).
@@ -53,7 +54,7 @@ impl Node {
         if let Some(f) = &*g {
             return Ok(NodeFd(f.clone()));
         }
-        let (Some(h), Some(m)) = (&self.handle, &self.mount_fd) else {
+        let (Some(h), Some(m)) = (self.handle.get(), &self.mount_fd) else {
             return Err(std::io::Error::from_raw_os_error(libc::ESTALE));
         };
         // Kept only for this operation, so the count of open descriptors stays in budget.
@@ -128,7 +129,7 @@ impl NodeTable {
             dev: st.st_dev,
             ino: st.st_ino,
             fd: Mutex::new(Some(root_fd)),
-            handle: None,
+            handle: std::sync::OnceLock::new(),
             mount_fd: None,
             lookups: AtomicU64::new(1),
             content: FileContent::new(),
@@ -160,11 +161,6 @@ impl NodeTable {
     pub fn lookup(&self, fd: OwnedFd, st: &libc::stat) -> Option<Arc<Node>> {
         let kind = kind_of(st.st_mode)?;
         let key = (st.st_dev, st.st_ino);
-        let handle = if self.handles_work && kind != FileType::Symlink {
-            crate::sys::file_handle(fd.as_fd())
-        } else {
-            None
-        };
         let mut t = self.t.lock();
         if let Some(id) = t.by_inode.get(&key).copied() {
             if let Some(n) = t.by_id.get(&id) {
@@ -183,8 +179,9 @@ impl NodeTable {
             dev: st.st_dev,
             ino: st.st_ino,
             fd: Mutex::new(Some(Arc::new(fd))),
-            mount_fd: handle.as_ref().map(|_| self.mount_fd.clone()),
-            handle,
+            mount_fd: (self.handles_work && kind != FileType::Symlink)
+                .then(|| self.mount_fd.clone()),
+            handle: std::sync::OnceLock::new(),
             lookups: AtomicU64::new(1),
             content: FileContent::new(),
             diriv: std::sync::OnceLock::new(),
@@ -205,14 +202,23 @@ impl NodeTable {
             if self.open.load(Ordering::Relaxed) <= target {
                 break;
             }
-            if n.handle.is_none() || n.is_root() {
+            if n.mount_fd.is_none() || n.is_root() {
                 continue;
             }
             let mut g = n.fd.lock();
-            if g.as_ref().is_some_and(|f| Arc::strong_count(f) == 1) {
-                *g = None;
-                self.open.fetch_sub(1, Ordering::Relaxed);
+            let Some(f) = g.as_ref().filter(|f| Arc::strong_count(f) == 1) else {
+                continue;
+            };
+            if n.handle.get().is_none() {
+                match crate::sys::file_handle(f.as_fd()) {
+                    Some(h) => {
+                        let _ = n.handle.set(h);
+                    }
+                    None => continue,
+                }
             }
+            *g = None;
+            self.open.fetch_sub(1, Ordering::Relaxed);
         }
     }
 

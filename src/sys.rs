@@ -503,9 +503,10 @@ pub fn fsetxattr(fd: BorrowedFd<'_>, name: &[u8], value: &[u8], flags: i32) -> i
     Ok(())
 }
 
+/// An xattr value of a real descriptor, any size up to the kernel's 64 KiB.
 pub fn fgetxattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
     let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let mut buf = vec![0u8; 4096];
+    let mut buf = vec![0u8; 65536];
     // SAFETY: buf valid for its length.
     let r = check_size(unsafe {
         libc::fgetxattr(
@@ -576,10 +577,6 @@ pub fn raise_nofile_limit() -> u64 {
         }
         rl.rlim_cur as u64
     }
-}
-
-pub fn raw(fd: &OwnedFd) -> RawFd {
-    fd.as_raw_fd()
 }
 
 /// copy_file_range of `len` bytes (falls back to read/write where unsupported).
@@ -665,41 +662,6 @@ pub fn ficlone(dst: BorrowedFd<'_>, src: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: FICLONE takes the source fd as its argument.
     check(unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE, src.as_raw_fd()) })?;
     Ok(())
-}
-
-/// All xattr names of a real (non-O_PATH) descriptor.
-pub fn flistxattr(fd: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
-    let mut buf = vec![0u8; 65536];
-    // SAFETY: buffer valid for its length.
-    let n = check_size(unsafe {
-        libc::flistxattr(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr() as *mut libc::c_char,
-            buf.len(),
-        )
-    })?;
-    Ok(buf[..n]
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.to_vec())
-        .collect())
-}
-
-/// An xattr value of a real descriptor, any size up to the kernel's 64 KiB.
-pub fn fgetxattr_any(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
-    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let mut buf = vec![0u8; 65536];
-    // SAFETY: buffer valid for its length.
-    let r = check_size(unsafe {
-        libc::fgetxattr(
-            fd.as_raw_fd(),
-            n.as_ptr(),
-            buf.as_mut_ptr() as *mut libc::c_void,
-            buf.len(),
-        )
-    })?;
-    buf.truncate(r);
-    Ok(buf)
 }
 
 /// readlinkat of `dir/name`.

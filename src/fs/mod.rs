@@ -218,14 +218,13 @@ impl EnvelopeFs {
         r
     }
 
-    /// Remove a backing directory, and its IV file first (restored if rmdir fails).
-    fn remove_dir(&self, dir: &Node, b: &BackingName) -> Res<()> {
-        if !self.vol.names().uses_diriv() {
-            return sys::unlinkat(dir.fd().map_err(io)?.as_fd(), &b.name, true).map_err(io);
-        }
+    /// Take the IV file out of an empty backing directory `parent/name`
+    /// (ENOTEMPTY otherwise), so that the directory can be removed or
+    /// replaced; returns what `restore_iv` needs to put it back on failure.
+    fn take_dir_iv(&self, parent: &Node, name: &OsStr) -> Res<(OwnedFd, Option<[u8; 16]>)> {
         let child = sys::openat(
-            dir.fd().map_err(io)?.as_fd(),
-            &b.name,
+            parent.fd().map_err(io)?.as_fd(),
+            name,
             libc::O_PATH | libc::O_DIRECTORY,
             0,
         )
@@ -239,19 +238,30 @@ impl EnvelopeFs {
         }
         let iv = crate::volume::read_diriv(child.as_fd()).ok();
         let _ = sys::unlinkat(child.as_fd(), OsStr::new(DIRIV_NAME), false);
+        Ok((child, iv))
+    }
+
+    fn restore_iv(taken: (OwnedFd, Option<[u8; 16]>)) {
+        if let (fd, Some(iv)) = taken {
+            let _ = crate::volume::write_diriv_bytes(fd.as_fd(), &iv);
+        }
+    }
+
+    /// Remove a backing directory, and its IV file first (restored if rmdir fails).
+    fn remove_dir(&self, dir: &Node, b: &BackingName) -> Res<()> {
+        if !self.vol.names().uses_diriv() {
+            return sys::unlinkat(dir.fd().map_err(io)?.as_fd(), &b.name, true).map_err(io);
+        }
+        let taken = self.take_dir_iv(dir, &b.name)?;
         match sys::unlinkat(dir.fd().map_err(io)?.as_fd(), &b.name, true) {
             Ok(()) => Ok(()),
             Err(e) => {
-                if let Some(iv) = iv {
-                    let _ = crate::volume::write_diriv_bytes(child.as_fd(), &iv);
-                }
+                Self::restore_iv(taken);
                 Err(io(e))
             }
         }
     }
 
-    /// Permission to change the volume: refused on a read-only mount, and
-    /// held back while a snapshot holds the volume still.
     fn writable(&self) -> Res<parking_lot::RwLockReadGuard<'_, ()>> {
         if self.opts.read_only {
             Err(Errno::EROFS)
@@ -862,23 +872,7 @@ impl Filesystem for EnvelopeFs {
                         && src.st_mode & libc::S_IFMT == libc::S_IFDIR
                         && (st.st_dev, st.st_ino) != (src.st_dev, src.st_ino)
                     {
-                        let t = sys::openat(
-                            nd.fd().map_err(io)?.as_fd(),
-                            &nn.name,
-                            libc::O_PATH | libc::O_DIRECTORY,
-                            0,
-                        )
-                        .map_err(io)?;
-                        let entries = sys::list_dir(t.as_fd()).map_err(io)?;
-                        if entries
-                            .iter()
-                            .any(|(n, _, _)| n.as_slice() != DIRIV_NAME.as_bytes())
-                        {
-                            return Err(Errno::ENOTEMPTY);
-                        }
-                        let iv = crate::volume::read_diriv(t.as_fd()).ok();
-                        let _ = sys::unlinkat(t.as_fd(), OsStr::new(DIRIV_NAME), false);
-                        restore_iv = Some((t, iv));
+                        restore_iv = Some(self.take_dir_iv(&nd, &nn.name)?);
                     }
                 }
             }
@@ -900,8 +894,8 @@ impl Filesystem for EnvelopeFs {
                     Ok(())
                 }
                 Err(e) => {
-                    if let Some((t, Some(iv))) = restore_iv {
-                        let _ = crate::volume::write_diriv_bytes(t.as_fd(), &iv);
+                    if let Some(taken) = restore_iv {
+                        Self::restore_iv(taken);
                     }
                     Err(e)
                 }

@@ -189,6 +189,18 @@ impl LocalKeyService {
 
     /// Create a new, empty store. Fails if one exists.
     pub fn create(dir: &Path, pass: &str, cost: KdfCost) -> Result<Self, KmsError> {
+        let store_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        Self::create_with(dir, pass, cost, store_id, StoreData::default())
+    }
+
+    /// Write a store that must not exist yet, with the given identity and content.
+    fn create_with(
+        dir: &Path,
+        pass: &str,
+        cost: KdfCost,
+        store_id: String,
+        data: StoreData,
+    ) -> Result<Self, KmsError> {
         let _l = store::lock(dir)?;
         if Self::exists(dir) {
             return Err(KmsError::AlreadyExists(format!(
@@ -200,10 +212,10 @@ impl LocalKeyService {
         let key = store::derive_store_key(pass, &kdf).map_err(KmsError::Passphrase)?;
         let svc = LocalKeyService {
             dir: dir.to_owned(),
-            store_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            store_id,
             kdf,
             key,
-            data: parking_lot::Mutex::new(StoreData::default()),
+            data: parking_lot::Mutex::new(data),
             clock: Arc::new(now_secs),
         };
         svc.write(&svc.data.lock())?;
@@ -1164,24 +1176,7 @@ impl LocalKeyService {
         let raw = std::fs::read(file).map_err(io_err(file))?;
         let (f, _, plain) = store::unlock(&raw, backup_pass, &file.display().to_string())?;
         let data = parse_store_data(&plain, &file.display().to_string())?;
-        let _l = store::lock(dir)?;
-        if Self::exists(dir) {
-            return Err(KmsError::AlreadyExists(format!(
-                "a key store already exists at {}; import a backup into an empty place",
-                dir.display()
-            )));
-        }
-        let kdf = cost.params();
-        let key = store::derive_store_key(new_pass, &kdf).map_err(KmsError::Passphrase)?;
-        let svc = LocalKeyService {
-            dir: dir.to_owned(),
-            store_id: f.store_id,
-            kdf,
-            key,
-            data: parking_lot::Mutex::new(data),
-            clock: Arc::new(now_secs),
-        };
-        svc.write(&svc.data.lock())?;
+        let svc = Self::create_with(dir, new_pass, cost, f.store_id, data)?;
         svc.audit("ImportBackup", Audit::default(), &Ok(()));
         Ok(svc)
     }

@@ -377,6 +377,33 @@ impl<'a> Copier<'a> {
         Ok(())
     }
 
+    /// A regular file's xattrs, from its source content keys to the destination's.
+    fn copy_file_xattrs(
+        &self,
+        src: Option<(&Volume, &FileContent)>,
+        dv: &Volume,
+        dc: &FileContent,
+        sfd: BorrowedFd<'_>,
+        dfd: BorrowedFd<'_>,
+        p: &Path,
+    ) -> Result<(), CopyError> {
+        let scrypto = match src {
+            Some((sv, sc)) => sc.crypto_if_any(sv, sfd).map_err(|e| cerr(p, e))?,
+            None => None,
+        };
+        let dcrypto = dc.crypto(dv, dfd).map_err(|e| cerr(p, e))?;
+        let spath = sys::reopen(sfd, libc::O_PATH).map_err(|e| cerr(p, e))?;
+        let dpath = sys::reopen(dfd, libc::O_PATH).map_err(|e| cerr(p, e))?;
+        self.copy_xattrs(
+            spath.as_fd(),
+            dpath.as_fd(),
+            scrypto.as_deref(),
+            Some(&dcrypto),
+            false,
+            p,
+        )
+    }
+
     fn run_jobs(&self) -> Result<(), CopyError> {
         let jobs = std::mem::take(&mut *self.jobs.lock());
         let next = AtomicU64::new(0);
@@ -505,20 +532,7 @@ impl<'a> Copier<'a> {
                     None => dc.create(dv, dfd.as_fd()).map_err(|e| cerr(p, e))?,
                 }
                 let sc = FileContent::new();
-                let scrypto = sc.crypto_if_any(sv, sfd.as_fd()).map_err(|e| cerr(p, e))?;
-                let dcrypto = dc.crypto(dv, dfd.as_fd()).map_err(|e| cerr(p, e))?;
-                let (spath, dpath) = (
-                    sys::reopen(sfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?,
-                    sys::reopen(dfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?,
-                );
-                self.copy_xattrs(
-                    spath.as_fd(),
-                    dpath.as_fd(),
-                    scrypto.as_deref(),
-                    Some(&dcrypto),
-                    false,
-                    p,
-                )?;
+                self.copy_file_xattrs(Some((sv, &sc)), dv, &dc, sfd.as_fd(), dfd.as_fd(), p)?;
             }
             (src, Some(dv)) => {
                 // Reencrypt or import: fresh file ID and data key, every block encrypted anew.
@@ -557,25 +571,11 @@ impl<'a> Copier<'a> {
                 }
                 dc.truncate(dv, dfd.as_fd(), plain_size)
                     .map_err(|e| cerr(p, e))?;
-                let scrypto = match src {
-                    Source::Volume(sv, _) => {
-                        sc.crypto_if_any(sv, sfd.as_fd()).map_err(|e| cerr(p, e))?
-                    }
+                let from = match src {
+                    Source::Volume(sv, _) => Some((*sv, &sc)),
                     _ => None,
                 };
-                let dcrypto = dc.crypto(dv, dfd.as_fd()).map_err(|e| cerr(p, e))?;
-                let (spath, dpath) = (
-                    sys::reopen(sfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?,
-                    sys::reopen(dfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?,
-                );
-                self.copy_xattrs(
-                    spath.as_fd(),
-                    dpath.as_fd(),
-                    scrypto.as_deref(),
-                    Some(&dcrypto),
-                    false,
-                    p,
-                )?;
+                self.copy_file_xattrs(from, dv, &dc, sfd.as_fd(), dfd.as_fd(), p)?;
             }
         }
         let dpath = sys::reopen(dfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?;

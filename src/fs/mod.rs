@@ -668,7 +668,21 @@ impl Filesystem for EnvelopeFs {
         self.nodes.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        // With an open handle, stat its descriptor: it works even for an
+        // unlinked file whose node descriptor was closed under pressure.
+        let via_handle = fh
+            .and_then(|f| self.file_handle(f).ok())
+            .and_then(|h| match &*h {
+                Handle::File(s) => {
+                    let st = sys::fstat(s.fd.as_fd()).ok()?;
+                    Some(self.attr_of(&s.node, &st))
+                }
+                Handle::Dir(_) => None,
+            });
+        if let Some(a) = via_handle {
+            return reply.attr(&TTL, &a);
+        }
         match self.node(ino).and_then(|n| self.node_attr(&n)) {
             Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(e),

@@ -62,6 +62,23 @@ fn kill9_keeps_every_fsynced_record() {
             w.join().unwrap();
         }
         let m2 = env.mount(&c, "m", &[]);
+        // fsck names whatever the kill tore (or finds nothing), and never fails otherwise.
+        let out = env.run(&["fsck", c.to_str().unwrap(), "--json"]);
+        let code = out.status.code();
+        assert!(
+            code == Some(0) || code == Some(30),
+            "fsck: {code:?} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for p in report["problems"].as_array().unwrap() {
+            let what = p["problem"].as_str().unwrap();
+            assert!(
+                what.contains("torn") || what.contains("block"),
+                "unexpected problem {p}"
+            );
+            assert!(p["path"].as_str().unwrap().starts_with("/log"), "{p}");
+        }
         for (i, s) in synced.iter().enumerate() {
             let s = s.load(Ordering::SeqCst);
             assert!(s > 0, "writer {i} synced nothing");

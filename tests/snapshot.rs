@@ -113,7 +113,8 @@ fn set_xattr(p: &Path, name: &str, v: &[u8]) {
 fn populate(root: &Path) {
     fs::create_dir_all(root.join("dir/sub")).unwrap();
     fs::write(root.join("small"), b"hello").unwrap();
-    fs::write(root.join("dir/big"), pattern(1, 3 << 20)).unwrap();
+    // Large enough for the parallel, block-range path of reencrypt.
+    fs::write(root.join("dir/big"), pattern(1, 40 << 20)).unwrap();
     let f = fs::File::create(root.join("sparse")).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, b"end", 50 << 20).unwrap();
     drop(f);

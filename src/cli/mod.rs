@@ -180,6 +180,9 @@ enum Command {
         key: Option<String>,
         #[command(flatten)]
         settings: Settings,
+        /// Print the summary as JSON (same as --output json).
+        #[arg(long)]
+        json: bool,
     },
     /// Verify a volume: config, names, headers, blocks, symlinks, xattrs.
     Fsck {
@@ -199,6 +202,9 @@ enum SnapshotCommand {
     Create {
         cipherdir: PathBuf,
         snapdir: PathBuf,
+        /// Print the summary as JSON (same as --output json).
+        #[arg(long)]
+        json: bool,
     },
     /// A new volume at DST under KEY with SRC's content.
     Copy {
@@ -210,6 +216,9 @@ enum SnapshotCommand {
         mode: crate::snapshot::Mode,
         #[command(flatten)]
         settings: OptSettings,
+        /// Print the summary as JSON (same as --output json).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -431,12 +440,17 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Kms(c) => kms_cmd::run(g, c),
-        Command::Snapshot(SnapshotCommand::Create { cipherdir, snapdir }) => {
+        Command::Snapshot(SnapshotCommand::Create {
+            cipherdir,
+            snapdir,
+            json,
+        }) => {
+            let out = if json { Output::Json } else { g.output };
             let mp = mount::mountpoint_of(&cipherdir);
-            let progress = is_terminal_err() && g.output == Output::Text;
+            let progress = is_terminal_err() && out == Output::Text;
             let s = crate::snapshot::snapshot_create(&cipherdir, &snapdir, mp.as_deref(), progress)
                 .map_err(copy_failure)?;
-            print_stats(g.output, "snapshot create", &s, &snapdir);
+            print_stats(out, "snapshot create", &s, &snapdir);
             Ok(())
         }
         Command::Snapshot(SnapshotCommand::Copy {
@@ -445,7 +459,9 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             key,
             mode,
             settings,
+            json,
         }) => {
+            let out = if json { Output::Json } else { g.output };
             let (scfg, _) = VolumeConfig::read_unverified(&src)?;
             let init = InitOptions {
                 block_size: settings.block_size.unwrap_or(scfg.block_size),
@@ -466,12 +482,12 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
                 key,
                 mode,
                 init,
-                progress: is_terminal_err() && g.output == Output::Text,
+                progress: is_terminal_err() && out == Output::Text,
             };
             let s = crate::snapshot::copy_volume(&src, &dst, &*src_ks, &*dst_ks, &opts)
                 .map_err(copy_failure)?;
             print_stats(
-                g.output,
+                out,
                 &format!(
                     "snapshot copy --mode {}",
                     format!("{mode:?}").to_lowercase()
@@ -486,7 +502,9 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             cipherdir,
             key,
             settings,
+            json,
         } => {
+            let out = if json { Output::Json } else { g.output };
             crate::volume::config::check_block_size(settings.block_size)?;
             let (ks, key) = key_service_for_key(g, key.as_deref())?;
             let opts = crate::snapshot::CopyOptions {
@@ -498,11 +516,11 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
                     plaintext_names: settings.plaintext_names,
                     long_name_max: settings.long_name_max,
                 },
-                progress: is_terminal_err() && g.output == Output::Text,
+                progress: is_terminal_err() && out == Output::Text,
             };
             let s = crate::snapshot::import_plain(&plaindir, &cipherdir, &*ks, &opts)
                 .map_err(copy_failure)?;
-            print_stats(g.output, "import", &s, &cipherdir);
+            print_stats(out, "import", &s, &cipherdir);
             Ok(())
         }
         Command::Fsck { cipherdir, json } => {

@@ -377,6 +377,74 @@ impl<'a> Copier<'a> {
         Ok(())
     }
 
+    /// Write a file's content into a fresh destination file, 1 MiB chunks at a
+    /// time: in parallel across the blocks of a large file, all-zero chunks
+    /// left as holes. Chunks are whole blocks of the destination (block sizes
+    /// divide 1 MiB), so no chunk reads back what another wrote.
+    fn reencrypt_body(
+        &self,
+        dv: &Volume,
+        dc: &FileContent,
+        dfd: BorrowedFd<'_>,
+        plain_size: u64,
+        read_src: impl Fn(u64, usize) -> Result<Vec<u8>, CopyError> + Sync,
+        p: &Path,
+    ) -> Result<(), CopyError> {
+        let fc = dc.crypto(dv, dfd).map_err(|e| cerr(p, e))?;
+        let l = dv.layout();
+        let bs = l.block_size() as usize;
+        let chunks = plain_size.div_ceil(CHUNK as u64);
+        let threads = if plain_size >= 32 * CHUNK as u64 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .min(8)
+        } else {
+            1
+        };
+        let next = AtomicU64::new(0);
+        let first_err: Mutex<Option<CopyError>> = Mutex::new(None);
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= chunks || first_err.lock().is_some() {
+                return;
+            }
+            let off = i * CHUNK as u64;
+            let n = (plain_size - off).min(CHUNK as u64) as usize;
+            let r = read_src(off, n).and_then(|data| {
+                if data.len() != n {
+                    return Err(cerr(p, "changed during the copy"));
+                }
+                if !all_zero(&data) {
+                    let blocks: Vec<&[u8]> = data.chunks(bs).collect();
+                    let mut out = Vec::with_capacity(
+                        n + blocks.len() * crate::crypto::offsets::BLOCK_OVERHEAD as usize,
+                    );
+                    let first = l.block_of(off);
+                    fc.encrypt_blocks(first, &blocks, &mut out);
+                    sys::pwrite_all(dfd, &out, l.cipher_offset(first)).map_err(|e| cerr(p, e))?;
+                }
+                self.done_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                Ok(())
+            });
+            if let Err(e) = r {
+                first_err.lock().get_or_insert(e);
+                return;
+            }
+        };
+        std::thread::scope(|sc| {
+            for _ in 1..threads {
+                sc.spawn(work);
+            }
+            work();
+        });
+        if let Some(e) = first_err.into_inner() {
+            return Err(e);
+        }
+        // All-zero chunks at the end become a hole of the right length.
+        sys::ftruncate(dfd, l.cipher_size(plain_size)).map_err(|e| cerr(p, e))
+    }
+
     /// A regular file's xattrs, from its source content keys to the destination's.
     fn copy_file_xattrs(
         &self,
@@ -543,34 +611,21 @@ impl<'a> Copier<'a> {
                     Source::Volume(sv, _) => sv.plain_size(size),
                     _ => size,
                 };
-                let mut off = 0u64;
-                while off < plain_size {
-                    let n = (plain_size - off).min(CHUNK as u64) as usize;
-                    let chunk = match src {
+                let read_src = |off: u64, n: usize| -> Result<Vec<u8>, CopyError> {
+                    match src {
                         Source::Volume(sv, _) => sc
                             .read(sv, sfd.as_fd(), off, n as u32)
-                            .map_err(|e| cerr(p, e))?,
+                            .map_err(|e| cerr(p, e)),
                         _ => {
                             let mut b = vec![0u8; n];
                             let got = sys::pread_exact_or_eof(sfd.as_fd(), &mut b, off)
                                 .map_err(|e| cerr(p, e))?;
                             b.truncate(got);
-                            b
+                            Ok(b)
                         }
-                    };
-                    if chunk.is_empty() {
-                        break;
                     }
-                    if !all_zero(&chunk) {
-                        dc.write(dv, dfd.as_fd(), off, &chunk)
-                            .map_err(|e| cerr(p, e))?;
-                    }
-                    off += chunk.len() as u64;
-                    self.done_bytes
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                }
-                dc.truncate(dv, dfd.as_fd(), plain_size)
-                    .map_err(|e| cerr(p, e))?;
+                };
+                self.reencrypt_body(dv, &dc, dfd.as_fd(), plain_size, read_src, p)?;
                 let from = match src {
                     Source::Volume(sv, _) => Some((*sv, &sc)),
                     _ => None,

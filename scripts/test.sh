@@ -23,7 +23,7 @@ install_tool() { # name version
 install_tool pjdfstest 0.2.2
 install_tool fsx 0.3.2
 # A local KMS emulator for the aws-kms provider's tests.
-command -v moto_server >/dev/null || python3 -m pip install -q 'moto[server]' 2>&1 | grep -v WARNING || true
+python3 -c 'import moto.server' 2>/dev/null || python3 -m pip install -q 'moto[server]' 2>&1 | grep -v WARNING || true
 
 PASSED=0; FAILED=0
 stage() { # name, command...

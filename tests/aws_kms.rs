@@ -36,8 +36,16 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn moto() -> Option<Moto> {
     let port = free_port();
-    let child = match Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    // `python3 -m moto.server` works without the console script on PATH.
+    let child = match Command::new("python3")
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -57,7 +65,17 @@ fn moto() -> Option<Moto> {
         url: format!("http://127.0.0.1:{port}"),
     };
     let t0 = Instant::now();
+    let mut m = m;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(st)) = m.child.try_wait() {
+            // python3 ran but has no moto: skip outside CI, fail in CI.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "moto is needed in CI (exit {st})"
+            );
+            eprintln!("skipped: moto is not installed");
+            return None;
+        }
         assert!(t0.elapsed() < Duration::from_secs(30), "moto did not start");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -27,7 +27,7 @@ use crate::sys;
 use crate::volume::{Volume, USER_XATTR_PREFIX};
 use nodes::{Node, NodeTable};
 
-const TTL: Duration = Duration::from_secs(1);
+const TTL: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FsOptions {

@@ -503,10 +503,11 @@ pub fn fsetxattr(fd: BorrowedFd<'_>, name: &[u8], value: &[u8], flags: i32) -> i
     Ok(())
 }
 
-/// An xattr value of a real descriptor, any size up to the kernel's 64 KiB.
+/// A small xattr value (at most 4 KiB: the header xattr) of a real
+/// descriptor; ERANGE for a larger one.
 pub fn fgetxattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
     let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let mut buf = vec![0u8; 65536];
+    let mut buf = vec![0u8; 4096];
     // SAFETY: buf valid for its length.
     let r = check_size(unsafe {
         libc::fgetxattr(

@@ -148,18 +148,8 @@ enum Command {
         /// Master key: key ID, key ARN, alias name or alias ARN (default alias/envelopefs/default).
         #[arg(long)]
         key: Option<String>,
-        /// Plaintext block size in bytes (a power of two, 512..1048576).
-        #[arg(long, default_value_t = 4096)]
-        block_size: u32,
-        /// Where each file's wrapped data key lives.
-        #[arg(long, value_enum, default_value_t = KeyLocation::Header)]
-        key_location: KeyLocation,
-        /// Keep file names in the clear (contents stay encrypted).
-        #[arg(long)]
-        plaintext_names: bool,
-        /// Encoded names longer than this become hashed names with a side file (64..255).
-        #[arg(long, default_value_t = crate::crypto::names::DEFAULT_LONG_NAME_MAX)]
-        long_name_max: u32,
+        #[command(flatten)]
+        settings: Settings,
     },
     /// Print a volume's settings.
     Info { cipherdir: PathBuf },
@@ -225,14 +215,37 @@ enum SnapshotCommand {
 /// Creation-time settings of a new volume.
 #[derive(clap::Args, Debug, Clone)]
 struct Settings {
+    /// Plaintext block size in bytes (a power of two, 512..1048576).
     #[arg(long, default_value_t = 4096)]
     block_size: u32,
+    /// Where each file's wrapped data key lives.
     #[arg(long, value_enum, default_value_t = KeyLocation::Header)]
     key_location: KeyLocation,
+    /// Keep file names in the clear (contents stay encrypted).
     #[arg(long)]
     plaintext_names: bool,
+    /// Encoded names longer than this become hashed names with a side file (64..255).
     #[arg(long, default_value_t = crate::crypto::names::DEFAULT_LONG_NAME_MAX)]
     long_name_max: u32,
+}
+
+impl Settings {
+    /// Checked before the key store is asked for a passphrase.
+    fn options(&self) -> Result<InitOptions, Failure> {
+        crate::volume::config::check_block_size(self.block_size)?;
+        if !(crate::crypto::names::MIN_LONG_NAME_MAX..=255).contains(&self.long_name_max) {
+            return Err(Failure {
+                code: exitcodes::USAGE,
+                msg: "--long-name-max must be from 64 to 255".into(),
+            });
+        }
+        Ok(InitOptions {
+            block_size: self.block_size,
+            key_location: self.key_location,
+            plaintext_names: self.plaintext_names,
+            long_name_max: self.long_name_max,
+        })
+    }
 }
 
 /// Settings of a copy: each defaults to the source's.
@@ -366,30 +379,11 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
         Command::Init {
             cipherdir,
             key,
-            block_size,
-            key_location,
-            plaintext_names,
-            long_name_max,
+            settings,
         } => {
-            crate::volume::config::check_block_size(block_size)?;
-            if !(crate::crypto::names::MIN_LONG_NAME_MAX..=255).contains(&long_name_max) {
-                return Err(Failure {
-                    code: exitcodes::USAGE,
-                    msg: "--long-name-max must be from 64 to 255".into(),
-                });
-            }
+            let opts = settings.options()?;
             let (ks, key) = key_service_for_key(g, key.as_deref())?;
-            let cfg = Volume::init(
-                &cipherdir,
-                &*ks,
-                &key,
-                &InitOptions {
-                    block_size,
-                    key_location,
-                    plaintext_names,
-                    long_name_max,
-                },
-            )?;
+            let cfg = Volume::init(&cipherdir, &*ks, &key, &opts)?;
             print_result(
                 g.output,
                 &config_json(&cfg, &cipherdir),
@@ -505,17 +499,12 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             json,
         } => {
             let out = if json { Output::Json } else { g.output };
-            crate::volume::config::check_block_size(settings.block_size)?;
+            let init = settings.options()?;
             let (ks, key) = key_service_for_key(g, key.as_deref())?;
             let opts = crate::snapshot::CopyOptions {
                 key,
                 mode: crate::snapshot::Mode::Reencrypt,
-                init: InitOptions {
-                    block_size: settings.block_size,
-                    key_location: settings.key_location,
-                    plaintext_names: settings.plaintext_names,
-                    long_name_max: settings.long_name_max,
-                },
+                init,
                 progress: is_terminal_err() && out == Output::Text,
             };
             let s = crate::snapshot::import_plain(&plaindir, &cipherdir, &*ks, &opts)

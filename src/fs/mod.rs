@@ -166,20 +166,24 @@ impl EnvelopeFs {
 
     /// The name context of a directory node (its IV read once).
     fn dir_ctx(&self, dir: &Node) -> Res<DirContext> {
-        let mut ctx = DirContext::plain(dir.is_root());
+        if let Some(iv) = dir.diriv.get() {
+            return Ok(DirContext {
+                is_root: dir.is_root(),
+                iv: *iv,
+            });
+        }
+        let ctx = self
+            .vol
+            .dir_ctx(dir.fd().map_err(io)?.as_fd(), dir.is_root())
+            .map_err(|e| {
+                error!(
+                    "directory node {}: cannot read its {DIRIV_NAME}: {e}",
+                    dir.id
+                );
+                Errno::EIO
+            })?;
         if self.vol.names().uses_diriv() {
-            if let Some(iv) = dir.diriv.get() {
-                ctx.iv = *iv;
-            } else {
-                let iv = crate::volume::read_diriv(dir.fd().map_err(io)?.as_fd()).map_err(|e| {
-                    error!(
-                        "directory node {}: cannot read its {DIRIV_NAME}: {e}",
-                        dir.id
-                    );
-                    Errno::EIO
-                })?;
-                ctx.iv = *dir.diriv.get_or_init(|| iv);
-            }
+            let _ = dir.diriv.set(ctx.iv);
         }
         Ok(ctx)
     }

@@ -245,12 +245,4 @@ impl NodeTable {
             }
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.t.lock().by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }

@@ -16,10 +16,7 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_types::Blob;
 use zeroize::Zeroizing;
 
-use super::{
-    DecryptedKey, EncryptionContext, GeneratedDataKey, KeyService, KeyStateInfo, KmsError,
-    ReEncrypted,
-};
+use super::{DecryptedKey, EncryptionContext, GeneratedDataKey, KeyService, KmsError, ReEncrypted};
 
 pub const PROVIDER: &str = "aws-kms";
 const PREFIX: &str = "aws-kms:";
@@ -249,25 +246,6 @@ impl KeyService for AwsKms {
             source_key_arn: r.source_key_id().unwrap_or("").to_owned(),
             key_arn: r.key_id().unwrap_or(destination_key).to_owned(),
             key_material_id: r.destination_key_material_id().unwrap_or("").to_owned(),
-        })
-    }
-
-    fn key_state(&self, key: &str) -> Result<KeyStateInfo, KmsError> {
-        let r = self
-            .rt
-            .block_on(self.client.describe_key().key_id(key_param(key)).send())
-            .map_err(|e| map_err("DescribeKey", e))?;
-        let m = r
-            .key_metadata()
-            .ok_or_else(|| KmsError::NotFound(key.to_owned()))?;
-        Ok(KeyStateInfo {
-            key_arn: m.arn().unwrap_or(key).to_owned(),
-            state: m
-                .key_state()
-                .map(|s| s.as_str().to_owned())
-                .unwrap_or_default(),
-            deletion_date: m.deletion_date().map(|d| d.secs() as u64),
-            current_material: m.current_key_material_id().unwrap_or("").to_owned(),
         })
     }
 

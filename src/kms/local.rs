@@ -1320,16 +1320,6 @@ impl KeyService for LocalKeyService {
         })
     }
 
-    fn key_state(&self, key: &str) -> Result<super::KeyStateInfo, KmsError> {
-        let r = self.describe(key)?;
-        Ok(super::KeyStateInfo {
-            key_arn: self.arn(&r.key_id),
-            state: r.key_state.clone(),
-            deletion_date: r.deletion_date,
-            current_material: r.current_material.clone(),
-        })
-    }
-
     fn provider(&self) -> &'static str {
         "local"
     }

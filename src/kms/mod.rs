@@ -112,14 +112,6 @@ pub struct ReEncrypted {
     pub key_material_id: String,
 }
 
-/// A key's state, for messages that name it.
-pub struct KeyStateInfo {
-    pub key_arn: String,
-    pub state: String,
-    pub deletion_date: Option<u64>,
-    pub current_material: String,
-}
-
 /// What the volume layer needs of a key service.
 pub trait KeyService: Send + Sync {
     /// Resolve a key ID, ARN, alias name or alias ARN to the key's ARN.
@@ -146,8 +138,6 @@ pub trait KeyService: Send + Sync {
         destination_key: &str,
         destination_context: &EncryptionContext,
     ) -> Result<ReEncrypted, KmsError>;
-    /// The state of a key.
-    fn key_state(&self, key: &str) -> Result<KeyStateInfo, KmsError>;
     /// A short name of the provider, recorded in the volume config.
     fn provider(&self) -> &'static str;
 }

@@ -187,14 +187,11 @@ impl<'a> Copier<'a> {
         d_root: bool,
         rel: &Path,
     ) -> Result<(), CopyError> {
+        let dev = sys::fstat(sdir.as_fd()).map_err(|e| cerr(rel, e))?.st_dev;
         for (plain, sname) in self.entries(sdir.as_fd(), s_root, rel)? {
             let path = rel.join(&plain);
             let st = sys::fstatat(sdir.as_fd(), &sname).map_err(|e| cerr(&path, e))?;
-            if st.st_dev
-                != sys::fstat(sdir.as_fd())
-                    .map(|s| s.st_dev)
-                    .unwrap_or(st.st_dev)
-            {
+            if st.st_dev != dev {
                 self.skip(format!(
                     "{}: on another filesystem; not copied",
                     path.display()

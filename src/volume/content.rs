@@ -122,16 +122,26 @@ impl FileContent {
         vol: &Volume,
         fd: BorrowedFd<'_>,
     ) -> Result<Arc<FileCrypto>, ContentError> {
+        self.crypto_with(vol, fd, true)?
+            .ok_or_else(|| corrupt(fd, "no header".into()))
+    }
+
+    /// The cached crypto state, or the one loaded from the header (made, for
+    /// an empty headerless file, only when `create`).
+    fn crypto_with(
+        &self,
+        vol: &Volume,
+        fd: BorrowedFd<'_>,
+        create: bool,
+    ) -> Result<Option<Arc<FileCrypto>>, ContentError> {
         if let Some(c) = &*self.crypto.read() {
-            return Ok(c.clone());
+            return Ok(Some(c.clone()));
         }
         let mut g = self.crypto.write();
-        if let Some(c) = &*g {
-            return Ok(c.clone());
+        if g.is_none() {
+            *g = Self::load(vol, fd, create)?;
         }
-        let c = Self::load(vol, fd, true)?.ok_or_else(|| corrupt(fd, "no header".into()))?;
-        *g = Some(c.clone());
-        Ok(c)
+        Ok(g.clone())
     }
 
     /// The file's header as stored (None for an empty file that has none).
@@ -418,18 +428,7 @@ impl FileContent {
         vol: &Volume,
         fd: BorrowedFd<'_>,
     ) -> Result<Option<Arc<FileCrypto>>, ContentError> {
-        if let Some(c) = &*self.crypto.read() {
-            return Ok(Some(c.clone()));
-        }
-        let mut g = self.crypto.write();
-        if g.is_none() {
-            *g = Self::load(vol, fd, false)?;
-        }
-        Ok(g.clone())
-    }
-
-    pub fn file_id(&self) -> Option<FileId> {
-        self.crypto.read().as_ref().map(|c| c.file_id())
+        self.crypto_with(vol, fd, false)
     }
 }
 

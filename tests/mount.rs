@@ -316,43 +316,6 @@ fn posix_semantics() {
     });
 }
 
-fn xattr_set(p: &Path, name: &str, v: &[u8]) {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    let n = std::ffi::CString::new(name).unwrap();
-    // SAFETY: valid pointers.
-    let r = unsafe { libc::setxattr(c.as_ptr(), n.as_ptr(), v.as_ptr() as *const _, v.len(), 0) };
-    assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
-}
-
-fn xattr_get(p: &Path, name: &str) -> Option<Vec<u8>> {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    let n = std::ffi::CString::new(name).unwrap();
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid pointers.
-    let r = unsafe {
-        libc::getxattr(
-            c.as_ptr(),
-            n.as_ptr(),
-            buf.as_mut_ptr() as *mut _,
-            buf.len(),
-        )
-    };
-    (r >= 0).then(|| buf[..r as usize].to_vec())
-}
-
-fn xattr_list(p: &Path) -> Vec<String> {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid pointers.
-    let r = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
-    assert!(r >= 0);
-    buf[..r as usize]
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
-}
-
 #[test]
 fn tampering_gives_eio_never_wrong_bytes() {
     bounded(120, || {

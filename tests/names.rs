@@ -45,7 +45,7 @@ fn no_name_shows_in_the_backing_directory() {
             fs::create_dir(m.p("MRKRdir")).unwrap();
             fs::write(m.p("MRKRdir/MRKRinner"), b"x").unwrap();
             std::os::unix::fs::symlink("MRKR-target", m.p("MRKRlink")).unwrap();
-            xattr::set(
+            xattr_set(
                 &m.p("MRKRdir"),
                 &format!("user.MRKR{}", "x".repeat(240)),
                 b"v",
@@ -60,7 +60,7 @@ fn no_name_shows_in_the_backing_directory() {
             );
             assert_eq!(fs::read(m.mnt.join(&long)).unwrap(), b"content");
             assert_eq!(
-                xattr::list(&m.p("MRKRdir")),
+                xattr_list(&m.p("MRKRdir")),
                 vec![format!("user.MRKR{}", "x".repeat(240))]
             );
             m.unmount();
@@ -232,31 +232,4 @@ fn hard_links_across_directories_and_deep_paths() {
         assert!(cd(depth).as_os_str().len() > 3800);
         m.unmount();
     });
-}
-
-mod xattr {
-    use std::ffi::CString;
-    use std::path::Path;
-
-    pub fn set(p: &Path, name: &str, v: &[u8]) {
-        let c = CString::new(p.to_str().unwrap()).unwrap();
-        let n = CString::new(name).unwrap();
-        // SAFETY: valid pointers.
-        let r =
-            unsafe { libc::setxattr(c.as_ptr(), n.as_ptr(), v.as_ptr() as *const _, v.len(), 0) };
-        assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
-    }
-
-    pub fn list(p: &Path) -> Vec<String> {
-        let c = CString::new(p.to_str().unwrap()).unwrap();
-        let mut buf = vec![0u8; 4096];
-        // SAFETY: valid pointers.
-        let r = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
-        assert!(r >= 0);
-        buf[..r as usize]
-            .split(|b| *b == 0)
-            .filter(|s| !s.is_empty())
-            .map(|s| String::from_utf8_lossy(s).into_owned())
-            .collect()
-    }
 }

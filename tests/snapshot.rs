@@ -69,44 +69,18 @@ fn describe(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// The user xattrs of a path with their values, sorted.
 fn xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid buffers.
-    let n = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
-    let mut out = Vec::new();
-    if n <= 0 {
-        return out;
-    }
-    for name in buf[..n as usize]
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-    {
-        if !name.starts_with(b"user.") {
-            continue;
-        }
-        let cn = std::ffi::CString::new(name).unwrap();
-        let mut v = vec![0u8; 4096];
-        // SAFETY: valid buffers.
-        let m =
-            unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr() as *mut _, v.len()) };
-        out.push((
-            String::from_utf8_lossy(name).into_owned(),
-            v[..m.max(0) as usize].to_vec(),
-        ));
-    }
+    let mut out: Vec<_> = xattr_list(p)
+        .into_iter()
+        .filter(|n| n.starts_with("user."))
+        .map(|n| {
+            let v = xattr_get(p, &n).unwrap_or_default();
+            (n, v)
+        })
+        .collect();
     out.sort();
     out
-}
-
-fn set_xattr(p: &Path, name: &str, v: &[u8]) {
-    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
-    let n = std::ffi::CString::new(name).unwrap();
-    // SAFETY: valid pointers.
-    assert_eq!(
-        unsafe { libc::setxattr(c.as_ptr(), n.as_ptr(), v.as_ptr() as *const _, v.len(), 0) },
-        0
-    );
 }
 
 /// A tree with every file type, links, holes, modes, owners, times and xattrs.
@@ -124,8 +98,8 @@ fn populate(root: &Path) {
     let fifo = std::ffi::CString::new(root.join("fifo").to_str().unwrap()).unwrap();
     // SAFETY: valid C string.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0);
-    set_xattr(&root.join("small"), "user.tag", b"xattr value");
-    set_xattr(&root.join("dir"), "user.dirtag", b"d");
+    xattr_set(&root.join("small"), "user.tag", b"xattr value");
+    xattr_set(&root.join("dir"), "user.dirtag", b"d");
     fs::set_permissions(root.join("dir/big"), fs::Permissions::from_mode(0o751)).unwrap();
     fs::set_permissions(root.join("dir/sub"), fs::Permissions::from_mode(0o700)).unwrap();
     // SAFETY: geteuid cannot fail.

@@ -304,3 +304,45 @@ pub fn backing_path(cipher: &Path, in_mount: &Path) -> PathBuf {
     }
     panic!("no backing entry for {}", in_mount.display());
 }
+
+fn cpath(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap()
+}
+
+/// Set an xattr (not following a symlink); the test fails if it cannot.
+pub fn xattr_set(p: &Path, name: &str, v: &[u8]) {
+    let (c, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    // SAFETY: valid C strings and a buffer of v.len() bytes.
+    let r = unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), v.as_ptr() as *const _, v.len(), 0) };
+    assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
+}
+
+/// An xattr's value, if it has one (up to 64 KiB).
+pub fn xattr_get(p: &Path, name: &str) -> Option<Vec<u8>> {
+    let (c, n) = (cpath(p), std::ffi::CString::new(name).unwrap());
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: valid C strings and buffer.
+    let r = unsafe {
+        libc::lgetxattr(
+            c.as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr() as *mut _,
+            buf.len(),
+        )
+    };
+    (r >= 0).then(|| buf[..r as usize].to_vec())
+}
+
+/// The xattr names of a path, in the order the filesystem lists them.
+pub fn xattr_list(p: &Path) -> Vec<String> {
+    let c = cpath(p);
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: valid C string and buffer.
+    let r = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
+    assert!(r >= 0, "listxattr: {}", std::io::Error::last_os_error());
+    buf[..r as usize]
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}

@@ -82,6 +82,7 @@ impl Filesystem for Pt {
     fn init(&mut self, _r: &Request, c: &mut KernelConfig) -> std::io::Result<()> {
         let _ = c.set_max_write(1 << 20);
         let _ = c.set_max_readahead(1 << 20);
+        let _ = c.add_capabilities(fuser::InitFlags::FUSE_OVER_IO_URING);
         Ok(())
     }
     fn lookup(&self, _r: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
@@ -406,6 +407,7 @@ fn main() {
     ];
     cfg.n_threads = Some(4);
     cfg.clone_fd = true;
+    cfg.io_uring_depth = std::env::var("PT_IO_URING_DEPTH").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
     if let Err(e) = fuser::mount(fs, &args[2], &cfg) {
         eprintln!("passthrough: {e}");
         std::process::exit(1);

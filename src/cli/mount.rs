@@ -42,6 +42,11 @@ pub struct MountArgs {
     /// FUSE worker threads.
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
+    /// Requests each CPU's FUSE-over-io_uring queue holds (0 = /dev/fuse
+    /// only). Used when the kernel offers it (Linux 6.14+ with
+    /// /sys/module/fuse/parameters/enable_uring set to Y).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(0..=64))]
+    pub io_uring_depth: u16,
 }
 
 fn fail(code: i32, msg: String) -> Failure {
@@ -285,6 +290,7 @@ fn serve(
         };
         cfg.n_threads = Some(a.threads.clamp(1, 64));
         cfg.clone_fd = true;
+        cfg.io_uring_depth = usize::from(a.io_uring_depth);
         let hold = fs.hold_lock();
         let cipherdir = fs.volume().root().to_owned();
         let session = fuser::Session::new(fs, mountpoint, &cfg)

@@ -646,6 +646,9 @@ impl Filesystem for EnvelopeFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
+        // Offered only when the kernel has FUSE over io_uring enabled; the
+        // session uses it if the mount asked for ring entries.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_OVER_IO_URING);
         Ok(())
     }
 

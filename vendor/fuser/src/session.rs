@@ -139,6 +139,8 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// Ring payload size when FUSE over io_uring was negotiated at INIT.
+    uring_payload: Option<usize>,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -186,6 +188,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            uring_payload: None,
         };
 
         session.handshake()?;
@@ -214,6 +217,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            uring_payload: None,
         };
 
         session.handshake()?;
@@ -252,6 +256,7 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            uring_payload,
         } = self;
 
         let n_threads = config.n_threads.unwrap_or(1);
@@ -286,6 +291,8 @@ impl<FS: Filesystem> Session<FS> {
                 channels.push(ch.clone());
             }
         }
+        #[cfg(target_os = "linux")]
+        let channels_main = ch.clone();
         channels.push(ch);
 
         let mut threads = Vec::with_capacity(n_threads);
@@ -306,6 +313,19 @@ impl<FS: Filesystem> Session<FS> {
             );
         }
 
+        #[cfg(target_os = "linux")]
+        let ring = match uring_payload {
+            Some(payload) => Some(crate::uring::start(
+                &filesystem,
+                &channels_main,
+                allowed,
+                session_owner,
+                config.io_uring_depth,
+                payload,
+            )?),
+            None => None,
+        };
+
         let mut reply: io::Result<()> = Ok(());
         for thread in threads {
             let res = match thread.join() {
@@ -315,6 +335,15 @@ impl<FS: Filesystem> Session<FS> {
                 }
             };
             if let Err(e) = res {
+                if reply.is_ok() {
+                    reply = Err(e);
+                }
+            }
+        }
+
+        #[cfg(target_os = "linux")]
+        if let Some(ring) = ring {
+            if let Err(e) = ring.stop() {
                 if reply.is_ok() {
                     reply = Err(e);
                 }
@@ -469,6 +498,17 @@ impl<FS: Filesystem> Session<FS> {
                 config.max_write
             );
 
+            // The kernel sizes ring payloads as max(8 KiB, max_write, max_pages pages).
+            if init.capabilities().contains(InitFlags::FUSE_OVER_IO_URING)
+                && config.requested.contains(InitFlags::FUSE_OVER_IO_URING)
+                && self.config.io_uring_depth > 0
+            {
+                let page = page_size::get();
+                let pages = usize::from(config.max_pages()) * page;
+                self.uring_payload = Some(8192.max(config.max_write as usize).max(pages));
+            } else {
+                config.requested.remove(InitFlags::FUSE_OVER_IO_URING);
+            }
             let response = init.reply(&config);
             <ReplyRaw as Reply>::new(request.unique(), ReplySender::Channel(self.ch.sender()))
                 .send_ll(&response);

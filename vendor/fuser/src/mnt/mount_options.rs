@@ -18,6 +18,10 @@ pub struct Config {
     /// This enables more efficient request processing
     /// when multiple threads are used. Requires Linux 4.5+.
     pub clone_fd: bool,
+    /// FUSE over io_uring (envelopefs fork): entries per CPU queue, 0 = off.
+    /// Used only when the filesystem's `init` requests `FUSE_OVER_IO_URING`
+    /// and the kernel offers it (Linux 6.14+, `fuse.enable_uring=1`).
+    pub io_uring_depth: usize,
 }
 
 /// Mount options accepted by the FUSE filesystem type

@@ -407,7 +407,10 @@ fn main() {
     ];
     cfg.n_threads = Some(4);
     cfg.clone_fd = true;
-    cfg.io_uring_depth = std::env::var("PT_IO_URING_DEPTH").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    cfg.io_uring_depth = std::env::var("PT_IO_URING_DEPTH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
     if let Err(e) = fuser::mount(fs, &args[2], &cfg) {
         eprintln!("passthrough: {e}");
         std::process::exit(1);

@@ -698,3 +698,60 @@ fn more_files_than_the_daemon_may_hold_descriptors_for() {
         assert!(!log.contains("panicked"), "{log}");
     });
 }
+
+/// With the kernel's FUSE-over-io_uring switch on, one ring thread per CPU
+/// serves the requests; with it off, or with `--io-uring-depth 0`, the daemon
+/// stays on /dev/fuse. Either way files round-trip (large writes and reads
+/// fill the ring payload) and the daemon exits on unmount.
+#[test]
+fn io_uring_when_the_kernel_offers_it_dev_fuse_otherwise() {
+    bounded(120, || {
+        let offered = fs::read_to_string("/sys/module/fuse/parameters/enable_uring")
+            .map(|s| s.trim() == "Y")
+            .unwrap_or(false);
+        // SAFETY: sysconf has no memory effects.
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) } as usize;
+        let env = Env::new();
+        let c = env.init("v", &[]);
+        let cases: [(&[&str], bool); 2] = [(&[], offered), (&["--io-uring-depth", "0"], false)];
+        for (i, (flags, ring)) in cases.into_iter().enumerate() {
+            let m = env.mount(&c, &format!("m{i}"), flags);
+            let big = pattern(i as u64, (3 << 20) + 12345);
+            fs::create_dir(m.p("d")).unwrap();
+            fs::write(m.p("d/big"), &big).unwrap();
+            for n in 0..200 {
+                fs::write(m.p(&format!("d/f{n}")), pattern(n, n as usize * 7)).unwrap();
+            }
+            assert_eq!(read_all(&m.p("d/big")), big);
+            for n in 0..200 {
+                assert_eq!(
+                    read_all(&m.p(&format!("d/f{n}"))),
+                    pattern(n, n as usize * 7)
+                );
+            }
+            assert_eq!(fs::read_dir(m.p("d")).unwrap().count(), 201);
+            fs::rename(m.p("d/big"), m.p("big")).unwrap();
+            assert_eq!(fs::metadata(m.p("big")).unwrap().len(), big.len() as u64);
+            fs::remove_dir_all(m.p("d")).unwrap();
+            fs::remove_file(m.p("big")).unwrap();
+            // The queue threads start after the mount appears: wait for them.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let rings = loop {
+                let n = m
+                    .thread_names()
+                    .iter()
+                    .filter(|n| n.starts_with("fuser-ring-"))
+                    .count();
+                if n == cpus || std::time::Instant::now() > deadline {
+                    break n;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            assert_eq!(rings, if ring { cpus } else { 0 }, "flags {flags:?}");
+            assert!(
+                m.unmount_exits(),
+                "daemon did not exit after unmount (flags {flags:?})"
+            );
+        }
+    });
+}

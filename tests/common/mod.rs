@@ -145,6 +145,37 @@ impl Mount {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Names of the daemon's threads.
+    pub fn thread_names(&self) -> Vec<String> {
+        let Some(pid) = self.child.as_ref().map(|c| c.id()) else {
+            return Vec::new();
+        };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return Vec::new();
+        };
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_owned())
+            .collect()
+    }
+
+    /// Unmount; true if the daemon then exited by itself within 10 s.
+    pub fn unmount_exits(mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new(BIN).arg("umount").arg(&self.mnt).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = Some(child);
+        false
+    }
+
     /// kill -9 the daemon (a crash); the dead mount is detached on drop.
     pub fn kill9(&mut self) {
         if let Some(c) = self.child.as_mut() {

@@ -65,10 +65,12 @@ class FS:
         if self.name == "plain":
             os.makedirs(self.backing, exist_ok=True)
             self.mnt = self.backing
-        elif self.name == "envelopefs":
+        elif self.name.startswith("envelopefs"):
             if not os.path.exists(os.path.join(self.backing, "envelopefs.conf")):
                 subprocess.run([BIN, "init", self.backing], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            self.proc = subprocess.Popen([BIN, "mount", self.backing, self.mnt, "--foreground"], env=env,
+            # envelopefs-devfuse: the same daemon kept on /dev/fuse.
+            extra = ["--io-uring-depth", "0"] if self.name == "envelopefs-devfuse" else []
+            self.proc = subprocess.Popen([BIN, "mount", self.backing, self.mnt, "--foreground"] + extra, env=env,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.pid = self.proc.pid
         elif self.name == "gocryptfs":
@@ -174,6 +176,7 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--tmpfs", action="store_true")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-io-uring", action="store_true", help="leave the kernel's FUSE-over-io_uring switch alone")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results"))
     a = ap.parse_args()
     a.seq_mib, a.rand_mib, a.fio_secs, a.small_files = (256, 32, 3, 2000) if a.quick else (1024, 128, 10, 10000)
@@ -192,7 +195,21 @@ def main():
     tree_tar = os.path.join(work, "tree.tar")
     sh(f"tar -cf {tree_tar} --exclude=site-packages -C {os.path.dirname(src)} {os.path.basename(src)} 2>/dev/null || true")
     entries = int(subprocess.run(f"tar -tf {tree_tar} | wc -l", shell=True, capture_output=True, text=True).stdout)
-    names = ["plain", "envelopefs", "gocryptfs"] + (["passthrough"] if os.path.exists(PT) else [])
+    # FUSE over io_uring (Linux 6.14+) is a kernel switch: on for the run when
+    # this kernel has it, put back afterwards. envelopefs and the passthrough
+    # use it; envelopefs-devfuse and gocryptfs stay on /dev/fuse.
+    knob = "/sys/module/fuse/parameters/enable_uring"
+    knob_was = open(knob).read().strip() if os.path.exists(knob) else None
+    uring = False
+    if knob_was is not None and not a.no_io_uring:
+        try:
+            with open(knob, "w") as f:
+                f.write("Y")
+            uring = True
+        except OSError:
+            pass
+    names = ["plain", "envelopefs"] + (["envelopefs-devfuse"] if uring else []) + ["gocryptfs"] + \
+        (["passthrough"] if os.path.exists(PT) else [])
     fss = [FS(n, work, backing_root) for n in names]
     results = {n: [] for n in names}
     try:
@@ -209,6 +226,9 @@ def main():
             fs.umount()
         if a.tmpfs:
             subprocess.run(["umount", "-l", backing_root])
+        if uring:
+            with open(knob, "w") as f:
+                f.write(knob_was)
     figures = list(results["plain"][0].keys())
     table = {}
     for fig in figures:
@@ -219,27 +239,32 @@ def main():
     # Ratio to gocryptfs: >1 means envelopefs is better.
     for fig in figures:
         g = table[fig]["gocryptfs"]["median"]
-        e = table[fig]["envelopefs"]["median"]
-        if g and e:
-            table[fig]["envelopefs_vs_gocryptfs"] = (e / g) if fig in HIGHER_IS_BETTER or fig == "cpu_s_per_GiB_read_inverse" else (g / e)
+        for n in ("envelopefs", "envelopefs-devfuse"):
+            e = table[fig].get(n, {}).get("median")
+            if g and e:
+                table[fig][f"{n}_vs_gocryptfs"] = (e / g) if fig in HIGHER_IS_BETTER else (g / e)
     meta = {"backing": "tmpfs" if a.tmpfs else "disk (" + work + ")", "rounds": a.rounds, "quick": a.quick,
             "untar_entries": entries, "cpu": subprocess.run("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2", shell=True,
                                                             capture_output=True, text=True).stdout.strip(),
-            "nproc": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+            "nproc": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"), "kernel": os.uname().release,
+            "fuse_io_uring": uring}
     os.makedirs(a.out, exist_ok=True)
     tag = "tmpfs" if a.tmpfs else "disk"
     with open(os.path.join(a.out, f"bench-{tag}.json"), "w") as f:
         json.dump({"meta": meta, "table": table, "raw": results}, f, indent=1)
-    hdr = f"{'figure':24}" + "".join(f"{n:>26}" for n in names) + f"{'envelopefs/gocryptfs':>22}"
-    print(f"\n{meta['backing']}, {a.rounds} rounds, medians (min-max); untar tree: {entries} entries")
+    ratios = [n for n in ("envelopefs", "envelopefs-devfuse") if n in names]
+    hdr = f"{'figure':24}" + "".join(f"{n:>26}" for n in names) + "".join(f"{n + '/gocryptfs':>28}" for n in ratios)
+    print(f"\n{meta['backing']}, {a.rounds} rounds, medians (min-max); untar tree: {entries} entries; "
+          f"FUSE over io_uring: {'on' if uring else 'off'}")
     print(hdr)
     for fig in figures:
         row = f"{fig:24}"
         for n in names:
             t = table[fig][n]
             row += f"{t['median']:>12.1f} ({t['min']:.0f}-{t['max']:.0f})".rjust(26)
-        ratio = table[fig].get("envelopefs_vs_gocryptfs")
-        row += f"{ratio:>21.2f}x" if ratio else ""
+        for n in ratios:
+            ratio = table[fig].get(f"{n}_vs_gocryptfs")
+            row += f"{ratio:>27.2f}x" if ratio else " " * 28
         print(row)
     print("(ratio > 1: envelopefs better; for the time and CPU figures, lower is better and the ratio is inverted)")
     try:
@@ -248,8 +273,13 @@ def main():
         import matplotlib.pyplot as plt
         figs = [f for f in figures if "envelopefs_vs_gocryptfs" in table[f]]
         fig, ax = plt.subplots(figsize=(9, 4.5))
-        vals = [table[f]["envelopefs_vs_gocryptfs"] for f in figs]
-        ax.bar(range(len(figs)), vals, color=["#2a7" if v >= 1 else "#c44" for v in vals])
+        w = 0.8 / len(ratios)
+        for k, n in enumerate(ratios):
+            vals = [table[f].get(f"{n}_vs_gocryptfs", 0) for f in figs]
+            ax.bar([i + (k - (len(ratios) - 1) / 2) * w for i in range(len(figs))], vals, width=w,
+                   label=n + (" (io_uring)" if n == "envelopefs" and uring else ""),
+                   color=["#2a7", "#8bc"][k])
+        ax.legend(fontsize=8)
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_xticks(range(len(figs)))
         ax.set_xticklabels(figs, rotation=35, ha="right", fontsize=8)

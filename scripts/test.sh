@@ -37,11 +37,30 @@ stage() { # name, command...
   fi
 }
 
+# The kernel's FUSE-over-io_uring switch (Linux 6.14+) decides which transport
+# a mount uses; the mount tests and third-party suites run under each.
+URING_KNOB=/sys/module/fuse/parameters/enable_uring
+URING_WAS=$(cat "$URING_KNOB" 2>/dev/null || echo none)
+uring() { # Y|N: set the switch if this kernel has it and we may
+  [ -w "$URING_KNOB" ] && echo "$1" > "$URING_KNOB" 2>/dev/null
+}
+restore_uring() { [ "$URING_WAS" != none ] && echo "$URING_WAS" > "$URING_KNOB" 2>/dev/null; true; }
+trap restore_uring EXIT
+
 stage fmt cargo fmt --check
 stage clippy cargo clippy --all-targets --release -- -D warnings
+uring N
 stage cargo-test cargo test --release
 if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
   stage third-party scripts/third-party.sh --fsx-ops 20000
+  if uring Y; then
+    stage io-uring-mount-tests cargo test --release --test mount --test names --test crash \
+      --test stress --test fuzz_fuse --test snapshot
+    stage io-uring-third-party scripts/third-party.sh --fsx-ops 20000
+    uring N
+  else
+    echo "=== io-uring: skipped (this kernel has no FUSE over io_uring switch we may set)"
+  fi
 else
   echo "=== third-party: skipped (needs root and /dev/fuse)"
 fi

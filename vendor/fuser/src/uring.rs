@@ -136,7 +136,10 @@ pub(crate) fn serve_queue<FS: Filesystem>(
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(usize::from(qid), &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            warn!("io_uring queue {qid}: cannot pin to its CPU: {}", io::Error::last_os_error());
+            warn!(
+                "io_uring queue {qid}: cannot pin to its CPU: {}",
+                io::Error::last_os_error()
+            );
         }
     }
     let built = IoUring::<squeue::Entry128, cqueue::Entry>::builder().build((depth as u32 + 1) * 2);
@@ -156,7 +159,8 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     unsafe {
         let mut sq = ring.submission();
         for (i, ent) in entries.iter().enumerate() {
-            sq.push(&register_sqe(dev, qid, i, ent)).map_err(io::Error::other)?;
+            sq.push(&register_sqe(dev, qid, i, ent))
+                .map_err(io::Error::other)?;
         }
         let poll = opcode::Read::new(types::Fd(stop_fd), (&raw mut stop_buf).cast(), 8)
             .build()
@@ -199,7 +203,10 @@ pub(crate) fn serve_queue<FS: Filesystem>(
             if res < 0 {
                 // ENOTCONN/ECANCELED/ENODEV: the connection is gone.
                 if ![libc::ENOTCONN, libc::ECANCELED, libc::ENODEV].contains(&-res) {
-                    error!("io_uring queue {qid}: {}", io::Error::from_raw_os_error(-res));
+                    error!(
+                        "io_uring queue {qid}: {}",
+                        io::Error::from_raw_os_error(-res)
+                    );
                 }
                 break 'serve Ok(());
             }
@@ -226,9 +233,15 @@ fn handle<FS: Filesystem>(
 ) {
     let (len, unique, payload_sz, commit_id) = {
         let buf = ent.bytes();
-        let u32_at = |off: usize| u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]);
+        let u32_at =
+            |off: usize| u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]);
         let u64_at = |off: usize| u64::from(u32_at(off)) | (u64::from(u32_at(off + 4)) << 32);
-        (u32_at(0) as usize, u64_at(8), u32_at(PAYLOAD_SZ_OFF) as usize, u64_at(COMMIT_ID_OFF))
+        (
+            u32_at(0) as usize,
+            u64_at(8),
+            u32_at(PAYLOAD_SZ_OFF) as usize,
+            u64_at(COMMIT_ID_OFF),
+        )
     };
     ent.commit_id = commit_id;
     let buf = ent.bytes();
@@ -248,7 +261,9 @@ fn handle<FS: Filesystem>(
                 scratch.clear();
                 scratch.resize(len.div_ceil(8), 0);
                 // SAFETY: `scratch` holds at least `len` initialised bytes.
-                let bytes = unsafe { std::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<u8>(), len) };
+                let bytes = unsafe {
+                    std::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<u8>(), len)
+                };
                 bytes.copy_from_slice(&buf[start..end]);
                 dispatch(se, sink, bytes)
             }
@@ -275,7 +290,11 @@ fn handle<FS: Filesystem>(
     }
 }
 
-fn dispatch<FS: Filesystem>(se: &SessionEventLoop<FS>, sink: &Arc<Mutex<Vec<u8>>>, data: &[u8]) -> bool {
+fn dispatch<FS: Filesystem>(
+    se: &SessionEventLoop<FS>,
+    sink: &Arc<Mutex<Vec<u8>>>,
+    data: &[u8],
+) -> bool {
     let Some(req) = RequestWithSender::new_ring(se.ch.sender(), sink.clone(), data) else {
         return false;
     };
@@ -351,24 +370,21 @@ pub(crate) fn start<FS: Filesystem>(
 }
 
 impl Ring {
-    /// Wakes every queue thread and waits for it.
+    /// Wakes every queue thread and waits for it. A queue that failed left
+    /// its requests on /dev/fuse, so failures are logged, not returned.
     pub(crate) fn stop(self) -> io::Result<()> {
         let n = self.threads.len() as u64;
         // SAFETY: writes 8 bytes from a live u64 to our eventfd.
         unsafe {
             libc::write(self.stop.as_raw_fd(), (&raw const n).cast(), 8);
         }
-        let mut result = Ok(());
         for t in self.threads {
             match t.join() {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    warn!("io_uring queue thread: {e}");
-                    result = Err(e);
-                }
-                Err(_) => result = Err(io::Error::other("io_uring queue thread panicked")),
+                Ok(Err(e)) => warn!("io_uring queue thread: {e}"),
+                Err(_) => return Err(io::Error::other("io_uring queue thread panicked")),
             }
         }
-        result
+        Ok(())
     }
 }

@@ -239,10 +239,12 @@ impl FileContent {
         let l = vol.layout();
         let blocks = l.blocks_touched(offset, end - offset);
         let start = l.plain_offset(BlockIndex(blocks.start));
-        let plain = Self::decrypt_range(vol, &fc, fd, psize, blocks)?;
-        let a = (offset - start) as usize;
-        let b = (end - start) as usize;
-        Ok(plain[a..b].to_vec())
+        let mut plain = Self::decrypt_range(vol, &fc, fd, psize, blocks)?;
+        // Trim in place: block-aligned reads (all of sequential reading) then
+        // cost no copy of the plaintext.
+        plain.truncate((end - start) as usize);
+        plain.drain(..(offset - start) as usize);
+        Ok(plain)
     }
 
     /// Re-encrypt the partial last block of a file of `size` bytes, padded with

@@ -101,6 +101,42 @@ impl Cipher {
         r
     }
 
+    /// Decrypt `in_out[src..]` (ciphertext followed by its tag) and leave the
+    /// plaintext at the front of `in_out`; returns its length. Saves the copy
+    /// a separate output buffer would need. On failure `in_out` holds no
+    /// plaintext.
+    pub fn open_within(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+        src: usize,
+    ) -> Result<usize, AuthError> {
+        let Some(len) = in_out.len().checked_sub(src + TAG_LEN) else {
+            return Err(AuthError);
+        };
+        let r = match self {
+            Cipher::Ring(k) => {
+                let n = ring::aead::Nonce::assume_unique_for_key(*nonce);
+                k.open_within(n, ring::aead::Aad::from(aad), in_out, src..)
+                    .map(|_| ())
+                    .map_err(|_| AuthError)
+            }
+            Cipher::RustCrypto(c) => {
+                use aes_gcm::AeadInPlace;
+                let (body, tag) = in_out[src..].split_at_mut(len);
+                let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| AuthError)?;
+                c.decrypt_in_place_detached(nonce.into(), aad, body, (&tag).into())
+                    .map(|()| in_out.copy_within(src..src + len, 0))
+                    .map_err(|_| AuthError)
+            }
+        };
+        if r.is_err() {
+            in_out.iter_mut().for_each(|b| *b = 0);
+        }
+        r.map(|()| len)
+    }
+
     /// Seal into a fresh `nonce || ciphertext || tag` vector with a random nonce.
     pub fn seal_to_vec(&self, aad: &[u8], plain: &[u8]) -> Vec<u8> {
         let nonce: [u8; NONCE_LEN] = super::random_array();

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
-use super::aead::{AuthError, Cipher, NONCE_LEN, TAG_LEN};
+use super::aead::{AuthError, Cipher, NONCE_LEN};
 use super::keys::{derive, DataKey, FileId, SubKey};
 use super::offsets::{BlockIndex, BLOCK_OVERHEAD};
 
@@ -150,36 +150,74 @@ impl FileCrypto {
         cblock: &[u8],
         out: &mut [u8],
     ) -> Result<(), AuthError> {
+        let mut buf = cblock.to_vec();
+        let n = self
+            .decrypt_blocks_in_place(b, &mut buf, &[out.len()])
+            .map_err(|_| AuthError)?;
+        out.copy_from_slice(&buf[..n]);
+        Ok(())
+    }
+
+    /// Decrypt consecutive ciphertext blocks in place: `buf` holds the blocks
+    /// from `first` on, block i being `plain_lens[i] + BLOCK_OVERHEAD` bytes.
+    /// The plaintext ends up at the front of `buf`; returns its length. An
+    /// all-zero block is a hole and reads as zeros (FORMAT.md's threat model).
+    /// The cipher is built once per run of blocks from one write generation,
+    /// not per block. On failure, returns the block that failed.
+    pub fn decrypt_blocks_in_place(
+        &self,
+        first: BlockIndex,
+        buf: &mut [u8],
+        plain_lens: &[usize],
+    ) -> Result<usize, BlockIndex> {
         let oh = BLOCK_OVERHEAD as usize;
-        if cblock.len() <= oh || out.len() != cblock.len() - oh {
-            return Err(AuthError);
-        }
-        if cblock.iter().all(|x| *x == 0) {
-            out.iter_mut().for_each(|x| *x = 0);
-            return Ok(());
-        }
-        let prefix: [u8; PREFIX_LEN] = cblock[..PREFIX_LEN].try_into().map_err(|_| AuthError)?;
-        let nonce: [u8; NONCE_LEN] = cblock[PREFIX_LEN..PREFIX_LEN + NONCE_LEN]
-            .try_into()
-            .map_err(|_| AuthError)?;
-        let tag: [u8; TAG_LEN] = cblock[cblock.len() - TAG_LEN..]
-            .try_into()
-            .map_err(|_| AuthError)?;
-        out.copy_from_slice(&cblock[PREFIX_LEN + NONCE_LEN..cblock.len() - TAG_LEN]);
-        let key = {
-            let mut m = self.subkeys.lock();
-            if let Some(k) = m.get(&prefix) {
-                k.clone()
+        let head = PREFIX_LEN + NONCE_LEN;
+        let mut cipher: Option<([u8; PREFIX_LEN], Cipher)> = None;
+        let (mut co, mut po) = (0usize, 0usize);
+        for (i, &pl) in plain_lens.iter().enumerate() {
+            let b = BlockIndex(first.0 + i as u64);
+            let cl = pl + oh;
+            let block = match buf.get(co..co + cl) {
+                Some(x) if pl > 0 => x,
+                _ => return Err(b),
+            };
+            // A real block's random prefix and nonce are never all zero, so
+            // only those bytes are checked before the whole block.
+            if block[..head].iter().all(|x| *x == 0) && block.iter().all(|x| *x == 0) {
+                buf[po..po + pl].fill(0);
             } else {
-                let k = self.subkey(&prefix);
-                if m.len() >= SUBKEY_CACHE {
-                    m.clear();
-                }
-                m.insert(prefix, k.clone());
-                k
+                let prefix: [u8; PREFIX_LEN] = block[..PREFIX_LEN].try_into().map_err(|_| b)?;
+                let nonce: [u8; NONCE_LEN] = block[PREFIX_LEN..head].try_into().map_err(|_| b)?;
+                let c = match cipher.take() {
+                    Some((p, c)) if p == prefix => c,
+                    _ => Cipher::new(self.cached_subkey(&prefix).expose()),
+                };
+                c.open_within(
+                    &nonce,
+                    &block_aad(&self.file_id, b),
+                    &mut buf[po..co + cl],
+                    co + head - po,
+                )
+                .map_err(|_| b)?;
+                cipher = Some((prefix, c));
             }
-        };
-        Cipher::new(key.expose()).open(&nonce, &block_aad(&self.file_id, b), out, &tag)
+            co += cl;
+            po += pl;
+        }
+        Ok(po)
+    }
+
+    fn cached_subkey(&self, prefix: &[u8; PREFIX_LEN]) -> SubKey {
+        let mut m = self.subkeys.lock();
+        if let Some(k) = m.get(prefix) {
+            return k.clone();
+        }
+        let k = self.subkey(prefix);
+        if m.len() >= SUBKEY_CACHE {
+            m.clear();
+        }
+        m.insert(*prefix, k.clone());
+        k
     }
 }
 

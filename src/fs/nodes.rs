@@ -227,22 +227,27 @@ impl NodeTable {
         if id == ROOT_ID {
             return;
         }
-        let mut t = self.t.lock();
-        let gone = match t.by_id.get(&id) {
-            Some(node) => {
-                let cur = node.lookups.load(Ordering::Relaxed);
-                node.lookups.store(cur.saturating_sub(n), Ordering::Relaxed);
-                cur <= n
-            }
-            None => false,
-        };
-        if gone {
-            if let Some(node) = t.by_id.remove(&id) {
+        let removed = {
+            let mut t = self.t.lock();
+            let gone = match t.by_id.get(&id) {
+                Some(node) => {
+                    let cur = node.lookups.load(Ordering::Relaxed);
+                    node.lookups.store(cur.saturating_sub(n), Ordering::Relaxed);
+                    cur <= n
+                }
+                None => false,
+            };
+            let removed = if gone { t.by_id.remove(&id) } else { None };
+            if let Some(node) = &removed {
                 t.by_inode.remove(&(node.dev, node.ino));
                 if node.fd.lock().is_some() {
                     self.open.fetch_sub(1, Ordering::Relaxed);
                 }
             }
-        }
+            removed
+        };
+        // The node's descriptor closes here, outside the table lock that
+        // every request takes.
+        drop(removed);
     }
 }

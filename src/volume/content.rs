@@ -181,30 +181,21 @@ impl FileContent {
             return Ok(Vec::new());
         }
         let first = BlockIndex(blocks.start);
-        let plain_len: u64 = blocks
-            .clone()
-            .map(|b| l.block_plain_len(BlockIndex(b), plain_size))
-            .sum();
-        let n_blocks = blocks.end - blocks.start;
+        let lens: Vec<usize> = blocks
+            .map(|b| l.block_plain_len(BlockIndex(b), plain_size) as usize)
+            .collect();
+        let clen: usize = lens.iter().map(|p| p + BLOCK_OVERHEAD as usize).sum();
+        let mut cbuf = vec![0u8; clen];
         let cstart = l.cipher_offset(first);
-        let clen = plain_len + n_blocks * BLOCK_OVERHEAD;
-        let mut cbuf = vec![0u8; clen as usize];
         let got = sys::pread_exact_or_eof(fd, &mut cbuf, cstart)?;
         if got != cbuf.len() {
             return Err(corrupt(fd, format!("short read at block {}", first.0)));
         }
-        let mut out = vec![0u8; plain_len as usize];
-        let (mut co, mut po) = (0usize, 0usize);
-        for b in blocks {
-            let bi = BlockIndex(b);
-            let pl = l.block_plain_len(bi, plain_size) as usize;
-            let cl = pl + BLOCK_OVERHEAD as usize;
-            fc.decrypt_block(bi, &cbuf[co..co + cl], &mut out[po..po + pl])
-                .map_err(|_| corrupt(fd, format!("block {b} failed authentication")))?;
-            co += cl;
-            po += pl;
-        }
-        Ok(out)
+        let n = fc
+            .decrypt_blocks_in_place(first, &mut cbuf, &lens)
+            .map_err(|b| corrupt(fd, format!("block {} failed authentication", b.0)))?;
+        cbuf.truncate(n);
+        Ok(cbuf)
     }
 
     fn plain_size(vol: &Volume, fd: BorrowedFd<'_>) -> Result<u64, ContentError> {

@@ -40,7 +40,10 @@ pub(crate) enum ReplySender {
     Channel(ChannelSender),
     /// Reply captured for an io_uring ring entry (envelopefs fork).
     #[cfg(target_os = "linux")]
-    Ring(ChannelSender, std::sync::Arc<parking_lot::Mutex<Vec<u8>>>),
+    Ring(
+        ChannelSender,
+        std::sync::Arc<parking_lot::Mutex<crate::uring::RingReply>>,
+    ),
     #[cfg(test)]
     Assert(AssertSender),
     #[cfg(test)]
@@ -54,11 +57,7 @@ impl ReplySender {
             ReplySender::Channel(sender) => sender.send(data),
             #[cfg(target_os = "linux")]
             ReplySender::Ring(_, sink) => {
-                let mut sink = sink.lock();
-                sink.clear();
-                for d in data {
-                    sink.extend_from_slice(d);
-                }
+                sink.lock().capture(data);
                 Ok(())
             }
             #[cfg(test)]

@@ -36,7 +36,7 @@ pub(crate) struct RequestWithSender<'a> {
     ch: ChannelSender,
     /// Where the reply goes when the request came over io_uring.
     #[cfg(target_os = "linux")]
-    ring_sink: Option<std::sync::Arc<parking_lot::Mutex<Vec<u8>>>>,
+    ring_sink: Option<std::sync::Arc<parking_lot::Mutex<crate::uring::RingReply>>>,
     /// Parsed request
     pub(crate) request: ll::AnyRequest<'a>,
 }
@@ -65,7 +65,7 @@ impl<'a> RequestWithSender<'a> {
     #[cfg(target_os = "linux")]
     pub(crate) fn new_ring(
         ch: ChannelSender,
-        sink: std::sync::Arc<parking_lot::Mutex<Vec<u8>>>,
+        sink: std::sync::Arc<parking_lot::Mutex<crate::uring::RingReply>>,
         data: &'a [u8],
     ) -> Option<RequestWithSender<'a>> {
         let mut req = Self::new(ch, data)?;

@@ -50,6 +50,73 @@ const OUT_HEADER_SIZE: usize = 16;
 /// user_data of the teardown eventfd poll.
 const STOP_TOKEN: u64 = u64::MAX;
 
+/// A reply captured for a ring entry. The out-header, and the body when it
+/// cannot go straight into the entry, are staged here; when the request left
+/// the entry's payload area unused (reads, getattr...), the body is written
+/// there directly, saving a copy of up to max_write bytes.
+#[derive(Debug, Default)]
+pub(crate) struct RingReply {
+    staged: Vec<u8>,
+    direct: Option<RingPayload>,
+    direct_len: Option<usize>,
+}
+
+/// The payload area of the ring entry being served.
+#[derive(Debug)]
+struct RingPayload {
+    ptr: std::ptr::NonNull<u8>,
+    cap: usize,
+}
+
+// SAFETY: the pointer is only written through while the ring thread that
+// owns the entry waits in `dispatch` for the reply; `direct` is cleared
+// before the entry is touched again.
+unsafe impl Send for RingPayload {}
+
+impl RingReply {
+    fn reset(&mut self, direct: Option<RingPayload>) {
+        self.staged.clear();
+        self.direct = direct;
+        self.direct_len = None;
+    }
+
+    pub(crate) fn capture(&mut self, data: &[std::io::IoSlice<'_>]) {
+        self.staged.clear();
+        self.direct_len = None;
+        let total: usize = data.iter().map(|d| d.len()).sum();
+        if let Some(p) = &self.direct {
+            if total >= OUT_HEADER_SIZE && total - OUT_HEADER_SIZE <= p.cap {
+                let mut at = 0usize;
+                for d in data {
+                    let mut d: &[u8] = d;
+                    if at < OUT_HEADER_SIZE {
+                        let n = d.len().min(OUT_HEADER_SIZE - at);
+                        self.staged.extend_from_slice(&d[..n]);
+                        d = &d[n..];
+                        at += n;
+                    }
+                    // SAFETY: `at - OUT_HEADER_SIZE + d.len() <= total -
+                    // OUT_HEADER_SIZE <= cap`, inside the payload area, which
+                    // no live reference covers (see RingPayload).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            d.as_ptr(),
+                            p.ptr.as_ptr().add(at - OUT_HEADER_SIZE),
+                            d.len(),
+                        );
+                    }
+                    at += d.len();
+                }
+                self.direct_len = Some(total - OUT_HEADER_SIZE);
+                return;
+            }
+        }
+        for d in data {
+            self.staged.extend_from_slice(d);
+        }
+    }
+}
+
 /// One ring entry's memory. `u64` storage keeps every header 8-aligned, as
 /// the parser requires.
 struct Entry {
@@ -171,7 +238,7 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     let _ = started.send(());
     submitted?;
 
-    let sink = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let sink = Arc::new(Mutex::new(RingReply::default()));
     let mut scratch: Vec<u64> = Vec::new();
     let mut done: Vec<(u64, i32)> = Vec::with_capacity(depth + 1);
     let result = 'serve: loop {
@@ -228,7 +295,7 @@ pub(crate) fn serve_queue<FS: Filesystem>(
 fn handle<FS: Filesystem>(
     se: &SessionEventLoop<FS>,
     ent: &mut Entry,
-    sink: &Arc<Mutex<Vec<u8>>>,
+    sink: &Arc<Mutex<RingReply>>,
     scratch: &mut Vec<u64>,
 ) {
     let (len, unique, payload_sz, commit_id) = {
@@ -245,7 +312,7 @@ fn handle<FS: Filesystem>(
     };
     ent.commit_id = commit_id;
     let buf = ent.bytes();
-    sink.lock().clear();
+    sink.lock().reset(None);
     let arg0 = len.checked_sub(IN_HEADER_SIZE + payload_sz);
     let ok = match arg0 {
         Some(arg0) if arg0 <= OP_IN_SIZE && HEADER_SIZE + payload_sz <= buf.len() => {
@@ -255,7 +322,18 @@ fn handle<FS: Filesystem>(
             buf.copy_within(OP_IN_OFF..OP_IN_OFF + arg0, HEADER_SIZE - arg0);
             buf.copy_within(0..IN_HEADER_SIZE, start);
             let end = HEADER_SIZE + payload_sz;
-            if start % 8 == 0 {
+            if start % 8 == 0 && payload_sz == 0 {
+                // The request lies wholly in the header area: the reply body
+                // may be written straight into the (disjoint) payload area.
+                let (head, payload) = buf.split_at_mut(HEADER_SIZE);
+                sink.lock().reset(Some(RingPayload {
+                    ptr: std::ptr::NonNull::from(&mut payload[0]),
+                    cap: payload.len(),
+                }));
+                let ok = dispatch(se, sink, &head[start..]);
+                sink.lock().direct = None;
+                ok
+            } else if start % 8 == 0 {
                 dispatch(se, sink, &buf[start..end])
             } else {
                 scratch.clear();
@@ -275,10 +353,16 @@ fn handle<FS: Filesystem>(
     };
     let buf = ent.bytes();
     let reply = sink.lock();
+    let staged = &reply.staged;
     let payload_cap = buf.len() - HEADER_SIZE;
-    if ok && reply.len() >= OUT_HEADER_SIZE && reply.len() - OUT_HEADER_SIZE <= payload_cap {
-        buf[..OUT_HEADER_SIZE].copy_from_slice(&reply[..OUT_HEADER_SIZE]);
-        let body = &reply[OUT_HEADER_SIZE..];
+    if ok && staged.len() == OUT_HEADER_SIZE && reply.direct_len.is_some() {
+        buf[..OUT_HEADER_SIZE].copy_from_slice(staged);
+        let n = reply.direct_len.unwrap_or(0) as u32;
+        buf[PAYLOAD_SZ_OFF..PAYLOAD_SZ_OFF + 4].copy_from_slice(&n.to_ne_bytes());
+    } else if ok && staged.len() >= OUT_HEADER_SIZE && staged.len() - OUT_HEADER_SIZE <= payload_cap
+    {
+        buf[..OUT_HEADER_SIZE].copy_from_slice(&staged[..OUT_HEADER_SIZE]);
+        let body = &staged[OUT_HEADER_SIZE..];
         buf[HEADER_SIZE..HEADER_SIZE + body.len()].copy_from_slice(body);
         buf[PAYLOAD_SZ_OFF..PAYLOAD_SZ_OFF + 4].copy_from_slice(&(body.len() as u32).to_ne_bytes());
     } else {
@@ -292,7 +376,7 @@ fn handle<FS: Filesystem>(
 
 fn dispatch<FS: Filesystem>(
     se: &SessionEventLoop<FS>,
-    sink: &Arc<Mutex<Vec<u8>>>,
+    sink: &Arc<Mutex<RingReply>>,
     data: &[u8],
 ) -> bool {
     let Some(req) = RequestWithSender::new_ring(se.ch.sender(), sink.clone(), data) else {

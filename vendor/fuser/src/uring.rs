@@ -416,8 +416,7 @@ pub(crate) fn start<FS: Filesystem>(
     }
     // SAFETY: `efd` is a fresh descriptor owned by nobody else.
     let stop = unsafe { std::os::fd::OwnedFd::from_raw_fd(efd) };
-    // SAFETY: sysconf has no memory effects.
-    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
+    let cpus = possible_cpus();
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::with_capacity(cpus);
     let mut spawn_error = None;
@@ -451,6 +450,22 @@ pub(crate) fn start<FS: Filesystem>(
     }
     debug!("io_uring: {cpus} queues of {depth} entries, {payload}-byte payloads");
     Ok(ring)
+}
+
+/// The kernel makes one queue per possible CPU (not per present or online
+/// one) and becomes ready only when every queue has an entry.
+fn possible_cpus() -> usize {
+    let ranges = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
+    let max = ranges
+        .trim()
+        .split(',')
+        .filter_map(|r| r.rsplit('-').next()?.parse::<usize>().ok())
+        .max();
+    match max {
+        Some(m) => m + 1,
+        // SAFETY: sysconf has no memory effects.
+        None => unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize,
+    }
 }
 
 impl Ring {

@@ -302,34 +302,49 @@ impl FileContent {
         };
         let mut old_first = read_old(first)?;
         let mut old_last = if last != first { read_old(last)? } else { None };
-        let mut plains: Vec<Vec<u8>> = Vec::with_capacity((blocks.end - blocks.start) as usize);
-        for b in blocks.clone() {
-            let bi = BlockIndex(b);
-            let bstart = l.plain_offset(bi);
-            let old_len = l.block_plain_len(bi, size);
-            let new_len = old_len.max(end.min(bstart + bs) - bstart);
-            let mut buf = if bi == first {
-                old_first.take().unwrap_or_default()
-            } else if bi == last {
-                old_last.take().unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            buf.resize(new_len as usize, 0);
+        // A block the write covers from its start to its new end is encrypted
+        // straight from `data`; only a partly covered first or last block is
+        // merged with its old content (or zeros) first.
+        let mut merged: Vec<(BlockIndex, Vec<u8>)> = Vec::new();
+        for b in [first, last] {
+            let bstart = l.plain_offset(b);
+            let old_len = l.block_plain_len(b, size);
             let ws = offset.max(bstart);
             let we = end.min(bstart + bs);
+            let new_len = old_len.max(we - bstart);
+            if (ws == bstart && we - bstart == new_len) || merged.iter().any(|(m, _)| *m == b) {
+                continue;
+            }
+            let mut buf = if b == first {
+                old_first.take().unwrap_or_default()
+            } else {
+                old_last.take().unwrap_or_default()
+            };
+            buf.resize(new_len as usize, 0);
             buf[(ws - bstart) as usize..(we - bstart) as usize]
                 .copy_from_slice(&data[(ws - offset) as usize..(we - offset) as usize]);
-            plains.push(buf);
+            merged.push((b, buf));
+        }
+        let mut chunks: Vec<&[u8]> = Vec::with_capacity((blocks.end - blocks.start) as usize);
+        for b in blocks.clone() {
+            let bi = BlockIndex(b);
+            match merged.iter().find(|(m, _)| *m == bi) {
+                Some((_, buf)) => chunks.push(buf),
+                None => {
+                    let bstart = l.plain_offset(bi);
+                    let ws = offset.max(bstart);
+                    let we = end.min(bstart + bs);
+                    chunks.push(&data[(ws - offset) as usize..(we - offset) as usize]);
+                }
+            }
         }
         #[cfg(test)]
         if super::content_fuzz::planted_bug_active()
-            && plains.last().is_some_and(|p| (p.len() as u64) < bs)
+            && chunks.last().is_some_and(|p| (p.len() as u64) < bs)
             && l.block_plain_len(last, size) == 0
         {
-            plains.pop();
+            chunks.pop();
         }
-        let chunks: Vec<&[u8]> = plains.iter().map(|p| p.as_slice()).collect();
         let total: usize = chunks.iter().map(|c| c.len()).sum();
         let mut out = Vec::with_capacity(total + chunks.len() * BLOCK_OVERHEAD as usize);
         fc.encrypt_blocks(first, &chunks, &mut out);

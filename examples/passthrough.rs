@@ -411,7 +411,24 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
-    if let Err(e) = fuser::mount(fs, &args[2], &cfg) {
+    let session = match fuser::Session::new(fs, &args[2], &cfg) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("passthrough: {e}");
+            std::process::exit(1);
+        }
+    };
+    // The same 1 MiB readahead envelopefs sets (src/cli/mount.rs), once the
+    // session answers the stat.
+    let mp = args[2].clone();
+    std::thread::spawn(move || {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(md) = std::fs::metadata(&mp) {
+            let (maj, min) = (libc::major(md.dev()), libc::minor(md.dev()));
+            let _ = std::fs::write(format!("/sys/class/bdi/{maj}:{min}/read_ahead_kb"), "1024");
+        }
+    });
+    if let Err(e) = session.run() {
         eprintln!("passthrough: {e}");
         std::process::exit(1);
     }

@@ -53,8 +53,16 @@ fn fail(code: i32, msg: String) -> Failure {
     Failure { code, msg }
 }
 
+/// One line of /proc/self/mountinfo.
+struct MountEntry {
+    point: PathBuf,
+    source: String,
+    /// "major:minor", also the name of the mount's backing device info in /sys/class/bdi.
+    dev: String,
+}
+
 /// Mount points listed in /proc/self/mountinfo, with their sources.
-fn mounts() -> Vec<(PathBuf, String)> {
+fn mounts() -> Vec<MountEntry> {
     let Ok(s) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };
@@ -64,7 +72,11 @@ fn mounts() -> Vec<(PathBuf, String)> {
             let mp = f.get(4)?;
             let sep = f.iter().position(|x| *x == "-")?;
             let src = f.get(sep + 2)?;
-            Some((PathBuf::from(unescape(mp)), unescape(src)))
+            Some(MountEntry {
+                point: PathBuf::from(unescape(mp)),
+                source: unescape(src),
+                dev: f.get(2)?.to_string(),
+            })
         })
         .collect()
 }
@@ -92,7 +104,7 @@ fn check_mountpoint(mp: &Path) -> Result<PathBuf, Failure> {
     let canon = mp
         .canonicalize()
         .map_err(|e| fail(exitcodes::MOUNT_POINT, format!("{}: {e}", mp.display())))?;
-    if mounts().iter().any(|(p, _)| *p == canon) {
+    if mounts().iter().any(|m| m.point == canon) {
         return Err(fail(
             exitcodes::MOUNT_POINT,
             format!("mount point {} is already in use", mp.display()),
@@ -322,6 +334,7 @@ fn serve(
             }
         });
     }
+    raise_readahead(mountpoint);
     report(&ready, "OK");
     drop(ready);
     let r = session.run();
@@ -332,14 +345,37 @@ fn serve(
     r.map_err(|e| fail(exitcodes::OTHER, format!("session ended: {e}")))
 }
 
+/// Readahead for the mount, in KiB: one max_write. The kernel offers FUSE
+/// only its default (128 KiB) at INIT, so a sequential read would go in
+/// 128 KiB requests; the mount's bdi takes more (root only). Measured on
+/// tmpfs: sequential reads +20 % (io_uring) to +30 % (/dev/fuse).
+const READAHEAD_KB: u32 = 1024;
+
+fn raise_readahead(mountpoint: &Path) {
+    // Found in mountinfo: a stat of the mount point would be a FUSE request
+    // to this not-yet-running session.
+    let Some(dev) = mounts()
+        .into_iter()
+        .rev()
+        .find(|m| m.point == mountpoint)
+        .map(|m| m.dev)
+    else {
+        return;
+    };
+    let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    if let Err(e) = std::fs::write(&knob, READAHEAD_KB.to_string()) {
+        log::debug!("readahead stays at the kernel's default ({knob}: {e})");
+    }
+}
+
 /// The mount point of the cipher directory `c`, if mounted.
 pub fn mountpoint_of(c: &Path) -> Option<PathBuf> {
     let canon = c.canonicalize().ok()?;
     mounts()
         .into_iter()
         .rev()
-        .find(|(_, s)| Path::new(s) == canon)
-        .map(|(p, _)| p)
+        .find(|m| Path::new(&m.source) == canon)
+        .map(|m| m.point)
 }
 
 pub fn umount(mp: &Path) -> Result<(), Failure> {
@@ -349,8 +385,8 @@ pub fn umount(mp: &Path) -> Result<(), Failure> {
     let source = mounts()
         .into_iter()
         .rev()
-        .find(|(p, _)| *p == canon)
-        .map(|(_, s)| s)
+        .find(|m| m.point == canon)
+        .map(|m| m.source)
         .ok_or_else(|| {
             fail(
                 exitcodes::MOUNT_POINT,

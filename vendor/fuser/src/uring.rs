@@ -49,6 +49,8 @@ const IN_HEADER_SIZE: usize = 40;
 const OUT_HEADER_SIZE: usize = 16;
 /// user_data of the teardown eventfd poll.
 const STOP_TOKEN: u64 = u64::MAX;
+/// user_data of the helper's "entries handed back" eventfd read.
+const DONE_TOKEN: u64 = u64::MAX - 1;
 
 /// A reply captured for a ring entry. The out-header, and the body when it
 /// cannot go straight into the entry, are staged here; when the request left
@@ -157,6 +159,37 @@ impl Entry {
     }
 }
 
+fn u32_at(buf: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]])
+}
+
+fn u64_at(buf: &[u8], off: usize) -> u64 {
+    u64::from(u32_at(buf, off)) | (u64::from(u32_at(buf, off + 4)) << 32)
+}
+
+/// Reads at least this large go to the queue's helper thread: kernel
+/// readahead issues them ahead of the reader, and served on the reader's own
+/// CPU they would wait for it (and it for them).
+const OFFLOAD_READ_MIN: u32 = 128 * 1024;
+const FUSE_READ: u32 = 15;
+
+fn offload(buf: &[u8]) -> bool {
+    // fuse_in_header.opcode at 4; fuse_read_in.size at 16 of the op header.
+    u32_at(buf, 4) == FUSE_READ && u32_at(buf, OP_IN_OFF + 16) >= OFFLOAD_READ_MIN
+}
+
+/// An entry lent to the helper thread; the queue thread leaves it alone
+/// until the helper hands its index back.
+struct Lent {
+    idx: usize,
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the memory behind `ptr` is used by exactly one thread at a time:
+// the queue thread lends it and takes it back through channels.
+unsafe impl Send for Lent {}
+
 fn cmd_req(qid: u16, commit_id: u64) -> [u8; 80] {
     // struct fuse_uring_cmd_req { u64 flags; u64 commit_id; u16 qid; u8 pad[6]; }
     let mut cmd = [0u8; 80];
@@ -220,9 +253,25 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     let dev = se.ch.as_fd().as_raw_fd();
     let mut entries: Vec<Entry> = (0..depth).map(|_| Entry::new(payload)).collect();
     let mut stop_buf = 0u64;
-    // SAFETY: the pushed SQEs point at iovecs, entry buffers and `stop_buf`
-    // that outlive the ring: it is dropped (cancelling what the kernel still
-    // holds) before them at the end of this function.
+    let mut done_buf = 0u64;
+    // SAFETY: plain syscall; the result is checked before use.
+    let done_efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if done_efd < 0 {
+        let _ = started.send(());
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor owned by nobody else.
+    let done_efd =
+        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(done_efd) };
+    let done_read = |buf: *mut u64| {
+        opcode::Read::new(types::Fd(done_efd.as_raw_fd()), buf.cast(), 8)
+            .build()
+            .user_data(DONE_TOKEN)
+            .into()
+    };
+    // SAFETY: the pushed SQEs point at iovecs, entry buffers, `stop_buf` and
+    // `done_buf` that outlive the ring: it is dropped (cancelling what the
+    // kernel still holds) before them at the end of this function.
     unsafe {
         let mut sq = ring.submission();
         for (i, ent) in entries.iter().enumerate() {
@@ -233,14 +282,45 @@ pub(crate) fn serve_queue<FS: Filesystem>(
             .build()
             .user_data(STOP_TOKEN);
         sq.push(&poll.into()).map_err(io::Error::other)?;
+        sq.push(&done_read(&raw mut done_buf))
+            .map_err(io::Error::other)?;
     }
     let submitted = ring.submit();
     let _ = started.send(());
     submitted?;
 
+    // The helper serves lent entries on whatever CPU is free.
+    let (lend_tx, lend_rx) = std::sync::mpsc::channel::<Lent>();
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<usize>();
+    let helper_se = SessionEventLoop {
+        thread_name: se.thread_name.replace("ring", "help"),
+        ch: se.ch.clone(),
+        filesystem: se.filesystem.clone(),
+        allowed: se.allowed,
+        session_owner: se.session_owner,
+    };
+    let back_efd = done_efd.as_raw_fd();
+    let helper = std::thread::Builder::new()
+        .name(helper_se.thread_name.clone())
+        .spawn(move || {
+            let sink = Arc::new(Mutex::new(RingReply::default()));
+            let mut scratch: Vec<u64> = Vec::new();
+            for lent in lend_rx {
+                // SAFETY: the queue thread lent these bytes to us alone.
+                let buf = unsafe { std::slice::from_raw_parts_mut(lent.ptr.as_ptr(), lent.len) };
+                handle(&helper_se, buf, &sink, &mut scratch);
+                if back_tx.send(lent.idx).is_err() {
+                    break;
+                }
+                let one = 1u64;
+                // SAFETY: writes 8 bytes from a live u64 to an eventfd that
+                // outlives this thread (joined before it is closed).
+                unsafe { libc::write(back_efd, (&raw const one).cast(), 8) };
+            }
+        })?;
     let sink = Arc::new(Mutex::new(RingReply::default()));
     let mut scratch: Vec<u64> = Vec::new();
-    let mut done: Vec<(u64, i32)> = Vec::with_capacity(depth + 1);
+    let mut done: Vec<(u64, i32)> = Vec::with_capacity(depth + 2);
     let result = 'serve: loop {
         match ring.submit_and_wait(1) {
             Ok(_) => {}
@@ -252,6 +332,19 @@ pub(crate) fn serve_queue<FS: Filesystem>(
         for &(token, res) in &done {
             if token == STOP_TOKEN {
                 break 'serve Ok(());
+            }
+            if token == DONE_TOKEN {
+                while let Ok(idx) = back_rx.try_recv() {
+                    if let Some(ent) = entries.get(idx) {
+                        let sqe = commit_sqe(dev, qid, idx, ent);
+                        // SAFETY: as for the first registration.
+                        unsafe { ring.submission().push(&sqe) }.map_err(io::Error::other)?;
+                    }
+                }
+                // SAFETY: `done_buf` outlives the ring, as above.
+                unsafe { ring.submission().push(&done_read(&raw mut done_buf)) }
+                    .map_err(io::Error::other)?;
+                continue;
             }
             let idx = token as usize;
             let Some(ent) = entries.get_mut(idx) else {
@@ -277,12 +370,27 @@ pub(crate) fn serve_queue<FS: Filesystem>(
                 }
                 break 'serve Ok(());
             }
-            handle(se, ent, &sink, &mut scratch);
+            ent.commit_id = u64_at(ent.bytes(), COMMIT_ID_OFF);
+            if offload(ent.bytes()) {
+                let bytes = ent.bytes();
+                let lent = Lent {
+                    idx,
+                    ptr: std::ptr::NonNull::from(&mut bytes[0]),
+                    len: bytes.len(),
+                };
+                if lend_tx.send(lent).is_ok() {
+                    continue;
+                }
+            }
+            handle(se, ent.bytes(), &sink, &mut scratch);
             let sqe = commit_sqe(dev, qid, idx, ent);
             // SAFETY: as for the first registration.
             unsafe { ring.submission().push(&sqe) }.map_err(io::Error::other)?;
         }
     };
+    // The helper may hold a lent entry: it finishes before the entries go.
+    drop(lend_tx);
+    let _ = helper.join();
     // The kernel may still hold entries; dropping the ring cancels them
     // before the buffers below are freed.
     drop(ring);
@@ -290,28 +398,19 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     result
 }
 
-/// Turns the ring entry into one request, dispatches it and writes the reply
-/// back into the entry.
+/// Turns a ring entry's bytes into one request, dispatches it and writes the
+/// reply back into the entry.
 fn handle<FS: Filesystem>(
     se: &SessionEventLoop<FS>,
-    ent: &mut Entry,
+    buf: &mut [u8],
     sink: &Arc<Mutex<RingReply>>,
     scratch: &mut Vec<u64>,
 ) {
-    let (len, unique, payload_sz, commit_id) = {
-        let buf = ent.bytes();
-        let u32_at =
-            |off: usize| u32::from_ne_bytes([buf[off], buf[off + 1], buf[off + 2], buf[off + 3]]);
-        let u64_at = |off: usize| u64::from(u32_at(off)) | (u64::from(u32_at(off + 4)) << 32);
-        (
-            u32_at(0) as usize,
-            u64_at(8),
-            u32_at(PAYLOAD_SZ_OFF) as usize,
-            u64_at(COMMIT_ID_OFF),
-        )
-    };
-    ent.commit_id = commit_id;
-    let buf = ent.bytes();
+    let (len, unique, payload_sz) = (
+        u32_at(buf, 0) as usize,
+        u64_at(buf, 8),
+        u32_at(buf, PAYLOAD_SZ_OFF) as usize,
+    );
     sink.lock().reset(None);
     let arg0 = len.checked_sub(IN_HEADER_SIZE + payload_sz);
     let ok = match arg0 {
@@ -351,7 +450,6 @@ fn handle<FS: Filesystem>(
             false
         }
     };
-    let buf = ent.bytes();
     let reply = sink.lock();
     let staged = &reply.staged;
     let payload_cap = buf.len() - HEADER_SIZE;

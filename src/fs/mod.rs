@@ -1007,16 +1007,16 @@ impl Filesystem for EnvelopeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let r = self.with_file(fh, |h| {
-            h.node
-                .content
-                .read(&self.vol, h.fd.as_fd(), offset, size)
-                .map_err(content_err)
+        // Decrypted where the reply goes: over io_uring, the ring entry.
+        let cap = crate::volume::content::FileContent::read_capacity(&self.vol, offset, size);
+        reply.data_in_place(cap, |buf| {
+            self.with_file(fh, |h| {
+                h.node
+                    .content
+                    .read_into(&self.vol, h.fd.as_fd(), offset, size, buf)
+                    .map_err(content_err)
+            })
         });
-        match r {
-            Ok(d) => reply.data(&d),
-            Err(e) => reply.error(e),
-        }
     }
 
     fn write(

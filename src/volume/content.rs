@@ -176,26 +176,46 @@ impl FileContent {
         plain_size: u64,
         blocks: std::ops::Range<u64>,
     ) -> Result<Vec<u8>, ContentError> {
+        let mut buf = vec![0u8; Self::cipher_len(vol, blocks.clone())];
+        let n = Self::decrypt_range_into(vol, fc, fd, plain_size, blocks, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Bytes of ciphertext `blocks` take at most (all full).
+    fn cipher_len(vol: &Volume, blocks: std::ops::Range<u64>) -> usize {
+        let per_block = vol.layout().block_size() + BLOCK_OVERHEAD;
+        ((blocks.end - blocks.start) * per_block) as usize
+    }
+
+    /// Read `blocks` of a file of `plain_size` bytes into `buf` and decrypt
+    /// them there; returns the plaintext length, at the front of `buf`.
+    fn decrypt_range_into(
+        vol: &Volume,
+        fc: &FileCrypto,
+        fd: BorrowedFd<'_>,
+        plain_size: u64,
+        blocks: std::ops::Range<u64>,
+        buf: &mut [u8],
+    ) -> Result<usize, ContentError> {
         let l = vol.layout();
         if blocks.is_empty() {
-            return Ok(Vec::new());
+            return Ok(0);
         }
         let first = BlockIndex(blocks.start);
         let lens: Vec<usize> = blocks
             .map(|b| l.block_plain_len(BlockIndex(b), plain_size) as usize)
             .collect();
         let clen: usize = lens.iter().map(|p| p + BLOCK_OVERHEAD as usize).sum();
-        let mut cbuf = vec![0u8; clen];
-        let cstart = l.cipher_offset(first);
-        let got = sys::pread_exact_or_eof(fd, &mut cbuf, cstart)?;
+        let Some(cbuf) = buf.get_mut(..clen) else {
+            return Err(std::io::Error::other("read buffer smaller than the ciphertext").into());
+        };
+        let got = sys::pread_exact_or_eof(fd, cbuf, l.cipher_offset(first))?;
         if got != cbuf.len() {
             return Err(corrupt(fd, format!("short read at block {}", first.0)));
         }
-        let n = fc
-            .decrypt_blocks_in_place(first, &mut cbuf, &lens)
-            .map_err(|b| corrupt(fd, format!("block {} failed authentication", b.0)))?;
-        cbuf.truncate(n);
-        Ok(cbuf)
+        fc.decrypt_blocks_in_place(first, cbuf, &lens)
+            .map_err(|b| corrupt(fd, format!("block {} failed authentication", b.0)))
     }
 
     fn plain_size(vol: &Volume, fd: BorrowedFd<'_>) -> Result<u64, ContentError> {
@@ -213,6 +233,11 @@ impl FileContent {
         }
     }
 
+    /// The buffer `read_into` needs for `size` bytes at `offset`.
+    pub fn read_capacity(vol: &Volume, offset: u64, size: u32) -> usize {
+        Self::cipher_len(vol, vol.layout().blocks_touched(offset, size.into()))
+    }
+
     pub fn read(
         &self,
         vol: &Volume,
@@ -220,22 +245,40 @@ impl FileContent {
         offset: u64,
         size: u32,
     ) -> Result<Vec<u8>, ContentError> {
+        let mut buf = vec![0u8; Self::read_capacity(vol, offset, size)];
+        let n = self.read_into(vol, fd, offset, size, &mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    /// Read up to `size` bytes at `offset` into `buf` (at least
+    /// `read_capacity` bytes: the ciphertext is read and decrypted in place
+    /// there); returns how many bytes, at the front of `buf`, were read.
+    pub fn read_into(
+        &self,
+        vol: &Volume,
+        fd: BorrowedFd<'_>,
+        offset: u64,
+        size: u32,
+        buf: &mut [u8],
+    ) -> Result<usize, ContentError> {
         let fc = self.crypto(vol, fd)?;
         let _g = self.crypto.read();
         let psize = Self::plain_size(vol, fd)?;
         if offset >= psize || size == 0 {
-            return Ok(Vec::new());
+            return Ok(0);
         }
         let end = psize.min(offset + size as u64);
         let l = vol.layout();
         let blocks = l.blocks_touched(offset, end - offset);
         let start = l.plain_offset(BlockIndex(blocks.start));
-        let mut plain = Self::decrypt_range(vol, &fc, fd, psize, blocks)?;
-        // Trim in place: block-aligned reads (all of sequential reading) then
-        // cost no copy of the plaintext.
-        plain.truncate((end - start) as usize);
-        plain.drain(..(offset - start) as usize);
-        Ok(plain)
+        Self::decrypt_range_into(vol, &fc, fd, psize, blocks, buf)?;
+        // Block-aligned reads (all of sequential reading) need no move.
+        let (a, b) = ((offset - start) as usize, (end - start) as usize);
+        if a > 0 {
+            buf.copy_within(a..b, 0);
+        }
+        Ok(b - a)
     }
 
     /// Re-encrypt the partial last block of a file of `size` bytes, padded with

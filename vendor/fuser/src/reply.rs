@@ -228,6 +228,44 @@ impl ReplyData {
     pub fn error(self, err: Errno) {
         self.reply.error(err);
     }
+
+    /// Reply with data that `fill` writes into a buffer of at least `cap`
+    /// bytes, returning how many bytes of it are the reply (or an error to
+    /// reply with). Over io_uring the buffer is the ring entry itself, so
+    /// the data is not copied again; otherwise it is a fresh buffer of `cap`
+    /// bytes. (envelopefs fork)
+    pub fn data_in_place(
+        mut self,
+        cap: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, Errno>,
+    ) {
+        #[cfg(target_os = "linux")]
+        if let Some(ReplySender::Ring(_, sink)) = &self.reply.sender {
+            let sink = sink.clone();
+            let lent = sink.lock().lend_payload(cap);
+            if let Some((ptr, len)) = lent {
+                // SAFETY: the ring thread lent this payload area, `len` bytes,
+                // for this reply only; nothing else refers to it until the
+                // reply is committed (see uring::RingPayload).
+                let buf = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), len) };
+                match fill(buf) {
+                    Ok(n) if n <= len => {
+                        sink.lock().filled(self.reply.unique.0, n);
+                        self.reply.sender = None;
+                    }
+                    Ok(_) => self.reply.error(Errno::EIO),
+                    Err(e) => self.reply.error(e),
+                }
+                return;
+            }
+        }
+        let mut buf = vec![0u8; cap];
+        match fill(&mut buf) {
+            Ok(n) if n <= cap => self.data(&buf[..n]),
+            Ok(_) => self.error(Errno::EIO),
+            Err(e) => self.error(e),
+        }
+    }
 }
 
 ///

@@ -82,6 +82,26 @@ impl RingReply {
         self.direct_len = None;
     }
 
+    /// Lends the entry's payload area (its whole length) for a reply body of
+    /// at most `cap` bytes, if the request left it free and it is that large.
+    pub(crate) fn lend_payload(&mut self, cap: usize) -> Option<(std::ptr::NonNull<u8>, usize)> {
+        match &self.direct {
+            Some(p) if p.cap >= cap => self.direct.take().map(|p| (p.ptr, p.cap)),
+            _ => None,
+        }
+    }
+
+    /// Records a successful reply whose `n`-byte body was written into the
+    /// lent payload area.
+    pub(crate) fn filled(&mut self, unique: u64, n: usize) {
+        self.staged.clear();
+        self.staged
+            .extend_from_slice(&((OUT_HEADER_SIZE + n) as u32).to_ne_bytes());
+        self.staged.extend_from_slice(&0i32.to_ne_bytes());
+        self.staged.extend_from_slice(&unique.to_ne_bytes());
+        self.direct_len = Some(n);
+    }
+
     pub(crate) fn capture(&mut self, data: &[std::io::IoSlice<'_>]) {
         self.staged.clear();
         self.direct_len = None;
@@ -129,6 +149,10 @@ struct Entry {
 
 impl Entry {
     fn new(payload: usize) -> Entry {
+        // Room beyond the kernel's maximum payload, so that a read can be
+        // filled in place with its ciphertext (which is larger) and decrypted
+        // there (see `ReplyData::data_in_place`).
+        let payload = payload + payload / 8;
         let words = (HEADER_SIZE + payload).div_ceil(8);
         let mut mem = vec![0u64; words].into_boxed_slice();
         let base = mem.as_mut_ptr().cast::<u8>();

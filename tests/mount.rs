@@ -700,9 +700,11 @@ fn more_files_than_the_daemon_may_hold_descriptors_for() {
 }
 
 /// With the kernel's FUSE-over-io_uring switch on, one ring thread per CPU
-/// serves the requests; with it off, or with `--io-uring-depth 0`, the daemon
-/// stays on /dev/fuse. Either way files round-trip (large writes and reads
-/// fill the ring payload) and the daemon exits on unmount.
+/// serves the requests; with it off, with `--io-uring-depth 0`, or with
+/// io_uring disabled for processes (`kernel.io_uring_disabled`, where the
+/// daemon must not accept the ring at INIT: the kernel would then hold every
+/// request), the daemon stays on /dev/fuse. Every way files round-trip (large
+/// writes and reads fill the ring payload) and the daemon exits on unmount.
 #[test]
 fn io_uring_when_the_kernel_offers_it_dev_fuse_otherwise() {
     bounded(120, || {
@@ -720,11 +722,33 @@ fn io_uring_when_the_kernel_offers_it_dev_fuse_otherwise() {
             + 1;
         let env = Env::new();
         let c = env.init("v", &[]);
-        let cases: [(&[&str], bool); 2] = [(&[], offered), (&["--io-uring-depth", "0"], false)];
-        for (i, (flags, ring)) in cases.into_iter().enumerate() {
+        const DISABLED: &str = "/proc/sys/kernel/io_uring_disabled";
+        /// Puts `kernel.io_uring_disabled` back, also when the test fails.
+        struct Restore(String);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let _ = fs::write(DISABLED, &self.0);
+            }
+        }
+        let disabled_was = fs::read_to_string(DISABLED).ok();
+        let mut cases: Vec<(&[&str], bool, bool)> = vec![
+            (&[], offered, false),
+            (&["--io-uring-depth", "0"], false, false),
+        ];
+        if offered && disabled_was.as_deref().map(str::trim) == Some("0") {
+            cases.push((&[], false, true));
+        }
+        for (i, (flags, ring, disable)) in cases.into_iter().enumerate() {
+            let restore = disable.then(|| {
+                fs::write(DISABLED, "2").unwrap();
+                Restore("0".into())
+            });
             let m = env.mount(&c, &format!("m{i}"), flags);
             let big = pattern(i as u64, (3 << 20) + 12345);
             fs::create_dir(m.p("d")).unwrap();
+            // The daemon answered, so it has been through INIT: io_uring can
+            // come back for everyone else.
+            drop(restore);
             fs::write(m.p("d/big"), &big).unwrap();
             for n in 0..200 {
                 fs::write(m.p(&format!("d/f{n}")), pattern(n, n as usize * 7)).unwrap();
@@ -754,7 +778,11 @@ fn io_uring_when_the_kernel_offers_it_dev_fuse_otherwise() {
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
             };
-            assert_eq!(rings, if ring { cpus } else { 0 }, "flags {flags:?}");
+            assert_eq!(
+                rings,
+                if ring { cpus } else { 0 },
+                "flags {flags:?}, disabled {disable}"
+            );
             assert!(
                 m.unmount_exits(),
                 "daemon did not exit after unmount (flags {flags:?})"

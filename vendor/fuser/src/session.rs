@@ -79,6 +79,19 @@ impl SessionACL {
     }
 }
 
+/// Whether FUSE over io_uring can be accepted at INIT (see `uring::probe`).
+#[cfg(target_os = "linux")]
+fn uring_usable() -> bool {
+    crate::uring::probe()
+        .map_err(|e| warn!("FUSE over io_uring not used: {e}"))
+        .is_ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn uring_usable() -> bool {
+    false
+}
+
 /// Calls `destroy` on drop.
 #[derive(Debug)]
 pub(crate) struct FilesystemHolder<FS: Filesystem> {
@@ -315,14 +328,20 @@ impl<FS: Filesystem> Session<FS> {
 
         #[cfg(target_os = "linux")]
         let ring = match uring_payload {
-            Some(payload) => Some(crate::uring::start(
+            Some(payload) => match crate::uring::start(
                 &filesystem,
                 &channels_main,
                 allowed,
                 session_owner,
                 config.io_uring_depth,
                 payload,
-            )?),
+            ) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    warn!("FUSE over io_uring not used: {e}");
+                    None
+                }
+            },
             None => None,
         };
 
@@ -502,6 +521,7 @@ impl<FS: Filesystem> Session<FS> {
             if init.capabilities().contains(InitFlags::FUSE_OVER_IO_URING)
                 && config.requested.contains(InitFlags::FUSE_OVER_IO_URING)
                 && self.config.io_uring_depth > 0
+                && uring_usable()
             {
                 let page = page_size::get();
                 let pages = usize::from(config.max_pages()) * page;

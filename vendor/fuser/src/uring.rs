@@ -252,7 +252,7 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     depth: usize,
     payload: usize,
     stop_fd: RawFd,
-    started: std::sync::mpsc::Sender<()>,
+    started: std::sync::mpsc::Sender<bool>,
 ) -> io::Result<()> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
     // sched_setaffinity only read and write that set.
@@ -270,7 +270,7 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     let mut ring = match built {
         Ok(r) => r,
         Err(e) => {
-            let _ = started.send(());
+            let _ = started.send(false);
             return Err(e);
         }
     };
@@ -281,7 +281,7 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     // SAFETY: plain syscall; the result is checked before use.
     let done_efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
     if done_efd < 0 {
-        let _ = started.send(());
+        let _ = started.send(false);
         return Err(io::Error::last_os_error());
     }
     // SAFETY: a fresh descriptor owned by nobody else.
@@ -310,7 +310,7 @@ pub(crate) fn serve_queue<FS: Filesystem>(
             .map_err(io::Error::other)?;
     }
     let submitted = ring.submit();
-    let _ = started.send(());
+    let _ = started.send(submitted.is_ok());
     submitted?;
 
     // The helper serves lent entries on whatever CPU is free.
@@ -562,16 +562,50 @@ pub(crate) fn start<FS: Filesystem>(
             }
         }
     }
-    for _ in 0..threads.len() {
-        let _ = started_rx.recv();
-    }
+    // A thread that fails reports false or drops its sender.
+    let registered = (0..threads.len())
+        .filter(|_| started_rx.recv().unwrap_or(false))
+        .count();
     let ring = Ring { threads, stop };
-    if let Some(e) = spawn_error {
+    if registered < cpus {
+        // The kernel holds every request until each queue has an entry; tell
+        // it to give up on the ring, or the mount would hang.
+        abandon(ch);
         let _ = ring.stop();
-        return Err(e);
+        return Err(spawn_error.unwrap_or_else(|| {
+            io::Error::other(format!("{registered} of {cpus} queues registered"))
+        }));
     }
     debug!("io_uring: {cpus} queues of {depth} entries, {payload}-byte payloads");
     Ok(ring)
+}
+
+/// Whether this process can set up the rings at all (io_uring may be
+/// disabled by `kernel.io_uring_disabled` or a seccomp filter). Asked before
+/// FUSE over io_uring is accepted at INIT: once accepted, the kernel holds
+/// every request until the rings are registered.
+pub(crate) fn probe() -> io::Result<()> {
+    IoUring::<squeue::Entry128, cqueue::Entry>::builder()
+        .build(2)
+        .map(|_| ())
+}
+
+/// Makes the kernel drop FUSE over io_uring for this connection and serve it
+/// on /dev/fuse: a registration it must refuse (an out-of-range queue) does
+/// that.
+fn abandon(ch: &crate::channel::Channel) {
+    let Ok(mut ring) = IoUring::<squeue::Entry128, cqueue::Entry>::builder().build(2) else {
+        warn!("io_uring: cannot hand the connection back to /dev/fuse");
+        return;
+    };
+    let ent = Entry::new(0);
+    let sqe = register_sqe(ch.as_fd().as_raw_fd(), u16::MAX, 0, &ent);
+    // SAFETY: the iovecs of `ent` outlive the wait below, after which the
+    // refused registration holds nothing.
+    if unsafe { ring.submission().push(&sqe) }.is_ok() {
+        let _ = ring.submit_and_wait(1);
+    }
+    warn!("io_uring: queues not all registered; serving on /dev/fuse");
 }
 
 /// The kernel makes one queue per possible CPU (not per present or online

@@ -484,6 +484,17 @@ impl LocalKeyService {
             .ok_or_else(|| KmsError::NotFound(format!("Key '{id}' does not exist")))
     }
 
+    /// Imported-material operations need a key created with Origin EXTERNAL.
+    fn require_external(&self, rec: &KeyRecord) -> Result<(), KmsError> {
+        if rec.origin == "EXTERNAL" {
+            return Ok(());
+        }
+        Err(KmsError::UnsupportedOperation(format!(
+            "{} was not created with Origin EXTERNAL",
+            self.arn(&rec.key_id)
+        )))
+    }
+
     fn state_err(&self, rec: &KeyRecord) -> KmsError {
         let arn = self.arn(&rec.key_id);
         match rec.key_state.as_str() {
@@ -870,12 +881,7 @@ impl LocalKeyService {
     pub fn get_parameters_for_import(&self, key: &str) -> Result<(String, Vec<u8>, u64), KmsError> {
         use hpke::{Kem as _, Serializable};
         self.manage("GetParametersForImport", key, |r, now| {
-            if r.origin != "EXTERNAL" {
-                return Err(KmsError::UnsupportedOperation(format!(
-                    "{} was not created with Origin EXTERNAL",
-                    self.arn(&r.key_id)
-                )));
-            }
+            self.require_external(r)?;
             if r.key_state == PENDING_DELETION {
                 return Err(self.state_err(r));
             }
@@ -901,12 +907,7 @@ impl LocalKeyService {
     ) -> Result<String, KmsError> {
         use hpke::{Deserializable, OpModeR};
         self.manage("ImportKeyMaterial", key, |r, now| {
-            if r.origin != "EXTERNAL" {
-                return Err(KmsError::UnsupportedOperation(format!(
-                    "{} was not created with Origin EXTERNAL",
-                    self.arn(&r.key_id)
-                )));
-            }
+            self.require_external(r)?;
             if r.key_state == PENDING_DELETION {
                 return Err(self.state_err(r));
             }
@@ -1000,12 +1001,7 @@ impl LocalKeyService {
 
     pub fn delete_imported_key_material(&self, key: &str) -> Result<(), KmsError> {
         self.manage("DeleteImportedKeyMaterial", key, |r, _| {
-            if r.origin != "EXTERNAL" {
-                return Err(KmsError::UnsupportedOperation(format!(
-                    "{} was not created with Origin EXTERNAL",
-                    self.arn(&r.key_id)
-                )));
-            }
+            self.require_external(r)?;
             for m in r.materials.iter_mut() {
                 m.material = None;
             }

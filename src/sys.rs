@@ -177,6 +177,22 @@ pub fn renameat2(
     Ok(())
 }
 
+/// Rename `from` to `to` by path, refusing to replace an existing `to`.
+pub fn rename_noreplace(from: &std::path::Path, to: &std::path::Path) -> io::Result<()> {
+    let (o, n) = (cstr(from.as_os_str())?, cstr(to.as_os_str())?);
+    // SAFETY: valid C strings; AT_FDCWD resolves them like open(2).
+    check(unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            o.as_ptr(),
+            libc::AT_FDCWD,
+            n.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    })?;
+    Ok(())
+}
+
 pub fn symlinkat(target: &[u8], dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     let t = CString::new(target).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let c = cstr(name)?;

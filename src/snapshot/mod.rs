@@ -70,33 +70,29 @@ fn refuse_existing(dst: &Path) -> Result<(), CopyError> {
     Ok(())
 }
 
-/// Move the finished copy into place (never over an existing entry).
-fn finish(tmp: &Path, dst: &Path) -> Result<(), CopyError> {
-    let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap_or_default();
-    let (a, b) = (c(tmp), c(dst));
-    // SAFETY: valid C strings.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if r != 0 {
-        return Err(CopyError::Refused(format!(
-            "cannot move the finished copy to {}: {}",
-            dst.display(),
-            std::io::Error::last_os_error()
-        )));
+/// Build a copy with `build` under a temporary name beside `dst`, then move
+/// it into place (never over an existing entry); a failed build leaves
+/// nothing behind and never carries the destination's name.
+fn build_then_move(
+    dst: &Path,
+    build: impl FnOnce(&Path) -> Result<Stats, CopyError>,
+) -> Result<Stats, CopyError> {
+    let tmp = temp_for(dst)?;
+    match build(&tmp) {
+        Ok(s) => {
+            crate::sys::rename_noreplace(&tmp, dst).map_err(|e| {
+                CopyError::Refused(format!(
+                    "cannot move the finished copy to {}: {e}",
+                    dst.display()
+                ))
+            })?;
+            Ok(s)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            Err(e)
+        }
     }
-    Ok(())
-}
-
-/// Remove a half-built copy (it never carries the destination's name).
-fn discard(tmp: &Path) {
-    let _ = std::fs::remove_dir_all(tmp);
 }
 
 /// A point-in-time copy of a volume's backing tree (same keys), holding the
@@ -120,20 +116,12 @@ pub fn snapshot_create(
                 .into(),
         ));
     }
-    let tmp = temp_for(snapdir)?;
-    std::fs::create_dir(&tmp).map_err(|e| VolumeError::io(&tmp, e))?;
-    let r = Copier::new(Source::Raw, None, progress).run(&canon, &tmp);
-    drop(hold);
-    match r {
-        Ok(s) => {
-            finish(&tmp, snapdir)?;
-            Ok(s)
-        }
-        Err(e) => {
-            discard(&tmp);
-            Err(e)
-        }
-    }
+    build_then_move(snapdir, move |tmp| {
+        std::fs::create_dir(tmp).map_err(|e| VolumeError::io(tmp, e))?;
+        let r = Copier::new(Source::Raw, None, progress).run(&canon, tmp);
+        drop(hold);
+        r
+    })
 }
 
 /// Options of `snapshot copy` and `import`.
@@ -161,22 +149,11 @@ pub fn copy_volume(
             opts.init.block_size
         )));
     }
-    let tmp = temp_for(dst)?;
-    let r = (|| {
-        Volume::init(&tmp, dst_ks, &opts.key, &opts.init)?;
-        let dv = Volume::open(&tmp, dst_ks, CacheOptions::default())?;
-        Copier::new(Source::Volume(&sv, opts.mode), Some(&dv), opts.progress).run(sv.root(), &tmp)
-    })();
-    match r {
-        Ok(s) => {
-            finish(&tmp, dst)?;
-            Ok(s)
-        }
-        Err(e) => {
-            discard(&tmp);
-            Err(e)
-        }
-    }
+    build_then_move(dst, |tmp| {
+        Volume::init(tmp, dst_ks, &opts.key, &opts.init)?;
+        let dv = Volume::open(tmp, dst_ks, CacheOptions::default())?;
+        Copier::new(Source::Volume(&sv, opts.mode), Some(&dv), opts.progress).run(sv.root(), tmp)
+    })
 }
 
 /// Encrypt a plain directory tree into a new volume at `dst`.
@@ -194,22 +171,11 @@ pub fn import_plain(
         )));
     }
     refuse_existing(dst)?;
-    let tmp = temp_for(dst)?;
-    let r = (|| {
-        Volume::init(&tmp, ks, &opts.key, &opts.init)?;
-        let dv = Volume::open(&tmp, ks, CacheOptions::default())?;
-        Copier::new(Source::Plain, Some(&dv), opts.progress).run(plain, &tmp)
-    })();
-    match r {
-        Ok(s) => {
-            finish(&tmp, dst)?;
-            Ok(s)
-        }
-        Err(e) => {
-            discard(&tmp);
-            Err(e)
-        }
-    }
+    build_then_move(dst, |tmp| {
+        Volume::init(tmp, ks, &opts.key, &opts.init)?;
+        let dv = Volume::open(tmp, ks, CacheOptions::default())?;
+        Copier::new(Source::Plain, Some(&dv), opts.progress).run(plain, tmp)
+    })
 }
 
 #[cfg(test)]

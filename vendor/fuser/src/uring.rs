@@ -293,27 +293,8 @@ pub(crate) fn serve_queue<FS: Filesystem>(
             .user_data(DONE_TOKEN)
             .into()
     };
-    // SAFETY: the pushed SQEs point at iovecs, entry buffers, `stop_buf` and
-    // `done_buf` that outlive the ring: it is dropped (cancelling what the
-    // kernel still holds) before them at the end of this function.
-    unsafe {
-        let mut sq = ring.submission();
-        for (i, ent) in entries.iter().enumerate() {
-            sq.push(&register_sqe(dev, qid, i, ent))
-                .map_err(io::Error::other)?;
-        }
-        let poll = opcode::Read::new(types::Fd(stop_fd), (&raw mut stop_buf).cast(), 8)
-            .build()
-            .user_data(STOP_TOKEN);
-        sq.push(&poll.into()).map_err(io::Error::other)?;
-        sq.push(&done_read(&raw mut done_buf))
-            .map_err(io::Error::other)?;
-    }
-    let submitted = ring.submit();
-    let _ = started.send(submitted.is_ok());
-    submitted?;
-
-    // The helper serves lent entries on whatever CPU is free.
+    // The helper serves lent entries on whatever CPU is free. Started before
+    // the entries are registered: a queue must not register and then fail.
     let (lend_tx, lend_rx) = std::sync::mpsc::channel::<Lent>();
     let (back_tx, back_rx) = std::sync::mpsc::channel::<usize>();
     let helper_se = SessionEventLoop {
@@ -342,9 +323,31 @@ pub(crate) fn serve_queue<FS: Filesystem>(
                 unsafe { libc::write(back_efd, (&raw const one).cast(), 8) };
             }
         })?;
+    // SAFETY: the pushed SQEs point at iovecs, entry buffers, `stop_buf` and
+    // `done_buf` that outlive the ring: it is dropped (cancelling what the
+    // kernel still holds) before them at the end of this function.
+    unsafe {
+        let mut sq = ring.submission();
+        for (i, ent) in entries.iter().enumerate() {
+            sq.push(&register_sqe(dev, qid, i, ent))
+                .map_err(io::Error::other)?;
+        }
+        let poll = opcode::Read::new(types::Fd(stop_fd), (&raw mut stop_buf).cast(), 8)
+            .build()
+            .user_data(STOP_TOKEN);
+        sq.push(&poll.into()).map_err(io::Error::other)?;
+        sq.push(&done_read(&raw mut done_buf))
+            .map_err(io::Error::other)?;
+    }
+    let submitted = ring.submit();
+    let _ = started.send(submitted.is_ok());
+    submitted?;
+
     let sink = Arc::new(Mutex::new(RingReply::default()));
     let mut scratch: Vec<u64> = Vec::new();
     let mut done: Vec<(u64, i32)> = Vec::with_capacity(depth + 2);
+    // SQEs to queue once this batch of completions is handled.
+    let mut next: Vec<squeue::Entry128> = Vec::with_capacity(depth + 2);
     let result = 'serve: loop {
         match ring.submit_and_wait(1) {
             Ok(_) => {}
@@ -360,14 +363,10 @@ pub(crate) fn serve_queue<FS: Filesystem>(
             if token == DONE_TOKEN {
                 while let Ok(idx) = back_rx.try_recv() {
                     if let Some(ent) = entries.get(idx) {
-                        let sqe = commit_sqe(dev, qid, idx, ent);
-                        // SAFETY: as for the first registration.
-                        unsafe { ring.submission().push(&sqe) }.map_err(io::Error::other)?;
+                        next.push(commit_sqe(dev, qid, idx, ent));
                     }
                 }
-                // SAFETY: `done_buf` outlives the ring, as above.
-                unsafe { ring.submission().push(&done_read(&raw mut done_buf)) }
-                    .map_err(io::Error::other)?;
+                next.push(done_read(&raw mut done_buf));
                 continue;
             }
             let idx = token as usize;
@@ -375,13 +374,11 @@ pub(crate) fn serve_queue<FS: Filesystem>(
                 continue;
             };
             if res == -libc::EAGAIN || res == -libc::EINTR {
-                let sqe = if ent.commit_id == 0 {
+                next.push(if ent.commit_id == 0 {
                     register_sqe(dev, qid, idx, ent)
                 } else {
                     commit_sqe(dev, qid, idx, ent)
-                };
-                // SAFETY: as for the first registration.
-                unsafe { ring.submission().push(&sqe) }.map_err(io::Error::other)?;
+                });
                 continue;
             }
             if res < 0 {
@@ -407,9 +404,14 @@ pub(crate) fn serve_queue<FS: Filesystem>(
                 }
             }
             handle(se, ent.bytes(), &sink, &mut scratch);
-            let sqe = commit_sqe(dev, qid, idx, ent);
-            // SAFETY: as for the first registration.
-            unsafe { ring.submission().push(&sqe) }.map_err(io::Error::other)?;
+            next.push(commit_sqe(dev, qid, idx, ent));
+        }
+        for sqe in next.drain(..) {
+            // SAFETY: as for the first registration. An error leaves the
+            // loop by `break`, so the clean-up below always runs.
+            if let Err(e) = unsafe { ring.submission().push(&sqe) } {
+                break 'serve Err(io::Error::other(e));
+            }
         }
     };
     // The helper may hold a lent entry: it finishes before the entries go.

@@ -330,43 +330,34 @@ impl FileContent {
         }
         let first = BlockIndex(blocks.start);
         let last = BlockIndex(blocks.end - 1);
-        // Old content of the first and last block, where the write covers them only partly.
-        let needs_old = |b: BlockIndex| -> bool {
+        // The block's start and the part of it the write covers.
+        let span = |b: BlockIndex| {
             let bstart = l.plain_offset(b);
-            let old_len = l.block_plain_len(b, size);
-            old_len > 0 && (offset > bstart || end < bstart + old_len)
+            (bstart, offset.max(bstart), end.min(bstart + bs))
         };
-        let read_old = |b: BlockIndex| -> Result<Option<Vec<u8>>, ContentError> {
-            if needs_old(b) {
-                Self::decrypt_range(vol, &fc, fd, size, b.0..b.0 + 1).map(Some)
-            } else {
-                Ok(None)
-            }
-        };
-        let mut old_first = read_old(first)?;
-        let mut old_last = if last != first { read_old(last)? } else { None };
         // A block the write covers from its start to its new end is encrypted
-        // straight from `data`; only a partly covered first or last block is
-        // merged with its old content (or zeros) first.
-        let mut merged: Vec<(BlockIndex, Vec<u8>)> = Vec::new();
-        for b in [first, last] {
-            let bstart = l.plain_offset(b);
+        // straight from `data`; a partly covered first or last block is merged
+        // with its old content (or zeros) first.
+        let merge = |b: BlockIndex| -> Result<Option<(BlockIndex, Vec<u8>)>, ContentError> {
+            let (bstart, ws, we) = span(b);
             let old_len = l.block_plain_len(b, size);
-            let ws = offset.max(bstart);
-            let we = end.min(bstart + bs);
-            let new_len = old_len.max(we - bstart);
-            if (ws == bstart && we - bstart == new_len) || merged.iter().any(|(m, _)| *m == b) {
-                continue;
+            if ws == bstart && we - bstart >= old_len {
+                return Ok(None);
             }
-            let mut buf = if b == first {
-                old_first.take().unwrap_or_default()
+            let mut buf = if old_len > 0 {
+                Self::decrypt_range(vol, &fc, fd, size, b.0..b.0 + 1)?
             } else {
-                old_last.take().unwrap_or_default()
+                Vec::new()
             };
-            buf.resize(new_len as usize, 0);
+            buf.resize(old_len.max(we - bstart) as usize, 0);
             buf[(ws - bstart) as usize..(we - bstart) as usize]
                 .copy_from_slice(&data[(ws - offset) as usize..(we - offset) as usize]);
-            merged.push((b, buf));
+            Ok(Some((b, buf)))
+        };
+        let mut merged = Vec::with_capacity(2);
+        merged.extend(merge(first)?);
+        if last != first {
+            merged.extend(merge(last)?);
         }
         let mut chunks: Vec<&[u8]> = Vec::with_capacity((blocks.end - blocks.start) as usize);
         for b in blocks.clone() {
@@ -374,9 +365,7 @@ impl FileContent {
             match merged.iter().find(|(m, _)| *m == bi) {
                 Some((_, buf)) => chunks.push(buf),
                 None => {
-                    let bstart = l.plain_offset(bi);
-                    let ws = offset.max(bstart);
-                    let we = end.min(bstart + bs);
+                    let (_, ws, we) = span(bi);
                     chunks.push(&data[(ws - offset) as usize..(we - offset) as usize]);
                 }
             }

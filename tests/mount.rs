@@ -734,6 +734,7 @@ fn io_uring_when_the_kernel_offers_it_dev_fuse_otherwise() {
         let mut cases: Vec<(&[&str], bool, bool)> = vec![
             (&[], offered, false),
             (&["--io-uring-depth", "0"], false, false),
+            (&["--io-uring-no-yield"], offered, false),
         ];
         if offered && disabled_was.as_deref().map(str::trim) == Some("0") {
             cases.push((&[], false, true));
@@ -783,10 +784,133 @@ fn io_uring_when_the_kernel_offers_it_dev_fuse_otherwise() {
                 if ring { cpus } else { 0 },
                 "flags {flags:?}, disabled {disable}"
             );
+            if flags.contains(&"--io-uring-no-yield") {
+                let idle: Vec<_> = m
+                    .threads()
+                    .into_iter()
+                    .filter(|(_, _, policy)| *policy != 0)
+                    .collect();
+                assert!(idle.is_empty(), "threads not in the normal class: {idle:?}");
+            }
             assert!(
                 m.unmount_exits(),
                 "daemon did not exit after unmount (flags {flags:?})"
             );
         }
+    });
+}
+
+/// Pins the calling thread to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+    // sched_setaffinity only touch that set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set),
+            0
+        );
+    }
+}
+
+/// On io_uring the queue threads yield their CPU (idle scheduling class), so
+/// they must not starve behind busy processes: with every CPU busy, file
+/// operations issued from one CPU still finish promptly, because the
+/// watchdog puts a waiting queue thread back in the normal class.
+#[test]
+fn io_uring_queue_threads_do_not_starve_behind_busy_cpus() {
+    let offered = fs::read_to_string("/sys/module/fuse/parameters/enable_uring")
+        .map(|s| s.trim() == "Y")
+        .unwrap_or(false);
+    if !offered {
+        eprintln!("skipped: FUSE over io_uring is off in this kernel");
+        return;
+    }
+    bounded(120, || {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+        let env = Env::new();
+        let c = env.init("v", &[]);
+        let m = env.mount(&c, "m", &[]);
+        let online = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // At rest the queue threads are in the idle class. Requests from
+        // every CPU let each of them settle (other tests may keep a CPU busy
+        // for a while, so this is allowed time).
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let mut n = 0;
+        loop {
+            for cpu in 0..online {
+                let probe = m.p(&format!("absent-{n}"));
+                n += 1;
+                std::thread::spawn(move || {
+                    pin_to(cpu);
+                    fs::metadata(probe).is_err()
+                })
+                .join()
+                .unwrap();
+            }
+            let rings: Vec<_> = m
+                .threads()
+                .into_iter()
+                .filter(|(name, _, _)| name.starts_with("fuser-ring-"))
+                .collect();
+            if !rings.is_empty()
+                && rings
+                    .iter()
+                    .all(|(_, _, policy)| *policy == libc::SCHED_IDLE)
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "queue threads never idle: {rings:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        // Every CPU busy with a normal-class spinner.
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinners: Vec<_> = (0..online)
+            .map(|cpu| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    pin_to(cpu);
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        let dir = m.p("d");
+        let work = std::thread::spawn(move || {
+            pin_to(0);
+            let t0 = Instant::now();
+            fs::create_dir(&dir).unwrap();
+            for i in 0..300u64 {
+                let f = dir.join(format!("f{i}"));
+                fs::write(&f, pattern(i, 100)).unwrap();
+                assert_eq!(fs::read(&f).unwrap(), pattern(i, 100));
+            }
+            t0.elapsed()
+        });
+        // Past 30 s the spinners stop, so that a starving daemon finishes
+        // the work and the test fails with the mount cleaned up.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !work.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop.store(true, Ordering::Relaxed);
+        for s in spinners {
+            s.join().unwrap();
+        }
+        let took = work.join().unwrap();
+        // Starved in the idle class these take minutes; lifted by the
+        // watchdog, well under a second plus its reaction time.
+        assert!(
+            took < Duration::from_secs(15),
+            "300 files behind busy CPUs took {took:?}"
+        );
+        assert!(m.unmount_exits(), "daemon did not exit after unmount");
     });
 }

@@ -47,6 +47,11 @@ pub struct MountArgs {
     /// /sys/module/fuse/parameters/enable_uring set to Y).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(0..=64))]
     pub io_uring_depth: u16,
+    /// Keep the io_uring queue threads in the normal scheduling class. By
+    /// default they yield their CPU to the process a reply wakes (the idle
+    /// class, with a watchdog that lifts a thread that waits for its CPU).
+    #[arg(long)]
+    pub io_uring_no_yield: bool,
 }
 
 fn fail(code: i32, msg: String) -> Failure {
@@ -303,6 +308,7 @@ fn serve(
         cfg.n_threads = Some(a.threads.clamp(1, 64));
         cfg.clone_fd = true;
         cfg.io_uring_depth = usize::from(a.io_uring_depth);
+        cfg.io_uring_yield = !a.io_uring_no_yield;
         let hold = fs.hold_lock();
         let cipherdir = fs.volume().root().to_owned();
         let session = fuser::Session::new(fs, mountpoint, &cfg)

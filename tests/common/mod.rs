@@ -147,6 +147,15 @@ impl Mount {
 
     /// Names of the daemon's threads.
     pub fn thread_names(&self) -> Vec<String> {
+        self.threads()
+            .into_iter()
+            .map(|(name, _, _)| name)
+            .collect()
+    }
+
+    /// The daemon's threads: name, thread id and scheduling policy
+    /// (`SCHED_OTHER` 0, `SCHED_IDLE` 5).
+    pub fn threads(&self) -> Vec<(String, i32, i32)> {
         let Some(pid) = self.child.as_ref().map(|c| c.id()) else {
             return Vec::new();
         };
@@ -154,8 +163,20 @@ impl Mount {
             return Vec::new();
         };
         tasks
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .map(|n| n.trim().to_owned())
+            .filter_map(|t| {
+                let dir = t.ok()?.path();
+                let tid = dir.file_name()?.to_str()?.parse().ok()?;
+                let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+                // stat: "tid (comm) state ...": the policy is field 41, the
+                // 39th after the closing parenthesis.
+                let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+                let policy = stat[stat.rfind(')')? + 1..]
+                    .split_whitespace()
+                    .nth(38)?
+                    .parse()
+                    .ok()?;
+                Some((name.trim().to_owned(), tid, policy))
+            })
             .collect()
     }
 

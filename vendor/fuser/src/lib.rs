@@ -103,6 +103,8 @@ mod session;
 mod time;
 #[cfg(target_os = "linux")]
 mod uring;
+#[cfg(target_os = "linux")]
+mod uring_sched;
 
 /// We generally support async reads
 #[cfg(not(target_os = "macos"))]

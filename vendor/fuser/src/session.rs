@@ -335,6 +335,7 @@ impl<FS: Filesystem> Session<FS> {
                 session_owner,
                 config.io_uring_depth,
                 payload,
+                config.io_uring_yield,
             ) {
                 Ok(r) => Some(r),
                 Err(e) => {

@@ -252,6 +252,7 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     depth: usize,
     payload: usize,
     stop_fd: RawFd,
+    sched: Option<Arc<crate::uring_sched::Sched>>,
     started: std::sync::mpsc::Sender<bool>,
 ) -> io::Result<()> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
@@ -266,6 +267,10 @@ pub(crate) fn serve_queue<FS: Filesystem>(
             );
         }
     }
+    let mut class = sched.map(|s| crate::uring_sched::QueueClass::register(&s, usize::from(qid)));
+    // Reads out with the helper, and whether this batch commits one.
+    let mut lent_out = 0usize;
+    let mut committing_read = false;
     let built = IoUring::<squeue::Entry128, cqueue::Entry>::builder().build((depth as u32 + 1) * 2);
     let mut ring = match built {
         Ok(r) => r,
@@ -349,6 +354,10 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     // SQEs to queue once this batch of completions is handled.
     let mut next: Vec<squeue::Entry128> = Vec::with_capacity(depth + 2);
     let result = 'serve: loop {
+        if let Some(c) = class.as_mut() {
+            c.settle(lent_out > 0 || committing_read);
+        }
+        committing_read = false;
         match ring.submit_and_wait(1) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
@@ -362,6 +371,8 @@ pub(crate) fn serve_queue<FS: Filesystem>(
             }
             if token == DONE_TOKEN {
                 while let Ok(idx) = back_rx.try_recv() {
+                    lent_out = lent_out.saturating_sub(1);
+                    committing_read = true;
                     if let Some(ent) = entries.get(idx) {
                         next.push(commit_sqe(dev, qid, idx, ent));
                     }
@@ -400,6 +411,7 @@ pub(crate) fn serve_queue<FS: Filesystem>(
                     len: bytes.len(),
                 };
                 if lend_tx.send(lent).is_ok() {
+                    lent_out += 1;
                     continue;
                 }
             }
@@ -519,6 +531,7 @@ fn dispatch<FS: Filesystem>(
 pub(crate) struct Ring {
     threads: Vec<std::thread::JoinHandle<io::Result<()>>>,
     stop: std::os::fd::OwnedFd,
+    watchdog: Option<(Arc<crate::uring_sched::Sched>, std::thread::JoinHandle<()>)>,
 }
 
 /// Starts one pinned thread per possible CPU, each registering `depth`
@@ -531,6 +544,7 @@ pub(crate) fn start<FS: Filesystem>(
     session_owner: nix::unistd::Uid,
     depth: usize,
     payload: usize,
+    yield_cpu: bool,
 ) -> io::Result<Ring> {
     use std::os::fd::FromRawFd;
     // SAFETY: plain syscall; the result is checked before use.
@@ -541,6 +555,16 @@ pub(crate) fn start<FS: Filesystem>(
     // SAFETY: `efd` is a fresh descriptor owned by nobody else.
     let stop = unsafe { std::os::fd::OwnedFd::from_raw_fd(efd) };
     let cpus = possible_cpus();
+    // Without its watchdog the idle class could starve a queue: no yielding then.
+    let mut watchdog = None;
+    if yield_cpu {
+        let sched = crate::uring_sched::Sched::new(cpus);
+        match sched.watch() {
+            Ok(w) => watchdog = Some((sched, w)),
+            Err(e) => warn!("io_uring: no scheduling watchdog, queue threads keep the normal class: {e}"),
+        }
+    }
+    let sched = watchdog.as_ref().map(|(s, _)| s.clone());
     let (started_tx, started_rx) = std::sync::mpsc::channel();
     let mut threads = Vec::with_capacity(cpus);
     let mut spawn_error = None;
@@ -553,9 +577,12 @@ pub(crate) fn start<FS: Filesystem>(
             session_owner,
         };
         let started = started_tx.clone();
+        let sched = sched.clone();
         let spawned = std::thread::Builder::new()
             .name(se.thread_name.clone())
-            .spawn(move || serve_queue(&se, qid as u16, depth.max(1), payload, efd, started));
+            .spawn(move || {
+                serve_queue(&se, qid as u16, depth.max(1), payload, efd, sched, started)
+            });
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -568,7 +595,11 @@ pub(crate) fn start<FS: Filesystem>(
     let registered = (0..threads.len())
         .filter(|_| started_rx.recv().unwrap_or(false))
         .count();
-    let ring = Ring { threads, stop };
+    let ring = Ring {
+        threads,
+        stop,
+        watchdog,
+    };
     if registered < cpus {
         // The kernel holds every request until each queue has an entry; tell
         // it to give up on the ring, or the mount would hang.
@@ -635,13 +666,17 @@ impl Ring {
         unsafe {
             libc::write(self.stop.as_raw_fd(), (&raw const n).cast(), 8);
         }
+        let mut result = Ok(());
         for t in self.threads {
             match t.join() {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => warn!("io_uring queue thread: {e}"),
-                Err(_) => return Err(io::Error::other("io_uring queue thread panicked")),
+                Err(_) => result = Err(io::Error::other("io_uring queue thread panicked")),
             }
         }
-        Ok(())
+        if let Some((sched, watchdog)) = self.watchdog {
+            sched.stop(watchdog);
+        }
+        result
     }
 }

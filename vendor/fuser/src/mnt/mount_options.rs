@@ -22,6 +22,10 @@ pub struct Config {
     /// Used only when the filesystem's `init` requests `FUSE_OVER_IO_URING`
     /// and the kernel offers it (Linux 6.14+, `fuse.enable_uring=1`).
     pub io_uring_depth: usize,
+    /// FUSE over io_uring (envelopefs fork): run the queue threads in the
+    /// idle scheduling class, so that the process a reply wakes stays on its
+    /// CPU (`uring_sched`); a watchdog returns a starving thread to normal.
+    pub io_uring_yield: bool,
 }
 
 /// Mount options accepted by the FUSE filesystem type

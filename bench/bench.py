@@ -119,8 +119,10 @@ def bench_one(fs, a, tree_tar):
     d = fs.mnt
     big = os.path.join(d, "big")
     mib = a.seq_mib
-    wall, _ = child_cpu(lambda: sh(f"dd if=/dev/zero of={big} bs=1M count={mib} conv=fsync status=none"))
+    c0 = proc_cpu(fs.pid)
+    wall, ccpu = child_cpu(lambda: sh(f"dd if=/dev/zero of={big} bs=1M count={mib} conv=fsync status=none"))
     r["seq_write_MiBps"] = mib / wall
+    r["cpu_s_per_GiB_write"] = (ccpu + proc_cpu(fs.pid) - c0) * 1024 / mib
     drop_caches()
     c0 = proc_cpu(fs.pid)
     wall, ccpu = child_cpu(lambda: sh(f"dd if={big} of=/dev/null bs=1M status=none"))

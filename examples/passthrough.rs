@@ -411,6 +411,8 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(4);
+    // The same scheduling as envelopefs's queue threads (PT_IO_URING_YIELD=0: normal class).
+    cfg.io_uring_yield = std::env::var("PT_IO_URING_YIELD").map_or(true, |v| v != "0");
     let session = match fuser::Session::new(fs, &args[2], &cfg) {
         Ok(s) => s,
         Err(e) => {

@@ -561,7 +561,9 @@ pub(crate) fn start<FS: Filesystem>(
         let sched = crate::uring_sched::Sched::new(cpus);
         match sched.watch() {
             Ok(w) => watchdog = Some((sched, w)),
-            Err(e) => warn!("io_uring: no scheduling watchdog, queue threads keep the normal class: {e}"),
+            Err(e) => warn!(
+                "io_uring: queue threads keep the normal class (a thread must be able to leave the idle class: root, CAP_SYS_NICE or RLIMIT_NICE 20): {e}"
+            ),
         }
     }
     let sched = watchdog.as_ref().map(|(s, _)| s.clone());

@@ -76,8 +76,16 @@ impl Sched {
         })
     }
 
-    /// Starts the watchdog; `stop` ends it.
+    /// Starts the watchdog; `stop` ends it. Fails if a thread of this
+    /// process could not leave the idle class again: unprivileged, that
+    /// takes an RLIMIT_NICE of 20, and without it the watchdog could not
+    /// lift a starving queue thread.
     pub(crate) fn watch(self: &Arc<Self>) -> io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("fuser-sched-probe".into())
+            .spawn(|| set_class(0, Class::Idle).and_then(|()| set_class(0, Class::Normal)))?
+            .join()
+            .map_err(|_| io::Error::other("scheduling probe panicked"))??;
         let me = self.clone();
         std::thread::Builder::new()
             .name("fuser-sched-watch".into())

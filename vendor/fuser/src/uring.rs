@@ -202,6 +202,24 @@ fn offload(buf: &[u8]) -> bool {
     u32_at(buf, 4) == FUSE_READ && u32_at(buf, OP_IN_OFF + 16) >= OFFLOAD_READ_MIN
 }
 
+/// Lets the calling thread run on the process's CPUs but `cpu` (if there is
+/// another). The process's set is the main thread's: queue threads and
+/// their helpers inherit a pinned one.
+fn keep_off_cpu(cpu: usize) {
+    // SAFETY: the set is read by sched_getaffinity and written by us; both
+    // calls only touch that set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(libc::getpid(), std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return;
+        }
+        libc::CPU_CLR(cpu, &mut set);
+        if libc::CPU_COUNT(&set) > 0 {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+}
+
 /// An entry lent to the helper thread; the queue thread leaves it alone
 /// until the helper hands its index back.
 struct Lent {
@@ -298,7 +316,7 @@ pub(crate) fn serve_queue<FS: Filesystem>(
             .user_data(DONE_TOKEN)
             .into()
     };
-    // The helper serves lent entries on whatever CPU is free. Started before
+    // The helper serves lent entries on any CPU but the queue's. Started before
     // the entries are registered: a queue must not register and then fail.
     let (lend_tx, lend_rx) = std::sync::mpsc::channel::<Lent>();
     let (back_tx, back_rx) = std::sync::mpsc::channel::<usize>();
@@ -313,6 +331,9 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     let helper = std::thread::Builder::new()
         .name(helper_se.thread_name.clone())
         .spawn(move || {
+            // Off the queue's CPU, where the reader runs: there the read
+            // would wait for it (and the reader for the read).
+            keep_off_cpu(usize::from(qid));
             let sink = Arc::new(Mutex::new(RingReply::default()));
             let mut scratch: Vec<u64> = Vec::new();
             for lent in lend_rx {

@@ -202,21 +202,42 @@ fn offload(buf: &[u8]) -> bool {
     u32_at(buf, 4) == FUSE_READ && u32_at(buf, OP_IN_OFF + 16) >= OFFLOAD_READ_MIN
 }
 
+/// A CPU set with no CPU in it.
+fn empty_cpu_set() -> libc::cpu_set_t {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Lets the calling thread run on the CPUs in `set` only.
+fn set_affinity(set: &libc::cpu_set_t) -> io::Result<()> {
+    // SAFETY: sched_setaffinity reads the set we pass, nothing else.
+    if unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Lets the calling thread run on the process's CPUs but `cpu` (if there is
 /// another). The process's set is the main thread's: queue threads and
 /// their helpers inherit a pinned one.
 fn keep_off_cpu(cpu: usize) {
-    // SAFETY: the set is read by sched_getaffinity and written by us; both
-    // calls only touch that set.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(libc::getpid(), std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+    let mut set = empty_cpu_set();
+    // SAFETY: sched_getaffinity writes the set we own; CPU_CLR and CPU_COUNT
+    // touch only that set.
+    let others = unsafe {
+        if libc::sched_getaffinity(
+            libc::getpid(),
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &mut set,
+        ) != 0
+        {
             return;
         }
         libc::CPU_CLR(cpu, &mut set);
-        if libc::CPU_COUNT(&set) > 0 {
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        }
+        libc::CPU_COUNT(&set)
+    };
+    if others > 0 {
+        let _ = set_affinity(&set);
     }
 }
 
@@ -273,17 +294,11 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     sched: Option<Arc<crate::uring_sched::Sched>>,
     started: std::sync::mpsc::Sender<bool>,
 ) -> io::Result<()> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
-    // sched_setaffinity only read and write that set.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(usize::from(qid), &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            warn!(
-                "io_uring queue {qid}: cannot pin to its CPU: {}",
-                io::Error::last_os_error()
-            );
-        }
+    let mut pinned: libc::cpu_set_t = empty_cpu_set();
+    // SAFETY: CPU_SET writes one bit of a set we own.
+    unsafe { libc::CPU_SET(usize::from(qid), &mut pinned) };
+    if let Err(e) = set_affinity(&pinned) {
+        warn!("io_uring queue {qid}: cannot pin to its CPU: {e}");
     }
     let mut class = sched.map(|s| crate::uring_sched::QueueClass::register(&s, usize::from(qid)));
     // Reads out with the helper, and whether this batch commits one.

@@ -286,6 +286,20 @@ pub fn utimens_fd(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> io::Result
     Ok(())
 }
 
+/// Asks the kernel to start reading `len` bytes at `offset` into the page
+/// cache; a hint, so errors are ignored.
+pub fn prefetch(fd: BorrowedFd<'_>, offset: u64, len: u64) {
+    // SAFETY: plain syscall on a descriptor we hold; no memory is passed.
+    unsafe {
+        libc::posix_fadvise(
+            fd.as_raw_fd(),
+            offset as libc::off_t,
+            len as libc::off_t,
+            libc::POSIX_FADV_WILLNEED,
+        );
+    }
+}
+
 pub fn pread_exact_or_eof(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {

@@ -162,34 +162,33 @@ pub fn renameat2(
     nname: &OsStr,
     flags: u32,
 ) -> io::Result<()> {
-    let o = cstr(oname)?;
-    let n = cstr(nname)?;
-    // SAFETY: valid C strings.
-    check(unsafe {
-        libc::renameat2(
-            odir.as_raw_fd(),
-            o.as_ptr(),
-            ndir.as_raw_fd(),
-            n.as_ptr(),
-            flags,
-        )
-    })?;
-    Ok(())
+    renameat2_raw(odir.as_raw_fd(), oname, ndir.as_raw_fd(), nname, flags)
 }
 
 /// Rename `from` to `to` by path, refusing to replace an existing `to`.
 pub fn rename_noreplace(from: &std::path::Path, to: &std::path::Path) -> io::Result<()> {
-    let (o, n) = (cstr(from.as_os_str())?, cstr(to.as_os_str())?);
-    // SAFETY: valid C strings; AT_FDCWD resolves them like open(2).
-    check(unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            o.as_ptr(),
-            libc::AT_FDCWD,
-            n.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    })?;
+    renameat2_raw(
+        libc::AT_FDCWD,
+        from.as_os_str(),
+        libc::AT_FDCWD,
+        to.as_os_str(),
+        libc::RENAME_NOREPLACE,
+    )
+}
+
+/// `odir`/`ndir`: directory descriptors, or AT_FDCWD.
+fn renameat2_raw(
+    odir: RawFd,
+    oname: &OsStr,
+    ndir: RawFd,
+    nname: &OsStr,
+    flags: u32,
+) -> io::Result<()> {
+    let o = cstr(oname)?;
+    let n = cstr(nname)?;
+    // SAFETY: valid C strings; the directory arguments are descriptors the
+    // caller holds or AT_FDCWD.
+    check(unsafe { libc::renameat2(odir, o.as_ptr(), ndir, n.as_ptr(), flags) })?;
     Ok(())
 }
 

@@ -708,9 +708,7 @@ fn more_files_than_the_daemon_may_hold_descriptors_for() {
 #[test]
 fn io_uring_when_the_kernel_offers_it_dev_fuse_otherwise() {
     bounded(120, || {
-        let offered = fs::read_to_string("/sys/module/fuse/parameters/enable_uring")
-            .map(|s| s.trim() == "Y")
-            .unwrap_or(false);
+        let offered = uring_offered();
         // One queue per possible CPU ("0-1", "0-3,8-11").
         let cpus = fs::read_to_string("/sys/devices/system/cpu/possible")
             .unwrap()
@@ -788,7 +786,7 @@ fn io_uring_when_the_kernel_offers_it_dev_fuse_otherwise() {
                 let idle: Vec<_> = m
                     .threads()
                     .into_iter()
-                    .filter(|(_, _, policy)| *policy != 0)
+                    .filter(|(_, policy)| *policy != 0)
                     .collect();
                 assert!(idle.is_empty(), "threads not in the normal class: {idle:?}");
             }
@@ -798,6 +796,11 @@ fn io_uring_when_the_kernel_offers_it_dev_fuse_otherwise() {
             );
         }
     });
+}
+
+/// Whether the kernel's FUSE-over-io_uring switch is on.
+fn uring_offered() -> bool {
+    fs::read_to_string("/sys/module/fuse/parameters/enable_uring").is_ok_and(|s| s.trim() == "Y")
 }
 
 /// Pins the calling thread to `cpu`.
@@ -820,10 +823,7 @@ fn pin_to(cpu: usize) {
 /// watchdog puts a waiting queue thread back in the normal class.
 #[test]
 fn io_uring_queue_threads_do_not_starve_behind_busy_cpus() {
-    let offered = fs::read_to_string("/sys/module/fuse/parameters/enable_uring")
-        .map(|s| s.trim() == "Y")
-        .unwrap_or(false);
-    if !offered {
+    if !uring_offered() {
         eprintln!("skipped: FUSE over io_uring is off in this kernel");
         return;
     }
@@ -854,13 +854,9 @@ fn io_uring_queue_threads_do_not_starve_behind_busy_cpus() {
             let rings: Vec<_> = m
                 .threads()
                 .into_iter()
-                .filter(|(name, _, _)| name.starts_with("fuser-ring-"))
+                .filter(|(name, _)| name.starts_with("fuser-ring-"))
                 .collect();
-            if !rings.is_empty()
-                && rings
-                    .iter()
-                    .all(|(_, _, policy)| *policy == libc::SCHED_IDLE)
-            {
+            if !rings.is_empty() && rings.iter().all(|(_, policy)| *policy == libc::SCHED_IDLE) {
                 break;
             }
             assert!(

@@ -147,15 +147,12 @@ impl Mount {
 
     /// Names of the daemon's threads.
     pub fn thread_names(&self) -> Vec<String> {
-        self.threads()
-            .into_iter()
-            .map(|(name, _, _)| name)
-            .collect()
+        self.threads().into_iter().map(|(name, _)| name).collect()
     }
 
-    /// The daemon's threads: name, thread id and scheduling policy
-    /// (`SCHED_OTHER` 0, `SCHED_IDLE` 5).
-    pub fn threads(&self) -> Vec<(String, i32, i32)> {
+    /// The daemon's threads: name and scheduling policy (`SCHED_OTHER` 0,
+    /// `SCHED_IDLE` 5).
+    pub fn threads(&self) -> Vec<(String, i32)> {
         let Some(pid) = self.child.as_ref().map(|c| c.id()) else {
             return Vec::new();
         };
@@ -165,7 +162,6 @@ impl Mount {
         tasks
             .filter_map(|t| {
                 let dir = t.ok()?.path();
-                let tid = dir.file_name()?.to_str()?.parse().ok()?;
                 let name = std::fs::read_to_string(dir.join("comm")).ok()?;
                 // stat: "tid (comm) state ...": the policy is field 41, the
                 // 39th after the closing parenthesis.
@@ -175,7 +171,7 @@ impl Mount {
                     .nth(38)?
                     .parse()
                     .ok()?;
-                Some((name.trim().to_owned(), tid, policy))
+                Some((name.trim().to_owned(), policy))
             })
             .collect()
     }

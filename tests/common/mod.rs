@@ -394,3 +394,65 @@ pub fn xattr_list(p: &Path) -> Vec<String> {
         .map(|s| String::from_utf8_lossy(s).into_owned())
         .collect()
 }
+
+/// True when the test may run as root; otherwise prints `SKIPPED: reason`
+/// and returns false, except under `CI=true`, where a missing prerequisite
+/// fails the test.
+pub fn need_root(test: &str) -> bool {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: needs root (CI=true: a missing prerequisite fails)"
+    );
+    eprintln!("SKIPPED: {test}: needs root");
+    false
+}
+
+/// The unprivileged user the multi-user tests act as.
+pub const NOBODY: u32 = 65534;
+
+impl Env {
+    /// An environment another user can walk into: the directory is 0755
+    /// (temp directories are 0700), the passphrase file stays 0600.
+    pub fn shared() -> Env {
+        use std::os::unix::fs::PermissionsExt;
+        let env = Env::new();
+        std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(env.path("pass"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        env
+    }
+
+    /// A copy of the binary that `nobody` can run (the build tree may sit
+    /// under root's 0700 home).
+    pub fn shared_bin(&self) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dst = self.path("envelopefs-bin");
+        if !dst.exists() {
+            std::fs::copy(BIN, &dst).unwrap();
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        dst
+    }
+}
+
+/// `sh -c script` as `nobody` (uid and gid 65534, no supplementary groups).
+pub fn as_nobody(script: &str) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(script).current_dir("/").stdin(Stdio::null());
+    // SAFETY: setgroups is async-signal-safe; it runs in the child before exec.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::setgroups(0, std::ptr::null()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c.uid(NOBODY).gid(NOBODY);
+    c
+}

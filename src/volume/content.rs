@@ -64,7 +64,7 @@ impl FileContent {
             KeyLocation::Header => sys::pwrite_all(fd, h.as_bytes(), 0)?,
             KeyLocation::Xattr => sys::fsetxattr(fd, HEADER_XATTR, h.as_bytes(), 0)?,
         }
-        vol.key_cache().insert(fid, &key);
+        vol.key_cache().insert(&h, &key);
         Ok(Arc::new(FileCrypto::new(fid, key)))
     }
 
@@ -101,13 +101,15 @@ impl FileContent {
     ) -> Result<Option<Arc<FileCrypto>>, ContentError> {
         match Self::read_header(vol, fd)? {
             Some(h) => {
-                let key = match vol.key_cache().get(&h.file_id) {
+                // A hit needs the very header bytes the cached key was
+                // unwrapped from; any other header is authenticated anew.
+                let key = match vol.key_cache().get(&h) {
                     Some(k) => k,
                     None => {
                         let k = h
                             .open(vol.volume_key(), vol.volume_id())
                             .map_err(|e| corrupt(fd, e.to_string()))?;
-                        vol.key_cache().insert(h.file_id, &k);
+                        vol.key_cache().insert(&h, &k);
                         k
                     }
                 };
@@ -648,6 +650,35 @@ mod tests {
         assert_eq!(
             fresh.read(&tv.vol, f.as_fd(), 0, 10_000).unwrap(),
             vec![7u8; 4096]
+        );
+    }
+
+    /// A header naming another file's ID whose key is cached, but which
+    /// does not authenticate, is refused: the cache never skips the check.
+    #[test]
+    fn forged_header_with_a_cached_key_is_refused() {
+        let tv = volume(InitOptions::default());
+        let (f, c) = new_file(&tv, "a");
+        let (g, cg) = new_file(&tv, "b");
+        let data = vec![9u8; 5000];
+        c.write(&tv.vol, f.as_fd(), 0, &data).unwrap();
+        cg.write(&tv.vol, g.as_fd(), 0, &vec![3u8; 5000]).unwrap();
+        let b = std::fs::read(tv.vol.root().join("b")).unwrap();
+        let mut forged = b.clone();
+        forged[40] ^= 1; // the wrapped key: B's file ID stays
+        std::fs::write(tv.vol.root().join("a"), &forged).unwrap();
+        assert_eq!(tv.vol.key_cache().len(), 2, "both keys are cached");
+        let fresh = FileContent::new();
+        match fresh.read(&tv.vol, f.as_fd(), 0, 5000) {
+            Err(ContentError::Corrupt { path, .. }) => assert!(path.ends_with("/a")),
+            other => panic!("expected corruption, got {:?}", other.map(|v| v.len())),
+        }
+        // B's own header still hits the cache and reads.
+        std::fs::write(tv.vol.root().join("a"), &b).unwrap();
+        let fresh = FileContent::new();
+        assert_eq!(
+            fresh.read(&tv.vol, f.as_fd(), 0, 5000).unwrap(),
+            vec![3u8; 5000]
         );
     }
 

@@ -1,5 +1,10 @@
 //! The unwrapped data-key cache of a mount: an LRU bounded by entries and by
 //! age, whose entries are zeroized on eviction, expiry, flush and drop.
+//!
+//! An entry remembers the exact header its key was unwrapped from, and a
+//! lookup hits only for that same header: a backing file rewritten with
+//! another file's ID in a header that does not authenticate must not find
+//! that file's key here. So the cache saves the unwrap, never the check.
 
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
@@ -8,6 +13,7 @@ use lru::LruCache;
 use parking_lot::Mutex;
 use zeroize::Zeroize;
 
+use crate::crypto::header::{FileHeader, HEADER_LEN};
 use crate::crypto::keys::{DataKey, FileId, KEY_LEN};
 
 pub const DEFAULT_CAPACITY: usize = 4096;
@@ -15,6 +21,8 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
 
 struct Entry {
     key: [u8; KEY_LEN],
+    /// The authenticated header `key` came from (public bytes: the key is wrapped).
+    header: [u8; HEADER_LEN],
     inserted: Instant,
 }
 
@@ -64,7 +72,11 @@ impl KeyCache {
         }
     }
 
-    pub fn get(&self, id: &FileId) -> Option<DataKey> {
+    /// The data key `h` wraps, if it was unwrapped from these very header
+    /// bytes before. A header that differs in any byte (another nonce, a
+    /// forged tag) misses and must be authenticated by `FileHeader::open`.
+    pub fn get(&self, h: &FileHeader) -> Option<DataKey> {
+        let id = &h.file_id;
         let now = self.now();
         let mut c = self.inner.lock();
         let expired = match c.get(id) {
@@ -75,15 +87,19 @@ impl KeyCache {
             c.pop(id);
             return None;
         }
-        c.get(id).map(|e| DataKey::from_bytes(e.key))
+        c.get(id)
+            .filter(|e| e.header == *h.as_bytes())
+            .map(|e| DataKey::from_bytes(e.key))
     }
 
-    pub fn insert(&self, id: FileId, key: &DataKey) {
+    /// Cache `key`, which the caller unwrapped from (or sealed into) `h`.
+    pub fn insert(&self, h: &FileHeader, key: &DataKey) {
         let e = Entry {
             key: *key.expose(),
+            header: *h.as_bytes(),
             inserted: self.now(),
         };
-        self.inner.lock().put(id, e);
+        self.inner.lock().put(h.file_id, e);
     }
 
     pub fn len(&self) -> usize {
@@ -124,8 +140,11 @@ mod tests {
         DROPPED.with(|d| std::mem::take(&mut *d.borrow_mut()))
     }
 
-    fn id(n: u8) -> FileId {
-        FileId([n; 16])
+    fn id(n: u8) -> FileHeader {
+        let mut raw = [0u8; HEADER_LEN];
+        raw[..5].copy_from_slice(b"EFSH\x01");
+        raw[8..24].copy_from_slice(&[n; 16]);
+        FileHeader::parse(&raw).unwrap()
     }
 
     #[test]
@@ -133,10 +152,10 @@ mod tests {
         dropped();
         let c = KeyCache::new(2, Duration::from_secs(60));
         let (k1, k2, k3) = (DataKey::random(), DataKey::random(), DataKey::random());
-        c.insert(id(1), &k1);
-        c.insert(id(2), &k2);
+        c.insert(&id(1), &k1);
+        c.insert(&id(2), &k2);
         assert_eq!(c.get(&id(1)).unwrap().expose(), k1.expose()); // 1 is now most recent
-        c.insert(id(3), &k3); // evicts 2
+        c.insert(&id(3), &k3); // evicts 2
         assert!(c.get(&id(2)).is_none());
         assert!(c.get(&id(1)).is_some());
         assert!(c.get(&id(3)).is_some());
@@ -148,7 +167,7 @@ mod tests {
     fn max_age_expires() {
         dropped();
         let c = KeyCache::new(10, Duration::from_secs(60));
-        c.insert(id(1), &DataKey::random());
+        c.insert(&id(1), &DataKey::random());
         assert!(c.get(&id(1)).is_some());
         *c.clock_offset.lock() = Duration::from_secs(61);
         assert!(c.get(&id(1)).is_none());
@@ -161,12 +180,12 @@ mod tests {
         dropped();
         let c = KeyCache::new(10, Duration::from_secs(60));
         for i in 0..3 {
-            c.insert(id(i), &DataKey::random());
+            c.insert(&id(i), &DataKey::random());
         }
         c.flush();
         assert!(c.is_empty());
         assert_eq!(dropped(), vec![true; 3]);
-        c.insert(id(9), &DataKey::random());
+        c.insert(&id(9), &DataKey::random());
         drop(c);
         assert_eq!(dropped(), vec![true]);
     }
@@ -175,8 +194,23 @@ mod tests {
     fn replacing_an_entry_zeroizes_the_old_one() {
         dropped();
         let c = KeyCache::new(10, Duration::from_secs(60));
-        c.insert(id(1), &DataKey::random());
-        c.insert(id(1), &DataKey::random());
+        c.insert(&id(1), &DataKey::random());
+        c.insert(&id(1), &DataKey::random());
         assert_eq!(dropped(), vec![true]);
+    }
+
+    #[test]
+    fn another_header_with_the_same_file_id_misses() {
+        let c = KeyCache::new(10, Duration::from_secs(60));
+        let k = DataKey::random();
+        c.insert(&id(1), &k);
+        for i in 24..HEADER_LEN {
+            let mut raw = *id(1).as_bytes();
+            raw[i] ^= 1;
+            let forged = FileHeader::parse(&raw).unwrap();
+            assert_eq!(forged.file_id, id(1).file_id);
+            assert!(c.get(&forged).is_none(), "byte {i}");
+        }
+        assert_eq!(c.get(&id(1)).unwrap().expose(), k.expose());
     }
 }

@@ -52,6 +52,10 @@ pub struct MountArgs {
     /// class, with a watchdog that lifts a thread that waits for its CPU).
     #[arg(long)]
     pub io_uring_no_yield: bool,
+    /// Debugging: let the daemon stay dumpable, so its owner can attach a
+    /// debugger and it may dump core (keys stay out of core files).
+    #[arg(long)]
+    pub allow_core_dumps: bool,
 }
 
 fn fail(code: i32, msg: String) -> Failure {
@@ -267,6 +271,7 @@ fn serve(
             let _ = f.write_all(msg.as_bytes());
         }
     };
+    crate::crypto::secmem::harden_daemon(a.allow_core_dumps);
     let r = (|| -> Result<fuser::Session<EnvelopeFs>, Failure> {
         sys::umask(0);
         let limit = sys::raise_nofile_limit();

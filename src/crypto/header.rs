@@ -7,6 +7,7 @@
 
 use super::aead::{Cipher, NONCE_LEN, TAG_LEN};
 use super::keys::{derive, DataKey, FileId, VolumeId, VolumeKey, KEY_LEN};
+use super::secmem::scrub_stack;
 
 pub const HEADER_LEN: usize = 84;
 const MAGIC: &[u8; 4] = b"EFSH";
@@ -56,6 +57,19 @@ fn aad(prefix: &[u8], vid: &VolumeId) -> Vec<u8> {
 impl FileHeader {
     /// Wrap `key` for the file `file_id` in volume `vid`.
     pub fn seal(vk: &VolumeKey, vid: &VolumeId, file_id: FileId, key: &DataKey) -> FileHeader {
+        let h = Self::seal_unscrubbed(vk, vid, file_id, key);
+        // The key was encrypted in place on the stack, under a key schedule there.
+        scrub_stack();
+        h
+    }
+
+    #[inline(never)]
+    fn seal_unscrubbed(
+        vk: &VolumeKey,
+        vid: &VolumeId,
+        file_id: FileId,
+        key: &DataKey,
+    ) -> FileHeader {
         let mut b = [0u8; HEADER_LEN];
         b[..4].copy_from_slice(MAGIC);
         b[4] = VERSION;
@@ -94,15 +108,24 @@ impl FileHeader {
 
     /// Unwrap the data key; fails if the header was edited or belongs to another volume.
     pub fn open(&self, vk: &VolumeKey, vid: &VolumeId) -> Result<DataKey, HeaderError> {
+        let r = self.open_unscrubbed(vk, vid);
+        // The wrapping key's schedule (and any AES-GCM spill) was on the stack.
+        scrub_stack();
+        r
+    }
+
+    /// Decrypts in place in the key arena: the data key never sits on the stack.
+    #[inline(never)]
+    fn open_unscrubbed(&self, vk: &VolumeKey, vid: &VolumeId) -> Result<DataKey, HeaderError> {
         let b = &self.bytes;
         let nonce: [u8; NONCE_LEN] = b[24..36].try_into().map_err(|_| HeaderError::Auth)?;
         let tag: [u8; TAG_LEN] = b[68..84].try_into().map_err(|_| HeaderError::Auth)?;
-        let mut key = zeroize::Zeroizing::new([0u8; KEY_LEN]);
-        key.copy_from_slice(&b[36..68]);
+        let mut key = DataKey::zeroed();
+        key.expose_mut().copy_from_slice(&b[36..68]);
         wrap_key(vk, vid, &self.file_id)
-            .open(&nonce, &aad(&b[..PREFIX_LEN], vid), &mut key[..], &tag)
+            .open(&nonce, &aad(&b[..PREFIX_LEN], vid), key.expose_mut(), &tag)
             .map_err(|_| HeaderError::Auth)?;
-        Ok(DataKey::from_bytes(*key))
+        Ok(key)
     }
 
     /// The same file's data key wrapped under another volume (snapshot `rekey`).

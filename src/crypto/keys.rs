@@ -1,35 +1,55 @@
-//! Small key types: a secret never appears in `Debug`, and is zeroized on drop.
+//! Small key types: a secret never appears in `Debug`, lives in the key
+//! arena (`secmem`: locked, out of core dumps) and is zeroized on drop.
 
 use hkdf::Hkdf;
 use sha2::Sha256;
-use zeroize::{Zeroize, Zeroizing};
+
+use super::secmem::{scrub_stack, Slot};
 
 pub const KEY_LEN: usize = 32;
 
 macro_rules! secret_key {
     ($name:ident, $doc:literal) => {
         #[doc = $doc]
-        #[derive(Clone)]
-        pub struct $name(Zeroizing<[u8; KEY_LEN]>);
+        ///
+        /// Its bytes live in the locked, undumped key arena (`secmem`);
+        /// the value itself is only a handle.
+        pub struct $name(Slot);
 
         impl $name {
-            pub fn from_bytes(b: [u8; KEY_LEN]) -> Self {
-                let mut b = b;
-                let k = Self(Zeroizing::new(b));
-                b.zeroize();
-                k
-            }
+            /// A copy of `b` (which the caller zeroizes).
             pub fn from_slice(b: &[u8]) -> Option<Self> {
-                let arr: [u8; KEY_LEN] = b.try_into().ok()?;
-                Some(Self::from_bytes(arr))
+                if b.len() != KEY_LEN {
+                    return None;
+                }
+                let mut k = Self::zeroed();
+                k.0.bytes_mut().copy_from_slice(b);
+                Some(k)
             }
             pub fn random() -> Self {
-                let mut k = Zeroizing::new([0u8; KEY_LEN]);
-                super::random_bytes(&mut k[..]);
-                Self(k)
+                let mut k = Self::zeroed();
+                super::random_bytes(k.0.bytes_mut());
+                k
+            }
+            /// An all-zero key to be filled in place (so its bytes are
+            /// written straight into the arena, never to the stack).
+            pub(crate) fn zeroed() -> Self {
+                Self(Slot::new())
+            }
+            #[allow(dead_code)] // not every key type is filled in place
+            pub(crate) fn expose_mut(&mut self) -> &mut [u8; KEY_LEN] {
+                self.0.bytes_mut()
             }
             pub fn expose(&self) -> &[u8; KEY_LEN] {
-                &self.0
+                self.0.bytes()
+            }
+        }
+
+        impl Clone for $name {
+            fn clone(&self) -> Self {
+                let mut k = Self::zeroed();
+                k.0.bytes_mut().copy_from_slice(self.0.bytes());
+                k
             }
         }
 
@@ -50,13 +70,21 @@ secret_key!(SubKey, "A key derived from another key for one purpose.");
 
 /// HKDF-SHA256 expand of `ikm` with `salt` and `info` into a 32-byte subkey.
 pub fn derive(ikm: &[u8; KEY_LEN], salt: &[u8], info: &[&[u8]]) -> SubKey {
+    let k = derive_unscrubbed(ikm, salt, info);
+    // The HMAC states held `ikm` and the output on the stack.
+    scrub_stack();
+    k
+}
+
+#[inline(never)]
+fn derive_unscrubbed(ikm: &[u8; KEY_LEN], salt: &[u8], info: &[&[u8]]) -> SubKey {
     let hk = Hkdf::<Sha256>::new(Some(salt), ikm);
-    let mut out = Zeroizing::new([0u8; KEY_LEN]);
+    let mut out = SubKey::zeroed();
     let info: Vec<u8> = info.concat();
     // 32 bytes is always a valid HKDF-SHA256 output length.
-    hk.expand(&info, &mut out[..])
+    hk.expand(&info, out.expose_mut())
         .expect("32 bytes is a valid HKDF output length");
-    SubKey(out)
+    out
 }
 
 /// A file's random 128-bit identity, bound into its header and every block.

@@ -8,6 +8,7 @@ pub mod header;
 pub mod keys;
 pub mod names;
 pub mod offsets;
+pub mod secmem;
 
 /// Fill a buffer from the OS random source.
 pub fn random_bytes(buf: &mut [u8]) {

@@ -10,7 +10,7 @@ use parking_lot::RwLock;
 use super::{KeyLocation, Volume, HEADER_XATTR};
 use crate::crypto::content::FileCrypto;
 use crate::crypto::header::{FileHeader, HEADER_LEN};
-use crate::crypto::keys::{DataKey, FileId};
+use crate::crypto::keys::{DataKey, FileId, VolumeKey};
 use crate::crypto::offsets::{BlockIndex, BLOCK_OVERHEAD};
 use crate::error::ContentError;
 use crate::sys;
@@ -152,6 +152,21 @@ impl FileContent {
     /// The file's header as stored (None for an empty file that has none).
     pub fn header_of(vol: &Volume, fd: BorrowedFd<'_>) -> Result<Option<FileHeader>, ContentError> {
         Self::read_header(vol, fd)
+    }
+
+    /// Test support only (tests/hostile/core_dump.rs looks for copies of
+    /// keys in a daemon's memory): the volume key and the data key of the
+    /// backing file `fd`, unwrapped from its header.
+    #[doc(hidden)]
+    pub fn keys_for_memory_scan_test(
+        vol: &Volume,
+        fd: BorrowedFd<'_>,
+    ) -> Result<(VolumeKey, DataKey), ContentError> {
+        let h = Self::read_header(vol, fd)?.ok_or_else(|| corrupt(fd, "no header".into()))?;
+        let dk = h
+            .open(vol.volume_key(), vol.volume_id())
+            .map_err(|e| corrupt(fd, e.to_string()))?;
+        Ok((vol.volume_key().clone(), dk))
     }
 
     /// Store a header for this file (a copy's rewrapped header) and use it.

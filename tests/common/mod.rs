@@ -72,22 +72,37 @@ impl Env {
         flags: &[&str],
         nofile: Option<u64>,
     ) -> Mount {
+        self.mount_with_setup(cipher, mnt_name, flags, move || {
+            if let Some(n) = nofile {
+                let rl = libc::rlimit {
+                    rlim_cur: n,
+                    rlim_max: n,
+                };
+                // SAFETY: setrlimit with a valid struct is async-signal-safe.
+                unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) };
+            }
+            Ok(())
+        })
+    }
+
+    /// Mount with `setup` run in the daemon's process just before exec
+    /// (limits, capabilities); it must be async-signal-safe.
+    pub fn mount_with_setup(
+        &self,
+        cipher: &Path,
+        mnt_name: &str,
+        flags: &[&str],
+        setup: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Mount {
         let mnt = self.path(mnt_name);
         std::fs::create_dir_all(&mnt).unwrap();
         let log = self.path(&format!("{mnt_name}.log"));
         let mut cmd = self.cmd();
-        if let Some(n) = nofile {
+        {
             use std::os::unix::process::CommandExt;
-            // SAFETY: setrlimit is async-signal-safe.
+            // SAFETY: the caller's setup is async-signal-safe.
             unsafe {
-                cmd.pre_exec(move || {
-                    let rl = libc::rlimit {
-                        rlim_cur: n,
-                        rlim_max: n,
-                    };
-                    libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-                    Ok(())
-                });
+                cmd.pre_exec(setup);
             }
         }
         let child = cmd
@@ -191,6 +206,35 @@ impl Mount {
         }
         self.child = Some(child);
         false
+    }
+
+    /// The daemon's process ID (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Send `sig` to the daemon and wait (bounded, 10 s) for it to die; the
+    /// dead mount is detached. None if it did not die.
+    pub fn signal_and_wait(&mut self, sig: i32) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        // SAFETY: kill with a valid pid of our own child.
+        unsafe { libc::kill(c.id() as i32, sig) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let st = loop {
+            match c.try_wait() {
+                Ok(Some(st)) => break Some(st),
+                _ if Instant::now() > deadline => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break None;
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let m = std::ffi::CString::new(self.mnt.to_str().unwrap()).unwrap();
+        // SAFETY: valid C string; detach the dead mount.
+        unsafe { libc::umount2(m.as_ptr(), libc::MNT_DETACH) };
+        st
     }
 
     /// kill -9 the daemon (a crash); the dead mount is detached on drop.

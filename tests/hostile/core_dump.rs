@@ -1,1 +1,390 @@
-//! (placeholder: tests land with the fix)
+//! Keys must not reach core files, swap, or debuggers by default: the daemon
+//! is not dumpable (unless `--allow-core-dumps`), works in `/`, and keeps
+//! the volume key and cached data keys in memory that is locked and excluded
+//! from dumps. Checked on a running daemon: every copy of the keys found in
+//! `/proc/PID/mem` lies in a mapping whose `VmFlags` include `lo` and `dd`.
+
+use std::fs;
+use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+
+use envelopefs::kms::local::LocalKeyService;
+use envelopefs::volume::{CacheOptions, FileContent, Volume};
+
+use crate::common::*;
+
+const CAP_IPC_LOCK: u32 = 14;
+const CAP_SYS_PTRACE: u32 = 19;
+
+/// One mapping of /proc/PID/smaps.
+#[derive(Debug)]
+struct Mapping {
+    start: u64,
+    end: u64,
+    perms: String,
+    name: String,
+    flags: Vec<String>,
+}
+
+impl Mapping {
+    fn has(&self, flag: &str) -> bool {
+        self.flags.iter().any(|f| f == flag)
+    }
+}
+
+fn mappings(pid: u32) -> Vec<Mapping> {
+    let s = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let mut out: Vec<Mapping> = Vec::new();
+    for line in s.lines() {
+        if let Some(rest) = line.strip_prefix("VmFlags:") {
+            if let Some(m) = out.last_mut() {
+                m.flags = rest.split_whitespace().map(String::from).collect();
+            }
+            continue;
+        }
+        // A mapping's first line: "start-end perms offset dev inode [name]".
+        let mut f = line.split_whitespace();
+        let Some((a, b)) = f.next().and_then(|r| r.split_once('-')) else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        let perms = f.next().unwrap_or("").to_owned();
+        let name = f.nth(3).unwrap_or("").to_owned();
+        out.push(Mapping {
+            start,
+            end,
+            perms,
+            name,
+            flags: Vec::new(),
+        });
+    }
+    out
+}
+
+/// Every address of the daemon's readable memory where `needle` occurs.
+fn copies_of(pid: u32, maps: &[Mapping], needle: &[u8]) -> Vec<u64> {
+    let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    const CHUNK: u64 = 1 << 20;
+    let overlap = needle.len() as u64 - 1;
+    let mut hits = Vec::new();
+    let mut buf = vec![0u8; (CHUNK + overlap) as usize];
+    for m in maps.iter().filter(|m| m.perms.starts_with('r')) {
+        let mut at = m.start;
+        while at < m.end {
+            let len = (m.end - at).min(CHUNK + overlap) as usize;
+            let Ok(n) = mem.read_at(&mut buf[..len], at) else {
+                break; // [vvar] and the like cannot be read
+            };
+            for (i, w) in buf[..n].windows(needle.len()).enumerate() {
+                if w == needle {
+                    hits.push(at + i as u64);
+                }
+            }
+            at += CHUNK;
+        }
+    }
+    hits.sort_unstable();
+    hits.dedup();
+    hits
+}
+
+/// The volume key and the data key of `file` (a path in the mount), as the
+/// library unwraps them from the same key store and passphrase.
+fn keys_of(env: &Env, cipher: &Path, backing: &Path) -> ([u8; 32], [u8; 32]) {
+    let ks = LocalKeyService::open(&env.path("ks"), "test passphrase").unwrap();
+    let vol = Volume::open(cipher, &ks, CacheOptions::default()).unwrap();
+    let f = fs::File::open(backing).unwrap();
+    let (vk, dk) = FileContent::keys_for_memory_scan_test(&vol, f.as_fd()).unwrap();
+    (*vk.expose(), *dk.expose())
+}
+
+/// Write and read files so that data keys are cached; returns the backing
+/// path of one whose key is cached.
+fn use_some_files(c: &Path, m: &Mount) -> PathBuf {
+    for i in 0..8 {
+        let data = pattern(i, 10_000);
+        fs::write(m.p(&format!("f{i}")), &data).unwrap();
+        assert_eq!(fs::read(m.p(&format!("f{i}"))).unwrap(), data);
+    }
+    backing_path(c, &m.p("f3"))
+}
+
+/// Where the daemon holds `key`: each copy's mapping, and the copies that
+/// lie outside memory with all of `flags`.
+fn check_copies(pid: u32, what: &str, key: &[u8], flags: &[&str]) {
+    let maps = mappings(pid);
+    let hits = copies_of(pid, &maps, key);
+    assert!(
+        !hits.is_empty(),
+        "no copy of the {what} found: the scan is blind"
+    );
+    let bad: Vec<String> = hits
+        .iter()
+        .map(|a| (a, maps.iter().find(|m| (m.start..m.end).contains(a))))
+        .filter(|(_, m)| !m.is_some_and(|m| flags.iter().all(|f| m.has(f))))
+        .map(|(a, m)| match m {
+            Some(m) => format!("{a:#x} in {} {} [{}]", m.perms, m.name, m.flags.join(" ")),
+            None => format!("{a:#x} in no mapping"),
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} copies of the {what} lie outside memory with VmFlags {flags:?}:\n{}",
+        bad.len(),
+        hits.len(),
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn keys_live_only_in_locked_undumped_memory() {
+    if !need_root("keys_live_only_in_locked_undumped_memory") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        let m = env.mount(&c, "m", &[]);
+        let backing = use_some_files(&c, &m);
+        let (vk, dk) = keys_of(&env, &c, &backing);
+        let pid = m.pid().unwrap();
+        check_copies(pid, "volume key", &vk, &["lo", "dd"]);
+        check_copies(pid, "data key", &dk, &["lo", "dd"]);
+        m.unmount();
+    });
+}
+
+/// Drop one capability from this thread's effective set (capabilities are
+/// per thread; the thread ends right after).
+fn drop_effective_cap(cap: u32) -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut h = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let mut d = [Data::default(); 2];
+    // SAFETY: header and two data structs as capget/capset take them.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        d[(cap / 32) as usize].effective &= !(1 << (cap % 32));
+        if libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Reads 8 bytes of process `pid`'s memory (process_vm_readv) as uid 0
+/// without CAP_SYS_PTRACE in the effective set: the kernel allows that for a
+/// dumpable root process and refuses (EPERM) one that made itself
+/// non-dumpable — the oracle for PR_SET_DUMPABLE, since the daemon runs as
+/// root and root-owned /proc files say nothing. (process_vm_readv checks the
+/// caller's permitted set, which keeps CAP_SYS_PTRACE, against the target's;
+/// /proc/PID/mem would compare the effective set and refuse either way.)
+fn read_memory_without_ptrace(pid: u32) -> std::io::Result<()> {
+    let maps = mappings(pid);
+    let addr = maps
+        .iter()
+        .find(|m| m.perms.starts_with('r'))
+        .map(|m| m.start)
+        .unwrap();
+    std::thread::spawn(move || {
+        drop_effective_cap(CAP_SYS_PTRACE)?;
+        let mut buf = [0u8; 8];
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        let remote = libc::iovec {
+            iov_base: addr as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // SAFETY: one local iovec over buf; the remote one is only read.
+        let n = unsafe { libc::process_vm_readv(pid as i32, &local, 1, &remote, 1, 0) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    })
+    .join()
+    .unwrap()
+}
+
+#[test]
+fn daemon_is_not_dumpable_and_works_in_root_dir() {
+    if !need_root("daemon_is_not_dumpable_and_works_in_root_dir") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        // The oracle works: another root process that stays dumpable is open to it.
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let r = read_memory_without_ptrace(sleeper.id());
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        r.expect("probe of a dumpable process");
+        let m = env.mount(&c, "m", &[]);
+        let pid = m.pid().unwrap();
+        let e = read_memory_without_ptrace(pid).expect_err("the daemon is dumpable");
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+        assert_eq!(
+            fs::read_link(format!("/proc/{pid}/cwd")).unwrap(),
+            Path::new("/")
+        );
+        m.unmount();
+        // The debug option leaves it dumpable.
+        let m = env.mount(&c, "m", &["--allow-core-dumps"]);
+        read_memory_without_ptrace(m.pid().unwrap()).expect("--allow-core-dumps");
+        m.unmount();
+    });
+}
+
+fn unlimited_cores() -> std::io::Result<()> {
+    let rl = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid struct (async-signal-safe).
+    if unsafe { libc::setrlimit(libc::RLIMIT_CORE, &rl) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Removes the core file a test provoked, even when it fails.
+struct CoreFile(PathBuf);
+
+impl Drop for CoreFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// The core file a process with working directory `cwd` and ID `pid`
+/// writes under a plain (not piped) `core_pattern`; None when cores go
+/// elsewhere (a pipe to a crash service, an absolute pattern).
+fn core_path(cwd: &Path, pid: u32) -> Option<PathBuf> {
+    let pat = fs::read_to_string("/proc/sys/kernel/core_pattern").ok()?;
+    let pat = pat.trim();
+    if pat.starts_with('|') || pat.starts_with('/') || pat.contains('%') {
+        return None;
+    }
+    let uses_pid = fs::read_to_string("/proc/sys/kernel/core_uses_pid")
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false);
+    Some(cwd.join(if uses_pid {
+        format!("{pat}.{pid}")
+    } else {
+        pat.to_owned()
+    }))
+}
+
+#[test]
+fn abort_writes_no_core_and_debug_core_holds_no_key() {
+    if !need_root("abort_writes_no_core_and_debug_core_holds_no_key") {
+        return;
+    }
+    bounded(240, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        // Default: SIGABRT with an unlimited core size dumps nothing.
+        let mut m = env.mount_with_setup(&c, "m", &[], unlimited_cores);
+        use_some_files(&c, &m);
+        let pid = m.pid().unwrap();
+        let cwd = fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+        let _guard = core_path(&cwd, pid).filter(|p| !p.exists()).map(CoreFile);
+        let st = m.signal_and_wait(libc::SIGABRT).expect("the daemon dies");
+        assert_eq!(st.signal(), Some(libc::SIGABRT));
+        assert!(!st.core_dumped(), "the daemon dumped core");
+        // --allow-core-dumps: a core is written, and neither key is in it.
+        let mut m = env.mount_with_setup(&c, "m", &["--allow-core-dumps"], unlimited_cores);
+        let backing = use_some_files(&c, &m);
+        let (vk, dk) = keys_of(&env, &c, &backing);
+        let pid = m.pid().unwrap();
+        let cwd = fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+        let Some(core) = core_path(&cwd, pid).filter(|p| !p.exists()) else {
+            eprintln!(
+                "SKIPPED (core contents): core_pattern does not write to the working directory"
+            );
+            return;
+        };
+        let core = CoreFile(core);
+        let st = m.signal_and_wait(libc::SIGABRT).expect("the daemon dies");
+        assert!(st.core_dumped(), "--allow-core-dumps: no core ({st})");
+        let bytes = fs::read(&core.0).unwrap();
+        assert!(bytes.len() > 100_000, "a real core");
+        for (what, key) in [("volume key", vk), ("data key", dk)] {
+            let n = bytes.windows(32).filter(|w| *w == key).count();
+            assert_eq!(n, 0, "the core holds {n} copies of the {what}");
+        }
+    });
+}
+
+fn low_memlock_no_ipc_lock() -> std::io::Result<()> {
+    let rl = libc::rlimit {
+        rlim_cur: 64 * 1024,
+        rlim_max: 64 * 1024,
+    };
+    // SAFETY: prctl and setrlimit with valid arguments (async-signal-safe).
+    // Root ignores RLIMIT_MEMLOCK while it holds CAP_IPC_LOCK; dropping it
+    // from the bounding set keeps it out of the daemon after exec.
+    unsafe {
+        if libc::prctl(
+            libc::PR_CAPBSET_DROP,
+            CAP_IPC_LOCK as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::setrlimit(libc::RLIMIT_MEMLOCK, &rl) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn low_memlock_limit_warns_once_and_mounts() {
+    if !need_root("low_memlock_limit_warns_once_and_mounts") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        let m = env.mount_with_setup(&c, "m", &[], low_memlock_no_ipc_lock);
+        let backing = use_some_files(&c, &m);
+        // Keys are still kept out of dumps, just not locked.
+        let (vk, dk) = keys_of(&env, &c, &backing);
+        let pid = m.pid().unwrap();
+        check_copies(pid, "volume key", &vk, &["dd"]);
+        check_copies(pid, "data key", &dk, &["dd"]);
+        let log = m.unmount();
+        let warnings = log.lines().filter(|l| l.contains("mlock")).count();
+        assert_eq!(warnings, 1, "one warning about mlock: {log}");
+    });
+}

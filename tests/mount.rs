@@ -1,5 +1,7 @@
 //! Integration tests: the real binary mounts real volumes.
 
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
 mod common;
 
 use std::fs::{self, File, OpenOptions};

@@ -491,16 +491,16 @@ impl EnvelopeFs {
             perm,
         ) {
             Ok(fd) => (fd, true),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !exclusive => (
-                sys::openat(
-                    dir.fd().map_err(io)?.as_fd(),
-                    bname,
-                    libc::O_RDWR | libc::O_NONBLOCK,
-                    0,
-                )
-                .map_err(io)?,
-                false,
-            ),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !exclusive => {
+                match sys::open_regular(dir.fd().map_err(io)?.as_fd(), bname, libc::O_RDWR) {
+                    Ok((fd, _)) => (fd, false),
+                    // Not a file: never opened (a planted device or fifo).
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return Err(Errno::EEXIST)
+                    }
+                    Err(e) => return Err(io(e)),
+                }
+            }
             Err(e) => return Err(io(e)),
         };
         if created {

@@ -6,10 +6,8 @@
 //! `sealed` is base64 of `nonce || AES-256-GCM(store JSON) || tag` with the
 //! file's other fields as associated data.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -164,12 +162,11 @@ pub fn store_path(dir: &Path) -> PathBuf {
 pub fn lock(dir: &Path) -> Result<StoreLock, KmsError> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let p = dir.join(LOCK_FILE);
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&p)
+    let f = crate::sys::open_parent(&p)
+        .and_then(|(d, name)| {
+            crate::sys::open_or_create_regular(d.as_fd(), &name, libc::O_RDWR, 0o600)
+        })
+        .map(|(fd, _)| File::from(fd))
         .map_err(io_err(&p))?;
     // SAFETY: flock on a valid fd.
     let r = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };
@@ -179,29 +176,29 @@ pub fn lock(dir: &Path) -> Result<StoreLock, KmsError> {
     Ok(StoreLock(f))
 }
 
-/// Atomically replace `path` with `bytes` (mode 0600).
+/// Atomically replace `path` with `bytes` (mode 0600), through the one
+/// helper that never follows a planted symlink or name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KmsError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    {
-        let mut t = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        t.write_all(bytes).map_err(io_err(&tmp))?;
-        t.sync_all().map_err(io_err(&tmp))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    let d = File::open(dir).map_err(io_err(dir))?;
-    crate::sys::fsync(d.as_fd(), false).map_err(io_err(dir))?;
-    Ok(())
+    crate::sys::open_parent(path)
+        .and_then(|(dir, name)| {
+            crate::sys::write_new_file(
+                dir.as_fd(),
+                &name,
+                bytes,
+                0o600,
+                crate::sys::Placement::Replace,
+            )
+        })
+        .map_err(io_err(path))
+}
+
+/// A key store (or its backup) is at most this long: thousands of keys with
+/// their material fit; a planted endless file does not.
+pub const MAX_STORE_LEN: usize = 16 << 20;
+
+/// The bytes of a store file, never through a planted symlink or special file.
+pub fn read_store(path: &Path) -> Result<Vec<u8>, KmsError> {
+    crate::sys::read_regular_path(path, MAX_STORE_LEN).map_err(io_err(path))
 }
 
 /// An unlocked store file: its outer fields, the store key, the content.

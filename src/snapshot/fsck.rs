@@ -117,8 +117,8 @@ impl Walker<'_> {
 
     fn file(&mut self, dir: BorrowedFd<'_>, name: &std::ffi::OsStr, p: &Path, b: &Path, size: u64) {
         self.r.files += 1;
-        let fd = match sys::openat(dir, name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
-            Ok(f) => f,
+        let fd = match sys::open_regular(dir, name, libc::O_RDONLY) {
+            Ok((f, _)) => f,
             Err(e) => return self.report(Some(p), b, format!("open: {e}")),
         };
         if let Err(e) = self.vol.layout().plain_size(size) {

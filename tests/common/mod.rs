@@ -438,7 +438,8 @@ impl Env {
     }
 }
 
-/// `sh -c script` as `nobody` (uid and gid 65534, no supplementary groups).
+/// `sh -c script` as `nobody` (uid and gid 65534; std drops root's
+/// supplementary groups when it changes the uid).
 pub fn as_nobody(script: &str) -> Command {
     use std::os::unix::process::CommandExt;
     let mut c = Command::new("sh");
@@ -446,15 +447,6 @@ pub fn as_nobody(script: &str) -> Command {
         .arg(script)
         .current_dir("/")
         .stdin(Stdio::null());
-    // SAFETY: setgroups is async-signal-safe; it runs in the child before exec.
-    unsafe {
-        c.pre_exec(|| {
-            if libc::setgroups(0, std::ptr::null()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     c.uid(NOBODY).gid(NOBODY);
     c
 }

@@ -128,6 +128,31 @@ fn check_mountpoint(mp: &Path) -> Result<PathBuf, Failure> {
     Ok(canon)
 }
 
+/// Modes and owners of backing entries are not authenticated: whoever can
+/// write the cipher directory can widen who reads a file through an
+/// `--allow-other` mount (a `chmod 644` on a backing file).
+fn warn_if_others_write(cipherdir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(md) = std::fs::metadata(cipherdir) else {
+        return;
+    };
+    let who = if md.uid() != 0 {
+        Some(format!("its owner (uid {})", md.uid()))
+    } else if md.mode() & 0o002 != 0 {
+        Some("every user".to_owned())
+    } else if md.mode() & 0o020 != 0 {
+        Some(format!("group {}", md.gid()))
+    } else {
+        None
+    };
+    if let Some(who) = who {
+        log::warn!(
+            "{} is writable by {who}: with --allow-other, whoever writes it can change the modes and owners that decide who reads each file (they are not authenticated)",
+            cipherdir.display()
+        );
+    }
+}
+
 /// The volume lock file, opened only if it is a regular file: a planted
 /// fifo, device or symlink is an error at once, never a hang.
 fn open_lock(cipherdir: &Path, create: bool) -> std::io::Result<OwnedFd> {
@@ -172,6 +197,9 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
             exitcodes::MOUNT_POINT,
             "the mount point must not lie inside the cipher directory".into(),
         ));
+    }
+    if a.allow_other && sys::geteuid() == 0 {
+        warn_if_others_write(&cipherdir);
     }
     let ks = super::key_service_for_volume(g, &cipherdir)?;
     let vol = Volume::open(

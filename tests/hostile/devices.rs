@@ -161,3 +161,34 @@ fn dev_and_suid_opt_in_for_root_only() {
         }
     });
 }
+
+#[test]
+fn allow_other_warns_when_others_may_write_the_cipher_directory() {
+    if !need_root("allow_other_warns_when_others_may_write_the_cipher_directory") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::shared();
+        let c = env.init("c", &[]);
+        fs::set_permissions(&c, fs::Permissions::from_mode(0o755)).unwrap();
+        let quiet = env.mount(&c, "m", &["--allow-other"]).unmount();
+        assert!(!quiet.contains("is writable by"), "{quiet}");
+        for (mode, owner, who) in [
+            (0o757, 0, "every user"),
+            (0o775, 0, "group 0"),
+            (0o755, NOBODY, "its owner (uid 65534)"),
+        ] {
+            fs::set_permissions(&c, fs::Permissions::from_mode(mode)).unwrap();
+            std::os::unix::fs::chown(&c, Some(owner), None).unwrap();
+            let log = env.mount(&c, "m", &["--allow-other"]).unmount();
+            let line = log
+                .lines()
+                .find(|l| l.contains("is writable by"))
+                .unwrap_or_else(|| panic!("no warning for mode {mode:o} uid {owner}: {log}"));
+            assert!(line.contains(who), "{line}");
+        }
+        // Without --allow-other only the owner reaches the mount: no warning.
+        let quiet = env.mount(&c, "m", &[]).unmount();
+        assert!(!quiet.contains("is writable by"), "{quiet}");
+    });
+}

@@ -176,10 +176,7 @@ impl EnvelopeFs {
             .vol
             .dir_ctx(dir.fd().map_err(io)?.as_fd(), dir.is_root())
             .map_err(|e| {
-                error!(
-                    "directory node {}: cannot read its {DIRIV_NAME}: {e}",
-                    dir.id
-                );
+                error!("{}: cannot read its {DIRIV_NAME}: {e}", dir.backing_path());
                 Errno::EIO
             })?;
         if self.vol.names().uses_diriv() {
@@ -579,7 +576,12 @@ impl EnvelopeFs {
         match self.vol.decrypt_xattr(fc.as_deref(), &blob) {
             Some((n, v)) if n == name.as_bytes() => Ok(v),
             _ => {
-                error!("xattr {:?} of node {} failed authentication", name, node.id);
+                // The backing names only: the plaintext name is a secret.
+                error!(
+                    "{}: xattr {} failed authentication",
+                    node.backing_path(),
+                    String::from_utf8_lossy(&bname)
+                );
                 Err(Errno::EIO)
             }
         }
@@ -610,8 +612,9 @@ impl EnvelopeFs {
                     out.push(0);
                 }
                 _ => warn!(
-                    "node {}: an xattr fails authentication; not listed",
-                    node.id
+                    "{}: xattr {} fails authentication; not listed",
+                    node.backing_path(),
+                    String::from_utf8_lossy(&n)
                 ),
             }
         }
@@ -739,10 +742,7 @@ impl Filesystem for EnvelopeFs {
             }
             let raw = sys::readlink_fd(n.fd().map_err(io)?.as_fd()).map_err(io)?;
             self.vol.decrypt_symlink(&raw).ok_or_else(|| {
-                error!(
-                    "symlink node {} has a target that fails authentication",
-                    n.id
-                );
+                error!("{}: symlink target fails authentication", n.backing_path());
                 Errno::EIO
             })
         })();

@@ -72,10 +72,33 @@ impl Env {
         flags: &[&str],
         nofile: Option<u64>,
     ) -> Mount {
+        self.mount_cmd(self.cmd(), cipher, mnt_name, flags, nofile)
+    }
+
+    /// Mount with extra environment variables for the daemon (e.g. `RUST_LOG`).
+    pub fn mount_env(
+        &self,
+        cipher: &Path,
+        mnt_name: &str,
+        flags: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Mount {
+        let mut cmd = self.cmd();
+        cmd.envs(vars.iter().copied());
+        self.mount_cmd(cmd, cipher, mnt_name, flags, None)
+    }
+
+    fn mount_cmd(
+        &self,
+        mut cmd: Command,
+        cipher: &Path,
+        mnt_name: &str,
+        flags: &[&str],
+        nofile: Option<u64>,
+    ) -> Mount {
         let mnt = self.path(mnt_name);
         std::fs::create_dir_all(&mnt).unwrap();
         let log = self.path(&format!("{mnt_name}.log"));
-        let mut cmd = self.cmd();
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe.
@@ -421,8 +444,7 @@ impl Env {
         use std::os::unix::fs::PermissionsExt;
         let env = Env::new();
         std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(env.path("pass"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(env.path("pass"), std::fs::Permissions::from_mode(0o600)).unwrap();
         env
     }
 
@@ -443,7 +465,10 @@ impl Env {
 pub fn as_nobody(script: &str) -> Command {
     use std::os::unix::process::CommandExt;
     let mut c = Command::new("sh");
-    c.arg("-c").arg(script).current_dir("/").stdin(Stdio::null());
+    c.arg("-c")
+        .arg(script)
+        .current_dir("/")
+        .stdin(Stdio::null());
     // SAFETY: setgroups is async-signal-safe; it runs in the child before exec.
     unsafe {
         c.pre_exec(|| {

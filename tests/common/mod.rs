@@ -19,6 +19,13 @@ impl Env {
             .tempdir_in("/tmp")
             .unwrap();
         std::fs::write(dir.path().join("pass"), "test passphrase\n").unwrap();
+        // A secret: 0600, or every command warns that others can read it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.path().join("pass"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         Env { dir }
     }
 

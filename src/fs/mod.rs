@@ -1,6 +1,7 @@
 //! The FUSE frontend: translates kernel requests into node-table, name and
 //! volume calls. It never touches ciphertext layout itself.
 
+mod killpriv;
 pub mod nodes;
 
 use std::collections::HashMap;
@@ -36,6 +37,8 @@ pub struct FsOptions {
 
 /// The changes one setattr asks for.
 struct SetAttr {
+    /// Who asks: a truncate may clear setuid/setgid (killpriv.rs).
+    caller: killpriv::Caller,
     mode: Option<u32>,
     uid: Option<u32>,
     gid: Option<u32>,
@@ -382,6 +385,7 @@ impl EnvelopeFs {
 
     fn do_setattr(&self, node: &Arc<Node>, c: SetAttr, fh: Option<FileHandle>) -> Res<FileAttr> {
         let SetAttr {
+            caller,
             mode,
             uid,
             gid,
@@ -433,6 +437,11 @@ impl EnvelopeFs {
                 return Err(Errno::EOPNOTSUPP);
             }
             sys::fchmod_fd(node.fd().map_err(io)?.as_fd(), mode & 0o7777).map_err(io)?;
+        }
+        if size.is_some() {
+            // After the mode a truncate's SETATTR may carry: the kernel's,
+            // which keeps a setgid bit ext4 clears.
+            killpriv::on_change(caller, node.fd().map_err(io)?.as_fd()).map_err(io)?;
         }
         if atime.is_some() || mtime.is_some() {
             let ts = [timespec(atime), timespec(mtime)];
@@ -701,7 +710,7 @@ impl Filesystem for EnvelopeFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -719,6 +728,7 @@ impl Filesystem for EnvelopeFs {
     ) {
         let r = self.node(ino).and_then(|n| {
             let c = SetAttr {
+                caller: killpriv::Caller::of(req),
                 mode,
                 uid,
                 gid,
@@ -1021,18 +1031,22 @@ impl Filesystem for EnvelopeFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let r = self.with_file(fh, |h| {
             let _hold = self.writable()?;
+            // Page-cache writeback is not a caller's write (ext4 clears nothing on it).
+            if !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE) {
+                killpriv::on_change(killpriv::Caller::of(req), h.fd.as_fd()).map_err(io)?;
+            }
             h.node
                 .content
                 .write(&self.vol, h.fd.as_fd(), offset, data)
@@ -1288,7 +1302,7 @@ impl Filesystem for EnvelopeFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1298,6 +1312,7 @@ impl Filesystem for EnvelopeFs {
     ) {
         let r = self.with_file(fh, |h| {
             let _hold = self.writable()?;
+            killpriv::on_change(killpriv::Caller::of(req), h.fd.as_fd()).map_err(io)?;
             h.node
                 .content
                 .fallocate(&self.vol, h.fd.as_fd(), mode, offset, length)

@@ -476,15 +476,8 @@ pub fn as_nobody(script: &str) -> Command {
         .arg(script)
         .current_dir("/")
         .stdin(Stdio::null());
-    // SAFETY: setgroups is async-signal-safe; it runs in the child before exec.
-    unsafe {
-        c.pre_exec(|| {
-            if libc::setgroups(0, std::ptr::null()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // std drops the supplementary groups itself when root sets a uid (a
+    // pre_exec setgroups would run after setuid, and fail with EPERM).
     c.uid(NOBODY).gid(NOBODY);
     c
 }

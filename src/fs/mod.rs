@@ -1041,11 +1041,13 @@ impl Filesystem for EnvelopeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        // Page-cache writeback is not a caller's write (ext4 clears nothing on it).
+        let caller = (!write_flags.contains(WriteFlags::FUSE_WRITE_CACHE))
+            .then(|| killpriv::Caller::of(req));
         let r = self.with_file(fh, |h| {
             let _hold = self.writable()?;
-            // Page-cache writeback is not a caller's write (ext4 clears nothing on it).
-            if !write_flags.contains(WriteFlags::FUSE_WRITE_CACHE) {
-                killpriv::on_change(killpriv::Caller::of(req), h.fd.as_fd()).map_err(io)?;
+            if let Some(c) = caller {
+                killpriv::on_change(c, h.fd.as_fd()).map_err(io)?;
             }
             h.node
                 .content
@@ -1310,9 +1312,10 @@ impl Filesystem for EnvelopeFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let caller = killpriv::Caller::of(req);
         let r = self.with_file(fh, |h| {
             let _hold = self.writable()?;
-            killpriv::on_change(killpriv::Caller::of(req), h.fd.as_fd()).map_err(io)?;
+            killpriv::on_change(caller, h.fd.as_fd()).map_err(io)?;
             h.node
                 .content
                 .fallocate(&self.vol, h.fd.as_fd(), mode, offset, length)

@@ -420,6 +420,7 @@ fn bad_input_gives_clear_errors() {
         };
         // Wrong passphrase.
         fs::write(env.path("wrong"), "nope").unwrap();
+        fs::set_permissions(env.path("wrong"), fs::Permissions::from_mode(0o600)).unwrap();
         let out = env
             .cmd()
             .args(["mount", cs, ms])

@@ -19,6 +19,13 @@ impl Env {
             .tempdir_in("/tmp")
             .unwrap();
         std::fs::write(dir.path().join("pass"), "test passphrase\n").unwrap();
+        // A secret: 0600, or every command warns that others can read it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.path().join("pass"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         Env { dir }
     }
 
@@ -72,10 +79,33 @@ impl Env {
         flags: &[&str],
         nofile: Option<u64>,
     ) -> Mount {
+        self.mount_cmd(self.cmd(), cipher, mnt_name, flags, nofile)
+    }
+
+    /// Mount with extra environment variables for the daemon (e.g. `RUST_LOG`).
+    pub fn mount_env(
+        &self,
+        cipher: &Path,
+        mnt_name: &str,
+        flags: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Mount {
+        let mut cmd = self.cmd();
+        cmd.envs(vars.iter().copied());
+        self.mount_cmd(cmd, cipher, mnt_name, flags, None)
+    }
+
+    fn mount_cmd(
+        &self,
+        mut cmd: Command,
+        cipher: &Path,
+        mnt_name: &str,
+        flags: &[&str],
+        nofile: Option<u64>,
+    ) -> Mount {
         let mnt = self.path(mnt_name);
         std::fs::create_dir_all(&mnt).unwrap();
         let log = self.path(&format!("{mnt_name}.log"));
-        let mut cmd = self.cmd();
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe.
@@ -447,6 +477,8 @@ pub fn as_nobody(script: &str) -> Command {
         .arg(script)
         .current_dir("/")
         .stdin(Stdio::null());
+    // std drops the supplementary groups itself when root sets a uid (a
+    // pre_exec setgroups would run after setuid, and fail with EPERM).
     c.uid(NOBODY).gid(NOBODY);
     c
 }

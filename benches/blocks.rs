@@ -2,6 +2,8 @@
 //! file-level block encryption, and header wrap/unwrap rates.
 //! Run: `cargo bench --bench blocks`.
 
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use envelopefs::crypto::aead::{Backend, Cipher};
 use envelopefs::crypto::content::FileCrypto;

@@ -3,6 +3,8 @@
 //! `scripts/bench.sh` measures envelopefs against. Not encrypted; benchmark only.
 //! Usage: passthrough BACKING MOUNTPOINT
 
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};

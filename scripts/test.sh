@@ -54,7 +54,7 @@ stage cargo-test cargo test --release
 if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
   stage third-party scripts/third-party.sh --fsx-ops 20000
   if uring Y; then
-    stage io-uring-mount-tests cargo test --release --test mount --test names --test crash \
+    stage io-uring-mount-tests cargo test --release --test mount --test names --test crash --test hostile \
       --test stress --test fuzz_fuse --test snapshot
     stage io-uring-third-party scripts/third-party.sh --fsx-ops 20000
     uring N

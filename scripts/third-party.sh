@@ -19,6 +19,7 @@ WORK=$(mktemp -d /tmp/efs3p.XXXX)
 chmod 0755 "$WORK"
 export ENVELOPEFS_KEYSTORE=$WORK/ks
 printf 'third-party tests\n' > "$WORK/pass"
+chmod 600 "$WORK/pass"
 export ENVELOPEFS_PASSPHRASE_FILE=$WORK/pass
 MOUNTS=()
 cleanup() {

@@ -1,6 +1,8 @@
 //! AWS KMS as the master-key provider, against a local KMS emulator (moto's
 //! server on 127.0.0.1, started and stopped here). moto does not enforce key
 //! states; these tests check the wire path, encryption contexts and errors.
+
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
 #![cfg(feature = "aws-kms")]
 
 mod common;

@@ -2,6 +2,8 @@
 //! filesystem. What was fsync'd survives; torn data reads as EIO, never as
 //! other bytes; a damaged file can still be listed, stat'ed, truncated, deleted.
 
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
 mod common;
 
 use std::fs::{self, OpenOptions};

@@ -4,6 +4,8 @@
 //! failing sequence is shrunk (delta debugging) to a minimal reproducer, which
 //! is printed with the seed. `FUZZ_SEED`, `FUZZ_SEQS`, `FUZZ_OPS` tune it.
 
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
 mod common;
 
 use std::ffi::CString;

@@ -1,5 +1,7 @@
 //! The key service through the CLI, and volumes across key changes.
 
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
 mod common;
 
 use std::fs;

@@ -1,5 +1,7 @@
 //! Integration tests: the real binary mounts real volumes.
 
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
 mod common;
 
 use std::fs::{self, File, OpenOptions};
@@ -418,6 +420,7 @@ fn bad_input_gives_clear_errors() {
         };
         // Wrong passphrase.
         fs::write(env.path("wrong"), "nope").unwrap();
+        fs::set_permissions(env.path("wrong"), fs::Permissions::from_mode(0o600)).unwrap();
         let out = env
             .cmd()
             .args(["mount", cs, ms])

@@ -2,6 +2,8 @@
 //! are bound to their directory, long names and deep paths work, and renaming
 //! a directory does not touch its children.
 
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
 mod common;
 
 use std::collections::BTreeSet;

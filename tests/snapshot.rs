@@ -1,5 +1,7 @@
 //! Snapshots, copies under another key, import and fsck.
 
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
 mod common;
 
 use std::collections::BTreeMap;

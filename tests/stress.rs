@@ -2,6 +2,8 @@
 //! directories for a fixed time; afterwards the tree equals the model. A
 //! watchdog fails the test after a bound instead of hanging on a deadlock.
 
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -524,14 +524,23 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
                     None => format!("backing {}: {}", p.backing_path, p.problem),
                 })
                 .collect();
+            text.extend(r.warnings.iter().map(|w| {
+                format!(
+                    "warning: {} ({}): {}",
+                    w.path.as_deref().unwrap_or("?"),
+                    w.backing_path,
+                    w.problem
+                )
+            }));
             text.push(format!(
-                "{}: {} directories, {} files, {} symlinks, {:.1} MiB checked; {} problems",
+                "{}: {} directories, {} files, {} symlinks, {:.1} MiB checked; {} problems, {} warnings",
                 if r.clean { "clean" } else { "NOT CLEAN" },
                 r.directories,
                 r.files,
                 r.symlinks,
                 r.bytes as f64 / 1048576.0,
-                r.problems.len()
+                r.problems.len(),
+                r.warnings.len()
             ));
             print_result(
                 out,

@@ -4,7 +4,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +29,17 @@ pub struct MountArgs {
     /// Let other users in (implies default_permissions; files they create are theirs).
     #[arg(long)]
     pub allow_other: bool,
+    /// Honour device nodes found in the mount (root only). The default is
+    /// `nodev`: a device node planted in the cipher directory would open the
+    /// device for anyone who can reach the mount. Use only if you trust
+    /// everyone who can write the cipher directory.
+    #[arg(long)]
+    pub dev: bool,
+    /// Honour setuid and setgid bits in the mount (root only). The default is
+    /// `nosuid`: a setuid bit set on a backing file would run it as its owner.
+    /// Use only if you trust everyone who can write the cipher directory.
+    #[arg(long)]
+    pub suid: bool,
     /// Where the daemon logs (default: nowhere once in the background).
     #[arg(long)]
     pub log_file: Option<PathBuf>,
@@ -122,15 +132,48 @@ fn check_mountpoint(mp: &Path) -> Result<PathBuf, Failure> {
     Ok(canon)
 }
 
+/// Modes and owners of backing entries are not authenticated: whoever can
+/// write the cipher directory can widen who reads a file through an
+/// `--allow-other` mount (a `chmod 644` on a backing file).
+fn warn_if_others_write(cipherdir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(md) = std::fs::metadata(cipherdir) else {
+        return;
+    };
+    let who = if md.uid() != 0 {
+        Some(format!("its owner (uid {})", md.uid()))
+    } else if md.mode() & 0o002 != 0 {
+        Some("every user".to_owned())
+    } else if md.mode() & 0o020 != 0 {
+        Some(format!("group {}", md.gid()))
+    } else {
+        None
+    };
+    if let Some(who) = who {
+        log::warn!(
+            "{} is writable by {who}: with --allow-other, whoever writes it can change the modes and owners that decide who reads each file (they are not authenticated)",
+            cipherdir.display()
+        );
+    }
+}
+
+/// The volume lock file, opened only if it is a regular file: a planted
+/// fifo, device or symlink is an error at once, never a hang.
+fn open_lock(cipherdir: &Path, create: bool) -> std::io::Result<OwnedFd> {
+    let dir = sys::open_user_dir(cipherdir)?;
+    let name = std::ffi::OsStr::new(LOCK_FILE);
+    let r = if create {
+        sys::open_or_create_regular(dir.as_fd(), name, libc::O_RDONLY, 0o600)
+    } else {
+        sys::open_regular(dir.as_fd(), name, libc::O_RDONLY)
+    };
+    r.map(|(fd, _)| fd)
+}
+
 fn take_lock(cipherdir: &Path) -> Result<File, Failure> {
     let p = cipherdir.join(LOCK_FILE);
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(&p)
+    let f = open_lock(cipherdir, true)
+        .map(File::from)
         .map_err(|e| Failure::from(VolumeError::io(&p, e)))?;
     sys::flock_nb(f.as_fd(), true)
         .map_err(|_| Failure::from(VolumeError::Locked(cipherdir.display().to_string())))?;
@@ -144,6 +187,12 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
             format!("{}: {e}", a.cipherdir.display()),
         )
     })?;
+    if (a.dev || a.suid) && sys::geteuid() != 0 {
+        return Err(fail(
+            exitcodes::USAGE,
+            "--dev and --suid need root (only root may honour device nodes and setuid bits)".into(),
+        ));
+    }
     // Refuse a non-volume before asking for any passphrase.
     crate::volume::VolumeConfig::read_unverified(&cipherdir)?;
     let mountpoint = check_mountpoint(&a.mountpoint)?;
@@ -152,6 +201,9 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
             exitcodes::MOUNT_POINT,
             "the mount point must not lie inside the cipher directory".into(),
         ));
+    }
+    if a.allow_other && sys::geteuid() == 0 {
+        warn_if_others_write(&cipherdir);
     }
     let ks = super::key_service_for_volume(g, &cipherdir)?;
     let vol = Volume::open(
@@ -171,6 +223,14 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
     if a.foreground {
         return serve(vol, &a, &mountpoint, None, lock);
     }
+    // Opened before the fork, so a refused log file is an error here.
+    let log = match &a.log_file {
+        Some(p) => Some(
+            sys::open_log(p)
+                .map_err(|e| fail(exitcodes::USAGE, format!("log file {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
     // Daemonize: the child mounts and reports back through a pipe.
     let mut fds = [0; 2];
     // SAFETY: fds has room for two descriptors.
@@ -188,7 +248,7 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
         drop(rd);
         // SAFETY: setsid in the child detaches it from the terminal.
         unsafe { libc::setsid() };
-        redirect_stdio(a.log_file.as_deref());
+        redirect_stdio(log);
         let code = match serve(vol, &a, &mountpoint, Some(wr), lock) {
             Ok(()) => 0,
             Err(f) => f.code,
@@ -200,10 +260,10 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
     wait_ready(rd, &mountpoint)
 }
 
-fn redirect_stdio(log: Option<&Path>) {
+fn redirect_stdio(log: Option<File>) {
     let null = OpenOptions::new().read(true).write(true).open("/dev/null");
     let out = match log {
-        Some(p) => OpenOptions::new().create(true).append(true).open(p),
+        Some(f) => Ok(f),
         None => OpenOptions::new().write(true).open("/dev/null"),
     };
     // SAFETY: dup2 onto the standard descriptors with valid source fds.
@@ -299,10 +359,16 @@ fn serve(
         if a.read_only {
             opts.push(fuser::MountOption::RO);
         }
-        if sys::geteuid() == 0 {
-            opts.push(fuser::MountOption::Dev);
-            opts.push(fuser::MountOption::Suid);
-        }
+        opts.push(if a.dev {
+            fuser::MountOption::Dev
+        } else {
+            fuser::MountOption::NoDev
+        });
+        opts.push(if a.suid {
+            fuser::MountOption::Suid
+        } else {
+            fuser::MountOption::NoSuid
+        });
         let mut cfg = fuser::Config::default();
         cfg.mount_options = opts;
         cfg.acl = if a.allow_other {
@@ -374,7 +440,11 @@ fn raise_readahead(mountpoint: &Path) {
         return;
     };
     let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
-    if let Err(e) = std::fs::write(&knob, READAHEAD_KB.to_string()) {
+    let set = OpenOptions::new()
+        .write(true)
+        .open(&knob)
+        .and_then(|mut f| f.write_all(READAHEAD_KB.to_string().as_bytes()));
+    if let Err(e) = set {
         log::debug!("readahead stays at the kernel's default ({knob}: {e})");
     }
 }
@@ -430,10 +500,9 @@ pub fn umount(mp: &Path) -> Result<(), Failure> {
         }
     }
     // Wait (bounded) for the daemon to let go of the volume lock.
-    let lock = Path::new(&source).join(LOCK_FILE);
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        match File::open(&lock) {
+        match open_lock(Path::new(&source), false) {
             Ok(f) => {
                 if sys::flock_nb(f.as_fd(), true).is_ok() {
                     return Ok(());

@@ -18,6 +18,8 @@ const PREFIX_LEN: usize = 24; // magic, version, reserved, file_id: the authenti
 pub enum HeaderError {
     #[error("file header is too short ({0} bytes)")]
     Short(usize),
+    #[error("file header is longer than this format's ({0} bytes)")]
+    Long(usize),
     #[error("file header has a bad magic or version")]
     BadMagic,
     #[error("file header failed authentication (tampered, or from another volume)")]
@@ -88,6 +90,11 @@ impl FileHeader {
     pub fn parse(raw: &[u8]) -> Result<FileHeader, HeaderError> {
         if raw.len() < HEADER_LEN {
             return Err(HeaderError::Short(raw.len()));
+        }
+        // Nothing unauthenticated rides along (a later format may define a
+        // longer header; this one does not).
+        if raw.len() > HEADER_LEN {
+            return Err(HeaderError::Long(raw.len()));
         }
         if &raw[..4] != MAGIC || raw[4] != VERSION || raw[5..8] != [0, 0, 0] {
             return Err(HeaderError::BadMagic);

@@ -28,6 +28,9 @@ pub const DIRIV_NAME: &str = "envelopefs.diriv";
 pub const DIRIV_LEN: usize = 16;
 pub const LONGNAME_PREFIX: &str = "envelopefs.longname.";
 pub const LONGNAME_SUFFIX: &str = ".name";
+/// The longest side file: base64url (no padding) of a 255-byte name and its
+/// 16-byte AES-SIV tag.
+pub const MAX_SIDE_LEN: usize = (255 + 16) * 4 / 3 + 1;
 /// Encoded names longer than this become hashed long names by default.
 pub const DEFAULT_LONG_NAME_MAX: u32 = 255;
 /// A hashed long name is 63 bytes; the threshold cannot go below it.

@@ -1,6 +1,7 @@
 //! The FUSE frontend: translates kernel requests into node-table, name and
 //! volume calls. It never touches ciphertext layout itself.
 
+mod killpriv;
 pub mod nodes;
 
 use std::collections::HashMap;
@@ -36,6 +37,8 @@ pub struct FsOptions {
 
 /// The changes one setattr asks for.
 struct SetAttr {
+    /// Who asks: a truncate may clear setuid/setgid (killpriv.rs).
+    caller: killpriv::Caller,
     mode: Option<u32>,
     uid: Option<u32>,
     gid: Option<u32>,
@@ -176,10 +179,7 @@ impl EnvelopeFs {
             .vol
             .dir_ctx(dir.fd().map_err(io)?.as_fd(), dir.is_root())
             .map_err(|e| {
-                error!(
-                    "directory node {}: cannot read its {DIRIV_NAME}: {e}",
-                    dir.id
-                );
+                error!("{}: cannot read its {DIRIV_NAME}: {e}", dir.backing_path());
                 Errno::EIO
             })?;
         if self.vol.names().uses_diriv() {
@@ -385,6 +385,7 @@ impl EnvelopeFs {
 
     fn do_setattr(&self, node: &Arc<Node>, c: SetAttr, fh: Option<FileHandle>) -> Res<FileAttr> {
         let SetAttr {
+            caller,
             mode,
             uid,
             gid,
@@ -436,6 +437,11 @@ impl EnvelopeFs {
                 return Err(Errno::EOPNOTSUPP);
             }
             sys::fchmod_fd(node.fd().map_err(io)?.as_fd(), mode & 0o7777).map_err(io)?;
+        }
+        if size.is_some() {
+            // After the mode a truncate's SETATTR may carry: the kernel's,
+            // which keeps a setgid bit ext4 clears.
+            killpriv::on_change(caller, node.fd().map_err(io)?.as_fd()).map_err(io)?;
         }
         if atime.is_some() || mtime.is_some() {
             let ts = [timespec(atime), timespec(mtime)];
@@ -491,16 +497,16 @@ impl EnvelopeFs {
             perm,
         ) {
             Ok(fd) => (fd, true),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !exclusive => (
-                sys::openat(
-                    dir.fd().map_err(io)?.as_fd(),
-                    bname,
-                    libc::O_RDWR | libc::O_NONBLOCK,
-                    0,
-                )
-                .map_err(io)?,
-                false,
-            ),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !exclusive => {
+                match sys::open_regular(dir.fd().map_err(io)?.as_fd(), bname, libc::O_RDWR) {
+                    Ok((fd, _)) => (fd, false),
+                    // Not a file: never opened (a planted device or fifo).
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return Err(Errno::EEXIST)
+                    }
+                    Err(e) => return Err(io(e)),
+                }
+            }
             Err(e) => return Err(io(e)),
         };
         if created {
@@ -579,7 +585,12 @@ impl EnvelopeFs {
         match self.vol.decrypt_xattr(fc.as_deref(), &blob) {
             Some((n, v)) if n == name.as_bytes() => Ok(v),
             _ => {
-                error!("xattr {:?} of node {} failed authentication", name, node.id);
+                // The backing names only: the plaintext name is a secret.
+                error!(
+                    "{}: xattr {} failed authentication",
+                    node.backing_path(),
+                    String::from_utf8_lossy(&bname)
+                );
                 Err(Errno::EIO)
             }
         }
@@ -610,8 +621,9 @@ impl EnvelopeFs {
                     out.push(0);
                 }
                 _ => warn!(
-                    "node {}: an xattr fails authentication; not listed",
-                    node.id
+                    "{}: xattr {} fails authentication; not listed",
+                    node.backing_path(),
+                    String::from_utf8_lossy(&n)
                 ),
             }
         }
@@ -698,7 +710,7 @@ impl Filesystem for EnvelopeFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -716,6 +728,7 @@ impl Filesystem for EnvelopeFs {
     ) {
         let r = self.node(ino).and_then(|n| {
             let c = SetAttr {
+                caller: killpriv::Caller::of(req),
                 mode,
                 uid,
                 gid,
@@ -739,10 +752,7 @@ impl Filesystem for EnvelopeFs {
             }
             let raw = sys::readlink_fd(n.fd().map_err(io)?.as_fd()).map_err(io)?;
             self.vol.decrypt_symlink(&raw).ok_or_else(|| {
-                error!(
-                    "symlink node {} has a target that fails authentication",
-                    n.id
-                );
+                error!("{}: symlink target fails authentication", n.backing_path());
                 Errno::EIO
             })
         })();
@@ -1021,18 +1031,24 @@ impl Filesystem for EnvelopeFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        // Page-cache writeback is not a caller's write (ext4 clears nothing on it).
+        let caller = (!write_flags.contains(WriteFlags::FUSE_WRITE_CACHE))
+            .then(|| killpriv::Caller::of(req));
         let r = self.with_file(fh, |h| {
             let _hold = self.writable()?;
+            if let Some(c) = caller {
+                killpriv::on_change(c, h.fd.as_fd()).map_err(io)?;
+            }
             h.node
                 .content
                 .write(&self.vol, h.fd.as_fd(), offset, data)
@@ -1288,7 +1304,7 @@ impl Filesystem for EnvelopeFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1296,8 +1312,10 @@ impl Filesystem for EnvelopeFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let caller = killpriv::Caller::of(req);
         let r = self.with_file(fh, |h| {
             let _hold = self.writable()?;
+            killpriv::on_change(caller, h.fd.as_fd()).map_err(io)?;
             h.node
                 .content
                 .fallocate(&self.vol, h.fd.as_fd(), mode, offset, length)

@@ -65,6 +65,14 @@ impl Node {
     pub fn is_root(&self) -> bool {
         self.id == ROOT_ID
     }
+
+    /// The backing path, for log lines: it is public, the plaintext name is not.
+    pub fn backing_path(&self) -> String {
+        match self.fd() {
+            Ok(f) => crate::volume::content::fd_path(f.as_fd()),
+            Err(_) => format!("<node {}>", self.id),
+        }
+    }
 }
 
 pub fn kind_of(mode: u32) -> Option<FileType> {

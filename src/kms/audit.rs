@@ -2,7 +2,6 @@
 //! It names keys, material versions and encryption contexts, never a secret.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -37,12 +36,7 @@ pub fn append(store_dir: &Path, rec: &AuditRecord) {
         Ok(l) => l,
         Err(_) => return,
     };
-    let r = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(&p)
-        .and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
+    let r = crate::sys::open_log(&p).and_then(|mut f| f.write_all(format!("{line}\n").as_bytes()));
     if let Err(e) = r {
         log::warn!("cannot append to the audit log {}: {e}", p.display());
     }

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use super::audit::{self, AuditRecord};
 use super::passphrase::PassphraseSource;
-use super::store::{self, io_err, KdfParams};
+use super::store::{self, KdfParams};
 use super::{DecryptedKey, EncryptionContext, GeneratedDataKey, KeyService, KmsError};
 use crate::crypto::aead::Cipher;
 use crate::crypto::keys::derive;
@@ -234,7 +234,7 @@ impl LocalKeyService {
         if !p.exists() {
             return Err(KmsError::NoStore(dir.display().to_string()));
         }
-        let raw = std::fs::read(&p).map_err(io_err(&p))?;
+        let raw = store::read_store(&p)?;
         let what = p.display().to_string();
         let (f, key, plain) = store::unlock(&raw, pass, &dir.display().to_string())?;
         let data = parse_store_data(&plain, &what)?;
@@ -288,7 +288,7 @@ impl LocalKeyService {
 
     fn reload(&self) -> Result<StoreData, KmsError> {
         let p = Self::store_path(&self.dir);
-        let raw = std::fs::read(&p).map_err(io_err(&p))?;
+        let raw = store::read_store(&p)?;
         let what = p.display().to_string();
         let f = parse_store_file(&raw).map_err(|why| KmsError::StoreCorrupt {
             path: what.clone(),
@@ -1169,7 +1169,7 @@ impl LocalKeyService {
         new_pass: &str,
         cost: KdfCost,
     ) -> Result<LocalKeyService, KmsError> {
-        let raw = std::fs::read(file).map_err(io_err(file))?;
+        let raw = store::read_store(file)?;
         let (f, _, plain) = store::unlock(&raw, backup_pass, &file.display().to_string())?;
         let data = parse_store_data(&plain, &file.display().to_string())?;
         let svc = Self::create_with(dir, new_pass, cost, f.store_id, data)?;

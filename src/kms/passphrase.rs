@@ -1,7 +1,8 @@
 //! Where a passphrase comes from: `--passphrase-file`, the variable
 //! `ENVELOPEFS_PASSPHRASE_FILE`, or a prompt on the terminal.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use zeroize::Zeroizing;
@@ -13,11 +14,28 @@ pub struct PassphraseSource {
     pub file: Option<PathBuf>,
 }
 
+/// A passphrase file is a secret: say so when group or others can read it
+/// (a pipe such as `<(pass show x)` is not a file and is not checked).
+fn warn_if_others_read(p: &std::path::Path, md: &std::fs::Metadata) {
+    let mode = md.permissions().mode() & 0o7777;
+    if md.is_file() && mode & 0o044 != 0 {
+        eprintln!(
+            "envelopefs: warning: passphrase file {} is readable by group or others (mode {mode:04o}): chmod 600 it",
+            p.display()
+        );
+    }
+}
+
 impl PassphraseSource {
     fn from_file(p: &PathBuf) -> Result<Zeroizing<String>, KmsError> {
-        let raw = Zeroizing::new(std::fs::read(p).map_err(|e| {
-            KmsError::Passphrase(format!("cannot read passphrase file {}: {e}", p.display()))
-        })?);
+        let cannot =
+            |e| KmsError::Passphrase(format!("cannot read passphrase file {}: {e}", p.display()));
+        let mut f = std::fs::File::open(p).map_err(cannot)?;
+        let md = f.metadata().map_err(cannot)?;
+        warn_if_others_read(p, &md);
+        // Sized up front: a growing buffer would leave copies behind.
+        let mut raw = Zeroizing::new(Vec::with_capacity(md.len().min(1 << 16) as usize + 1));
+        f.read_to_end(&mut raw).map_err(cannot)?;
         let s = std::str::from_utf8(&raw)
             .map_err(|_| KmsError::Passphrase(format!("{} is not UTF-8", p.display())))?;
         // One trailing newline is the file's, not the passphrase's.

@@ -6,10 +6,8 @@
 //! `sealed` is base64 of `nonce || AES-256-GCM(store JSON) || tag` with the
 //! file's other fields as associated data.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::File;
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -79,6 +77,55 @@ impl KdfCost {
     }
 }
 
+/// The Argon2id costs a store may carry, as (m_cost KiB, t_cost, p_cost).
+/// They are read before the store is authenticated, so anything else (a
+/// tampered store asking for 4 GiB, or for next to nothing) is refused
+/// before any memory is allocated. Add a row to offer another setting.
+const ALLOWED_KDF: &[(u32, u32, u32)] = &[(64 * 1024, 3, 1)];
+
+/// The floor every row above meets (OWASP's Argon2id minimum: 19 MiB, t=2).
+const MIN_KDF_M_KIB: u32 = 19 * 1024;
+const MIN_KDF_T: u32 = 2;
+
+/// The cheap cost the unit tests create stores with; release builds refuse it.
+#[cfg(test)]
+const TEST_KDF: (u32, u32, u32) = (64, 1, 1);
+
+/// Salt bytes of every store.
+const SALT_LEN: usize = 16;
+
+/// Whether a store may carry this KDF setting.
+fn kdf_allowed(cost: (u32, u32, u32)) -> bool {
+    #[cfg(test)]
+    if cost == TEST_KDF {
+        return true;
+    }
+    let (m, t, _) = cost;
+    ALLOWED_KDF.contains(&cost) && m >= MIN_KDF_M_KIB && t >= MIN_KDF_T
+}
+
+/// Refuse a KDF setting that is not in the table (one line, no allocation).
+fn check_kdf(kdf: &KdfParams) -> Result<(), String> {
+    if kdf.algorithm != "argon2id" {
+        return Err(format!("unknown KDF {:?}", kdf.algorithm));
+    }
+    let cost = (kdf.m_cost_kib, kdf.t_cost, kdf.p_cost);
+    if !kdf_allowed(cost) {
+        let allowed: Vec<String> = ALLOWED_KDF
+            .iter()
+            .map(|(m, t, p)| format!("m={m} KiB, t={t}, p={p}"))
+            .collect();
+        return Err(format!(
+            "Argon2id cost m={} KiB, t={}, p={} is not an allowed setting (allowed: {})",
+            cost.0,
+            cost.1,
+            cost.2,
+            allowed.join("; ")
+        ));
+    }
+    Ok(())
+}
+
 pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KmsError + '_ {
     move |source| KmsError::Io {
         path: path.display().to_string(),
@@ -87,10 +134,11 @@ pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KmsError + '_ {
 }
 
 pub fn derive_store_key(pass: &str, kdf: &KdfParams) -> Result<Zeroizing<[u8; 32]>, String> {
-    if kdf.algorithm != "argon2id" {
-        return Err(format!("unknown KDF {}", kdf.algorithm));
-    }
+    check_kdf(kdf)?;
     let salt = B64.decode(&kdf.salt).map_err(|e| e.to_string())?;
+    if salt.len() != SALT_LEN {
+        return Err(format!("KDF salt of {} bytes, not {SALT_LEN}", salt.len()));
+    }
     let params = argon2::Params::new(kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, Some(32))
         .map_err(|e| e.to_string())?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
@@ -121,9 +169,7 @@ pub fn parse_store_file(raw: &[u8]) -> Result<StoreFile, String> {
     if f.format != FORMAT || f.version != 1 {
         return Err("unknown format or version".into());
     }
-    if f.kdf.m_cost_kib > 4 * 1024 * 1024 || f.kdf.t_cost > 100 || f.kdf.p_cost > 64 {
-        return Err("KDF parameters out of range".into());
-    }
+    check_kdf(&f.kdf)?;
     Ok(f)
 }
 
@@ -162,14 +208,13 @@ pub fn store_path(dir: &Path) -> PathBuf {
 
 /// Take the store's exclusive lock (blocking: updates are short).
 pub fn lock(dir: &Path) -> Result<StoreLock, KmsError> {
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    create_store_dir(dir)?;
     let p = dir.join(LOCK_FILE);
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&p)
+    let f = crate::sys::open_parent(&p)
+        .and_then(|(d, name)| {
+            crate::sys::open_or_create_regular(d.as_fd(), &name, libc::O_RDWR, 0o600)
+        })
+        .map(|(fd, _)| File::from(fd))
         .map_err(io_err(&p))?;
     // SAFETY: flock on a valid fd.
     let r = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };
@@ -179,29 +224,57 @@ pub fn lock(dir: &Path) -> Result<StoreLock, KmsError> {
     Ok(StoreLock(f))
 }
 
-/// Atomically replace `path` with `bytes` (mode 0600).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KmsError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    {
-        let mut t = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err(&tmp))?;
-        t.write_all(bytes).map_err(io_err(&tmp))?;
-        t.sync_all().map_err(io_err(&tmp))?;
+/// Create the store directory 0700 (its parents with the usual mode). An
+/// existing directory keeps its mode: it may be one its owner chose or
+/// shares on purpose, and every file in it is 0600 and sealed anyway.
+fn create_store_dir(dir: &Path) -> Result<(), KmsError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
     }
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    let d = File::open(dir).map_err(io_err(dir))?;
-    crate::sys::fsync(d.as_fd(), false).map_err(io_err(dir))?;
-    Ok(())
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(io_err(dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Atomically replace `path` with `bytes` (mode 0600), through the one
+/// helper that never follows a planted symlink or name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KmsError> {
+    crate::sys::open_parent(path)
+        .and_then(|(dir, name)| {
+            crate::sys::write_new_file(
+                dir.as_fd(),
+                &name,
+                bytes,
+                0o600,
+                crate::sys::Placement::Replace,
+            )
+        })
+        .map_err(io_err(path))
+}
+
+/// A key store (or its backup) is at most this long: far above any real
+/// store; a planted endless file does not fit.
+pub const MAX_STORE_LEN: usize = 64 << 20;
+
+/// The bytes of a store or backup file: a regular file (a fifo must not block
+/// the command, a device must not be read, a symlink is not followed), at
+/// most [`MAX_STORE_LEN`] bytes.
+pub fn read_store(path: &Path) -> Result<Vec<u8>, KmsError> {
+    crate::sys::read_regular_path(path, MAX_STORE_LEN).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            KmsError::StoreCorrupt {
+                path: path.display().to_string(),
+                why: e.to_string(),
+            }
+        } else {
+            io_err(path)(e)
+        }
+    })
 }
 
 /// An unlocked store file: its outer fields, the store key, the content.
@@ -220,4 +293,24 @@ pub fn unlock(raw: &[u8], pass: &str, what: &str) -> Result<Unlocked, KmsError> 
         Some(why) => corrupt(why),
     })?;
     Ok((f, key, plain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_cost_is_allowed_and_strong() {
+        let d = KdfCost::default();
+        assert!(kdf_allowed((d.m_cost_kib, d.t_cost, 1)));
+        for &(m, t, p) in ALLOWED_KDF {
+            assert!(
+                m >= MIN_KDF_M_KIB && t >= MIN_KDF_T && p >= 1,
+                "{m} {t} {p}"
+            );
+        }
+        assert!(!kdf_allowed((4 << 20, 3, 1)));
+        assert!(!kdf_allowed((8, 3, 1)));
+        assert!(!kdf_allowed((64 * 1024, 3, 2)));
+    }
 }

@@ -540,13 +540,8 @@ impl<'a> Copier<'a> {
 
     fn copy_file(&self, j: &Job) -> Result<(), CopyError> {
         let p = &j.path;
-        let sfd = sys::openat(
-            j.src_dir.as_fd(),
-            &j.src_name,
-            libc::O_RDONLY | libc::O_NONBLOCK,
-            0,
-        )
-        .map_err(|e| cerr(p, e))?;
+        let (sfd, _) = sys::open_regular(j.src_dir.as_fd(), &j.src_name, libc::O_RDONLY)
+            .map_err(|e| cerr(p, e))?;
         let sst = sys::fstat(sfd.as_fd()).map_err(|e| cerr(p, e))?;
         if sst.st_mode & libc::S_IFMT != libc::S_IFREG || sst.st_ino != j.st.st_ino {
             return Err(cerr(p, "changed during the copy"));

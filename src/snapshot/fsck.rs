@@ -28,6 +28,10 @@ pub struct Report {
     pub symlinks: u64,
     pub bytes: u64,
     pub problems: Vec<Problem>,
+    /// Not damage, but power a writer of the backing directory may have
+    /// planted: device nodes and setuid/setgid bits (they act only through a
+    /// `--dev` or `--suid` mount).
+    pub warnings: Vec<Problem>,
 }
 
 struct Walker<'a> {
@@ -55,6 +59,45 @@ impl Walker<'_> {
             backing_path: backing.display().to_string(),
             problem: problem.into(),
         });
+    }
+
+    fn privilege_warnings(&mut self, plain: &Path, backing: &Path, st: &libc::stat) {
+        let kind = st.st_mode & libc::S_IFMT;
+        let mut warn = |what: String| {
+            self.r.warnings.push(Problem {
+                path: Some(format!("/{}", plain.display())),
+                backing_path: backing.display().to_string(),
+                problem: what,
+            })
+        };
+        if kind == libc::S_IFCHR || kind == libc::S_IFBLK {
+            warn(format!(
+                "{} device node {}:{} (opens that device through a --dev mount)",
+                if kind == libc::S_IFCHR {
+                    "character"
+                } else {
+                    "block"
+                },
+                libc::major(st.st_rdev),
+                libc::minor(st.st_rdev)
+            ));
+        }
+        // A setgid directory only passes its group on; on anything else the
+        // bits raise privilege through a --suid mount.
+        if kind != libc::S_IFDIR && st.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+            warn(format!(
+                "{} bit set (mode {:o}; runs as the file's owner through a --suid mount)",
+                match (
+                    st.st_mode & libc::S_ISUID != 0,
+                    st.st_mode & libc::S_ISGID != 0
+                ) {
+                    (true, true) => "setuid and setgid",
+                    (true, false) => "setuid",
+                    _ => "setgid",
+                },
+                st.st_mode & 0o7777
+            ));
+        }
     }
 
     fn dir(&mut self, fd: BorrowedFd<'_>, is_root: bool, plain: &Path, backing: &Path) {
@@ -94,6 +137,7 @@ impl Walker<'_> {
                     continue;
                 }
             };
+            self.privilege_warnings(&p, &b, &st);
             match st.st_mode & libc::S_IFMT {
                 libc::S_IFDIR => {
                     match sys::openat(fd, &e.backing, libc::O_PATH | libc::O_DIRECTORY, 0) {
@@ -117,8 +161,8 @@ impl Walker<'_> {
 
     fn file(&mut self, dir: BorrowedFd<'_>, name: &std::ffi::OsStr, p: &Path, b: &Path, size: u64) {
         self.r.files += 1;
-        let fd = match sys::openat(dir, name, libc::O_RDONLY | libc::O_NONBLOCK, 0) {
-            Ok(f) => f,
+        let fd = match sys::open_regular(dir, name, libc::O_RDONLY) {
+            Ok((f, _)) => f,
             Err(e) => return self.report(Some(p), b, format!("open: {e}")),
         };
         if let Err(e) = self.vol.layout().plain_size(size) {

@@ -2,6 +2,7 @@
 //! wrapped volume key, and a MAC under the volume key so that an edited
 //! config is refused at mount.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -33,6 +34,9 @@ impl std::fmt::Display for KeyLocation {
         })
     }
 }
+
+/// The longest config the format allows (it is a few hundred bytes).
+pub const MAX_CONFIG_LEN: usize = 64 << 10;
 
 /// The settings of a volume. Every field is covered by the MAC.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -122,12 +126,24 @@ impl VolumeConfig {
     }
 
     /// Read a config without any key (for `info`). Not yet authenticated.
+    /// Only a regular file of at most [`MAX_CONFIG_LEN`] bytes is read: a
+    /// planted symlink, fifo or device gives `BadConfig` at once, never a
+    /// hang or an endless read.
     pub fn read_unverified(dir: &Path) -> Result<(VolumeConfig, String), VolumeError> {
         let p = dir.join(CONFIG_FILE);
-        let raw = match std::fs::read(&p) {
+        let raw = crate::sys::open_user_dir(dir).and_then(|d| {
+            crate::sys::read_regular(d.as_fd(), CONFIG_FILE.as_ref(), MAX_CONFIG_LEN)
+        });
+        let raw = match raw {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(VolumeError::NotAVolume(dir.display().to_string()))
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::InvalidData
+                    || e.raw_os_error() == Some(libc::ELOOP) =>
+            {
+                return Err(VolumeError::BadConfig(format!("{}: {e}", p.display())))
             }
             Err(e) => return Err(VolumeError::io(&p, e)),
         };
@@ -176,30 +192,31 @@ impl VolumeConfig {
     /// Atomically replace the config (only `rewrap` does this: same settings,
     /// the volume key re-wrapped under newer key material).
     pub fn replace(&self, dir: &Path, vk: &VolumeKey) -> Result<(), VolumeError> {
-        let out = self.to_bytes(vk)?;
-        let p = dir.join(CONFIG_FILE);
-        crate::kms::store::write_atomic(&p, &out).map_err(|e| VolumeError::BadConfig(e.to_string()))
+        self.write(dir, vk, crate::sys::Placement::Replace)
     }
 
-    /// Write the config with its MAC; fails if one exists (settings are fixed).
+    /// Write the config with its MAC; fails if one exists (settings are
+    /// fixed), also against a racing `init`.
     pub fn write_new(&self, dir: &Path, vk: &VolumeKey) -> Result<(), VolumeError> {
+        self.write(dir, vk, crate::sys::Placement::Exclusive)
+    }
+
+    fn write(
+        &self,
+        dir: &Path,
+        vk: &VolumeKey,
+        placement: crate::sys::Placement,
+    ) -> Result<(), VolumeError> {
         let out = self.to_bytes(vk)?;
         let p = dir.join(CONFIG_FILE);
-        let tmp = dir.join(format!(".{CONFIG_FILE}.tmp"));
-        std::fs::write(&tmp, &out).map_err(|e| VolumeError::io(&tmp, e))?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .map_err(|e| VolumeError::io(&tmp, e))?;
-        // link() refuses an existing target, so a concurrent init cannot overwrite.
-        std::fs::hard_link(&tmp, &p).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                VolumeError::BadOption(format!("{} is already a volume", dir.display()))
-            } else {
-                VolumeError::io(&p, e)
-            }
-        })?;
-        std::fs::remove_file(&tmp).map_err(|e| VolumeError::io(&tmp, e))?;
-        Ok(())
+        let r = crate::sys::open_user_dir(dir).and_then(|d| {
+            crate::sys::write_new_file(d.as_fd(), CONFIG_FILE.as_ref(), &out, 0o644, placement)
+        });
+        match r {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(VolumeError::BadOption(
+                format!("{} is already a volume", dir.display()),
+            )),
+            r => r.map_err(|e| VolumeError::io(&p, e)),
+        }
     }
 }

@@ -24,7 +24,7 @@ pub struct FileContent {
     crypto: RwLock<Option<Arc<FileCrypto>>>,
 }
 
-fn fd_path(fd: BorrowedFd<'_>) -> String {
+pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> String {
     std::fs::read_link(format!(
         "/proc/self/fd/{}",
         std::os::fd::AsRawFd::as_raw_fd(&fd)

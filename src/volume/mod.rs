@@ -393,35 +393,24 @@ pub fn write_diriv_bytes(dir: std::os::fd::BorrowedFd<'_>, iv: &[u8]) -> std::io
 
 /// Read the IV of the backing directory behind `dir`.
 pub fn read_diriv(dir: std::os::fd::BorrowedFd<'_>) -> std::io::Result<[u8; DIRIV_LEN]> {
-    let f = crate::sys::openat(
-        dir,
-        std::ffi::OsStr::new(DIRIV_NAME),
-        libc::O_RDONLY | libc::O_NONBLOCK,
-        0,
-    )?;
-    let st = crate::sys::fstat(std::os::fd::AsFd::as_fd(&f))?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Err(std::io::Error::from_raw_os_error(libc::EIO));
-    }
-    let mut iv = [0u8; DIRIV_LEN];
-    let n = crate::sys::pread_exact_or_eof(std::os::fd::AsFd::as_fd(&f), &mut iv, 0)?;
-    if n != DIRIV_LEN {
-        return Err(std::io::Error::from_raw_os_error(libc::EIO));
-    }
-    Ok(iv)
+    let raw = crate::sys::read_regular(dir, std::ffi::OsStr::new(DIRIV_NAME), DIRIV_LEN)?;
+    raw.try_into()
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EIO))
 }
 
 fn check_user_xattrs(dir: &Path) -> Result<(), VolumeError> {
-    let probe = dir.join(".envelopefs-xattr-probe");
-    let f = std::fs::File::create(&probe).map_err(|e| VolumeError::io(&probe, e))?;
-    let r = crate::sys::fsetxattr(
-        std::os::fd::AsFd::as_fd(&f),
-        b"user.envelopefs.probe",
-        b"1",
-        0,
+    use std::os::fd::AsFd;
+    let name = format!(
+        ".envelopefs-xattr-probe.{:016x}",
+        u64::from_le_bytes(crate::crypto::random_array())
     );
+    let probe = dir.join(&name);
+    let d = crate::sys::open_user_dir(dir).map_err(|e| VolumeError::io(dir, e))?;
+    let f = crate::sys::create_exclusive(d.as_fd(), name.as_ref(), 0o600)
+        .map_err(|e| VolumeError::io(&probe, e))?;
+    let r = crate::sys::fsetxattr(f.as_fd(), b"user.envelopefs.probe", b"1", 0);
     drop(f);
-    let _ = std::fs::remove_file(&probe);
+    let _ = crate::sys::unlinkat(d.as_fd(), name.as_ref(), false);
     r.map_err(|e| {
         VolumeError::BadOption(format!(
             "--key-location xattr needs user xattrs on {}: {e}",

@@ -7,7 +7,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use super::Volume;
-use crate::crypto::names::{side_matches, BackingName, DirContext, EntryKind, LONGNAME_SUFFIX};
+use crate::crypto::names::{
+    side_matches, BackingName, DirContext, EntryKind, LONGNAME_SUFFIX, MAX_SIDE_LEN,
+};
 use crate::sys;
 
 /// One user entry of a backing directory.
@@ -39,11 +41,7 @@ impl Volume {
     pub fn read_side(&self, dir: BorrowedFd<'_>, long: &OsStr) -> Option<Vec<u8>> {
         let mut n = long.to_owned();
         n.push(LONGNAME_SUFFIX);
-        let f = sys::openat(dir, &n, libc::O_RDONLY | libc::O_NONBLOCK, 0).ok()?;
-        let mut buf = vec![0u8; 4096];
-        let k = sys::pread_exact_or_eof(f.as_fd(), &mut buf, 0).ok()?;
-        buf.truncate(k);
-        Some(buf)
+        sys::read_regular(dir, &n, MAX_SIDE_LEN).ok()
     }
 
     /// Write a long name's side file; true if this call made it.

@@ -19,6 +19,13 @@ impl Env {
             .tempdir_in("/tmp")
             .unwrap();
         std::fs::write(dir.path().join("pass"), "test passphrase\n").unwrap();
+        // A secret: 0600, or every command warns that others can read it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.path().join("pass"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         Env { dir }
     }
 
@@ -72,17 +79,20 @@ impl Env {
         flags: &[&str],
         nofile: Option<u64>,
     ) -> Mount {
-        self.mount_with_setup(cipher, mnt_name, flags, move || {
-            if let Some(n) = nofile {
-                let rl = libc::rlimit {
-                    rlim_cur: n,
-                    rlim_max: n,
-                };
-                // SAFETY: setrlimit with a valid struct is async-signal-safe.
-                unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) };
-            }
-            Ok(())
-        })
+        self.mount_cmd(self.cmd(), cipher, mnt_name, flags, nofile)
+    }
+
+    /// Mount with extra environment variables for the daemon (e.g. `RUST_LOG`).
+    pub fn mount_env(
+        &self,
+        cipher: &Path,
+        mnt_name: &str,
+        flags: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Mount {
+        let mut cmd = self.cmd();
+        cmd.envs(vars.iter().copied());
+        self.mount_cmd(cmd, cipher, mnt_name, flags, None)
     }
 
     /// Mount with `setup` run in the daemon's process just before exec
@@ -94,15 +104,38 @@ impl Env {
         flags: &[&str],
         setup: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
     ) -> Mount {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = self.cmd();
+        // SAFETY: the caller's setup is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(setup);
+        }
+        self.mount_cmd(cmd, cipher, mnt_name, flags, None)
+    }
+
+    fn mount_cmd(
+        &self,
+        mut cmd: Command,
+        cipher: &Path,
+        mnt_name: &str,
+        flags: &[&str],
+        nofile: Option<u64>,
+    ) -> Mount {
         let mnt = self.path(mnt_name);
         std::fs::create_dir_all(&mnt).unwrap();
         let log = self.path(&format!("{mnt_name}.log"));
-        let mut cmd = self.cmd();
-        {
+        if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
-            // SAFETY: the caller's setup is async-signal-safe.
+            // SAFETY: setrlimit is async-signal-safe.
             unsafe {
-                cmd.pre_exec(setup);
+                cmd.pre_exec(move || {
+                    let rl = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+                    Ok(())
+                });
             }
         }
         let child = cmd
@@ -482,7 +515,8 @@ impl Env {
     }
 }
 
-/// `sh -c script` as `nobody` (uid and gid 65534, no supplementary groups).
+/// `sh -c script` as `nobody` (uid and gid 65534; std drops root's
+/// supplementary groups when it changes the uid).
 pub fn as_nobody(script: &str) -> Command {
     use std::os::unix::process::CommandExt;
     let mut c = Command::new("sh");
@@ -490,15 +524,8 @@ pub fn as_nobody(script: &str) -> Command {
         .arg(script)
         .current_dir("/")
         .stdin(Stdio::null());
-    // SAFETY: setgroups is async-signal-safe; it runs in the child before exec.
-    unsafe {
-        c.pre_exec(|| {
-            if libc::setgroups(0, std::ptr::null()) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // std drops the supplementary groups itself when root sets a uid (a
+    // pre_exec setgroups would run after setuid, and fail with EPERM).
     c.uid(NOBODY).gid(NOBODY);
     c
 }

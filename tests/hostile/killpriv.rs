@@ -1,1 +1,177 @@
-//! (placeholder: tests land with the fix)
+//! Setuid and setgid bits are cleared when another user changes a file
+//! (write, truncate, open with O_TRUNC, fallocate) exactly as ext4 clears them: setuid always,
+//! setgid when the file is group-executable or the writer is not in its
+//! group, and nothing for a writer with CAP_FSETID. The oracle is the same
+//! sequence on a plain directory of the local filesystem, and each case
+//! also states the mode it must end with.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+/// One file: its mode and group when root creates it, the mode it must have
+/// after the change (what ext4 gives).
+struct Case {
+    mode: u32,
+    gid: u32,
+    after: u32,
+}
+
+const CASES: &[Case] = &[
+    // setuid: always cleared.
+    Case {
+        mode: 0o4757,
+        gid: 0,
+        after: 0o0757,
+    },
+    // setgid, group-executable: cleared.
+    Case {
+        mode: 0o2757,
+        gid: 0,
+        after: 0o0757,
+    },
+    // setgid, not group-executable, writer not in the group: cleared.
+    Case {
+        mode: 0o2747,
+        gid: 0,
+        after: 0o0747,
+    },
+    Case {
+        mode: 0o6747,
+        gid: 0,
+        after: 0o0747,
+    },
+    // setgid, not group-executable, writer in the group: kept.
+    Case {
+        mode: 0o2767,
+        gid: NOBODY,
+        after: 0o2767,
+    },
+    // setgid, group-executable, writer in the group: cleared.
+    Case {
+        mode: 0o2777,
+        gid: NOBODY,
+        after: 0o0777,
+    },
+    // No special bits: nothing to do.
+    Case {
+        mode: 0o0757,
+        gid: 0,
+        after: 0o0757,
+    },
+];
+
+/// The change `nobody` makes to `f`, as a shell command.
+fn change(op: &str, f: &Path) -> String {
+    let f = f.display();
+    match op {
+        "write" => format!("printf X | dd of={f} conv=notrunc status=none"),
+        "truncate" => format!("truncate -s 100 {f}"),
+        "fallocate" => format!("fallocate -l 8192 {f}"),
+        "open-trunc" => format!("printf X > {f}"),
+        _ => unreachable!(),
+    }
+}
+
+/// Create every case's file in `dir` as root; return (file, case, op).
+fn plant(dir: &Path, ops: &[&'static str]) -> Vec<(PathBuf, &'static Case, &'static str)> {
+    let mut out = Vec::new();
+    for (i, c) in CASES.iter().enumerate() {
+        for op in ops {
+            let f = dir.join(format!("f{i}-{op}"));
+            std::fs::write(&f, b"hello").unwrap();
+            std::os::unix::fs::chown(&f, Some(0), Some(c.gid)).unwrap();
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(c.mode)).unwrap();
+            assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o7777, c.mode);
+            out.push((f, c, *op));
+        }
+    }
+    out
+}
+
+fn mode_of(f: &Path) -> u32 {
+    std::fs::metadata(f).unwrap().mode() & 0o7777
+}
+
+#[test]
+fn other_users_changes_clear_setuid_and_setgid_as_ext4_does() {
+    if !need_root("killpriv::other_users_changes_clear_setuid_and_setgid_as_ext4_does") {
+        return;
+    }
+    let ops = ["write", "truncate", "fallocate", "open-trunc"];
+    let env = Env::shared();
+    let plain = env.path("plain");
+    std::fs::create_dir(&plain).unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cipher = env.init("c", &[]);
+    let m = env.mount(&cipher, "m", &["--allow-other"]);
+    let dir = m.p("d");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    let oracle = plant(&plain, &ops);
+    let mounted = plant(&dir, &ops);
+    let script: Vec<String> = oracle
+        .iter()
+        .chain(mounted.iter())
+        .map(|(f, _, op)| change(op, f))
+        .collect();
+    let script = script.join(" && ");
+    let out = bounded(60, move || as_nobody(&script).output().unwrap());
+    assert!(
+        out.status.success(),
+        "as nobody: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut wrong = Vec::new();
+    for ((pf, c, op), (mf, _, _)) in oracle.iter().zip(mounted.iter()) {
+        let (want, got) = (mode_of(pf), mode_of(mf));
+        assert_eq!(
+            want, c.after,
+            "oracle: {op} on {:04o} (gid {}) gave {want:04o} on the local filesystem",
+            c.mode, c.gid
+        );
+        if got != want {
+            wrong.push(format!(
+                "{op} on {:04o} (gid {}): {got:04o}, ext4 gives {want:04o}",
+                c.mode, c.gid
+            ));
+        }
+        assert_eq!(
+            std::fs::metadata(mf).unwrap().len(),
+            std::fs::metadata(pf).unwrap().len()
+        );
+    }
+    assert!(
+        wrong.is_empty(),
+        "modes after nobody's change:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn root_changes_keep_setuid_and_setgid() {
+    if !need_root("killpriv::root_changes_keep_setuid_and_setgid") {
+        return;
+    }
+    let env = Env::shared();
+    let cipher = env.init("c", &[]);
+    let m = env.mount(&cipher, "m", &["--allow-other"]);
+    // CAP_FSETID: root's own changes clear nothing, on ext4 as here.
+    for (i, op) in ["write", "truncate", "fallocate"].iter().enumerate() {
+        let f = m.p(&format!("r{i}"));
+        std::fs::write(&f, b"hello").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o6745)).unwrap();
+        let script = change(op, &f);
+        let st = bounded(30, move || {
+            std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .status()
+                .unwrap()
+        });
+        assert!(st.success());
+        assert_eq!(mode_of(&f), 0o6745, "root's {op}");
+    }
+}

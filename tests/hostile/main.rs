@@ -2,6 +2,8 @@
 //! each module performs one class of attack on a real mount and asserts the
 //! safe outcome (docs/FORMAT.md, "Threat model").
 
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
 #[path = "../common/mod.rs"]
 mod common;
 

@@ -414,8 +414,8 @@ pub trait Filesystem: Send + Sync + 'static {
     fn destroy(&mut self) {}
 
     /// Look up a directory entry by name and get its attributes.
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        warn!("[Not Implemented] lookup(parent: {parent:#x?}, name {name:?})");
+    fn lookup(&self, _req: &Request, parent: INodeNo, _name: &OsStr, reply: ReplyEntry) {
+        warn!("[Not Implemented] lookup(parent: {parent:#x?})");
         reply.error(Errno::ENOSYS);
     }
 
@@ -480,14 +480,14 @@ pub trait Filesystem: Send + Sync + 'static {
         &self,
         _req: &Request,
         parent: INodeNo,
-        name: &OsStr,
+        _name: &OsStr,
         mode: u32,
         umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
         warn!(
-            "[Not Implemented] mknod(parent: {parent:#x?}, name: {name:?}, \
+            "[Not Implemented] mknod(parent: {parent:#x?}, \
             mode: {mode}, umask: {umask:#x?}, rdev: {rdev})"
         );
         reply.error(Errno::ENOSYS);
@@ -498,26 +498,24 @@ pub trait Filesystem: Send + Sync + 'static {
         &self,
         _req: &Request,
         parent: INodeNo,
-        name: &OsStr,
+        _name: &OsStr,
         mode: u32,
         umask: u32,
         reply: ReplyEntry,
     ) {
-        warn!(
-            "[Not Implemented] mkdir(parent: {parent:#x?}, name: {name:?}, mode: {mode}, umask: {umask:#x?})"
-        );
+        warn!("[Not Implemented] mkdir(parent: {parent:#x?}, mode: {mode}, umask: {umask:#x?})");
         reply.error(Errno::ENOSYS);
     }
 
     /// Remove a file.
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        warn!("[Not Implemented] unlink(parent: {parent:#x?}, name: {name:?})",);
+    fn unlink(&self, _req: &Request, parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        warn!("[Not Implemented] unlink(parent: {parent:#x?})",);
         reply.error(Errno::ENOSYS);
     }
 
     /// Remove a directory.
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        warn!("[Not Implemented] rmdir(parent: {parent:#x?}, name: {name:?})",);
+    fn rmdir(&self, _req: &Request, parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        warn!("[Not Implemented] rmdir(parent: {parent:#x?})",);
         reply.error(Errno::ENOSYS);
     }
 
@@ -526,13 +524,11 @@ pub trait Filesystem: Send + Sync + 'static {
         &self,
         _req: &Request,
         parent: INodeNo,
-        link_name: &OsStr,
-        target: &Path,
+        _link_name: &OsStr,
+        _target: &Path,
         reply: ReplyEntry,
     ) {
-        warn!(
-            "[Not Implemented] symlink(parent: {parent:#x?}, link_name: {link_name:?}, target: {target:?})",
-        );
+        warn!("[Not Implemented] symlink(parent: {parent:#x?})",);
         reply.error(Errno::EPERM);
     }
 
@@ -541,15 +537,15 @@ pub trait Filesystem: Send + Sync + 'static {
         &self,
         _req: &Request,
         parent: INodeNo,
-        name: &OsStr,
+        _name: &OsStr,
         newparent: INodeNo,
-        newname: &OsStr,
+        _newname: &OsStr,
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
         warn!(
-            "[Not Implemented] rename(parent: {parent:#x?}, name: {name:?}, \
-            newparent: {newparent:#x?}, newname: {newname:?}, flags: {flags})",
+            "[Not Implemented] rename(parent: {parent:#x?}, \
+            newparent: {newparent:#x?}, flags: {flags})",
         );
         reply.error(Errno::ENOSYS);
     }
@@ -560,12 +556,10 @@ pub trait Filesystem: Send + Sync + 'static {
         _req: &Request,
         ino: INodeNo,
         newparent: INodeNo,
-        newname: &OsStr,
+        _newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        warn!(
-            "[Not Implemented] link(ino: {ino:#x?}, newparent: {newparent:#x?}, newname: {newname:?})"
-        );
+        warn!("[Not Implemented] link(ino: {ino:#x?}, newparent: {newparent:#x?})");
         reply.error(Errno::EPERM);
     }
 
@@ -786,14 +780,14 @@ pub trait Filesystem: Send + Sync + 'static {
         &self,
         _req: &Request,
         ino: INodeNo,
-        name: &OsStr,
+        _name: &OsStr,
         _value: &[u8],
         flags: i32,
         position: u32,
         reply: ReplyEmpty,
     ) {
         warn!(
-            "[Not Implemented] setxattr(ino: {ino:#x?}, name: {name:?}, \
+            "[Not Implemented] setxattr(ino: {ino:#x?}, \
             flags: {flags:#x?}, position: {position})"
         );
         reply.error(Errno::ENOSYS);
@@ -803,8 +797,8 @@ pub trait Filesystem: Send + Sync + 'static {
     /// If `size` is 0, the size of the value should be sent with `reply.size()`.
     /// If `size` is not 0, and the value fits, send it with `reply.data()`, or
     /// `reply.error(ERANGE)` if it doesn't.
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        warn!("[Not Implemented] getxattr(ino: {ino:#x?}, name: {name:?}, size: {size})");
+    fn getxattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, size: u32, reply: ReplyXattr) {
+        warn!("[Not Implemented] getxattr(ino: {ino:#x?}, size: {size})");
         reply.error(Errno::ENOSYS);
     }
 
@@ -818,8 +812,8 @@ pub trait Filesystem: Send + Sync + 'static {
     }
 
     /// Remove an extended attribute.
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        warn!("[Not Implemented] removexattr(ino: {ino:#x?}, name: {name:?})");
+    fn removexattr(&self, _req: &Request, ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        warn!("[Not Implemented] removexattr(ino: {ino:#x?})");
         reply.error(Errno::ENOSYS);
     }
 
@@ -846,14 +840,14 @@ pub trait Filesystem: Send + Sync + 'static {
         &self,
         _req: &Request,
         parent: INodeNo,
-        name: &OsStr,
+        _name: &OsStr,
         mode: u32,
         umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
         warn!(
-            "[Not Implemented] create(parent: {parent:#x?}, name: {name:?}, mode: {mode}, \
+            "[Not Implemented] create(parent: {parent:#x?}, mode: {mode}, \
             umask: {umask:#x?}, flags: {flags:#x?})"
         );
         reply.error(Errno::ENOSYS);
@@ -1012,8 +1006,8 @@ pub trait Filesystem: Send + Sync + 'static {
     /// macOS only: Rename the volume. Set `fuse_init_out.flags` during init to
     /// `FUSE_VOL_RENAME` to enable
     #[cfg(target_os = "macos")]
-    fn setvolname(&self, _req: &Request, name: &OsStr, reply: ReplyEmpty) {
-        warn!("[Not Implemented] setvolname(name: {name:?})");
+    fn setvolname(&self, _req: &Request, _name: &OsStr, reply: ReplyEmpty) {
+        warn!("[Not Implemented] setvolname()");
         reply.error(Errno::ENOSYS);
     }
 
@@ -1023,15 +1017,15 @@ pub trait Filesystem: Send + Sync + 'static {
         &self,
         _req: &Request,
         parent: INodeNo,
-        name: &OsStr,
+        _name: &OsStr,
         newparent: INodeNo,
-        newname: &OsStr,
+        _newname: &OsStr,
         options: u64,
         reply: ReplyEmpty,
     ) {
         warn!(
-            "[Not Implemented] exchange(parent: {parent:#x?}, name: {name:?}, \
-            newparent: {newparent:#x?}, newname: {newname:?}, options: {options})"
+            "[Not Implemented] exchange(parent: {parent:#x?}, \
+            newparent: {newparent:#x?}, options: {options})"
         );
         reply.error(Errno::ENOSYS);
     }

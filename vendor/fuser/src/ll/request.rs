@@ -195,7 +195,7 @@ impl Display for Version {
 }
 
 /// Represents a filename in a directory
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
+#[derive(PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
 pub(crate) struct FilenameInDir<'a> {
     /// The Inode number of the directory
     pub(crate) dir: INodeNo,
@@ -203,6 +203,13 @@ pub(crate) struct FilenameInDir<'a> {
     /// subdirectory so is guaranteed not to contain '\0' or '/'.  It may be literally "." or ".."
     /// however.
     pub(crate) name: &'a Path,
+}
+
+/// The directory only: a name may be the plaintext of an encrypted one.
+impl fmt::Debug for FilenameInDir<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FilenameInDir {{ dir: {:#x} }}", self.dir.0)
+    }
 }
 
 impl fmt::Display for RequestError {
@@ -1879,7 +1886,6 @@ use op::*;
 
 /// Filesystem operation (and arguments) the kernel driver wants us to perform. The fields of each
 /// variant needs to match the actual arguments the kernel driver sends for the specific operation.
-#[derive(Debug)]
 #[allow(missing_docs)]
 pub(crate) enum Operation<'a> {
     Lookup(Lookup<'a>),
@@ -1941,31 +1947,20 @@ pub(crate) enum Operation<'a> {
 impl fmt::Display for Operation<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Operation::Lookup(x) => write!(f, "LOOKUP name {:?}", x.name()),
+            // No name, link target or xattr name is ever formatted: the
+            // filesystem above may be encrypted, and logs are not.
+            Operation::Lookup(_) => write!(f, "LOOKUP"),
             Operation::Forget(x) => write!(f, "FORGET nlookup {}", x.nlookup()),
             Operation::GetAttr(_) => write!(f, "GETATTR"),
             Operation::SetAttr(x) => x.fmt(f),
             Operation::ReadLink(_) => write!(f, "READLINK"),
-            Operation::SymLink(x) => {
-                write!(
-                    f,
-                    "SYMLINK target {:?}, link_name {:?}",
-                    x.target(),
-                    x.link_name()
-                )
-            }
-            Operation::MkNod(x) => write!(
-                f,
-                "MKNOD name {:?}, mode {:#05o}, rdev {}",
-                x.name(),
-                x.mode(),
-                x.rdev()
-            ),
-            Operation::MkDir(x) => write!(f, "MKDIR name {:?}, mode {:#05o}", x.name(), x.mode()),
-            Operation::Unlink(x) => write!(f, "UNLINK name {:?}", x.name()),
-            Operation::RmDir(x) => write!(f, "RMDIR name {:?}", x.name),
-            Operation::Rename(x) => write!(f, "RENAME src {:?}, dest {:?}", x.src(), x.dest()),
-            Operation::Link(x) => write!(f, "LINK ino {:?}, dest {:?}", x.inode_no(), x.dest()),
+            Operation::SymLink(_) => write!(f, "SYMLINK"),
+            Operation::MkNod(x) => write!(f, "MKNOD mode {:#05o}, rdev {}", x.mode(), x.rdev()),
+            Operation::MkDir(x) => write!(f, "MKDIR mode {:#05o}", x.mode()),
+            Operation::Unlink(_) => write!(f, "UNLINK"),
+            Operation::RmDir(_) => write!(f, "RMDIR"),
+            Operation::Rename(x) => write!(f, "RENAME to dir {:#x}", x.dest().dir.0),
+            Operation::Link(x) => write!(f, "LINK ino {:#x}", x.inode_no().0),
             Operation::Open(x) => write!(f, "OPEN flags {:#x}", x.flags()),
             Operation::Read(x) => write!(
                 f,
@@ -1999,16 +1994,13 @@ impl fmt::Display for Operation<'_> {
             ),
             Operation::SetXAttr(x) => write!(
                 f,
-                "SETXATTR name {:?}, size {}, flags {:#x}",
-                x.name(),
+                "SETXATTR size {}, flags {:#x}",
                 x.value().len(),
                 x.flags()
             ),
-            Operation::GetXAttr(x) => {
-                write!(f, "GETXATTR name {:?}, size {:?}", x.name(), x.size())
-            }
+            Operation::GetXAttr(x) => write!(f, "GETXATTR size {:?}", x.size()),
             Operation::ListXAttr(x) => write!(f, "LISTXATTR size {}", x.size()),
-            Operation::RemoveXAttr(x) => write!(f, "REMOVEXATTR name {:?}", x.name()),
+            Operation::RemoveXAttr(_) => write!(f, "REMOVEXATTR"),
             Operation::Flush(x) => write!(
                 f,
                 "FLUSH fh {:?}, lock owner {:?}",
@@ -2058,13 +2050,9 @@ impl fmt::Display for Operation<'_> {
                 x.lock_owner()
             ),
             Operation::Access(x) => write!(f, "ACCESS mask {:#05o}", x.mask()),
-            Operation::Create(x) => write!(
-                f,
-                "CREATE name {:?}, mode {:#05o}, flags {:#x}",
-                x.name(),
-                x.mode(),
-                x.flags()
-            ),
+            Operation::Create(x) => {
+                write!(f, "CREATE mode {:#05o}, flags {:#x}", x.mode(), x.flags())
+            }
             Operation::Interrupt(x) => write!(f, "INTERRUPT unique {:?}", x.unique()),
             Operation::BMap(x) => write!(f, "BMAP blocksize {}, ids {}", x.block_size(), x.block()),
             Operation::Destroy(_) => write!(f, "DESTROY"),
@@ -2087,7 +2075,13 @@ impl fmt::Display for Operation<'_> {
                 x.offset(),
                 x.size()
             ),
-            Operation::Rename2(x) => write!(f, "RENAME2 from {:?}, to {:?}", x.from(), x.to()),
+            Operation::Rename2(x) => write!(
+                f,
+                "RENAME2 from dir {:#x}, to dir {:#x}, flags {:#x}",
+                x.from().dir.0,
+                x.to().dir.0,
+                x.flags().bits()
+            ),
             Operation::Lseek(x) => write!(
                 f,
                 "LSEEK fh {:?}, offset {}, whence {}",
@@ -2104,15 +2098,15 @@ impl fmt::Display for Operation<'_> {
             ),
 
             #[cfg(target_os = "macos")]
-            Operation::SetVolName(x) => write!(f, "SETVOLNAME name {:?}", x.name()),
+            Operation::SetVolName(_) => write!(f, "SETVOLNAME"),
             #[cfg(target_os = "macos")]
             Operation::GetXTimes(_) => write!(f, "GETXTIMES"),
             #[cfg(target_os = "macos")]
             Operation::Exchange(x) => write!(
                 f,
-                "EXCHANGE from {:?}, to {:?}, options {:#x}",
-                x.from(),
-                x.to(),
+                "EXCHANGE from dir {:#x}, to dir {:#x}, options {:#x}",
+                x.from().dir.0,
+                x.to().dir.0,
                 x.options()
             ),
 
@@ -2122,7 +2116,6 @@ impl fmt::Display for Operation<'_> {
 }
 
 /// Low-level request of a filesystem operation the kernel driver wants to perform.
-#[derive(Debug)]
 pub(crate) struct AnyRequest<'a> {
     header: &'a fuse_in_header,
     data: &'a [u8],
@@ -2171,6 +2164,20 @@ impl<'a> AnyRequest<'a> {
 
     pub(crate) fn header(&self) -> &fuse_in_header {
         self.header
+    }
+}
+
+/// Debug is Display: names, link targets, xattr names and data stay out.
+impl fmt::Debug for Operation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Debug is Display: the raw request bytes (names, data) stay out.
+impl fmt::Debug for AnyRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -1,0 +1,173 @@
+//! Setuid and setgid bits after another user changes a file (write,
+//! truncate, fallocate), cleared exactly when ext4 clears them
+//! (setattr_should_drop_suidgid): nothing for a caller with CAP_FSETID;
+//! otherwise setuid always, and setgid when the file is group-executable or
+//! the caller is not in the file's group.
+//!
+//! The mount does not negotiate FUSE_HANDLE_KILLPRIV(_V2), so the kernel
+//! clears setuid, and setgid on group-executable files, itself (a SETATTR
+//! of the mode). It leaves setgid on a file that is not group-executable
+//! even when the caller is not in its group, which ext4 clears: that case
+//! is the daemon's, and is decided here with the caller's groups and
+//! capabilities read from /proc (the request carries only its fsuid, fsgid
+//! and pid).
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use fuser::Request;
+
+use crate::sys;
+
+/// CAP_FSETID (linux/capability.h).
+const CAP_FSETID: u32 = 4;
+
+/// Who made a change, from the request header.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    uid: u32,
+    gid: u32,
+    pid: u32,
+}
+
+impl Caller {
+    pub fn of(req: &Request) -> Caller {
+        Caller {
+            uid: req.uid(),
+            gid: req.gid(),
+            pid: req.pid(),
+        }
+    }
+}
+
+/// What ext4 looks at: group membership and CAP_FSETID.
+struct Creds {
+    fsgid: u32,
+    groups: Vec<u32>,
+    fsetid: bool,
+}
+
+impl Creds {
+    fn in_group(&self, gid: u32) -> bool {
+        self.fsgid == gid || self.groups.contains(&gid)
+    }
+
+    /// The caller's credentials from /proc/PID/status, if that is still the
+    /// caller (same fsuid and fsgid); else only what the header says: the
+    /// fsgid, and root taken as holding CAP_FSETID.
+    fn of(c: Caller) -> Creds {
+        std::fs::read_to_string(format!("/proc/{}/status", c.pid))
+            .ok()
+            .and_then(|s| parse_status(&s, c))
+            .unwrap_or(Creds {
+                fsgid: c.gid,
+                groups: Vec::new(),
+                fsetid: c.uid == 0,
+            })
+    }
+}
+
+/// `Uid:`/`Gid:` (real, effective, saved, fs), `Groups:` and `CapEff:` of a
+/// /proc/PID/status text; None if it is not the caller's.
+fn parse_status(s: &str, c: Caller) -> Option<Creds> {
+    let field = |name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+    };
+    let fs_id = |name: &str| field(name)?.get(3)?.parse::<u32>().ok();
+    if fs_id("Uid:")? != c.uid || fs_id("Gid:")? != c.gid {
+        return None;
+    }
+    let groups = field("Groups:")?
+        .iter()
+        .map(|g| g.parse().ok())
+        .collect::<Option<Vec<u32>>>()?;
+    let cap_eff = u64::from_str_radix(field("CapEff:")?.first()?, 16).ok()?;
+    Some(Creds {
+        fsgid: c.gid,
+        groups,
+        fsetid: cap_eff & (1 << CAP_FSETID) != 0,
+    })
+}
+
+/// The mode ext4 leaves after a change by `creds` to a regular file.
+fn mode_after_change(mode: u32, file_gid: u32, creds: &Creds) -> u32 {
+    if creds.fsetid {
+        return mode;
+    }
+    let mut m = mode & !libc::S_ISUID;
+    if mode & libc::S_ISGID != 0 && (mode & libc::S_IXGRP != 0 || !creds.in_group(file_gid)) {
+        m &= !libc::S_ISGID;
+    }
+    m
+}
+
+/// When `caller` changes the regular file behind `fd` (a write, a truncate,
+/// an fallocate): clear its setuid/setgid bits as ext4 would.
+/// Costs one fstat; /proc is read only for a file with either bit set.
+pub fn on_change(caller: Caller, fd: BorrowedFd<'_>) -> io::Result<()> {
+    let st = sys::fstat(fd)?;
+    let mode = st.st_mode & 0o7777;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG || mode & (libc::S_ISUID | libc::S_ISGID) == 0 {
+        return Ok(());
+    }
+    let after = mode_after_change(mode, st.st_gid, &Creds::of(caller));
+    if after != mode {
+        sys::fchmod_fd(fd, after)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOBODY: Caller = Caller {
+        uid: 65534,
+        gid: 65534,
+        pid: 1,
+    };
+
+    fn creds(groups: &[u32], fsetid: bool) -> Creds {
+        Creds {
+            fsgid: 65534,
+            groups: groups.to_vec(),
+            fsetid,
+        }
+    }
+
+    #[test]
+    fn ext4_rule() {
+        let none = creds(&[], false);
+        assert_eq!(mode_after_change(0o4755, 0, &none), 0o0755);
+        assert_eq!(mode_after_change(0o2755, 0, &none), 0o0755);
+        assert_eq!(mode_after_change(0o2745, 0, &none), 0o0745);
+        assert_eq!(mode_after_change(0o2745, 65534, &none), 0o2745);
+        assert_eq!(
+            mode_after_change(0o2745, 100, &creds(&[100], false)),
+            0o2745
+        );
+        assert_eq!(
+            mode_after_change(0o2755, 100, &creds(&[100], false)),
+            0o0755
+        );
+        assert_eq!(mode_after_change(0o6755, 0, &creds(&[], true)), 0o6755);
+    }
+
+    #[test]
+    fn status_is_the_callers_or_ignored() {
+        let s = "Name:\tsh\nUid:\t65534\t65534\t65534\t65534\nGid:\t65534\t65534\t65534\t65534\n\
+                 Groups:\t100 200 \nCapEff:\t0000000000000010\n";
+        let c = parse_status(s, NOBODY).unwrap();
+        assert_eq!(c.groups, vec![100, 200]);
+        assert!(c.fsetid);
+        let other = Caller {
+            uid: 1000,
+            ..NOBODY
+        };
+        assert!(parse_status(s, other).is_none(), "another process's status");
+        let empty = s.replace("Groups:\t100 200 ", "Groups:\t");
+        assert!(parse_status(&empty, NOBODY).unwrap().groups.is_empty());
+    }
+}

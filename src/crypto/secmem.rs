@@ -26,8 +26,9 @@ const CHUNK_LEN: usize = 256 * 1024;
 /// Stack overwritten after a function that had key bytes on it.
 const SCRUB_LEN: usize = 16 * 1024;
 /// Stack overwritten once when the daemon starts (after unwrapping the
-/// volume key, which went through the key service and Argon2).
-const SCRUB_AT_START_LEN: usize = 256 * 1024;
+/// volume key, which went through the key service and Argon2); small
+/// enough for any usable RLIMIT_STACK.
+const SCRUB_AT_START_LEN: usize = 64 * 1024;
 
 struct Arena {
     free: Vec<&'static mut [u8; SLOT_LEN]>,

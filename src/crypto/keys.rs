@@ -3,6 +3,7 @@
 
 use hkdf::Hkdf;
 use sha2::Sha256;
+use zeroize::Zeroize;
 
 use super::secmem::{scrub_stack, Slot};
 
@@ -17,6 +18,14 @@ macro_rules! secret_key {
         pub struct $name(Slot);
 
         impl $name {
+            /// A copy of `b`, which is zeroized (fixed keys in tests and
+            /// fuzz targets; real keys are made in place).
+            pub fn from_bytes(mut b: [u8; KEY_LEN]) -> Self {
+                let mut k = Self::zeroed();
+                k.0.bytes_mut().copy_from_slice(&b);
+                b.zeroize();
+                k
+            }
             /// A copy of `b` (which the caller zeroizes).
             pub fn from_slice(b: &[u8]) -> Option<Self> {
                 if b.len() != KEY_LEN {

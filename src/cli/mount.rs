@@ -181,6 +181,10 @@ fn take_lock(cipherdir: &Path) -> Result<File, Failure> {
 }
 
 pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
+    if !a.allow_core_dumps {
+        // Before the key store is unlocked, not only once serving.
+        let _ = sys::set_dumpable(false);
+    }
     let cipherdir = a.cipherdir.canonicalize().map_err(|e| {
         fail(
             exitcodes::NOT_A_VOLUME,

@@ -16,4 +16,5 @@ mod holds;
 mod keystore;
 mod killpriv;
 mod logs;
+mod review;
 mod special_files;

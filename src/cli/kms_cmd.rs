@@ -618,7 +618,7 @@ pub fn run(g: &Global, c: KmsCommand) -> Result<(), Failure> {
             )
             .map_err(|e| Failure {
                 code: exitcodes::IO,
-                msg: format!("audit log: {e}"),
+                msg: format!("{}: {e}", crate::kms::audit::audit_path(&dir).display()),
             })?;
             let v = serde_json::to_value(&recs).unwrap_or(Value::Null);
             let text: Vec<_> = recs

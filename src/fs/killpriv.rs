@@ -56,14 +56,33 @@ impl Creds {
     /// caller (same fsuid and fsgid); else only what the header says: the
     /// fsgid, and root taken as holding CAP_FSETID.
     fn of(c: Caller) -> Creds {
-        std::fs::read_to_string(format!("/proc/{}/status", c.pid))
+        let mut creds = std::fs::read_to_string(format!("/proc/{}/status", c.pid))
             .ok()
             .and_then(|s| parse_status(&s, c))
             .unwrap_or(Creds {
                 fsgid: c.gid,
                 groups: Vec::new(),
                 fsetid: c.uid == 0,
-            })
+            });
+        // Capabilities count only in the daemon's user namespace: ext4 asks
+        // for CAP_FSETID over the inode's namespace, and root inside
+        // `unshare -U` has a full CapEff line but no such power here.
+        if creds.fsetid && !same_user_namespace(c.pid) {
+            creds.fsetid = false;
+        }
+        creds
+    }
+}
+
+fn same_user_namespace(pid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |p: String| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    match (
+        ns(format!("/proc/{pid}/ns/user")),
+        ns("/proc/self/ns/user".into()),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
 

@@ -463,9 +463,8 @@ impl EnvelopeFs {
         let b = self.backing_name(&dir, name)?;
         let fmt = mode & libc::S_IFMT;
         if fmt == libc::S_IFREG || fmt == 0 {
-            let (node, attr, _fd) = self.with_side(&dir, &b, || {
-                self.do_create_file(req, &dir, &b.name, mode, true)
-            })?;
+            let (node, attr, _fd) =
+                self.with_side(&dir, &b, || self.do_create_file(req, &dir, &b.name, mode))?;
             return Ok((node, attr));
         }
         if (fmt == libc::S_IFCHR || fmt == libc::S_IFBLK) && !self.is_root_daemon {
@@ -481,40 +480,30 @@ impl EnvelopeFs {
     }
 
     /// Create a regular file with its header; returns its node and an open RDWR fd.
+    /// Only ever a new file: the kernel sends CREATE after a LOOKUP found
+    /// nothing and checked only the right to create in the directory, so an
+    /// entry that appeared in the backing directory since (planted, or
+    /// renamed there by a user who owns that backing directory) is EEXIST,
+    /// never opened as root for the caller.
     fn do_create_file(
         &self,
         req: &Request,
         dir: &Node,
         bname: &OsStr,
         mode: u32,
-        exclusive: bool,
     ) -> Res<(Arc<Node>, FileAttr, OwnedFd)> {
         let perm = mode & 0o7777;
-        let (fd, created) = match sys::openat(
+        let fd = sys::openat(
             dir.fd().map_err(io)?.as_fd(),
             bname,
             libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
             perm,
-        ) {
-            Ok(fd) => (fd, true),
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) && !exclusive => {
-                match sys::open_regular(dir.fd().map_err(io)?.as_fd(), bname, libc::O_RDWR) {
-                    Ok((fd, _)) => (fd, false),
-                    // Not a file: never opened (a planted device or fifo).
-                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        return Err(Errno::EEXIST)
-                    }
-                    Err(e) => return Err(io(e)),
-                }
-            }
-            Err(e) => return Err(io(e)),
-        };
-        if created {
-            self.set_owner(req, dir, fd.as_fd())?;
-            if perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
-                // chown cleared the set-id bits; put back what was asked for.
-                let _ = sys::fchmod_fd(fd.as_fd(), perm);
-            }
+        )
+        .map_err(io)?;
+        self.set_owner(req, dir, fd.as_fd())?;
+        if perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
+            // chown cleared the set-id bits; put back what was asked for.
+            let _ = sys::fchmod_fd(fd.as_fd(), perm);
         }
         let st = sys::fstat(fd.as_fd()).map_err(io)?;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
@@ -522,11 +511,9 @@ impl EnvelopeFs {
         }
         let pfd = sys::reopen(fd.as_fd(), libc::O_PATH).map_err(io)?;
         let (node, _) = self.register(pfd)?;
-        if created {
-            if let Err(e) = node.content.create(&self.vol, fd.as_fd()) {
-                let _ = sys::unlinkat(dir.fd().map_err(io)?.as_fd(), bname, false);
-                return Err(content_err(e));
-            }
+        if let Err(e) = node.content.create(&self.vol, fd.as_fd()) {
+            let _ = sys::unlinkat(dir.fd().map_err(io)?.as_fd(), bname, false);
+            return Err(content_err(e));
         }
         let attr = self.node_attr(&node)?;
         Ok((node, attr, fd))
@@ -1279,9 +1266,8 @@ impl Filesystem for EnvelopeFs {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
             let b = self.backing_name(&dir, name)?;
-            let (node, attr, fd) = self.with_side(&dir, &b, || {
-                self.do_create_file(req, &dir, &b.name, mode, flags & libc::O_EXCL != 0)
-            })?;
+            let (node, attr, fd) =
+                self.with_side(&dir, &b, || self.do_create_file(req, &dir, &b.name, mode))?;
             if flags & libc::O_TRUNC != 0 {
                 node.content
                     .truncate(&self.vol, fd.as_fd(), 0)

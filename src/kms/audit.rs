@@ -51,10 +51,13 @@ pub struct AuditFilter {
     pub operation: Option<String>,
 }
 
+/// The audit log is read whole; a planted endless file is not.
+const MAX_AUDIT_LEN: usize = 256 << 20;
+
 pub fn read(store_dir: &Path, f: &AuditFilter) -> std::io::Result<Vec<AuditRecord>> {
     let p = audit_path(store_dir);
-    let text = match std::fs::read_to_string(&p) {
-        Ok(t) => t,
+    let text = match crate::sys::read_regular_path(&p, MAX_AUDIT_LEN) {
+        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };

@@ -214,7 +214,11 @@ pub fn lock(dir: &Path) -> Result<StoreLock, KmsError> {
         .and_then(|(d, name)| {
             crate::sys::open_or_create_regular(d.as_fd(), &name, libc::O_RDWR, 0o600)
         })
-        .map(|(fd, _)| File::from(fd))
+        .and_then(|(fd, st)| {
+            // A lock someone else owns could be held by them forever.
+            crate::sys::check_private(&st)?;
+            Ok(File::from(fd))
+        })
         .map_err(io_err(&p))?;
     // SAFETY: flock on a valid fd.
     let r = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };

@@ -103,7 +103,7 @@ pub fn write_new_file(
     let fd = create_exclusive(dir, &tmp, mode)?;
     let r = pwrite_all(fd.as_fd(), bytes, 0)
         .and_then(|()| fsync(fd.as_fd(), false))
-        .and_then(|()| place(dir, &tmp, name, placement));
+        .and_then(|()| place(dir, &tmp, fd.as_fd(), name, placement));
     if r.is_err() {
         let _ = unlinkat(dir, &tmp, false);
     }
@@ -112,16 +112,22 @@ pub fn write_new_file(
     reopen(dir, libc::O_RDONLY | libc::O_DIRECTORY).and_then(|d| fsync(d.as_fd(), false))
 }
 
-fn place(dir: BorrowedFd<'_>, tmp: &OsStr, name: &OsStr, placement: Placement) -> io::Result<()> {
+fn place(
+    dir: BorrowedFd<'_>,
+    tmp: &OsStr,
+    written: BorrowedFd<'_>,
+    name: &OsStr,
+    placement: Placement,
+) -> io::Result<()> {
     if placement == Placement::Replace {
         return renameat2(dir, tmp, dir, name, 0);
     }
     match renameat2(dir, tmp, dir, name, libc::RENAME_NOREPLACE) {
         // Filesystems without RENAME_NOREPLACE (some FUSE, NFS, CIFS):
-        // link() refuses an existing name too.
+        // link() refuses an existing name too. The descriptor we wrote is
+        // linked, not whatever the temporary name holds by now.
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            let t = openat(dir, tmp, libc::O_PATH, 0)?;
-            linkat_fd(t.as_fd(), dir, name)?;
+            linkat_fd(written, dir, name)?;
             unlinkat(dir, tmp, false)
         }
         r => r,
@@ -170,17 +176,108 @@ pub fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     let (dir, name) = open_parent(path)?;
     let (fd, st) =
         open_or_create_regular(dir.as_fd(), &name, libc::O_WRONLY | libc::O_APPEND, 0o600)?;
+    check_private(&st)?;
+    // A log an older version made 0644 stops being readable by others.
+    if st.st_mode & 0o077 != 0 {
+        // SAFETY: plain syscall on the descriptor we hold.
+        check(unsafe { libc::fchmod(fd.as_raw_fd(), 0o600) })?;
+    }
+    Ok(std::fs::File::from(fd))
+}
+
+/// A file we keep private must be ours and have no other name (a hard link
+/// someone else made would be a way in to or out of it).
+pub fn check_private(st: &libc::stat) -> io::Result<()> {
     if st.st_uid != geteuid() || st.st_nlink != 1 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
             "the file belongs to another user or has other links",
         ));
     }
-    Ok(std::fs::File::from(fd))
+    Ok(())
 }
 
 fn random_u64() -> io::Result<u64> {
     let mut b = [0u8; 8];
     getrandom::getrandom(&mut b).map_err(|e| io::Error::other(e.to_string()))?;
     Ok(u64::from_le_bytes(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn dir_fd(p: &Path) -> OwnedFd {
+        open_user_dir(p).unwrap()
+    }
+
+    #[test]
+    fn create_exclusive_never_follows_or_reuses_a_planted_name() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, b"victim").unwrap();
+        std::os::unix::fs::symlink(&victim, t.path().join("link")).unwrap();
+        std::fs::write(t.path().join("file"), b"theirs").unwrap();
+        let d = dir_fd(t.path());
+        for name in ["link", "file"] {
+            let e = create_exclusive(d.as_fd(), name.as_ref(), 0o600).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::EEXIST), "{name}");
+        }
+        assert_eq!(std::fs::read(&victim).unwrap(), b"victim");
+        let fd = create_exclusive(d.as_fd(), "new".as_ref(), 0o640).unwrap();
+        assert_eq!(fstat(fd.as_fd()).unwrap().st_mode & 0o7777, 0o640);
+    }
+
+    #[test]
+    fn write_new_file_exclusive_refuses_an_existing_name_and_replace_replaces_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        std::fs::write(&victim, b"victim").unwrap();
+        std::os::unix::fs::symlink(&victim, t.path().join("conf")).unwrap();
+        let d = dir_fd(t.path());
+        let e = write_new_file(
+            d.as_fd(),
+            "conf".as_ref(),
+            b"new",
+            0o644,
+            Placement::Exclusive,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        write_new_file(
+            d.as_fd(),
+            "conf".as_ref(),
+            b"new",
+            0o600,
+            Placement::Replace,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"victim");
+        let md = std::fs::symlink_metadata(t.path().join("conf")).unwrap();
+        assert!(md.file_type().is_file());
+        assert_eq!(std::fs::read(t.path().join("conf")).unwrap(), b"new");
+        // Nothing is left under a temporary name.
+        let names: Vec<_> = std::fs::read_dir(t.path()).unwrap().collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn read_regular_refuses_special_files_and_long_ones() {
+        let t = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/zero", t.path().join("zero")).unwrap();
+        std::fs::write(t.path().join("long"), [0u8; 17]).unwrap();
+        std::fs::write(t.path().join("ok"), [1u8; 16]).unwrap();
+        let d = dir_fd(t.path());
+        for name in ["zero", "long"] {
+            let e = read_regular(d.as_fd(), name.as_ref(), 16).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{name}");
+        }
+        let e = read_regular(d.as_fd(), ".".as_ref(), 16).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "a directory");
+        assert_eq!(
+            read_regular(d.as_fd(), "ok".as_ref(), 16).unwrap(),
+            [1u8; 16]
+        );
+    }
 }

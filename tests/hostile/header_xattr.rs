@@ -26,9 +26,14 @@ fn bytes_after_the_header_xattr_are_refused() {
         // The untouched file still reads: the refusal is about that header.
         assert_eq!(fs::read(m.p("g")).unwrap(), pattern(10, 10_000));
         m.unmount();
+        let out = env.run(&["fsck", c.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(30), "fsck reports a problem");
+        let rel = bf.strip_prefix(&c).unwrap().display().to_string();
+        let text = String::from_utf8_lossy(&out.stdout);
         assert!(
-            !env.run(&["fsck", c.to_str().unwrap()]).status.success(),
-            "fsck reports it"
+            text.lines()
+                .any(|l| l.starts_with("/f") && l.contains(&rel) && l.contains("longer")),
+            "fsck names the file and why: {text}"
         );
         // The exact header reads again.
         xattr_set(&bf, "user.envelopefs.header", &header);

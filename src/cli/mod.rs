@@ -299,7 +299,13 @@ fn print_stats(out: Output, what: &str, s: &crate::snapshot::Stats, dst: &std::p
             if s.skipped.is_empty() {
                 String::new()
             } else {
-                format!("; {} entries skipped (see the log)", s.skipped.len())
+                // The result, not a log: plaintext names go to the user who
+                // asked for the copy, never to a log line.
+                format!(
+                    "; {} entries skipped:\n  {}",
+                    s.skipped.len(),
+                    s.skipped.join("\n  ")
+                )
             }
         ),
     );

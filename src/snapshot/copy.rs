@@ -116,8 +116,8 @@ impl<'a> Copier<'a> {
         })
     }
 
+    /// Noted in the result (which names plaintext paths), not logged.
     fn skip(&self, what: String) {
-        log::warn!("{what}");
         self.skipped.lock().push(what);
     }
 
@@ -287,6 +287,11 @@ impl<'a> Copier<'a> {
                     self.set_meta(fd.as_fd(), &st, true)
                         .map_err(|e| cerr(&path, e))?;
                 }
+                // Device nodes are inert behind a nodev mount, not in a
+                // snapshot on the host's filesystem: never re-created.
+                libc::S_IFCHR | libc::S_IFBLK => {
+                    self.skip(format!("{}: device node not copied", path.display()))
+                }
                 _ => {
                     sys::mknodat(ddir.as_fd(), &dname, st.st_mode, st.st_rdev)
                         .map_err(|e| cerr(&path, e))?;
@@ -306,7 +311,15 @@ impl<'a> Copier<'a> {
             sys::fchown_fd(fd, Some(st.st_uid), Some(st.st_gid))?;
         }
         if !symlink {
-            sys::fchmod_fd(fd, st.st_mode & 0o7777)?;
+            // Setuid and setgid bits are inert behind a nosuid mount; a copy
+            // on the host's filesystem would make them act (a setuid-root
+            // program of whoever wrote the backing file). A setgid
+            // directory only passes its group on: kept.
+            let mut mode = st.st_mode & 0o7777;
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                mode &= !(libc::S_ISUID | libc::S_ISGID);
+            }
+            sys::fchmod_fd(fd, mode)?;
         }
         let ts = [
             libc::timespec {

@@ -529,3 +529,10 @@ pub fn as_nobody(script: &str) -> Command {
     c.uid(NOBODY).gid(NOBODY);
     c
 }
+
+/// The permission bits (with setuid, setgid, sticky) of `p`, not following a
+/// symlink.
+pub fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+}

@@ -3,7 +3,7 @@
 //! names what it finds.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use crate::common::*;
@@ -191,4 +191,52 @@ fn allow_other_warns_when_others_may_write_the_cipher_directory() {
         let quiet = env.mount(&c, "m", &[]).unmount();
         assert!(!quiet.contains("is writable by"), "{quiet}");
     });
+}
+
+/// Mounts are nodev,nosuid; `snapshot create` (root) copies the backing
+/// tree raw, re-creating planted device nodes and root-owned setuid files
+/// with their modes wherever the snapshot goes. A disk mounted
+/// nodev,nosuid (udisks does that for removable media) thus becomes a
+/// world-writable device node and a setuid-root program of the attacker's
+/// bytes on the host's filesystem.
+#[test]
+fn snapshot_does_not_recreate_planted_devices_or_setuid_files() {
+    if !need_root("snapshot_does_not_recreate_planted_devices_or_setuid_files") {
+        return;
+    }
+    let env = Env::new();
+    let c = env.init("c", &[]);
+    let dev = c.join("planteddevice");
+    let cd = std::ffi::CString::new(dev.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid C string; 1:3 is /dev/null (harmless for the test).
+    let r = unsafe { libc::mknod(cd.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+    assert_eq!(r, 0, "mknod: {}", std::io::Error::last_os_error());
+    let suid = c.join("plantedsuid");
+    fs::copy("/usr/bin/id", &suid).unwrap();
+    fs::set_permissions(&suid, fs::Permissions::from_mode(0o4755)).unwrap();
+
+    let snap = env.path("snap");
+    env.run_ok(&[
+        "snapshot",
+        "create",
+        c.to_str().unwrap(),
+        snap.to_str().unwrap(),
+    ]);
+    let mut bad = Vec::new();
+    for e in fs::read_dir(&snap).unwrap() {
+        let p = e.unwrap().path();
+        let md = fs::symlink_metadata(&p).unwrap();
+        let fmt = md.mode() & libc::S_IFMT;
+        if fmt == libc::S_IFCHR || fmt == libc::S_IFBLK {
+            bad.push(format!("{}: device node", p.display()));
+        }
+        if md.mode() & (libc::S_ISUID | libc::S_ISGID) != 0 {
+            bad.push(format!("{}: mode {:04o}", p.display(), md.mode() & 0o7777));
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "the snapshot re-created:\n{}",
+        bad.join("\n")
+    );
 }

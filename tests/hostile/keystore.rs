@@ -13,10 +13,6 @@ use crate::common::*;
 /// `KEYSTORE_CORRUPT` in src/error.rs.
 const KEYSTORE_CORRUPT: i32 = 14;
 
-fn mode_of(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
-}
-
 /// Rewrite the store file's (unauthenticated) KDF fields.
 fn set_kdf(store: &Path, m: u64, t: u64, p: u64) {
     let raw = std::fs::read(store).unwrap();

@@ -5,6 +5,7 @@
 //! sequence on a plain directory of the local filesystem, and each case
 //! also states the mode it must end with.
 
+use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -90,10 +91,6 @@ fn plant(dir: &Path, ops: &[&'static str]) -> Vec<(PathBuf, &'static Case, &'sta
     out
 }
 
-fn mode_of(f: &Path) -> u32 {
-    std::fs::metadata(f).unwrap().mode() & 0o7777
-}
-
 #[test]
 fn other_users_changes_clear_setuid_and_setgid_as_ext4_does() {
     if !need_root("killpriv::other_users_changes_clear_setuid_and_setgid_as_ext4_does") {
@@ -174,4 +171,68 @@ fn root_changes_keep_setuid_and_setgid() {
         assert!(st.success());
         assert_eq!(mode_of(&f), 0o6745, "root's {op}");
     }
+}
+
+/// A caller that is root only inside its own user namespace has no
+/// CAP_FSETID on the files of the host (the kernel checks `capable()`
+/// against the initial namespace), so ext4 clears the setgid bit of a
+/// non-group-executable file it writes when it is not in the file's group.
+/// The daemon reads `CapEff` from /proc/PID/status, which shows the
+/// namespace's full set, and keeps the bit.
+#[test]
+fn killpriv_user_namespace_root_has_no_fsetid() {
+    if !need_root("killpriv_user_namespace_root_has_no_fsetid") {
+        return;
+    }
+    // Precondition: unprivileged user namespaces (else the attack is moot).
+    if !as_nobody("unshare -Ur true").status().unwrap().success() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "nobody cannot unshare -Ur here (CI=true: a missing prerequisite fails)"
+        );
+        eprintln!(
+            "SKIPPED: killpriv_user_namespace_root_has_no_fsetid: no unprivileged user namespaces"
+        );
+        return;
+    }
+    let env = Env::shared();
+    let plain = env.path("plain");
+    fs::create_dir(&plain).unwrap();
+    fs::set_permissions(&plain, fs::Permissions::from_mode(0o777)).unwrap();
+    let cipher = env.init("c", &[]);
+    let m = env.mount(&cipher, "m", &["--allow-other"]);
+    let dir = m.p("d");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let (pf, mf) = (plain.join("f"), dir.join("f"));
+    for f in [&pf, &mf] {
+        fs::write(f, b"hello").unwrap();
+        std::os::unix::fs::chown(f, Some(0), Some(0)).unwrap();
+        fs::set_permissions(f, fs::Permissions::from_mode(0o2747)).unwrap();
+    }
+    let script = format!(
+        "unshare -Ur sh -c 'printf X | dd of={} conv=notrunc status=none && \
+         printf X | dd of={} conv=notrunc status=none'",
+        pf.display(),
+        mf.display()
+    );
+    let out = bounded(60, move || as_nobody(&script).output().unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        format!("{:04o}", mode_of(&pf)),
+        "0747",
+        "oracle: the local filesystem clears"
+    );
+    // The backing file holds the mode the daemon left (the mount's view may
+    // lag by the attribute TTL).
+    let b = backing_path(&cipher, &mf);
+    assert_eq!(
+        format!("{:04o}", mode_of(&b)),
+        "0747",
+        "a user-namespace root kept the setgid bit through the mount"
+    );
 }

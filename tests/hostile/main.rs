@@ -16,5 +16,4 @@ mod holds;
 mod keystore;
 mod killpriv;
 mod logs;
-mod review;
 mod special_files;

@@ -203,3 +203,50 @@ fn planted_side_files_and_dir_ivs_are_never_opened() {
         }
     });
 }
+
+/// `kms audit` reads `audit.log` in the key store directory with
+/// `std::fs::read_to_string`: a planted fifo hangs it forever (a symlink to
+/// /dev/zero would read until memory runs out). It must be refused at once,
+/// like the planted lock file (IO, 23, "not a regular file").
+#[test]
+fn kms_audit_planted_fifo_is_refused_at_once() {
+    let env = Env::new();
+    env.run_ok(&["kms", "create-key", "--description", "x"]);
+    let log = env.path("ks").join("audit.log");
+    fs::remove_file(&log).unwrap();
+    let c = std::ffi::CString::new(log.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
+    let mut child = env
+        .cmd()
+        .args(["kms", "audit"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("`kms audit` hung on a planted fifo (killed after 10 s)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(st.code(), Some(23), "{err}");
+    assert!(
+        err.contains("audit.log") && err.contains("not a regular file"),
+        "{err}"
+    );
+}

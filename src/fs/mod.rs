@@ -2,6 +2,7 @@
 //! volume calls. It never touches ciphertext layout itself.
 
 pub mod nodes;
+mod park;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -58,7 +59,12 @@ enum Handle {
     Dir(DirHandleState),
 }
 
-pub struct EnvelopeFs {
+/// The filesystem; cheap to clone, so that a request waiting for a hold can
+/// be finished on the parking thread (park.rs).
+#[derive(Clone)]
+pub struct EnvelopeFs(Arc<FsState>);
+
+pub struct FsState {
     vol: Arc<Volume>,
     nodes: NodeTable,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
@@ -66,7 +72,14 @@ pub struct EnvelopeFs {
     opts: FsOptions,
     is_root_daemon: bool,
     /// Taken shared by every change, exclusively by a snapshot's hold.
-    hold: Arc<parking_lot::RwLock<()>>,
+    gate: park::Gate,
+}
+
+impl std::ops::Deref for EnvelopeFs {
+    type Target = FsState;
+    fn deref(&self) -> &FsState {
+        &self.0
+    }
 }
 
 type Res<T> = Result<T, Errno>;
@@ -132,20 +145,48 @@ impl EnvelopeFs {
     pub fn new(vol: Arc<Volume>, opts: FsOptions) -> std::io::Result<EnvelopeFs> {
         let root_fd = sys::open_dir_path(vol.root())?;
         let st = sys::fstat(root_fd.as_fd())?;
-        Ok(EnvelopeFs {
+        Ok(EnvelopeFs(Arc::new(FsState {
             nodes: NodeTable::new(root_fd, &st),
             vol,
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             opts,
             is_root_daemon: sys::geteuid() == 0,
-            hold: Arc::new(parking_lot::RwLock::new(())),
-        })
+            gate: park::Gate::new(),
+        })))
     }
 
     /// The lock a snapshot takes exclusively to hold changes.
     pub fn hold_lock(&self) -> Arc<parking_lot::RwLock<()>> {
-        self.hold.clone()
+        self.gate.hold_lock()
+    }
+
+    /// Enters a change (see park.rs): now, with the reply given back, or
+    /// parked (`None`) while a hold is taken, as the request `park` builds.
+    fn changing<R>(
+        &self,
+        reply: R,
+        park: impl FnOnce(R) -> park::Parked,
+    ) -> Option<(park::Changing<'_>, R)> {
+        if self.opts.read_only {
+            return Some((park::Changing::none(), reply));
+        }
+        self.gate.enter(reply, park)
+    }
+
+    /// `changing` when `cond` holds (the operation changes something);
+    /// otherwise the operation goes on without the hold.
+    fn changing_if<R>(
+        &self,
+        cond: bool,
+        reply: R,
+        park: impl FnOnce(R) -> park::Parked,
+    ) -> Option<(park::Changing<'_>, R)> {
+        if cond {
+            self.changing(reply, park)
+        } else {
+            Some((park::Changing::none(), reply))
+        }
     }
 
     pub fn volume(&self) -> &Arc<Volume> {
@@ -266,11 +307,13 @@ impl EnvelopeFs {
         }
     }
 
-    fn writable(&self) -> Res<parking_lot::RwLockReadGuard<'_, ()>> {
+    /// A change may go on: inside an operation that entered it with
+    /// `changing` (which parks it while a hold is taken) this returns at once.
+    fn writable(&self) -> Res<park::Changing<'_>> {
         if self.opts.read_only {
             Err(Errno::EROFS)
         } else {
-            Ok(self.hold.read())
+            Ok(self.gate.wait())
         }
     }
 
@@ -698,7 +741,7 @@ impl Filesystem for EnvelopeFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -714,6 +757,26 @@ impl Filesystem for EnvelopeFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let Some((_changing, reply)) = self.changing_if(
+            mode.is_some()
+                || uid.is_some()
+                || gid.is_some()
+                || size.is_some()
+                || atime.is_some()
+                || mtime.is_some(),
+            reply,
+            |reply| {
+                let (fs, req) = (self.clone(), req.clone());
+                Box::new(move || {
+                    fs.setattr(
+                        &req, ino, mode, uid, gid, size, atime, mtime, _ctime, fh, _crtime,
+                        _chgtime, _bkuptime, _flags, reply,
+                    )
+                })
+            },
+        ) else {
+            return;
+        };
         let r = self.node(ino).and_then(|n| {
             let c = SetAttr {
                 mode,
@@ -762,6 +825,12 @@ impl Filesystem for EnvelopeFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let Some((_changing, reply)) = self.changing(reply, |reply| {
+            let (fs, req, name) = (self.clone(), req.clone(), name.to_owned());
+            Box::new(move || fs.mknod(&req, parent, &name, mode, _umask, rdev, reply))
+        }) else {
+            return;
+        };
         reply_entry(reply, self.do_create_node(req, parent, name, mode, rdev));
     }
 
@@ -774,6 +843,12 @@ impl Filesystem for EnvelopeFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        let Some((_changing, reply)) = self.changing(reply, |reply| {
+            let (fs, req, name) = (self.clone(), req.clone(), name.to_owned());
+            Box::new(move || fs.mkdir(&req, parent, &name, mode, _umask, reply))
+        }) else {
+            return;
+        };
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -801,7 +876,13 @@ impl Filesystem for EnvelopeFs {
         reply_entry(reply, r);
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some((_changing, reply)) = self.changing(reply, |reply| {
+            let (fs, req, name) = (self.clone(), req.clone(), name.to_owned());
+            Box::new(move || fs.unlink(&req, parent, &name, reply))
+        }) else {
+            return;
+        };
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -813,7 +894,13 @@ impl Filesystem for EnvelopeFs {
         reply_empty(reply, r);
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some((_changing, reply)) = self.changing(reply, |reply| {
+            let (fs, req, name) = (self.clone(), req.clone(), name.to_owned());
+            Box::new(move || fs.rmdir(&req, parent, &name, reply))
+        }) else {
+            return;
+        };
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -833,6 +920,17 @@ impl Filesystem for EnvelopeFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let Some((_changing, reply)) = self.changing(reply, |reply| {
+            let (fs, req, link_name, target) = (
+                self.clone(),
+                req.clone(),
+                link_name.to_owned(),
+                target.to_owned(),
+            );
+            Box::new(move || fs.symlink(&req, parent, &link_name, &target, reply))
+        }) else {
+            return;
+        };
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -855,7 +953,7 @@ impl Filesystem for EnvelopeFs {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -863,6 +961,17 @@ impl Filesystem for EnvelopeFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let Some((_changing, reply)) = self.changing(reply, |reply| {
+            let (fs, req, name, newname) = (
+                self.clone(),
+                req.clone(),
+                name.to_owned(),
+                newname.to_owned(),
+            );
+            Box::new(move || fs.rename(&req, parent, &name, newparent, &newname, flags, reply))
+        }) else {
+            return;
+        };
         let r = (|| {
             let _hold = self.writable()?;
             let od = self.dir_node(parent)?;
@@ -927,12 +1036,18 @@ impl Filesystem for EnvelopeFs {
 
     fn link(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let Some((_changing, reply)) = self.changing(reply, |reply| {
+            let (fs, req, newname) = (self.clone(), req.clone(), newname.to_owned());
+            Box::new(move || fs.link(&req, ino, newparent, &newname, reply))
+        }) else {
+            return;
+        };
         let r = (|| {
             let _hold = self.writable()?;
             let n = self.node(ino)?;
@@ -951,7 +1066,15 @@ impl Filesystem for EnvelopeFs {
         reply_entry(reply, r);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let Some((_changing, reply)) =
+            self.changing_if(flags.0 & libc::O_TRUNC != 0, reply, |reply| {
+                let (fs, req) = (self.clone(), req.clone());
+                Box::new(move || fs.open(&req, ino, flags, reply))
+            })
+        else {
+            return;
+        };
         let r = (|| {
             let node = self.node(ino)?;
             if node.kind != FileType::RegularFile {
@@ -1021,7 +1144,7 @@ impl Filesystem for EnvelopeFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1031,6 +1154,24 @@ impl Filesystem for EnvelopeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let Some((_changing, reply)) = self.changing(reply, |reply| {
+            let (fs, req, data) = (self.clone(), req.clone(), data.to_vec());
+            Box::new(move || {
+                fs.write(
+                    &req,
+                    _ino,
+                    fh,
+                    offset,
+                    &data,
+                    _write_flags,
+                    _flags,
+                    _lock_owner,
+                    reply,
+                )
+            })
+        }) else {
+            return;
+        };
         let r = self.with_file(fh, |h| {
             let _hold = self.writable()?;
             h.node
@@ -1201,7 +1342,7 @@ impl Filesystem for EnvelopeFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -1209,6 +1350,13 @@ impl Filesystem for EnvelopeFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let Some((_changing, reply)) = self.changing(reply, |reply| {
+            let (fs, req, name, value) =
+                (self.clone(), req.clone(), name.to_owned(), value.to_vec());
+            Box::new(move || fs.setxattr(&req, ino, &name, &value, flags, _position, reply))
+        }) else {
+            return;
+        };
         let r = (|| {
             let _hold = self.writable()?;
             let node = self.node(ino)?;
@@ -1230,7 +1378,13 @@ impl Filesystem for EnvelopeFs {
         reply_xattr(reply, size, self.list_xattrs(ino));
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some((_changing, reply)) = self.changing(reply, |reply| {
+            let (fs, req, name) = (self.clone(), req.clone(), name.to_owned());
+            Box::new(move || fs.removexattr(&req, ino, &name, reply))
+        }) else {
+            return;
+        };
         let r = (|| {
             let _hold = self.writable()?;
             let node = self.node(ino)?;
@@ -1259,6 +1413,12 @@ impl Filesystem for EnvelopeFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let Some((_changing, reply)) = self.changing(reply, |reply| {
+            let (fs, req, name) = (self.clone(), req.clone(), name.to_owned());
+            Box::new(move || fs.create(&req, parent, &name, mode, _umask, flags, reply))
+        }) else {
+            return;
+        };
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -1288,7 +1448,7 @@ impl Filesystem for EnvelopeFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1296,6 +1456,12 @@ impl Filesystem for EnvelopeFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let Some((_changing, reply)) = self.changing(reply, |reply| {
+            let (fs, req) = (self.clone(), req.clone());
+            Box::new(move || fs.fallocate(&req, _ino, fh, offset, length, mode, reply))
+        }) else {
+            return;
+        };
         let r = self.with_file(fh, |h| {
             let _hold = self.writable()?;
             h.node

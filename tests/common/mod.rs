@@ -421,8 +421,7 @@ impl Env {
         use std::os::unix::fs::PermissionsExt;
         let env = Env::new();
         std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(env.path("pass"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(env.path("pass"), std::fs::Permissions::from_mode(0o600)).unwrap();
         env
     }
 
@@ -443,7 +442,10 @@ impl Env {
 pub fn as_nobody(script: &str) -> Command {
     use std::os::unix::process::CommandExt;
     let mut c = Command::new("sh");
-    c.arg("-c").arg(script).current_dir("/").stdin(Stdio::null());
+    c.arg("-c")
+        .arg(script)
+        .current_dir("/")
+        .stdin(Stdio::null());
     // SAFETY: setgroups is async-signal-safe; it runs in the child before exec.
     unsafe {
         c.pre_exec(|| {

@@ -79,10 +79,15 @@ impl HandHold {
     }
 }
 
-/// Writes `data` at the start of the existing file `p` on another thread
-/// (pinned to `cpu` when given); the receiver gets the time it finished.
-fn spawn_write(p: PathBuf, data: Vec<u8>, cpu: Option<usize>) -> Receiver<Instant> {
-    let mut f = fs::OpenOptions::new().write(true).open(&p).unwrap();
+/// Opens the existing file `p` for writing (no truncation, so the open does
+/// not wait for a hold).
+fn open_w(p: &Path) -> fs::File {
+    fs::OpenOptions::new().write(true).open(p).unwrap()
+}
+
+/// Writes `data` at the start of `f` on another thread (pinned to `cpu` when
+/// given); the receiver gets the time it finished.
+fn spawn_write(mut f: fs::File, data: Vec<u8>, cpu: Option<usize>) -> Receiver<Instant> {
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         if let Some(c) = cpu {
@@ -243,9 +248,10 @@ fn idle_holder_loses_its_hold_after_30_s() {
         let c = env.init("v", &[]);
         let m = env.mount(&c, "m", &[]);
         fs::write(m.p("f"), b"before").unwrap();
+        let f = open_w(&m.p("f"));
         let mut hold = HandHold::take(&c);
         let t0 = Instant::now();
-        let done = spawn_write(m.p("f"), b"AFTER!".to_vec(), None);
+        let done = spawn_write(f, b"AFTER!".to_vec(), None);
         assert!(
             done.recv_timeout(Duration::from_secs(3)).is_err(),
             "the hold holds writes"
@@ -275,8 +281,9 @@ fn holder_that_sends_heartbeats_keeps_its_hold() {
         let c = env.init("v", &[]);
         let m = env.mount(&c, "m", &[]);
         fs::write(m.p("f"), b"before").unwrap();
+        let f = open_w(&m.p("f"));
         let mut hold = HandHold::take(&c);
-        let done = spawn_write(m.p("f"), b"AFTER!".to_vec(), None);
+        let done = spawn_write(f, b"AFTER!".to_vec(), None);
         // Longer than the 30 s a silent holder keeps it.
         for _ in 0..8 {
             assert!(
@@ -325,7 +332,7 @@ fn max_hold_ends_a_snapshot_cleanly() {
             assert!(t0.elapsed() < Duration::from_secs(20), "{}", ma.log_text());
             std::thread::sleep(Duration::from_millis(50));
         }
-        let w = spawn_write(ma.p("f0"), b"changed".to_vec(), None);
+        let w = spawn_write(open_w(&ma.p("f0")), b"changed".to_vec(), None);
         w.recv_timeout(Duration::from_secs(10))
             .expect("writes go through once --max-hold has passed");
         assert_eq!(hb.release(), "RELEASED");
@@ -383,9 +390,14 @@ fn held_writes_leave_reads_stats_and_listings_served() {
             );
         }
         let data = |i: usize| pattern(100 + i as u64, 128 * 1024);
+        let files: Vec<fs::File> = (0..writers)
+            .map(|i| open_w(&m.p(&format!("w{i}"))))
+            .collect();
         let hold = HandHold::take(&c);
-        let done: Vec<Receiver<Instant>> = (0..writers)
-            .map(|i| spawn_write(m.p(&format!("w{i}")), data(i), Some(i % cpus)))
+        let done: Vec<Receiver<Instant>> = files
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| spawn_write(f, data(i), Some(i % cpus)))
             .collect();
         std::thread::sleep(Duration::from_secs(1));
         for d in &done {

@@ -84,6 +84,27 @@ impl std::ops::Deref for EnvelopeFs {
 
 type Res<T> = Result<T, Errno>;
 
+/// While a snapshot holds changes, parks the rest of this operation (park.rs):
+/// `$call` runs it again on the parking thread, with `$fs` a clone of the
+/// filesystem and owned copies (`name = copy`) of its borrowed arguments.
+/// Otherwise the operation goes on, with `$reply` given back. `if` says
+/// whether it changes anything at all.
+macro_rules! park_while_held {
+    (if $changes:expr, $self:ident, $reply:ident, $fs:ident $(, $own:ident = $e:expr)*
+     => $call:expr) => {
+        let Some((_changing, $reply)) = $self.changing($changes, $reply, |$reply| {
+            let $fs = $self.clone();
+            $(let $own = $e;)*
+            Box::new(move || $call)
+        }) else {
+            return;
+        };
+    };
+    ($self:ident, $($rest:tt)*) => {
+        park_while_held!(if true, $self, $($rest)*)
+    };
+}
+
 fn errno_of(e: &std::io::Error) -> Errno {
     Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
 }
@@ -159,34 +180,6 @@ impl EnvelopeFs {
     /// The lock a snapshot takes exclusively to hold changes.
     pub fn hold_lock(&self) -> Arc<parking_lot::RwLock<()>> {
         self.gate.hold_lock()
-    }
-
-    /// Enters a change (see park.rs): now, with the reply given back, or
-    /// parked (`None`) while a hold is taken, as the request `park` builds.
-    fn changing<R>(
-        &self,
-        reply: R,
-        park: impl FnOnce(R) -> park::Parked,
-    ) -> Option<(park::Changing<'_>, R)> {
-        if self.opts.read_only {
-            return Some((park::Changing::none(), reply));
-        }
-        self.gate.enter(reply, park)
-    }
-
-    /// `changing` when `cond` holds (the operation changes something);
-    /// otherwise the operation goes on without the hold.
-    fn changing_if<R>(
-        &self,
-        cond: bool,
-        reply: R,
-        park: impl FnOnce(R) -> park::Parked,
-    ) -> Option<(park::Changing<'_>, R)> {
-        if cond {
-            self.changing(reply, park)
-        } else {
-            Some((park::Changing::none(), reply))
-        }
     }
 
     pub fn volume(&self) -> &Arc<Volume> {
@@ -757,26 +750,13 @@ impl Filesystem for EnvelopeFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let Some((_changing, reply)) = self.changing_if(
-            mode.is_some()
-                || uid.is_some()
-                || gid.is_some()
-                || size.is_some()
-                || atime.is_some()
-                || mtime.is_some(),
-            reply,
-            |reply| {
-                let (fs, req) = (self.clone(), req.clone());
-                Box::new(move || {
-                    fs.setattr(
-                        &req, ino, mode, uid, gid, size, atime, mtime, _ctime, fh, _crtime,
-                        _chgtime, _bkuptime, _flags, reply,
-                    )
-                })
-            },
-        ) else {
-            return;
-        };
+        let changes = [mode, uid, gid].iter().any(Option::is_some)
+            || size.is_some()
+            || atime.is_some()
+            || mtime.is_some();
+        park_while_held!(if changes, self, reply, fs, req = req.clone() =>
+            fs.setattr(&req, ino, mode, uid, gid, size, atime, mtime, _ctime, fh, _crtime,
+                _chgtime, _bkuptime, _flags, reply));
         let r = self.node(ino).and_then(|n| {
             let c = SetAttr {
                 mode,
@@ -825,12 +805,8 @@ impl Filesystem for EnvelopeFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let Some((_changing, reply)) = self.changing(reply, |reply| {
-            let (fs, req, name) = (self.clone(), req.clone(), name.to_owned());
-            Box::new(move || fs.mknod(&req, parent, &name, mode, _umask, rdev, reply))
-        }) else {
-            return;
-        };
+        park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
+            fs.mknod(&req, parent, &name, mode, _umask, rdev, reply));
         reply_entry(reply, self.do_create_node(req, parent, name, mode, rdev));
     }
 
@@ -843,12 +819,8 @@ impl Filesystem for EnvelopeFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        let Some((_changing, reply)) = self.changing(reply, |reply| {
-            let (fs, req, name) = (self.clone(), req.clone(), name.to_owned());
-            Box::new(move || fs.mkdir(&req, parent, &name, mode, _umask, reply))
-        }) else {
-            return;
-        };
+        park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
+            fs.mkdir(&req, parent, &name, mode, _umask, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -877,12 +849,8 @@ impl Filesystem for EnvelopeFs {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Some((_changing, reply)) = self.changing(reply, |reply| {
-            let (fs, req, name) = (self.clone(), req.clone(), name.to_owned());
-            Box::new(move || fs.unlink(&req, parent, &name, reply))
-        }) else {
-            return;
-        };
+        park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
+            fs.unlink(&req, parent, &name, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -895,12 +863,8 @@ impl Filesystem for EnvelopeFs {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Some((_changing, reply)) = self.changing(reply, |reply| {
-            let (fs, req, name) = (self.clone(), req.clone(), name.to_owned());
-            Box::new(move || fs.rmdir(&req, parent, &name, reply))
-        }) else {
-            return;
-        };
+        park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
+            fs.rmdir(&req, parent, &name, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -920,17 +884,9 @@ impl Filesystem for EnvelopeFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let Some((_changing, reply)) = self.changing(reply, |reply| {
-            let (fs, req, link_name, target) = (
-                self.clone(),
-                req.clone(),
-                link_name.to_owned(),
-                target.to_owned(),
-            );
-            Box::new(move || fs.symlink(&req, parent, &link_name, &target, reply))
-        }) else {
-            return;
-        };
+        park_while_held!(self, reply, fs, req = req.clone(),
+            link_name = link_name.to_owned(), target = target.to_owned() =>
+            fs.symlink(&req, parent, &link_name, &target, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -961,17 +917,9 @@ impl Filesystem for EnvelopeFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let Some((_changing, reply)) = self.changing(reply, |reply| {
-            let (fs, req, name, newname) = (
-                self.clone(),
-                req.clone(),
-                name.to_owned(),
-                newname.to_owned(),
-            );
-            Box::new(move || fs.rename(&req, parent, &name, newparent, &newname, flags, reply))
-        }) else {
-            return;
-        };
+        park_while_held!(self, reply, fs, req = req.clone(),
+            name = name.to_owned(), newname = newname.to_owned() =>
+            fs.rename(&req, parent, &name, newparent, &newname, flags, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let od = self.dir_node(parent)?;
@@ -1042,12 +990,8 @@ impl Filesystem for EnvelopeFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let Some((_changing, reply)) = self.changing(reply, |reply| {
-            let (fs, req, newname) = (self.clone(), req.clone(), newname.to_owned());
-            Box::new(move || fs.link(&req, ino, newparent, &newname, reply))
-        }) else {
-            return;
-        };
+        park_while_held!(self, reply, fs, req = req.clone(), newname = newname.to_owned() =>
+            fs.link(&req, ino, newparent, &newname, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let n = self.node(ino)?;
@@ -1067,14 +1011,8 @@ impl Filesystem for EnvelopeFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let Some((_changing, reply)) =
-            self.changing_if(flags.0 & libc::O_TRUNC != 0, reply, |reply| {
-                let (fs, req) = (self.clone(), req.clone());
-                Box::new(move || fs.open(&req, ino, flags, reply))
-            })
-        else {
-            return;
-        };
+        park_while_held!(if flags.0 & libc::O_TRUNC != 0, self, reply, fs, req = req.clone() =>
+            fs.open(&req, ino, flags, reply));
         let r = (|| {
             let node = self.node(ino)?;
             if node.kind != FileType::RegularFile {
@@ -1154,24 +1092,8 @@ impl Filesystem for EnvelopeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let Some((_changing, reply)) = self.changing(reply, |reply| {
-            let (fs, req, data) = (self.clone(), req.clone(), data.to_vec());
-            Box::new(move || {
-                fs.write(
-                    &req,
-                    _ino,
-                    fh,
-                    offset,
-                    &data,
-                    _write_flags,
-                    _flags,
-                    _lock_owner,
-                    reply,
-                )
-            })
-        }) else {
-            return;
-        };
+        park_while_held!(self, reply, fs, req = req.clone(), data = data.to_vec() =>
+            fs.write(&req, _ino, fh, offset, &data, _write_flags, _flags, _lock_owner, reply));
         let r = self.with_file(fh, |h| {
             let _hold = self.writable()?;
             h.node
@@ -1350,13 +1272,9 @@ impl Filesystem for EnvelopeFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let Some((_changing, reply)) = self.changing(reply, |reply| {
-            let (fs, req, name, value) =
-                (self.clone(), req.clone(), name.to_owned(), value.to_vec());
-            Box::new(move || fs.setxattr(&req, ino, &name, &value, flags, _position, reply))
-        }) else {
-            return;
-        };
+        park_while_held!(self, reply, fs, req = req.clone(),
+            name = name.to_owned(), value = value.to_vec() =>
+            fs.setxattr(&req, ino, &name, &value, flags, _position, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let node = self.node(ino)?;
@@ -1379,12 +1297,8 @@ impl Filesystem for EnvelopeFs {
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let Some((_changing, reply)) = self.changing(reply, |reply| {
-            let (fs, req, name) = (self.clone(), req.clone(), name.to_owned());
-            Box::new(move || fs.removexattr(&req, ino, &name, reply))
-        }) else {
-            return;
-        };
+        park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
+            fs.removexattr(&req, ino, &name, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let node = self.node(ino)?;
@@ -1413,12 +1327,8 @@ impl Filesystem for EnvelopeFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let Some((_changing, reply)) = self.changing(reply, |reply| {
-            let (fs, req, name) = (self.clone(), req.clone(), name.to_owned());
-            Box::new(move || fs.create(&req, parent, &name, mode, _umask, flags, reply))
-        }) else {
-            return;
-        };
+        park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
+            fs.create(&req, parent, &name, mode, _umask, flags, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -1456,12 +1366,8 @@ impl Filesystem for EnvelopeFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let Some((_changing, reply)) = self.changing(reply, |reply| {
-            let (fs, req) = (self.clone(), req.clone());
-            Box::new(move || fs.fallocate(&req, _ino, fh, offset, length, mode, reply))
-        }) else {
-            return;
-        };
+        park_while_held!(self, reply, fs, req = req.clone() =>
+            fs.fallocate(&req, _ino, fh, offset, length, mode, reply));
         let r = self.with_file(fh, |h| {
             let _hold = self.writable()?;
             h.node

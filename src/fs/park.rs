@@ -149,6 +149,24 @@ impl Gate {
     }
 }
 
+impl super::EnvelopeFs {
+    /// Enters a change that `changes` anything (see `park_while_held!`):
+    /// now, with the reply given back, or parked (`None`) while a hold is
+    /// taken, as the request `park` builds around the reply.
+    pub(super) fn changing<R>(
+        &self,
+        changes: bool,
+        reply: R,
+        park: impl FnOnce(R) -> Parked,
+    ) -> Option<(Changing<'_>, R)> {
+        if !changes || self.opts.read_only {
+            // Nothing to hold (a read-only mount refuses the change anyway).
+            return Some((Changing::none(), reply));
+        }
+        self.gate.enter(reply, park)
+    }
+}
+
 impl Default for Gate {
     fn default() -> Gate {
         Gate::new()

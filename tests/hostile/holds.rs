@@ -365,9 +365,10 @@ fn held_writes_leave_reads_stats_and_listings_served() {
         let env = Env::new();
         let c = env.init("v", &[]);
         let m = env.mount(&c, "m", &[]);
-        // Twice as many writers as worker threads, spread over the CPUs
-        // (over io_uring each CPU has one queue thread).
-        let writers = 4;
+        // More writers than worker threads (2), spread over the CPUs: over
+        // io_uring each CPU has one queue thread, and more writers per CPU
+        // than it has ring entries (4).
+        let writers = 5 * cpus;
         for i in 0..cpus {
             fs::write(m.p(&format!("r{i}")), pattern(i as u64, 300_000)).unwrap();
             fs::write(m.p(&format!("s{i}")), b"stat me").unwrap();

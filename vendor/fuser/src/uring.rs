@@ -269,6 +269,11 @@ fn offload(buf: &[u8]) -> bool {
     u32_at(buf, 4) == FUSE_READ && u32_at(buf, OP_IN_OFF + 16) >= OFFLOAD_READ_MIN
 }
 
+/// Entries a queue may add while requests wait for late replies (parked by
+/// the filesystem), so that they do not take every entry and stall the
+/// CPU's other requests; each is max_write and an eighth more.
+const MAX_EXTRA_ENTRIES: usize = 16;
+
 /// A CPU set with no CPU in it.
 fn empty_cpu_set() -> libc::cpu_set_t {
     // SAFETY: a zeroed cpu_set_t is a valid empty set.
@@ -370,8 +375,11 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     let mut class = sched.map(|s| crate::uring_sched::QueueClass::register(&s, usize::from(qid)));
     // Reads out with the helper, and whether this batch commits one.
     let mut lent_out = 0usize;
+    // Entries out for a late reply.
+    let mut late_out = 0usize;
     let mut committing_read = false;
-    let built = IoUring::<squeue::Entry128, cqueue::Entry>::builder().build((depth as u32 + 1) * 2);
+    let built = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
+        .build(((depth + MAX_EXTRA_ENTRIES) as u32 + 1) * 2);
     let mut ring = match built {
         Ok(r) => r,
         Err(e) => {
@@ -500,6 +508,8 @@ pub(crate) fn serve_queue<FS: Filesystem>(
                     if late.lent {
                         lent_out = lent_out.saturating_sub(1);
                         committing_read = true;
+                    } else {
+                        late_out = late_out.saturating_sub(1);
                     }
                     if let Some(ent) = entries.get_mut(late.idx) {
                         write_reply(ent.bytes(), &late.sink.lock(), true, late.unique);
@@ -546,6 +556,15 @@ pub(crate) fn serve_queue<FS: Filesystem>(
             }
             if handle(se, ent.bytes(), &mut sink, &mut scratch, (idx, &route)) {
                 next.push(commit_sqe(dev, qid, idx, ent));
+            } else {
+                late_out += 1;
+                // Keep two entries free for the CPU's other requests.
+                let free = entries.len().saturating_sub(late_out + lent_out);
+                if free < 2 && entries.len() < depth + MAX_EXTRA_ENTRIES {
+                    let i = entries.len();
+                    entries.push(Entry::new(payload));
+                    next.push(register_sqe(dev, qid, i, &entries[i]));
+                }
             }
         }
         for sqe in next.drain(..) {

@@ -172,3 +172,39 @@ impl Default for Gate {
         Gate::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_change_is_parked_while_held_and_runs_once_released() {
+        let gate = Gate::new();
+        let ran = Arc::new(AtomicBool::new(false));
+        let hold = gate.hold_lock();
+        let held = hold.write();
+        let r = ran.clone();
+        let entered = gate.enter((), move |()| {
+            Box::new(move || r.store(true, Ordering::SeqCst)) as Parked
+        });
+        assert!(entered.is_none(), "parked, not run on this thread");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!ran.load(Ordering::SeqCst), "not while held");
+        drop(held);
+        let t0 = Instant::now();
+        while !ran.load(Ordering::SeqCst) {
+            assert!(t0.elapsed() < Duration::from_secs(5), "ran once released");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Without a hold a change enters at once, and nested entries do not
+        // take the lock again (a waiting hold would deadlock them).
+        let (outer, ()) = gate.enter((), |()| unreachable!()).unwrap();
+        let (inner, ()) = gate.enter((), |()| unreachable!()).unwrap();
+        assert!(gate.hold.try_write().is_none());
+        drop(inner);
+        drop(outer);
+        assert!(gate.hold.try_write().is_some());
+    }
+}

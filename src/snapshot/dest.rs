@@ -74,3 +74,32 @@ pub fn refuse_inside(dst: &Path, forbidden: &[Forbidden<'_>]) -> Result<(), Copy
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inside_by_identity_not_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&tree, dir.path().join("alias")).unwrap();
+        let f = [Forbidden::Tree(&tree, "the tree")];
+        for inside in ["tree/x", "tree/sub/x", "tree/sub/missing/x", "alias/sub/x"] {
+            let r = refuse_inside(&dir.path().join(inside), &f);
+            assert!(
+                matches!(r, Err(CopyError::DestinationInside(_))),
+                "{inside}"
+            );
+        }
+        // A sibling whose name starts like the tree is outside it.
+        std::fs::create_dir(dir.path().join("tree2")).unwrap();
+        for outside in ["tree2/x", "x", "missing/x"] {
+            assert!(
+                refuse_inside(&dir.path().join(outside), &f).is_ok(),
+                "{outside}"
+            );
+        }
+    }
+}

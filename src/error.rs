@@ -84,6 +84,10 @@ pub mod exitcodes {
     pub const IMPORT: i32 = 27;
     pub const KMS_UNAVAILABLE: i32 = 28;
     pub const FSCK_PROBLEMS: i32 = 30;
+    /// A copy's destination lies inside the volume, its mount or its source.
+    pub const DESTINATION_INSIDE: i32 = 32;
+    /// The mount daemon dropped a snapshot's hold before the copy ended.
+    pub const HOLD_LOST: i32 = 33;
 }
 
 pub fn kms_exit_code(e: &KmsError) -> i32 {

@@ -281,6 +281,14 @@ fn copy_failure(e: crate::snapshot::CopyError) -> Failure {
             code: exitcodes::IO,
             msg: m,
         },
+        crate::snapshot::CopyError::DestinationInside(m) => Failure {
+            code: exitcodes::DESTINATION_INSIDE,
+            msg: m,
+        },
+        crate::snapshot::CopyError::HoldLost(m) => Failure {
+            code: exitcodes::HOLD_LOST,
+            msg: m,
+        },
     }
 }
 
@@ -484,8 +492,16 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
                 init,
                 progress: is_terminal_err() && out == Output::Text,
             };
-            let s = crate::snapshot::copy_volume(&src, &dst, &*src_ks, &*dst_ks, &opts)
-                .map_err(copy_failure)?;
+            let src_mount = mount::mountpoint_of(&src);
+            let s = crate::snapshot::copy_volume(
+                &src,
+                &dst,
+                src_mount.as_deref(),
+                &*src_ks,
+                &*dst_ks,
+                &opts,
+            )
+            .map_err(copy_failure)?;
             print_stats(
                 out,
                 &format!(

@@ -66,6 +66,10 @@ pub struct MountArgs {
     /// debugger and it may dump core (keys stay out of core files).
     #[arg(long)]
     pub allow_core_dumps: bool,
+    /// Longest a snapshot may hold changes, in seconds (default: no limit;
+    /// a holder that stops sending heartbeats loses its hold after 30 s).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_hold: Option<u64>,
 }
 
 fn fail(code: i32, msg: String) -> Failure {
@@ -389,7 +393,8 @@ fn serve(
         let session = fuser::Session::new(fs, mountpoint, &cfg)
             .map_err(|e| fail(exitcodes::MOUNT_FAILED, format!("mount failed: {e}")))?;
         if !a.read_only {
-            if let Err(e) = crate::snapshot::control::serve(&cipherdir, hold) {
+            let max_hold = a.max_hold.map(Duration::from_secs);
+            if let Err(e) = crate::snapshot::control::serve(&cipherdir, hold, max_hold) {
                 log::warn!("no control socket (snapshots will not hold writes): {e}");
             }
         }

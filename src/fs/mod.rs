@@ -3,6 +3,7 @@
 
 mod killpriv;
 pub mod nodes;
+mod park;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -61,7 +62,12 @@ enum Handle {
     Dir(DirHandleState),
 }
 
-pub struct EnvelopeFs {
+/// The filesystem; cheap to clone, so that a request waiting for a hold can
+/// be finished on the parking thread (park.rs).
+#[derive(Clone)]
+pub struct EnvelopeFs(Arc<FsState>);
+
+pub struct FsState {
     vol: Arc<Volume>,
     nodes: NodeTable,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
@@ -69,10 +75,38 @@ pub struct EnvelopeFs {
     opts: FsOptions,
     is_root_daemon: bool,
     /// Taken shared by every change, exclusively by a snapshot's hold.
-    hold: Arc<parking_lot::RwLock<()>>,
+    gate: park::Gate,
+}
+
+impl std::ops::Deref for EnvelopeFs {
+    type Target = FsState;
+    fn deref(&self) -> &FsState {
+        &self.0
+    }
 }
 
 type Res<T> = Result<T, Errno>;
+
+/// While a snapshot holds changes, parks the rest of this operation (park.rs):
+/// `$call` runs it again on the parking thread, with `$fs` a clone of the
+/// filesystem and owned copies (`name = copy`) of its borrowed arguments.
+/// Otherwise the operation goes on, with `$reply` given back. `if` says
+/// whether it changes anything at all.
+macro_rules! park_while_held {
+    (if $changes:expr, $self:ident, $reply:ident, $fs:ident $(, $own:ident = $e:expr)*
+     => $call:expr) => {
+        let Some((_changing, $reply)) = $self.changing($changes, $reply, |$reply| {
+            let $fs = $self.clone();
+            $(let $own = $e;)*
+            Box::new(move || $call)
+        }) else {
+            return;
+        };
+    };
+    ($self:ident, $($rest:tt)*) => {
+        park_while_held!(if true, $self, $($rest)*)
+    };
+}
 
 fn errno_of(e: &std::io::Error) -> Errno {
     Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO))
@@ -135,20 +169,20 @@ impl EnvelopeFs {
     pub fn new(vol: Arc<Volume>, opts: FsOptions) -> std::io::Result<EnvelopeFs> {
         let root_fd = sys::open_dir_path(vol.root())?;
         let st = sys::fstat(root_fd.as_fd())?;
-        Ok(EnvelopeFs {
+        Ok(EnvelopeFs(Arc::new(FsState {
             nodes: NodeTable::new(root_fd, &st),
             vol,
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             opts,
             is_root_daemon: sys::geteuid() == 0,
-            hold: Arc::new(parking_lot::RwLock::new(())),
-        })
+            gate: park::Gate::new(),
+        })))
     }
 
     /// The lock a snapshot takes exclusively to hold changes.
     pub fn hold_lock(&self) -> Arc<parking_lot::RwLock<()>> {
-        self.hold.clone()
+        self.gate.hold_lock()
     }
 
     pub fn volume(&self) -> &Arc<Volume> {
@@ -266,11 +300,13 @@ impl EnvelopeFs {
         }
     }
 
-    fn writable(&self) -> Res<parking_lot::RwLockReadGuard<'_, ()>> {
+    /// A change may go on: inside an operation that entered it with
+    /// `changing` (which parks it while a hold is taken) this returns at once.
+    fn writable(&self) -> Res<park::Changing<'_>> {
         if self.opts.read_only {
             Err(Errno::EROFS)
         } else {
-            Ok(self.hold.read())
+            Ok(self.gate.wait())
         }
     }
 
@@ -713,6 +749,13 @@ impl Filesystem for EnvelopeFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let changes = [mode, uid, gid].iter().any(Option::is_some)
+            || size.is_some()
+            || atime.is_some()
+            || mtime.is_some();
+        park_while_held!(if changes, self, reply, fs, req = req.clone() =>
+            fs.setattr(&req, ino, mode, uid, gid, size, atime, mtime, _ctime, fh, _crtime,
+                _chgtime, _bkuptime, _flags, reply));
         let r = self.node(ino).and_then(|n| {
             let c = SetAttr {
                 caller: killpriv::Caller::of(req),
@@ -759,6 +802,8 @@ impl Filesystem for EnvelopeFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
+            fs.mknod(&req, parent, &name, mode, _umask, rdev, reply));
         reply_entry(reply, self.do_create_node(req, parent, name, mode, rdev));
     }
 
@@ -771,6 +816,8 @@ impl Filesystem for EnvelopeFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
+            fs.mkdir(&req, parent, &name, mode, _umask, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -798,7 +845,9 @@ impl Filesystem for EnvelopeFs {
         reply_entry(reply, r);
     }
 
-    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
+            fs.unlink(&req, parent, &name, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -810,7 +859,9 @@ impl Filesystem for EnvelopeFs {
         reply_empty(reply, r);
     }
 
-    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
+            fs.rmdir(&req, parent, &name, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -830,6 +881,9 @@ impl Filesystem for EnvelopeFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        park_while_held!(self, reply, fs, req = req.clone(),
+            link_name = link_name.to_owned(), target = target.to_owned() =>
+            fs.symlink(&req, parent, &link_name, &target, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -852,7 +906,7 @@ impl Filesystem for EnvelopeFs {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -860,6 +914,9 @@ impl Filesystem for EnvelopeFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        park_while_held!(self, reply, fs, req = req.clone(),
+            name = name.to_owned(), newname = newname.to_owned() =>
+            fs.rename(&req, parent, &name, newparent, &newname, flags, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let od = self.dir_node(parent)?;
@@ -924,12 +981,14 @@ impl Filesystem for EnvelopeFs {
 
     fn link(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        park_while_held!(self, reply, fs, req = req.clone(), newname = newname.to_owned() =>
+            fs.link(&req, ino, newparent, &newname, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let n = self.node(ino)?;
@@ -948,7 +1007,9 @@ impl Filesystem for EnvelopeFs {
         reply_entry(reply, r);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        park_while_held!(if flags.0 & libc::O_TRUNC != 0, self, reply, fs, req = req.clone() =>
+            fs.open(&req, ino, flags, reply));
         let r = (|| {
             let node = self.node(ino)?;
             if node.kind != FileType::RegularFile {
@@ -1028,6 +1089,8 @@ impl Filesystem for EnvelopeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        park_while_held!(self, reply, fs, req = req.clone(), data = data.to_vec() =>
+            fs.write(&req, _ino, fh, offset, &data, write_flags, _flags, _lock_owner, reply));
         // Page-cache writeback is not a caller's write (ext4 clears nothing on it).
         let caller = (!write_flags.contains(WriteFlags::FUSE_WRITE_CACHE))
             .then(|| killpriv::Caller::of(req));
@@ -1204,7 +1267,7 @@ impl Filesystem for EnvelopeFs {
 
     fn setxattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         name: &OsStr,
         value: &[u8],
@@ -1212,6 +1275,9 @@ impl Filesystem for EnvelopeFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        park_while_held!(self, reply, fs, req = req.clone(),
+            name = name.to_owned(), value = value.to_vec() =>
+            fs.setxattr(&req, ino, &name, &value, flags, _position, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let node = self.node(ino)?;
@@ -1233,7 +1299,9 @@ impl Filesystem for EnvelopeFs {
         reply_xattr(reply, size, self.list_xattrs(ino));
     }
 
-    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
+            fs.removexattr(&req, ino, &name, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let node = self.node(ino)?;
@@ -1262,6 +1330,8 @@ impl Filesystem for EnvelopeFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
+            fs.create(&req, parent, &name, mode, _umask, flags, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
@@ -1298,6 +1368,8 @@ impl Filesystem for EnvelopeFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        park_while_held!(self, reply, fs, req = req.clone() =>
+            fs.fallocate(&req, _ino, fh, offset, length, mode, reply));
         let caller = killpriv::Caller::of(req);
         let r = self.with_file(fh, |h| {
             let _hold = self.writable()?;

@@ -1,17 +1,29 @@
 //! The control socket of a mount daemon: a snapshot asks it to hold every
 //! change (writes and namespace changes) while it copies the backing files.
 //! Protocol, one line each: client `HOLD`, daemon `HELD` once in-flight
-//! changes are done; client `RELEASE` (or disconnect), daemon `RELEASED`.
+//! changes are done; while it holds, the client sends `ALIVE` every
+//! `HEARTBEAT`; client `RELEASE`, daemon `RELEASED`. A holder that
+//! disconnects, sends nothing for `HOLDER_TIMEOUT`, or still holds when the
+//! mount's `--max-hold` has passed loses the hold: the daemon logs it and,
+//! if the holder is still there, answers `DROPPED <why>` and hangs up (so a
+//! snapshot can never freeze the mount for longer than that).
 //! The socket lives in a 0700 runtime directory of the daemon's user.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
+
+/// How often a holder says it is alive.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A holder silent this long loses its hold.
+pub const HOLDER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The socket of the daemon serving `cipherdir` (canonical path).
 pub fn socket_path(cipherdir: &Path) -> PathBuf {
@@ -25,7 +37,12 @@ pub fn socket_path(cipherdir: &Path) -> PathBuf {
 }
 
 /// Serve hold requests in a background thread; returns the socket path.
-pub fn serve(cipherdir: &Path, hold: Arc<parking_lot::RwLock<()>>) -> std::io::Result<PathBuf> {
+/// `max_hold` bounds every hold (`mount --max-hold`).
+pub fn serve(
+    cipherdir: &Path,
+    hold: Arc<parking_lot::RwLock<()>>,
+    max_hold: Option<Duration>,
+) -> std::io::Result<PathBuf> {
     let path = socket_path(cipherdir);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -39,14 +56,23 @@ pub fn serve(cipherdir: &Path, hold: Arc<parking_lot::RwLock<()>>) -> std::io::R
         .spawn(move || {
             for conn in listener.incoming().flatten() {
                 let hold = hold.clone();
-                std::thread::spawn(move || handle(conn, &hold));
+                std::thread::spawn(move || handle(conn, &hold, max_hold));
             }
         })?;
     Ok(path)
 }
 
-fn handle(conn: UnixStream, hold: &parking_lot::RwLock<()>) {
+/// How a hold ended.
+enum Ended {
+    Released,
+    Disconnected,
+    Silent,
+    MaxHold(Duration),
+}
+
+fn handle(conn: UnixStream, hold: &parking_lot::RwLock<()>, max_hold: Option<Duration>) {
     let Ok(mut w) = conn.try_clone() else { return };
+    let _ = conn.set_read_timeout(Some(HOLDER_TIMEOUT));
     let mut r = BufReader::new(conn);
     let mut line = String::new();
     if r.read_line(&mut line).is_err() || line.trim() != "HOLD" {
@@ -54,19 +80,84 @@ fn handle(conn: UnixStream, hold: &parking_lot::RwLock<()>) {
         return;
     }
     let guard = hold.write();
+    let since = Instant::now();
     if w.write_all(b"HELD\n").is_err() {
         return;
     }
-    line.clear();
-    // Held until RELEASE or the client goes away.
-    let _ = r.read_line(&mut line);
+    let ended = watch_holder(&mut r, since, max_hold);
     drop(guard);
-    let _ = w.write_all(b"RELEASED\n");
+    let answer: &[u8] = match ended {
+        Ended::Released => b"RELEASED\n",
+        Ended::Disconnected => {
+            log::warn!("snapshot hold released: its holder disconnected");
+            return;
+        }
+        Ended::Silent => {
+            log::warn!(
+                "snapshot hold dropped: its holder sent no heartbeat for {} s",
+                HOLDER_TIMEOUT.as_secs()
+            );
+            b"DROPPED no heartbeat\n"
+        }
+        Ended::MaxHold(m) => {
+            log::warn!(
+                "snapshot hold dropped: held for the mount's --max-hold of {} s",
+                m.as_secs()
+            );
+            b"DROPPED --max-hold\n"
+        }
+    };
+    let _ = w.write_all(answer);
 }
 
-/// A hold granted by a running daemon; released on drop.
+/// Reads the holder's lines until it releases, goes away, falls silent or
+/// outlives `max_hold`.
+fn watch_holder(
+    r: &mut BufReader<UnixStream>,
+    since: Instant,
+    max_hold: Option<Duration>,
+) -> Ended {
+    let mut line = String::new();
+    loop {
+        let mut wait = HOLDER_TIMEOUT;
+        if let Some(m) = max_hold {
+            let left = m.saturating_sub(since.elapsed());
+            if left.is_zero() {
+                return Ended::MaxHold(m);
+            }
+            wait = wait.min(left);
+        }
+        if r.get_ref().set_read_timeout(Some(wait)).is_err() {
+            return Ended::Disconnected;
+        }
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => return Ended::Disconnected,
+            Ok(_) if line.trim() == "ALIVE" => {}
+            Ok(_) if line.trim() == "RELEASE" => return Ended::Released,
+            // Anything else ends the hold, as before heartbeats existed.
+            Ok(_) => return Ended::Released,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if wait == HOLDER_TIMEOUT {
+                    return Ended::Silent;
+                }
+            }
+            Err(_) => return Ended::Disconnected,
+        }
+    }
+}
+
+/// A hold granted by a running daemon, kept alive by a heartbeat thread;
+/// released by `release` (or on drop).
 pub struct Hold {
-    stream: UnixStream,
+    w: Arc<Mutex<UnixStream>>,
+    /// Set once the daemon dropped the hold (or went away).
+    lost: Arc<AtomicBool>,
+    /// Set once this side asked for the release.
+    releasing: Arc<AtomicBool>,
+    /// The heartbeat thread; it returns whether the daemon confirmed the
+    /// release (the hold lasted until it was asked to end).
+    beat: Option<std::thread::JoinHandle<bool>>,
 }
 
 impl Hold {
@@ -87,7 +178,7 @@ impl Hold {
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;
         let mut w = stream.try_clone()?;
         w.write_all(b"HOLD\n")?;
-        let mut r = BufReader::new(stream.try_clone()?);
+        let mut r = BufReader::new(stream);
         let mut line = String::new();
         r.read_line(&mut line)?;
         if line.trim() != "HELD" {
@@ -95,15 +186,85 @@ impl Hold {
                 "the mount daemon answered {line:?}"
             )));
         }
-        Ok(Some(Hold { stream }))
+        let w = Arc::new(Mutex::new(w));
+        let lost = Arc::new(AtomicBool::new(false));
+        let releasing = Arc::new(AtomicBool::new(false));
+        let beat = {
+            let (w, lost, releasing) = (w.clone(), lost.clone(), releasing.clone());
+            std::thread::Builder::new()
+                .name("envelopefs-heartbeat".into())
+                .spawn(move || heartbeat(r, &w, &lost, &releasing))?
+        };
+        Ok(Some(Hold {
+            w,
+            lost,
+            releasing,
+            beat: Some(beat),
+        }))
     }
+
+    /// Raised once the daemon has dropped the hold: a copy under it is no
+    /// longer consistent.
+    pub fn lost_flag(&self) -> Arc<AtomicBool> {
+        self.lost.clone()
+    }
+
+    /// Ends the hold; true if it lasted until now (the daemon confirmed the
+    /// release and had not dropped it before).
+    pub fn release(mut self) -> bool {
+        self.end()
+    }
+
+    fn end(&mut self) -> bool {
+        let Some(beat) = self.beat.take() else {
+            return false;
+        };
+        self.releasing.store(true, Ordering::SeqCst);
+        let _ = self.w.lock().write_all(b"RELEASE\n");
+        beat.join().unwrap_or(false) && !self.lost.load(Ordering::SeqCst)
+    }
+}
+
+/// Sends `ALIVE` every `HEARTBEAT` while reading the daemon's next line:
+/// `RELEASED` after our `RELEASE` (returns true), or `DROPPED`, a hang-up or
+/// an error (the hold is lost; returns false).
+fn heartbeat(
+    mut r: BufReader<UnixStream>,
+    w: &Mutex<UnixStream>,
+    lost: &AtomicBool,
+    releasing: &AtomicBool,
+) -> bool {
+    let mut line = String::new();
+    let mut waited_for_release = Duration::ZERO;
+    let confirmed = loop {
+        if r.get_ref().set_read_timeout(Some(HEARTBEAT)).is_err() {
+            break false;
+        }
+        match r.read_line(&mut line) {
+            Ok(_) if line.trim() == "RELEASED" && releasing.load(Ordering::SeqCst) => break true,
+            Ok(_) => break false,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if releasing.load(Ordering::SeqCst) {
+                    waited_for_release += HEARTBEAT;
+                    if waited_for_release >= HOLDER_TIMEOUT {
+                        break false;
+                    }
+                }
+                if w.lock().write_all(b"ALIVE\n").is_err() {
+                    break false;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    if !confirmed {
+        lost.store(true, Ordering::SeqCst);
+    }
+    confirmed
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        let _ = self.stream.write_all(b"RELEASE\n");
-        let _ = self.stream.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut line = String::new();
-        let _ = BufReader::new(&self.stream).read_line(&mut line);
+        self.end();
     }
 }

@@ -57,6 +57,8 @@ pub struct Copier<'a> {
     skipped: Mutex<Vec<String>>,
     progress: bool,
     failed: AtomicBool,
+    /// Raised when the copy is no longer wanted (a snapshot lost its hold).
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 fn cerr(path: &Path, e: impl std::fmt::Display) -> CopyError {
@@ -85,6 +87,22 @@ impl<'a> Copier<'a> {
             skipped: Mutex::new(Vec::new()),
             progress,
             failed: AtomicBool::new(false),
+            cancel: None,
+        }
+    }
+
+    /// Stops the copy (with an error) once `flag` is raised.
+    pub fn cancelled_by(mut self, flag: Option<Arc<AtomicBool>>) -> Copier<'a> {
+        self.cancel = flag;
+        self
+    }
+
+    fn check_cancel(&self) -> Result<(), CopyError> {
+        match &self.cancel {
+            Some(f) if f.load(Ordering::Relaxed) => {
+                Err(CopyError::HoldLost("the copy was cancelled".into()))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -189,6 +207,7 @@ impl<'a> Copier<'a> {
     ) -> Result<(), CopyError> {
         let dev = sys::fstat(sdir.as_fd()).map_err(|e| cerr(rel, e))?.st_dev;
         for (plain, sname) in self.entries(sdir.as_fd(), s_root, rel)? {
+            self.check_cancel()?;
             let path = rel.join(&plain);
             let st = sys::fstatat(sdir.as_fd(), &sname).map_err(|e| cerr(&path, e))?;
             if st.st_dev != dev {
@@ -499,7 +518,7 @@ impl<'a> Copier<'a> {
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed) as usize;
                     let Some(job) = jobs.get(i) else { return };
-                    if let Err(e) = self.copy_file(job) {
+                    if let Err(e) = self.check_cancel().and_then(|()| self.copy_file(job)) {
                         self.failed.store(true, Ordering::Relaxed);
                         first_err.lock().get_or_insert(e);
                         return;

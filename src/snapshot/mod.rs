@@ -8,6 +8,7 @@
 
 pub mod control;
 mod copy;
+mod dest;
 pub mod fsck;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::error::VolumeError;
 use crate::kms::KeyService;
 use crate::volume::{CacheOptions, InitOptions, Volume, VolumeConfig};
 use copy::{Copier, Source};
+use dest::{refuse_inside, Forbidden};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -42,6 +44,12 @@ pub enum CopyError {
     Entry(String),
     #[error("{0}")]
     Refused(String),
+    /// The destination lies inside what is copied (or its mount).
+    #[error("{0}")]
+    DestinationInside(String),
+    /// The mount daemon dropped the snapshot's hold before the copy ended.
+    #[error("{0}")]
+    HoldLost(String),
 }
 
 /// The temporary name a copy is built under, beside `dst`.
@@ -108,6 +116,10 @@ pub fn snapshot_create(
     let canon = cipherdir
         .canonicalize()
         .map_err(|e| VolumeError::io(cipherdir, e))?;
+    // Before the hold: stat-ing the mount is a request to its daemon.
+    let mut forbidden = vec![Forbidden::Tree(&canon, "the cipher directory")];
+    forbidden.extend(mountpoint.map(Forbidden::Mount));
+    refuse_inside(snapdir, &forbidden)?;
     let hold = control::Hold::acquire(&canon, mountpoint)
         .map_err(|e| CopyError::Refused(format!("the mount daemon did not hold writes: {e}")))?;
     if mountpoint.is_some() && hold.is_none() {
@@ -117,9 +129,20 @@ pub fn snapshot_create(
         ));
     }
     build_then_move(snapdir, move |tmp| {
-        std::fs::create_dir(tmp).map_err(|e| VolumeError::io(tmp, e))?;
-        let r = Copier::new(Source::Raw, None, progress).run(&canon, tmp);
-        drop(hold);
+        let lost = hold.as_ref().map(|h| h.lost_flag());
+        let r = std::fs::create_dir(tmp)
+            .map_err(|e| CopyError::from(VolumeError::io(tmp, e)))
+            .and_then(|()| {
+                Copier::new(Source::Raw, None, progress)
+                    .cancelled_by(lost)
+                    .run(&canon, tmp)
+            });
+        // Consistent only if the hold lasted until the copy was done.
+        if hold.is_some_and(|h| !h.release()) {
+            return Err(CopyError::HoldLost(
+                "the mount daemon dropped the snapshot's hold before the copy ended (no heartbeat for 30 s, or past the mount's --max-hold); the partial copy was removed".into(),
+            ));
+        }
         r
     })
 }
@@ -133,15 +156,20 @@ pub struct CopyOptions {
 }
 
 /// A new volume at `dst` under `opts.key` with the content of the volume `src`.
+/// `src_mount` is where `src` is mounted, if it is.
 pub fn copy_volume(
     src: &Path,
     dst: &Path,
+    src_mount: Option<&Path>,
     src_ks: &dyn KeyService,
     dst_ks: &dyn KeyService,
     opts: &CopyOptions,
 ) -> Result<Stats, CopyError> {
     let sv = Volume::open(src, src_ks, CacheOptions::default())?;
     refuse_existing(dst)?;
+    let mut forbidden = vec![Forbidden::Tree(sv.root(), "the cipher directory")];
+    forbidden.extend(src_mount.map(Forbidden::Mount));
+    refuse_inside(dst, &forbidden)?;
     if opts.mode == Mode::Rekey && opts.init.block_size != sv.config().block_size {
         return Err(CopyError::Refused(format!(
             "--mode rekey carries blocks over unchanged, so it cannot change the block size ({} -> {}); use --mode reencrypt",
@@ -171,6 +199,10 @@ pub fn import_plain(
         )));
     }
     refuse_existing(dst)?;
+    refuse_inside(
+        dst,
+        &[Forbidden::Tree(plain, "the directory being imported")],
+    )?;
     build_then_move(dst, |tmp| {
         Volume::init(tmp, ks, &opts.key, &opts.init)?;
         let dv = Volume::open(tmp, ks, CacheOptions::default())?;
@@ -222,8 +254,8 @@ mod tests {
         import_plain(&plain, &src, &ks, &opts(&k1, Mode::Reencrypt)).unwrap();
         let re = dir.path().join("re");
         let rk = dir.path().join("rk");
-        copy_volume(&src, &re, &ks, &ks, &opts(&k2, Mode::Reencrypt)).unwrap();
-        copy_volume(&src, &rk, &ks, &ks, &opts(&k2, Mode::Rekey)).unwrap();
+        copy_volume(&src, &re, None, &ks, &ks, &opts(&k2, Mode::Reencrypt)).unwrap();
+        copy_volume(&src, &rk, None, &ks, &ks, &opts(&k2, Mode::Rekey)).unwrap();
         let open = |p: &Path| Volume::open(p, &ks, CacheOptions::default()).unwrap();
         let (s, r, k) = (
             data_keys(&open(&src)),

@@ -57,7 +57,7 @@ impl ReplySender {
             ReplySender::Channel(sender) => sender.send(data),
             #[cfg(target_os = "linux")]
             ReplySender::Ring(_, sink) => {
-                sink.lock().capture(data);
+                crate::uring::ring_send(sink, data);
                 Ok(())
             }
             #[cfg(test)]

@@ -4,8 +4,9 @@ use ref_cast::ref_cast_custom;
 use crate::ll;
 use crate::ll::fuse_abi::fuse_in_header;
 
-/// FUSE request parameters.
-#[derive(Debug, RefCastCustom)]
+/// FUSE request parameters. Cloneable, so that a filesystem can finish a
+/// request on another thread (envelopefs fork).
+#[derive(Debug, Clone, RefCastCustom)]
 #[repr(transparent)]
 pub struct Request {
     header: fuse_in_header,

@@ -61,6 +61,69 @@ pub(crate) struct RingReply {
     staged: Vec<u8>,
     direct: Option<RingPayload>,
     direct_len: Option<usize>,
+    /// A reply was captured for the current request.
+    replied: bool,
+    /// Set when the request returned from dispatch without a reply while
+    /// its reply object lives on (the filesystem finishes it on another
+    /// thread): the reply, once sent, goes to the queue thread through this.
+    late: Option<LateCommit>,
+}
+
+/// Where a reply sent after its request returned from dispatch goes: the
+/// queue thread that owns the entry copies it in and commits it.
+#[derive(Debug, Clone)]
+struct LateRoute {
+    tx: std::sync::mpsc::Sender<Late>,
+    /// The queue's "entries handed back" eventfd, kept open while a late
+    /// reply may still write to it.
+    efd: Arc<std::os::fd::OwnedFd>,
+    /// The entry was lent to the helper thread (and counts as lent out).
+    lent: bool,
+}
+
+#[derive(Debug)]
+struct LateCommit {
+    route: LateRoute,
+    idx: usize,
+    unique: u64,
+}
+
+/// A late reply, captured in `sink`, for entry `idx`.
+struct Late {
+    idx: usize,
+    unique: u64,
+    lent: bool,
+    sink: Arc<Mutex<RingReply>>,
+}
+
+impl LateCommit {
+    fn send(self, sink: Arc<Mutex<RingReply>>) {
+        let late = Late {
+            idx: self.idx,
+            unique: self.unique,
+            lent: self.route.lent,
+            sink,
+        };
+        // The queue thread may be gone (unmounted): then the kernel has
+        // cancelled the entry and the reply has nowhere to go.
+        if self.route.tx.send(late).is_ok() {
+            let one = 1u64;
+            // SAFETY: writes 8 bytes from a live u64 to an eventfd that the
+            // route's Arc keeps open.
+            unsafe { libc::write(self.route.efd.as_raw_fd(), (&raw const one).cast(), 8) };
+        }
+    }
+}
+
+/// Captures a reply for a ring entry; one sent late (after its request
+/// returned from dispatch) is handed to the queue thread to commit.
+pub(crate) fn ring_send(sink: &Arc<Mutex<RingReply>>, data: &[std::io::IoSlice<'_>]) {
+    let mut reply = sink.lock();
+    reply.capture(data);
+    if let Some(late) = reply.late.take() {
+        drop(reply);
+        late.send(sink.clone());
+    }
 }
 
 /// The payload area of the ring entry being served.
@@ -80,6 +143,8 @@ impl RingReply {
         self.staged.clear();
         self.direct = direct;
         self.direct_len = None;
+        self.replied = false;
+        self.late = None;
     }
 
     /// Lends the entry's payload area (its whole length) for a reply body of
@@ -100,11 +165,13 @@ impl RingReply {
         self.staged.extend_from_slice(&0i32.to_ne_bytes());
         self.staged.extend_from_slice(&unique.to_ne_bytes());
         self.direct_len = Some(n);
+        self.replied = true;
     }
 
     pub(crate) fn capture(&mut self, data: &[std::io::IoSlice<'_>]) {
         self.staged.clear();
         self.direct_len = None;
+        self.replied = true;
         let total: usize = data.iter().map(|d| d.len()).sum();
         if let Some(p) = &self.direct {
             if total >= OUT_HEADER_SIZE && total - OUT_HEADER_SIZE <= p.cap {
@@ -201,6 +268,11 @@ fn offload(buf: &[u8]) -> bool {
     // fuse_in_header.opcode at 4; fuse_read_in.size at 16 of the op header.
     u32_at(buf, 4) == FUSE_READ && u32_at(buf, OP_IN_OFF + 16) >= OFFLOAD_READ_MIN
 }
+
+/// Entries a queue may add while requests wait for late replies (parked by
+/// the filesystem), so that they do not take every entry and stall the
+/// CPU's other requests; each is max_write and an eighth more.
+const MAX_EXTRA_ENTRIES: usize = 16;
 
 /// A CPU set with no CPU in it.
 fn empty_cpu_set() -> libc::cpu_set_t {
@@ -303,8 +375,11 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     let mut class = sched.map(|s| crate::uring_sched::QueueClass::register(&s, usize::from(qid)));
     // Reads out with the helper, and whether this batch commits one.
     let mut lent_out = 0usize;
+    // Entries out for a late reply.
+    let mut late_out = 0usize;
     let mut committing_read = false;
-    let built = IoUring::<squeue::Entry128, cqueue::Entry>::builder().build((depth as u32 + 1) * 2);
+    let built = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
+        .build(((depth + MAX_EXTRA_ENTRIES) as u32 + 1) * 2);
     let mut ring = match built {
         Ok(r) => r,
         Err(e) => {
@@ -324,7 +399,19 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     }
     // SAFETY: a fresh descriptor owned by nobody else.
     let done_efd =
-        unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(done_efd) };
+        Arc::new(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(done_efd) });
+    // Replies sent after their request returned from dispatch (the
+    // filesystem parked the request), to be committed here.
+    let (late_tx, late_rx) = std::sync::mpsc::channel::<Late>();
+    let route = LateRoute {
+        tx: late_tx,
+        efd: done_efd.clone(),
+        lent: false,
+    };
+    let helper_route = LateRoute {
+        lent: true,
+        ..route.clone()
+    };
     let done_read = |buf: *mut u64| {
         opcode::Read::new(types::Fd(done_efd.as_raw_fd()), buf.cast(), 8)
             .build()
@@ -342,26 +429,30 @@ pub(crate) fn serve_queue<FS: Filesystem>(
         allowed: se.allowed,
         session_owner: se.session_owner,
     };
-    let back_efd = done_efd.as_raw_fd();
+    let back_efd = done_efd.clone();
     let helper = std::thread::Builder::new()
         .name(helper_se.thread_name.clone())
         .spawn(move || {
             // Off the queue's CPU, where the reader runs: there the read
             // would wait for it (and the reader for the read).
             keep_off_cpu(usize::from(qid));
-            let sink = Arc::new(Mutex::new(RingReply::default()));
+            let mut sink = Arc::new(Mutex::new(RingReply::default()));
             let mut scratch: Vec<u64> = Vec::new();
             for lent in lend_rx {
                 // SAFETY: the queue thread lent these bytes to us alone.
                 let buf = unsafe { std::slice::from_raw_parts_mut(lent.ptr.as_ptr(), lent.len) };
-                handle(&helper_se, buf, &sink, &mut scratch);
+                let at = (lent.idx, &helper_route);
+                if !handle(&helper_se, buf, &mut sink, &mut scratch, at) {
+                    // Replied later, through the route.
+                    continue;
+                }
                 if back_tx.send(lent.idx).is_err() {
                     break;
                 }
                 let one = 1u64;
                 // SAFETY: writes 8 bytes from a live u64 to an eventfd that
-                // outlives this thread (joined before it is closed).
-                unsafe { libc::write(back_efd, (&raw const one).cast(), 8) };
+                // the Arc keeps open.
+                unsafe { libc::write(back_efd.as_raw_fd(), (&raw const one).cast(), 8) };
             }
         })?;
     // SAFETY: the pushed SQEs point at iovecs, entry buffers, `stop_buf` and
@@ -384,7 +475,7 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     let _ = started.send(submitted.is_ok());
     submitted?;
 
-    let sink = Arc::new(Mutex::new(RingReply::default()));
+    let mut sink = Arc::new(Mutex::new(RingReply::default()));
     let mut scratch: Vec<u64> = Vec::new();
     let mut done: Vec<(u64, i32)> = Vec::with_capacity(depth + 2);
     // SQEs to queue once this batch of completions is handled.
@@ -411,6 +502,18 @@ pub(crate) fn serve_queue<FS: Filesystem>(
                     committing_read = true;
                     if let Some(ent) = entries.get(idx) {
                         next.push(commit_sqe(dev, qid, idx, ent));
+                    }
+                }
+                while let Ok(late) = late_rx.try_recv() {
+                    if late.lent {
+                        lent_out = lent_out.saturating_sub(1);
+                        committing_read = true;
+                    } else {
+                        late_out = late_out.saturating_sub(1);
+                    }
+                    if let Some(ent) = entries.get_mut(late.idx) {
+                        write_reply(ent.bytes(), &late.sink.lock(), true, late.unique);
+                        next.push(commit_sqe(dev, qid, late.idx, ent));
                     }
                 }
                 next.push(done_read(&raw mut done_buf));
@@ -451,8 +554,18 @@ pub(crate) fn serve_queue<FS: Filesystem>(
                     continue;
                 }
             }
-            handle(se, ent.bytes(), &sink, &mut scratch);
-            next.push(commit_sqe(dev, qid, idx, ent));
+            if handle(se, ent.bytes(), &mut sink, &mut scratch, (idx, &route)) {
+                next.push(commit_sqe(dev, qid, idx, ent));
+            } else {
+                late_out += 1;
+                // Keep two entries free for the CPU's other requests.
+                let free = entries.len().saturating_sub(late_out + lent_out);
+                if free < 2 && entries.len() < depth + MAX_EXTRA_ENTRIES {
+                    let i = entries.len();
+                    entries.push(Entry::new(payload));
+                    next.push(register_sqe(dev, qid, i, &entries[i]));
+                }
+            }
         }
         for sqe in next.drain(..) {
             // SAFETY: as for the first registration. An error leaves the
@@ -473,13 +586,16 @@ pub(crate) fn serve_queue<FS: Filesystem>(
 }
 
 /// Turns a ring entry's bytes into one request, dispatches it and writes the
-/// reply back into the entry.
+/// reply back into the entry; false when the filesystem replies later (from
+/// another thread): then the reply reaches the queue thread through `at`'s
+/// route, and `sink` is replaced (the late reply owns the old one).
 fn handle<FS: Filesystem>(
     se: &SessionEventLoop<FS>,
     buf: &mut [u8],
-    sink: &Arc<Mutex<RingReply>>,
+    sink: &mut Arc<Mutex<RingReply>>,
     scratch: &mut Vec<u64>,
-) {
+    at: (usize, &LateRoute),
+) -> bool {
     let (len, unique, payload_sz) = (
         u32_at(buf, 0) as usize,
         u64_at(buf, 8),
@@ -524,7 +640,24 @@ fn handle<FS: Filesystem>(
             false
         }
     };
-    let reply = sink.lock();
+    let mut reply = sink.lock();
+    // Still out with a live reply object: the filesystem finishes it later.
+    if ok && !reply.replied && Arc::strong_count(sink) > 1 {
+        reply.late = Some(LateCommit {
+            route: at.1.clone(),
+            idx: at.0,
+            unique,
+        });
+        drop(reply);
+        *sink = Arc::new(Mutex::new(RingReply::default()));
+        return false;
+    }
+    write_reply(buf, &reply, ok, unique);
+    true
+}
+
+/// Writes a captured reply (or EIO when there is none) into a ring entry.
+fn write_reply(buf: &mut [u8], reply: &RingReply, ok: bool, unique: u64) {
     let staged = &reply.staged;
     let payload_cap = buf.len() - HEADER_SIZE;
     if ok && staged.len() == OUT_HEADER_SIZE && reply.direct_len.is_some() {

@@ -214,37 +214,11 @@ fn kms_audit_planted_fifo_is_refused_at_once() {
     env.run_ok(&["kms", "create-key", "--description", "x"]);
     let log = env.path("ks").join("audit.log");
     fs::remove_file(&log).unwrap();
-    let c = std::ffi::CString::new(log.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: valid C string.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0);
-    let mut child = env
-        .cmd()
-        .args(["kms", "audit"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    let st = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if t0.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`kms audit` hung on a planted fifo (killed after 10 s)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert_eq!(st.code(), Some(23), "{err}");
+    mkfifo(&log);
+    let watch = OpenWatch::new(&[&log]);
+    let (code, err, _) = run_bounded(&env, &["kms", "audit"]);
+    assert!(!watch.opened(), "the planted fifo was opened");
+    assert_eq!(code, Some(23), "{err}");
     assert!(
         err.contains("audit.log") && err.contains("not a regular file"),
         "{err}"

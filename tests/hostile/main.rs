@@ -16,4 +16,5 @@ mod holds;
 mod keystore;
 mod killpriv;
 mod logs;
+mod review2;
 mod special_files;

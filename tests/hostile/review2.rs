@@ -228,3 +228,73 @@ fn many_held_writers_leave_reads_served() {
         );
     });
 }
+
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and
+    // sched_setaffinity only touch that set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Over io_uring a queue adds at most 16 entries for parked requests
+/// (vendor/fuser/src/uring.rs MAX_EXTRA_ENTRIES): 40 writers pinned to a
+/// CPU take every entry of its queue during a hold (far below the 64 that
+/// parking takes), and then nothing from that CPU is served until the hold
+/// ends. Passes on /dev/fuse; run with enable_uring=Y.
+#[test]
+fn many_held_writers_on_one_cpu_leave_its_reads_served() {
+    if !need_root("many_held_writers_on_one_cpu_leave_its_reads_served") {
+        return;
+    }
+    bounded(180, || {
+        let env = Env::new();
+        let c = env.init("v", &[]);
+        let m = env.mount(&c, "m", &[]);
+        let writers = 40;
+        fs::write(m.p("s"), b"stat me").unwrap();
+        for i in 0..writers {
+            fs::write(m.p(&format!("w{i}")), b"old").unwrap();
+        }
+        m.unmount();
+        let m = env.mount(&c, "m", &["--threads", "2"]);
+        eprintln!("threads: {:?}", m.thread_names());
+        let files: Vec<fs::File> = (0..writers)
+            .map(|i| open_w(&m.p(&format!("w{i}"))))
+            .collect();
+        let hold = HandHold::take(&c);
+        let done: Vec<Receiver<Instant>> = files
+            .into_iter()
+            .map(|mut f| {
+                let (tx, rx) = channel();
+                std::thread::spawn(move || {
+                    pin_to(0);
+                    f.write_all(&pattern(7, 4096)).unwrap();
+                    let _ = tx.send(Instant::now());
+                });
+                rx
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(2));
+        let s = m.p("s");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            pin_to(0);
+            let _ = tx.send(fs::metadata(&s).map(|x| x.len()).ok());
+        });
+        let served = rx.recv_timeout(Duration::from_secs(5));
+        assert_eq!(hold.release(), "RELEASED");
+        for d in &done {
+            d.recv_timeout(Duration::from_secs(30))
+                .expect("every writer completes once released");
+        }
+        m.unmount();
+        assert_eq!(
+            served,
+            Ok(Some(7)),
+            "a stat on CPU 0 was not served within 5 s while {writers} writes from CPU 0 waited for a hold"
+        );
+    });
+}

@@ -298,3 +298,41 @@ fn many_held_writers_on_one_cpu_leave_its_reads_served() {
         );
     });
 }
+
+/// `--max-hold` bounds a hold only between lines: the daemon checks it when
+/// `read_line` returns (src/snapshot/control.rs watch_holder), and a holder
+/// that sends one byte a second and never a newline keeps `read_line`
+/// waiting (each byte restarts the socket's read timeout), so the hold
+/// outlives the bound (and the line grows without limit).
+#[test]
+fn max_hold_bounds_a_holder_that_never_ends_a_line() {
+    if !need_root("max_hold_bounds_a_holder_that_never_ends_a_line") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("v", &[]);
+        let m = env.mount(&c, "m", &["--max-hold", "2"]);
+        fs::write(m.p("w"), b"old").unwrap();
+        let f = open_w(&m.p("w"));
+        let mut hold = HandHold::take(&c);
+        let done = spawn_write(f, b"new".to_vec());
+        let t0 = Instant::now();
+        let mut written_at = None;
+        while t0.elapsed() < Duration::from_secs(8) {
+            let _ = hold.w.write_all(b"A");
+            std::thread::sleep(Duration::from_millis(500));
+            if written_at.is_none() {
+                written_at = done.try_recv().ok().map(|_| t0.elapsed());
+            }
+        }
+        drop(hold);
+        done.recv_timeout(Duration::from_secs(30))
+            .expect("the write completes once the holder is gone");
+        m.unmount();
+        assert!(
+            written_at.is_some_and(|t| t < Duration::from_secs(5)),
+            "with --max-hold 2 the write waited {written_at:?} (None: over 8 s)"
+        );
+    });
+}

@@ -63,7 +63,8 @@ pub struct MountArgs {
     #[arg(long)]
     pub io_uring_no_yield: bool,
     /// Debugging: let the daemon stay dumpable, so its owner can attach a
-    /// debugger and it may dump core (keys stay out of core files).
+    /// debugger and it may dump core (volume and data keys stay out of core
+    /// files; per-request key schedules, the names key and plaintext may not).
     #[arg(long)]
     pub allow_core_dumps: bool,
     /// Longest a snapshot may hold changes, in seconds (default: no limit;
@@ -82,6 +83,8 @@ struct MountEntry {
     source: String,
     /// "major:minor", also the name of the mount's backing device info in /sys/class/bdi.
     dev: String,
+    /// A FUSE mount (type `fuse` or `fuse.*`).
+    fuse: bool,
 }
 
 /// Mount points listed in /proc/self/mountinfo, with their sources.
@@ -99,6 +102,9 @@ fn mounts() -> Vec<MountEntry> {
                 point: PathBuf::from(unescape(mp)),
                 source: unescape(src),
                 dev: f.get(2)?.to_string(),
+                fuse: f
+                    .get(sep + 1)
+                    .is_some_and(|t| *t == "fuse" || t.starts_with("fuse.")),
             })
         })
         .collect()
@@ -460,11 +466,23 @@ fn raise_readahead(mountpoint: &Path) {
 
 /// The mount point of the cipher directory `c`, if mounted.
 pub fn mountpoint_of(c: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let canon = c.canonicalize().ok()?;
+    let md = std::fs::metadata(&canon).ok()?;
+    // By the source string the daemon mounted with, or by identity: the
+    // cipher directory reached through a bind mount or another path.
+    let same = |src: &str| {
+        Path::new(src) == canon
+            || (src.starts_with('/')
+                && std::fs::metadata(src)
+                    .map(|s| (s.dev(), s.ino()) == (md.dev(), md.ino()))
+                    .unwrap_or(false))
+    };
     mounts()
         .into_iter()
         .rev()
-        .find(|m| Path::new(&m.source) == canon)
+        .filter(|m| m.fuse)
+        .find(|m| same(&m.source))
         .map(|m| m.point)
 }
 

@@ -129,7 +129,7 @@ fn scrub<const N: usize>() {
 /// overwritten.
 pub fn harden_daemon(allow_core_dumps: bool) {
     if allow_core_dumps {
-        log::warn!("--allow-core-dumps: the daemon stays dumpable and traceable by its owner (keys stay out of core files)");
+        log::warn!("--allow-core-dumps: the daemon stays dumpable and traceable by its owner; a core holds no volume or data key, but may hold per-request key schedules, the names key, plaintext and names");
     } else if let Err(e) = sys::set_dumpable(false) {
         log::warn!("cannot make the daemon non-dumpable: {e}");
     }

@@ -9,7 +9,7 @@
 //! snapshot can never freeze the mount for longer than that).
 //! The socket lives in a 0700 runtime directory of the daemon's user.
 
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -25,13 +25,20 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// A holder silent this long loses its hold.
 pub const HOLDER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The socket of the daemon serving `cipherdir` (canonical path).
+/// The socket of the daemon serving `cipherdir`, named after the
+/// directory's identity (device and inode), not its path: a bind mount,
+/// another path or a rename reaches the same daemon and its hold.
 pub fn socket_path(cipherdir: &Path) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
     let base = match std::env::var_os("XDG_RUNTIME_DIR").filter(|_| crate::sys::geteuid() != 0) {
         Some(d) => PathBuf::from(d).join("envelopefs"),
         None => PathBuf::from("/run/envelopefs"),
     };
-    let h = Sha256::digest(cipherdir.as_os_str().as_encoded_bytes());
+    let id = match std::fs::metadata(cipherdir) {
+        Ok(md) => format!("dev {} ino {}", md.dev(), md.ino()),
+        Err(_) => cipherdir.display().to_string(),
+    };
+    let h = Sha256::digest(id.as_bytes());
     let hex: String = h.iter().take(12).map(|b| format!("{b:02x}")).collect();
     base.join(format!("{hex}.sock"))
 }
@@ -117,9 +124,17 @@ fn watch_holder(
     since: Instant,
     max_hold: Option<Duration>,
 ) -> Ended {
-    let mut line = String::new();
+    // Deadlines run from the last complete line and from the start of the
+    // hold, never from the last byte: a holder trickling bytes without a
+    // newline is silent.
+    let mut last_line = Instant::now();
+    let mut line = Vec::with_capacity(MAX_LINE);
     loop {
-        let mut wait = HOLDER_TIMEOUT;
+        let silent_left = HOLDER_TIMEOUT.saturating_sub(last_line.elapsed());
+        if silent_left.is_zero() {
+            return Ended::Silent;
+        }
+        let mut wait = silent_left;
         if let Some(m) = max_hold {
             let left = m.saturating_sub(since.elapsed());
             if left.is_zero() {
@@ -130,22 +145,32 @@ fn watch_holder(
         if r.get_ref().set_read_timeout(Some(wait)).is_err() {
             return Ended::Disconnected;
         }
-        line.clear();
-        match r.read_line(&mut line) {
+        let mut byte = [0u8; 1];
+        match r.read(&mut byte) {
             Ok(0) => return Ended::Disconnected,
-            Ok(_) if line.trim() == "ALIVE" => {}
-            Ok(_) if line.trim() == "RELEASE" => return Ended::Released,
-            // Anything else ends the hold, as before heartbeats existed.
-            Ok(_) => return Ended::Released,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if wait == HOLDER_TIMEOUT {
-                    return Ended::Silent;
+            Ok(_) if byte[0] != b'\n' => {
+                // No line of the protocol is this long: not a holder.
+                if line.len() == MAX_LINE {
+                    return Ended::Released;
                 }
+                line.push(byte[0]);
             }
+            Ok(_) => {
+                if line.trim_ascii() != b"ALIVE" {
+                    // RELEASE, or anything else, ends the hold.
+                    return Ended::Released;
+                }
+                last_line = Instant::now();
+                line.clear();
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
             Err(_) => return Ended::Disconnected,
         }
     }
 }
+
+/// The longest line of the control protocol.
+const MAX_LINE: usize = 16;
 
 /// A hold granted by a running daemon, kept alive by a heartbeat thread;
 /// released by `release` (or on drop).

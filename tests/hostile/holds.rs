@@ -430,3 +430,129 @@ fn held_writes_leave_reads_stats_and_listings_served() {
         m.unmount();
     });
 }
+
+/// A snapshot named by another path to the same cipher directory (a bind
+/// mount: canonicalize keeps it) finds neither the daemon's control socket
+/// (named by a hash of the path string) nor the mount (matched by the
+/// mountinfo source string): it takes no hold, yet reports success. Shown
+/// with a hold already taken by hand: a snapshot that asked the daemon would
+/// wait behind it; this one finishes at once.
+#[test]
+fn snapshot_through_a_bind_mount_of_the_cipher_directory_takes_the_hold() {
+    if !need_root("snapshot_through_a_bind_mount_of_the_cipher_directory_takes_the_hold") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("v", &[]);
+        let m = env.mount(&c, "m", &[]);
+        fs::write(m.p("f"), b"data").unwrap();
+        let bind = Bind::new(&c, env.path("cipher-bind"));
+        let hold = HandHold::take(&c);
+        let mut child = env
+            .cmd()
+            .args(["snapshot", "create"])
+            .arg(&bind.0)
+            .arg(env.path("snap"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        let finished = child.try_wait().unwrap();
+        assert_eq!(hold.release(), "RELEASED");
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            finished.is_none(),
+            "the snapshot ended ({finished:?}) while another hold was taken: it copied a mounted volume without holding its writes; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        drop(bind);
+        m.unmount();
+    });
+}
+
+/// Through that bind-mount path, a destination inside the mount is not
+/// refused either (exit 32 expected): the copy writes into the mount the
+/// volume it is reading.
+#[test]
+fn snapshot_through_a_bind_mount_into_the_mount_is_refused() {
+    if !need_root("snapshot_through_a_bind_mount_into_the_mount_is_refused") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("v", &[]);
+        let m = env.mount(&c, "m", &[]);
+        fs::write(m.p("f"), b"data").unwrap();
+        let bind = Bind::new(&c, env.path("cipher-bind"));
+        let mut cmd = env.cmd();
+        cmd.args(["snapshot", "create"])
+            .arg(&bind.0)
+            .arg(m.p("snap"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let snap_made = m.p("snap").exists();
+        drop(bind);
+        m.unmount();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(DESTINATION_INSIDE),
+            "snap made in the mount: {snap_made}; stderr: {err}"
+        );
+    });
+}
+
+/// `--max-hold` (and the heartbeat timeout) bound a hold whatever the holder
+/// sends: one byte a second and never a newline once kept the daemon's
+/// `read_line` waiting (each byte restarted the socket's read timeout).
+#[test]
+fn max_hold_bounds_a_holder_that_never_ends_a_line() {
+    if !need_root("max_hold_bounds_a_holder_that_never_ends_a_line") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("v", &[]);
+        let m = env.mount(&c, "m", &["--max-hold", "2"]);
+        fs::write(m.p("w"), b"old").unwrap();
+        let f = open_w(&m.p("w"));
+        let mut hold = HandHold::take(&c);
+        let done = spawn_write(f, b"new".to_vec(), None);
+        let t0 = Instant::now();
+        let mut written_at = None;
+        while t0.elapsed() < Duration::from_secs(8) {
+            let _ = hold.w.write_all(b"A");
+            std::thread::sleep(Duration::from_millis(500));
+            if written_at.is_none() {
+                written_at = done.try_recv().ok().map(|_| t0.elapsed());
+            }
+        }
+        drop(hold);
+        if written_at.is_none() {
+            done.recv_timeout(Duration::from_secs(30))
+                .expect("the write completes once the holder is gone");
+        }
+        m.unmount();
+        assert!(
+            written_at.is_some_and(|t| t < Duration::from_secs(5)),
+            "with --max-hold 2 the write waited {written_at:?} (None: over 8 s)"
+        );
+    });
+}

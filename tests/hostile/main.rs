@@ -16,5 +16,4 @@ mod holds;
 mod keystore;
 mod killpriv;
 mod logs;
-mod review2;
 mod special_files;

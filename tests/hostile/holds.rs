@@ -432,11 +432,10 @@ fn held_writes_leave_reads_stats_and_listings_served() {
 }
 
 /// A snapshot named by another path to the same cipher directory (a bind
-/// mount: canonicalize keeps it) finds neither the daemon's control socket
-/// (named by a hash of the path string) nor the mount (matched by the
-/// mountinfo source string): it takes no hold, yet reports success. Shown
-/// with a hold already taken by hand: a snapshot that asked the daemon would
-/// wait behind it; this one finishes at once.
+/// mount: canonicalize keeps it) must find the daemon and its hold: the
+/// socket once hashed the path string and the mount was matched by the
+/// mountinfo source string, so it took no hold and reported success. With a
+/// hold already taken by hand, a snapshot that asks the daemon waits.
 #[test]
 fn snapshot_through_a_bind_mount_of_the_cipher_directory_takes_the_hold() {
     if !need_root("snapshot_through_a_bind_mount_of_the_cipher_directory_takes_the_hold") {
@@ -472,9 +471,8 @@ fn snapshot_through_a_bind_mount_of_the_cipher_directory_takes_the_hold() {
     });
 }
 
-/// Through that bind-mount path, a destination inside the mount is not
-/// refused either (exit 32 expected): the copy writes into the mount the
-/// volume it is reading.
+/// Through that bind-mount path, a destination inside the mount is refused
+/// too (exit 32): the copy once wrote into the mount of the volume it read.
 #[test]
 fn snapshot_through_a_bind_mount_into_the_mount_is_refused() {
     if !need_root("snapshot_through_a_bind_mount_into_the_mount_is_refused") {

@@ -195,8 +195,7 @@ fn log_file_is_private_and_never_another_users() {
 }
 
 /// An existing log file others can read (created 0644 by an older version,
-/// or by an admin) is appended to and stays world-readable; `open_log`
-/// checks owner and link count, not the mode.
+/// or by an admin) must not stay readable once the daemon logs to it.
 #[test]
 fn existing_world_readable_log_file_does_not_stay_readable() {
     if !need_root("existing_world_readable_log_file_does_not_stay_readable") {
@@ -252,14 +251,14 @@ fn thread_as_nobody() {
 }
 
 /// CREATE on a name whose backing entry exists (it appeared between the
-/// kernel's LOOKUP, which found nothing, and its CREATE) opens the existing
-/// file as root and hands the caller a read/write handle: the kernel checked
-/// only the right to create in the directory, never the file's mode. Any
-/// user who owns a directory of the volume (its backing directory is theirs,
-/// and the cipher directory `init` makes is 0755) renames the backing entry
-/// of root's 0600 file in it in and out of the backing name of a fresh name
-/// while opening that name with O_CREAT (without O_EXCL) through the mount,
-/// and reads root's plaintext. No writable cipher directory is needed.
+/// kernel's LOOKUP, which found nothing, and its CREATE) must not open the
+/// existing file for the caller: the kernel checked only the right to create
+/// in the directory, never the file's mode. The attack: a user who owns a
+/// directory of the volume (its backing directory is theirs, and the cipher
+/// directory `init` makes is 0755) renames the backing entry of root's 0600
+/// file in it in and out of the backing name of a fresh name while opening
+/// that name with O_CREAT (without O_EXCL) through the mount; it once read
+/// root's plaintext within seconds. The daemon now answers EEXIST.
 #[test]
 fn create_never_opens_an_existing_file_for_the_caller() {
     if !need_root("create_never_opens_an_existing_file_for_the_caller") {

@@ -193,12 +193,11 @@ fn allow_other_warns_when_others_may_write_the_cipher_directory() {
     });
 }
 
-/// Mounts are nodev,nosuid; `snapshot create` (root) copies the backing
-/// tree raw, re-creating planted device nodes and root-owned setuid files
-/// with their modes wherever the snapshot goes. A disk mounted
-/// nodev,nosuid (udisks does that for removable media) thus becomes a
-/// world-writable device node and a setuid-root program of the attacker's
-/// bytes on the host's filesystem.
+/// Mounts are nodev,nosuid; `snapshot create` (root) copies the backing tree
+/// raw and must not re-create planted device nodes or setuid files on the
+/// host's filesystem: a disk mounted nodev,nosuid (udisks does that for
+/// removable media) once became a world-writable device node and a
+/// setuid-root program of the attacker's bytes.
 #[test]
 fn snapshot_does_not_recreate_planted_devices_or_setuid_files() {
     if !need_root("snapshot_does_not_recreate_planted_devices_or_setuid_files") {

@@ -177,8 +177,8 @@ fn root_changes_keep_setuid_and_setgid() {
 /// CAP_FSETID on the files of the host (the kernel checks `capable()`
 /// against the initial namespace), so ext4 clears the setgid bit of a
 /// non-group-executable file it writes when it is not in the file's group.
-/// The daemon reads `CapEff` from /proc/PID/status, which shows the
-/// namespace's full set, and keeps the bit.
+/// `CapEff` in /proc/PID/status shows the namespace's full set: the daemon
+/// must not count it (it once kept the bit).
 #[test]
 fn killpriv_user_namespace_root_has_no_fsetid() {
     if !need_root("killpriv_user_namespace_root_has_no_fsetid") {

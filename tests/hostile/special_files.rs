@@ -204,10 +204,10 @@ fn planted_side_files_and_dir_ivs_are_never_opened() {
     });
 }
 
-/// `kms audit` reads `audit.log` in the key store directory with
-/// `std::fs::read_to_string`: a planted fifo hangs it forever (a symlink to
-/// /dev/zero would read until memory runs out). It must be refused at once,
-/// like the planted lock file (IO, 23, "not a regular file").
+/// `kms audit` reads `audit.log` in the key store directory: a planted fifo
+/// once hung it forever (a symlink to /dev/zero would read until memory ran
+/// out). It must be refused at once, like the planted lock file (IO, 23,
+/// "not a regular file"), without opening the fifo.
 #[test]
 fn kms_audit_planted_fifo_is_refused_at_once() {
     let env = Env::new();

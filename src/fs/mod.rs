@@ -529,13 +529,8 @@ impl EnvelopeFs {
         mode: u32,
     ) -> Res<(Arc<Node>, FileAttr, OwnedFd)> {
         let perm = mode & 0o7777;
-        let fd = sys::openat(
-            dir.fd().map_err(io)?.as_fd(),
-            bname,
-            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
-            perm,
-        )
-        .map_err(io)?;
+        let fd = sys::create_new(dir.fd().map_err(io)?.as_fd(), bname, libc::O_RDWR, perm)
+            .map_err(io)?;
         self.set_owner(req, dir, fd.as_fd())?;
         if perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
             // chown cleared the set-id bits; put back what was asked for.

@@ -318,8 +318,7 @@ impl LocalKeyService {
     }
 
     fn audit(&self, op: &str, a: Audit, outcome: &Result<(), &KmsError>) {
-        // SAFETY: getuid cannot fail.
-        let uid = unsafe { libc::getuid() };
+        let uid = crate::sys::getuid();
         audit::append(
             &self.dir,
             &AuditRecord {

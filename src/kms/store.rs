@@ -220,11 +220,7 @@ pub fn lock(dir: &Path) -> Result<StoreLock, KmsError> {
             Ok(File::from(fd))
         })
         .map_err(io_err(&p))?;
-    // SAFETY: flock on a valid fd.
-    let r = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) };
-    if r != 0 {
-        return Err(io_err(&p)(std::io::Error::last_os_error()));
-    }
+    crate::sys::flock_wait(f.as_fd()).map_err(io_err(&p))?;
     Ok(StoreLock(f))
 }
 

@@ -3,11 +3,12 @@
 //! Protocol, one line each: client `HOLD`, daemon `HELD` once in-flight
 //! changes are done; while it holds, the client sends `ALIVE` every
 //! `HEARTBEAT`; client `RELEASE`, daemon `RELEASED`. A holder that
-//! disconnects, sends nothing for `HOLDER_TIMEOUT`, or still holds when the
+//! disconnects, sends no complete line for `HOLDER_TIMEOUT`, or still holds when the
 //! mount's `--max-hold` has passed loses the hold: the daemon logs it and,
 //! if the holder is still there, answers `DROPPED <why>` and hangs up (so a
 //! snapshot can never freeze the mount for longer than that).
-//! The socket lives in a 0700 runtime directory of the daemon's user.
+//! The socket lives in a 0700 runtime directory of the daemon's user and
+//! is named after the cipher directory's device and inode.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -196,8 +197,7 @@ impl Hold {
         };
         if let Some(mp) = mountpoint {
             if let Ok(f) = std::fs::File::open(mp) {
-                // SAFETY: syncfs on a valid fd.
-                unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) };
+                let _ = crate::sys::syncfs(std::os::fd::AsFd::as_fd(&f));
             }
         }
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;

@@ -253,13 +253,8 @@ impl<'a> Copier<'a> {
                         links.insert((st.st_dev, st.st_ino), (ddir.clone(), dname.clone()));
                     }
                     drop(
-                        sys::openat(
-                            ddir.as_fd(),
-                            &dname,
-                            libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
-                            0o600,
-                        )
-                        .map_err(|e| cerr(&path, e))?,
+                        sys::create_new(ddir.as_fd(), &dname, libc::O_RDWR, 0o600)
+                            .map_err(|e| cerr(&path, e))?,
                     );
                     self.files.fetch_add(1, Ordering::Relaxed);
                     self.bytes.fetch_add(st.st_size as u64, Ordering::Relaxed);

@@ -452,6 +452,21 @@ pub fn flock_nb(fd: BorrowedFd<'_>, exclusive: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// An exclusive flock, waiting for it (for short critical sections).
+pub fn flock_wait(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid fd.
+    check(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) })?;
+    Ok(())
+}
+
+/// Flush the filesystem holding `fd` (a hint before a snapshot: errors are
+/// the caller's to ignore).
+pub fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: plain syscall on a valid fd.
+    check(unsafe { libc::syncfs(fd.as_raw_fd()) })?;
+    Ok(())
+}
+
 /// copy_file_range of `len` bytes (falls back to read/write where unsupported).
 pub fn copy_range(
     src: BorrowedFd<'_>,

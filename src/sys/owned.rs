@@ -49,10 +49,22 @@ pub fn read_regular(dir: BorrowedFd<'_>, name: &OsStr, max: usize) -> io::Result
     Ok(buf)
 }
 
-/// Create `dir/name`, which must not exist (`O_CREAT|O_EXCL|O_NOFOLLOW`),
-/// with exactly `mode` whatever the umask.
+/// Create the file `dir/name`, which must not exist: `O_CREAT|O_EXCL|
+/// O_NOFOLLOW` relative to a directory descriptor, opened with `access`
+/// (`O_RDWR`, `O_WRONLY`). The one way the program creates a file: a name
+/// planted in advance (a symlink, a file of someone else's) is EEXIST.
+pub fn create_new(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    access: i32,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    openat(dir, name, libc::O_CREAT | libc::O_EXCL | access, mode)
+}
+
+/// [`create_new`] with exactly `mode` whatever the umask.
 pub fn create_exclusive(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<OwnedFd> {
-    let fd = openat(dir, name, libc::O_CREAT | libc::O_EXCL | libc::O_RDWR, mode)?;
+    let fd = create_new(dir, name, libc::O_RDWR, mode)?;
     // SAFETY: plain syscall on the descriptor we just created.
     check(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) })?;
     Ok(fd)

@@ -381,12 +381,7 @@ pub fn write_diriv_at(dir: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
 }
 
 pub fn write_diriv_bytes(dir: std::os::fd::BorrowedFd<'_>, iv: &[u8]) -> std::io::Result<()> {
-    let f = crate::sys::openat(
-        dir,
-        std::ffi::OsStr::new(DIRIV_NAME),
-        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
-        0o400,
-    )?;
+    let f = crate::sys::create_new(dir, std::ffi::OsStr::new(DIRIV_NAME), libc::O_WRONLY, 0o400)?;
     crate::sys::pwrite_all(std::os::fd::AsFd::as_fd(&f), iv, 0)?;
     crate::sys::fsync(std::os::fd::AsFd::as_fd(&f), false)
 }

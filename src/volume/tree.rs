@@ -49,12 +49,7 @@ impl Volume {
         let (Some(side), Some(sname)) = (&b.side, b.side_name()) else {
             return Ok(false);
         };
-        match sys::openat(
-            dir,
-            &sname,
-            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
-            0o400,
-        ) {
+        match sys::create_new(dir, &sname, libc::O_WRONLY, 0o400) {
             Ok(f) => {
                 sys::pwrite_all(f.as_fd(), side, 0)?;
                 Ok(true)

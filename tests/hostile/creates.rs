@@ -152,32 +152,28 @@ fn log_file_is_private_and_never_another_users() {
             mnt: mnt.clone(),
         };
         let (cs, ms) = (c.to_str().unwrap(), mnt.to_str().unwrap());
+        let refused = |log: &Path| {
+            let out = env.run(&["mount", cs, ms, "--log-file", log.to_str().unwrap()]);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!is_mounted(&mnt));
+        };
 
         // A symlink at the log's name: refused, the victim untouched.
         let planted = env.path("planted.log");
         std::os::unix::fs::symlink(&v, &planted).unwrap();
-        let out = env.run(&["mount", cs, ms, "--log-file", planted.to_str().unwrap()]);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!is_mounted(&mnt));
+        refused(&planted);
         assert_untouched(&v);
 
         // A log file another user made (and can read): refused.
         let theirs = env.path("theirs.log");
         fs::write(&theirs, b"").unwrap();
         std::os::unix::fs::chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
-        let out = env.run(&["mount", cs, ms, "--log-file", theirs.to_str().unwrap()]);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!is_mounted(&mnt));
+        refused(&theirs);
 
         // A new log file is created 0600.
         let log = env.path("new.log");

@@ -431,6 +431,26 @@ fn held_writes_leave_reads_stats_and_listings_served() {
     });
 }
 
+/// A mounted volume with a file, and a bind mount of its cipher directory.
+fn bound_volume(env: &Env) -> (PathBuf, Mount, Bind) {
+    let c = env.init("v", &[]);
+    let m = env.mount(&c, "m", &[]);
+    fs::write(m.p("f"), b"data").unwrap();
+    let bind = Bind::new(&c, env.path("cipher-bind"));
+    (c, m, bind)
+}
+
+/// `envelopefs snapshot create src dst`, stderr piped.
+fn snapshot_cmd(env: &Env, src: &Path, dst: &Path) -> Command {
+    let mut cmd = env.cmd();
+    cmd.args(["snapshot", "create"])
+        .arg(src)
+        .arg(dst)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}
+
 /// A snapshot named by another path to the same cipher directory (a bind
 /// mount: canonicalize keeps it) must find the daemon and its hold: the
 /// socket once hashed the path string and the mount was matched by the
@@ -443,18 +463,9 @@ fn snapshot_through_a_bind_mount_of_the_cipher_directory_takes_the_hold() {
     }
     bounded(120, || {
         let env = Env::new();
-        let c = env.init("v", &[]);
-        let m = env.mount(&c, "m", &[]);
-        fs::write(m.p("f"), b"data").unwrap();
-        let bind = Bind::new(&c, env.path("cipher-bind"));
+        let (c, m, bind) = bound_volume(&env);
         let hold = HandHold::take(&c);
-        let mut child = env
-            .cmd()
-            .args(["snapshot", "create"])
-            .arg(&bind.0)
-            .arg(env.path("snap"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+        let mut child = snapshot_cmd(&env, &bind.0, &env.path("snap"))
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_secs(3));
@@ -480,17 +491,8 @@ fn snapshot_through_a_bind_mount_into_the_mount_is_refused() {
     }
     bounded(120, || {
         let env = Env::new();
-        let c = env.init("v", &[]);
-        let m = env.mount(&c, "m", &[]);
-        fs::write(m.p("f"), b"data").unwrap();
-        let bind = Bind::new(&c, env.path("cipher-bind"));
-        let mut cmd = env.cmd();
-        cmd.args(["snapshot", "create"])
-            .arg(&bind.0)
-            .arg(m.p("snap"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
+        let (_, m, bind) = bound_volume(&env);
+        let mut child = snapshot_cmd(&env, &bind.0, &m.p("snap")).spawn().unwrap();
         let t0 = Instant::now();
         let status = loop {
             if let Some(s) = child.try_wait().unwrap() {

@@ -8,6 +8,8 @@ export PATH=$HOME/.cargo/bin:$PATH
 need_apt=()
 command -v fusermount3 >/dev/null || need_apt+=(fuse3)
 command -v setfattr >/dev/null || need_apt+=(attr)
+command -v setfacl >/dev/null || need_apt+=(acl)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -55,7 +57,7 @@ if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
   stage third-party scripts/third-party.sh --fsx-ops 20000
   if uring Y; then
     stage io-uring-mount-tests cargo test --release --test mount --test names --test crash --test hostile \
-      --test stress --test fuzz_fuse --test snapshot
+      --test stress --test fuzz_fuse --test snapshot --test system
     stage io-uring-third-party scripts/third-party.sh --fsx-ops 20000
     uring N
   else

@@ -1,0 +1,14 @@
+//! The filesystem as a system component: mounted by mount(8) and fstab,
+//! run under systemd, logging to syslog, passphrases from programs, used by
+//! unprivileged users, and serving ACLs and overlayfs (issue 14).
+
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod acl;
+mod daemon;
+mod mount_helper;
+mod passphrase;
+mod unprivileged;

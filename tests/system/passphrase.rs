@@ -1,0 +1,3 @@
+//! Placeholder: filled in by the issue 14 work on this area.
+#[allow(unused_imports)]
+use crate::common::*;

@@ -254,7 +254,7 @@ pub fn metadata(ks: &LocalKeyService, r: &KeyRecord) -> Value {
 }
 
 fn read_pass(file: &Option<PathBuf>, new: bool) -> Result<zeroize::Zeroizing<String>, Failure> {
-    let src = PassphraseSource { file: file.clone() };
+    let src = PassphraseSource::file(file.clone());
     Ok(if new {
         src.new_passphrase()?
     } else {

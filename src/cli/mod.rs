@@ -1,6 +1,6 @@
 //! The command line: `envelopefs SUBCOMMAND`, results as text or JSON, the
-//! key store in `--keystore`/`ENVELOPEFS_KEYSTORE`, passphrases from a prompt
-//! or `--passphrase-file`.
+//! key store in `--keystore`/`ENVELOPEFS_KEYSTORE`, passphrases from a
+//! program, a file, a systemd credential, the terminal or standard input.
 
 mod kms_cmd;
 mod mount;
@@ -28,9 +28,19 @@ pub struct Global {
     /// Key store directory.
     #[arg(long, global = true, env = "ENVELOPEFS_KEYSTORE")]
     pub keystore: Option<PathBuf>,
-    /// Read the key store passphrase from this file.
+    /// Read the key store passphrase from this file (`-`: standard input).
     #[arg(long, global = true, env = "ENVELOPEFS_PASSPHRASE_FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Run this program (without a shell) and use its output as the key store
+    /// passphrase; takes precedence over --passphrase-file. Given once, the
+    /// value is split at spaces; given several times, each is one argument.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PROGRAM",
+        env = "ENVELOPEFS_EXTPASS"
+    )]
+    pub extpass: Vec<std::ffi::OsString>,
     /// Result format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
@@ -75,6 +85,21 @@ pub fn key_service_for_volume(
     }
 }
 
+/// `--extpass` as an argument vector: one value is split at spaces (as
+/// gocryptfs does), several are one argument each.
+fn extpass_argv(given: &[std::ffi::OsString]) -> Vec<std::ffi::OsString> {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    match given {
+        [one] => one
+            .as_bytes()
+            .split(|b| *b == b' ')
+            .filter(|w| !w.is_empty())
+            .map(|w| std::ffi::OsString::from_vec(w.to_vec()))
+            .collect(),
+        many => many.to_vec(),
+    }
+}
+
 fn is_aws_key(k: &str) -> bool {
     k.starts_with("arn:aws") || k.starts_with("aws-kms:")
 }
@@ -101,6 +126,8 @@ impl Global {
     pub fn passphrase(&self) -> PassphraseSource {
         PassphraseSource {
             file: self.passphrase_file.clone(),
+            program: extpass_argv(&self.extpass),
+            credential: true,
         }
     }
 

@@ -1,22 +1,51 @@
-//! Where a passphrase comes from: `--passphrase-file`, the variable
-//! `ENVELOPEFS_PASSPHRASE_FILE`, or a prompt on the terminal.
+//! Where a passphrase comes from, first match wins: a program (`--extpass`),
+//! a file (`--passphrase-file`, `ENVELOPEFS_PASSPHRASE_FILE`; `-` is standard
+//! input), a systemd credential (`$CREDENTIALS_DIRECTORY/passphrase`), the
+//! terminal, or standard input when it is not a terminal.
 
+use std::ffi::OsString;
 use std::io::{IsTerminal, Read};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use zeroize::Zeroizing;
 
 use super::KmsError;
 
+/// The most a passphrase source may yield: a passphrase is a line, and a
+/// program or pipe that goes on writing is an error, not a secret.
+const MAX_PASSPHRASE_BYTES: u64 = 64 * 1024;
+
+/// The name of the passphrase credential systemd's `LoadCredential=` exposes
+/// in `$CREDENTIALS_DIRECTORY`.
+pub const CREDENTIAL_NAME: &str = "passphrase";
+
 #[derive(Clone, Debug, Default)]
 pub struct PassphraseSource {
+    /// `--passphrase-file`; `-` is standard input.
     pub file: Option<PathBuf>,
+    /// `--extpass`: a program and its arguments, run without a shell.
+    pub program: Vec<OsString>,
+    /// Whether systemd's passphrase credential applies (the key store's
+    /// passphrase; not a backup's or a new one).
+    pub credential: bool,
+}
+
+/// One place a passphrase is read from, decided before anything is read.
+enum Origin<'a> {
+    Program(&'a [OsString]),
+    File(&'a Path),
+    Stdin,
+    /// Standard input because it is not a terminal and nothing else was named.
+    PipedStdin,
+    Credential(PathBuf),
+    Terminal,
 }
 
 /// A passphrase file is a secret: say so when group or others can read it
 /// (a pipe such as `<(pass show x)` is not a file and is not checked).
-fn warn_if_others_read(p: &std::path::Path, md: &std::fs::Metadata) {
+fn warn_if_others_read(p: &Path, md: &std::fs::Metadata) {
     let mode = md.permissions().mode() & 0o7777;
     if md.is_file() && mode & 0o044 != 0 {
         eprintln!(
@@ -26,59 +55,180 @@ fn warn_if_others_read(p: &std::path::Path, md: &std::fs::Metadata) {
     }
 }
 
+/// The passphrase in `raw`: UTF-8, one trailing newline dropped, not empty.
+fn passphrase_of(raw: &[u8], what: &str) -> Result<Zeroizing<String>, KmsError> {
+    let s = std::str::from_utf8(raw)
+        .map_err(|_| KmsError::Passphrase(format!("the passphrase from {what} is not UTF-8")))?;
+    // One trailing newline is the file's, not the passphrase's.
+    let s = s.strip_suffix('\n').unwrap_or(s);
+    let s = s.strip_suffix('\r').unwrap_or(s);
+    if s.is_empty() {
+        return Err(KmsError::Passphrase(format!(
+            "the passphrase from {what} is empty"
+        )));
+    }
+    Ok(Zeroizing::new(s.to_owned()))
+}
+
+/// Everything `r` yields, capped, into a buffer sized up front (a growing
+/// buffer would leave copies of the secret behind).
+fn read_capped(r: impl Read, size_hint: u64, what: &str) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+    let cap = MAX_PASSPHRASE_BYTES;
+    let mut raw = Zeroizing::new(Vec::with_capacity(size_hint.min(cap) as usize + 1));
+    r.take(cap + 1).read_to_end(&mut raw).map_err(|e| {
+        KmsError::Passphrase(format!("cannot read the passphrase from {what}: {e}"))
+    })?;
+    if raw.len() as u64 > cap {
+        return Err(KmsError::Passphrase(format!(
+            "{what} gave more than {cap} bytes: not a passphrase"
+        )));
+    }
+    Ok(raw)
+}
+
+fn from_file(p: &Path) -> Result<Zeroizing<String>, KmsError> {
+    let what = format!("passphrase file {}", p.display());
+    let cannot = |e| KmsError::Passphrase(format!("cannot read {what}: {e}"));
+    let f = std::fs::File::open(p).map_err(cannot)?;
+    let md = f.metadata().map_err(cannot)?;
+    warn_if_others_read(p, &md);
+    passphrase_of(&read_capped(f, md.len(), &what)?, &what)
+}
+
+fn from_stdin() -> Result<Zeroizing<String>, KmsError> {
+    let what = "standard input";
+    passphrase_of(&read_capped(std::io::stdin().lock(), 256, what)?, what)
+}
+
+/// Runs the program without a shell; its standard output is the passphrase,
+/// its standard error and the terminal stay the user's (an askpass dialog or
+/// `systemd-ask-password` prompts there).
+fn from_program(argv: &[OsString]) -> Result<Zeroizing<String>, KmsError> {
+    let Some((prog, args)) = argv.split_first() else {
+        return Err(KmsError::Passphrase("--extpass names no program".into()));
+    };
+    let what = format!("--extpass program {}", Path::new(prog).display());
+    let mut child = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| KmsError::Passphrase(format!("cannot run {what}: {e}")))?;
+    let out = match child.stdout.take() {
+        Some(stdout) => read_capped(stdout, 256, &what),
+        None => Err(KmsError::Passphrase(format!("no output from {what}"))),
+    };
+    if out.is_err() {
+        let _ = child.kill();
+    }
+    let status = child
+        .wait()
+        .map_err(|e| KmsError::Passphrase(format!("{what}: {e}")))?;
+    let raw = out?;
+    if !status.success() {
+        return Err(KmsError::Passphrase(format!("{what} failed ({status})")));
+    }
+    passphrase_of(&raw, &what)
+}
+
+fn prompt(text: &str) -> Result<Zeroizing<String>, KmsError> {
+    rpassword::prompt_password(text)
+        .map(Zeroizing::new)
+        .map_err(|e| KmsError::Passphrase(e.to_string()))
+}
+
 impl PassphraseSource {
-    fn from_file(p: &PathBuf) -> Result<Zeroizing<String>, KmsError> {
-        let cannot =
-            |e| KmsError::Passphrase(format!("cannot read passphrase file {}: {e}", p.display()));
-        let mut f = std::fs::File::open(p).map_err(cannot)?;
-        let md = f.metadata().map_err(cannot)?;
-        warn_if_others_read(p, &md);
-        // Sized up front: a growing buffer would leave copies behind.
-        let mut raw = Zeroizing::new(Vec::with_capacity(md.len().min(1 << 16) as usize + 1));
-        f.read_to_end(&mut raw).map_err(cannot)?;
-        let s = std::str::from_utf8(&raw)
-            .map_err(|_| KmsError::Passphrase(format!("{} is not UTF-8", p.display())))?;
-        // One trailing newline is the file's, not the passphrase's.
-        let s = s.strip_suffix('\n').unwrap_or(s);
-        let s = s.strip_suffix('\r').unwrap_or(s);
-        if s.is_empty() {
-            return Err(KmsError::Passphrase(format!("{} is empty", p.display())));
+    /// The passphrase from a file, with no other source.
+    pub fn file(p: Option<PathBuf>) -> Self {
+        PassphraseSource {
+            file: p,
+            ..Self::default()
         }
-        Ok(Zeroizing::new(s.to_owned()))
     }
 
-    fn prompt(text: &str) -> Result<Zeroizing<String>, KmsError> {
-        if !std::io::stdin().is_terminal() {
-            return Err(KmsError::Passphrase(
-                "no terminal to ask for the passphrase: use --passphrase-file or ENVELOPEFS_PASSPHRASE_FILE".into(),
-            ));
+    fn origin(&self) -> Origin<'_> {
+        if !self.program.is_empty() {
+            return Origin::Program(&self.program);
         }
-        rpassword::prompt_password(text)
-            .map(Zeroizing::new)
-            .map_err(|e| KmsError::Passphrase(e.to_string()))
+        match &self.file {
+            Some(p) if p.as_os_str() == "-" => return Origin::Stdin,
+            Some(p) => return Origin::File(p),
+            None => {}
+        }
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").filter(|_| self.credential) {
+            let cred = Path::new(&dir).join(CREDENTIAL_NAME);
+            if cred.exists() {
+                return Origin::Credential(cred);
+            }
+        }
+        if std::io::stdin().is_terminal() {
+            Origin::Terminal
+        } else {
+            Origin::PipedStdin
+        }
     }
 
     /// The passphrase of an existing store.
     pub fn existing(&self) -> Result<Zeroizing<String>, KmsError> {
-        match &self.file {
-            Some(p) => Self::from_file(p),
-            None => Self::prompt("Key store passphrase: "),
+        match self.origin() {
+            Origin::Program(argv) => from_program(argv),
+            Origin::File(p) => from_file(p),
+            Origin::Credential(p) => from_file(&p),
+            Origin::Stdin => from_stdin(),
+            Origin::PipedStdin => from_stdin().map_err(|e| {
+                KmsError::Passphrase(format!(
+                    "{e}, and there is no terminal to ask: give --passphrase-file FILE (or -), --extpass PROGRAM or ENVELOPEFS_PASSPHRASE_FILE"
+                ))
+            }),
+            Origin::Terminal => prompt("Key store passphrase: "),
         }
     }
 
-    /// A new passphrase (asked twice on a terminal).
+    /// A new passphrase (asked twice on a terminal, read once elsewhere).
     pub fn new_passphrase(&self) -> Result<Zeroizing<String>, KmsError> {
-        if let Some(p) = &self.file {
-            return Self::from_file(p);
+        if !matches!(self.origin(), Origin::Terminal) {
+            return self.existing();
         }
-        let a = Self::prompt("New key store passphrase: ")?;
+        let a = prompt("New key store passphrase: ")?;
         if a.is_empty() {
             return Err(KmsError::Passphrase("empty passphrase".into()));
         }
-        let b = Self::prompt("Repeat passphrase: ")?;
+        let b = prompt("Repeat passphrase: ")?;
         if *a != *b {
             return Err(KmsError::Passphrase("the passphrases differ".into()));
         }
         Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_trailing_newline_is_dropped_and_empty_is_refused() {
+        assert_eq!(&*passphrase_of(b"abc\n", "t").unwrap(), "abc");
+        assert_eq!(&*passphrase_of(b"abc\r\n", "t").unwrap(), "abc");
+        assert_eq!(&*passphrase_of(b"abc\n\n", "t").unwrap(), "abc\n");
+        assert!(passphrase_of(b"\n", "t").is_err());
+        assert!(passphrase_of(b"\xff", "t").is_err());
+    }
+
+    #[test]
+    fn a_source_that_goes_on_writing_is_refused() {
+        let big = vec![b'a'; MAX_PASSPHRASE_BYTES as usize + 1];
+        assert!(read_capped(&big[..], 0, "t").is_err());
+        let ok = vec![b'a'; MAX_PASSPHRASE_BYTES as usize];
+        assert_eq!(read_capped(&ok[..], 0, "t").unwrap().len(), ok.len());
+    }
+
+    #[test]
+    fn a_program_is_run_without_a_shell() {
+        let argv: Vec<OsString> = ["echo", "a;b $HOME"].iter().map(OsString::from).collect();
+        assert_eq!(&*from_program(&argv).unwrap(), "a;b $HOME");
+        let fails: Vec<OsString> = vec!["false".into()];
+        let e = from_program(&fails).unwrap_err().to_string();
+        assert!(e.contains("failed"), "{e}");
     }
 }

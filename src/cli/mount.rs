@@ -180,14 +180,30 @@ fn open_lock(cipherdir: &Path, create: bool) -> std::io::Result<OwnedFd> {
     r.map(|(fd, _)| fd)
 }
 
+/// The volume lock, held by a read-write mount's daemon. A daemon whose
+/// mount is no longer listed is going away (unmounted with umount(8), as
+/// fstab, systemd and scripts do: it exits once it notices), so a mount
+/// waits for its lock up to 10 s; one whose mount is listed still serves
+/// it, and the mount is refused at once.
 fn take_lock(cipherdir: &Path) -> Result<File, Failure> {
+    const HANDOVER: Duration = Duration::from_secs(10);
     let p = cipherdir.join(LOCK_FILE);
     let f = open_lock(cipherdir, true)
         .map(File::from)
         .map_err(|e| Failure::from(VolumeError::io(&p, e)))?;
-    sys::flock_nb(f.as_fd(), true)
-        .map_err(|_| Failure::from(VolumeError::Locked(cipherdir.display().to_string())))?;
-    Ok(f)
+    let locked = || Failure::from(VolumeError::Locked(cipherdir.display().to_string()));
+    let deadline = Instant::now() + HANDOVER;
+    loop {
+        match sys::flock_nb(f.as_fd(), true) {
+            Ok(()) => return Ok(f),
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {}
+            Err(_) => return Err(locked()),
+        }
+        if mountpoint_of(cipherdir).is_some() || Instant::now() >= deadline {
+            return Err(locked());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {

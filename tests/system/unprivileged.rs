@@ -1,3 +1,681 @@
-//! Placeholder: filled in by the issue 14 work on this area.
-#[allow(unused_imports)]
+//! Mounts by users other than root (through the setuid fusermount3), the
+//! mount's type `fuse.envelopefs` for every user, and a mount right after a
+//! plain umount(8).
+//!
+//! The user tests run in a private mount namespace of their own, where
+//! /dev/fuse and /etc/fuse.conf are replaced by a device node of the mode the
+//! test needs and a fuse.conf it writes: distributions give /dev/fuse mode
+//! 0666 (udev), a bare devtmpfs gives 0600, and nothing here changes the
+//! machine's own.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
 use crate::common::*;
+
+/// A user the test creates and removes again, even when the test fails.
+struct TestUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+}
+
+/// Run a user-database tool, retrying while another one holds its lock
+/// (other tests may add users at the same time).
+fn user_tool(args: &[&str]) -> Option<Output> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(args[0]).args(&args[1..]).output().ok()?;
+        let locked = String::from_utf8_lossy(&out.stderr).contains("lock");
+        if out.status.success() || !locked || Instant::now() > deadline {
+            return Some(out);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn id_of(name: &str, flag: &str) -> u32 {
+    let out = Command::new("id").args([flag, name]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+impl TestUser {
+    /// `envfs-<tag><pid>`, with a group of its own and no home; None (and a
+    /// SKIPPED line) without useradd.
+    fn create(test: &str, tag: &str) -> Option<TestUser> {
+        let name = format!("envfs-{tag}{}", std::process::id());
+        let Some(out) = user_tool(&[
+            "useradd",
+            "--no-create-home",
+            "--user-group",
+            "--shell",
+            "/usr/sbin/nologin",
+            &name,
+        ]) else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "{test}: useradd missing"
+            );
+            eprintln!("SKIPPED: {test}: useradd missing");
+            return None;
+        };
+        assert!(
+            out.status.success(),
+            "useradd {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(TestUser {
+            uid: id_of(&name, "-u"),
+            gid: id_of(&name, "-g"),
+            name,
+        })
+    }
+
+    /// This user's processes (a daemon left by a failed test), by ID.
+    fn pids(&self) -> Vec<i32> {
+        let Ok(dir) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.filter_map(|e| {
+            let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let uid = status.lines().find(|l| l.starts_with("Uid:"))?;
+            let real: u32 = uid.split_whitespace().nth(1)?.parse().ok()?;
+            (real == self.uid).then_some(pid)
+        })
+        .collect()
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        for pid in self.pids() {
+            // SAFETY: kill by the ID of a process of the user this test made.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.pids().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = user_tool(&["userdel", &self.name]);
+        // userdel removes the user's own group where USERGROUPS_ENAB is set.
+        if Command::new("getent")
+            .args(["group", &self.name])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            let _ = user_tool(&["groupdel", &self.name]);
+        }
+    }
+}
+
+/// A private mount namespace (held by a `sleep`) in which /dev/fuse is a
+/// node of a given mode and /etc/fuse.conf a given text.
+struct FuseNs {
+    holder: Child,
+}
+
+impl FuseNs {
+    fn new(dir: PathBuf, dev_mode: u32, fuse_conf: &str) -> FuseNs {
+        fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let script = format!(
+            "mount -t tmpfs -o mode=755 tmpfs '{d}' && mknod -m {dev_mode:o} '{d}/fuse' c 10 229 \
+             && printf '%s' \"$1\" > '{d}/fuse.conf' && chmod 644 '{d}/fuse.conf' \
+             && mount --bind '{d}/fuse' /dev/fuse && mount --bind '{d}/fuse.conf' /etc/fuse.conf \
+             && echo ready && exec sleep 600"
+        );
+        let mut holder = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .args(["sh", fuse_conf])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The script prints "ready" or exits (closing the pipe): bounded.
+        let mut line = String::new();
+        let _ = BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line);
+        let ns = FuseNs { holder };
+        assert_eq!(line.trim(), "ready", "the test's mount namespace failed");
+        ns
+    }
+
+    fn mountinfo(&self) -> String {
+        fs::read_to_string(format!("/proc/{}/mountinfo", self.holder.id())).unwrap_or_default()
+    }
+
+    /// `prog args` in the namespace, as `user` (or as root), with `env` only.
+    fn cmd(&self, user: Option<&TestUser>, env: &[(&str, String)], prog: &Path) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--mount=/proc/{}/ns/mnt", self.holder.id()))
+            .arg("--");
+        if let Some(u) = user {
+            c.arg("setpriv")
+                .args(["--reuid", &u.uid.to_string()])
+                .args(["--regid", &u.gid.to_string()])
+                .args(["--clear-groups", "--"]);
+        }
+        // The tools run with root's PATH; the program with `env` only.
+        c.args(["env", "-i"])
+            .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+            .arg(prog)
+            .current_dir("/")
+            .stdin(Stdio::null());
+        c
+    }
+}
+
+impl Drop for FuseNs {
+    fn drop(&mut self) {
+        // The namespace's FUSE mounts, detached so their daemons exit.
+        for m in fuse_mounts(&self.mountinfo()) {
+            let _ = self
+                .cmd(None, &[], Path::new("umount"))
+                .args(["-l", "--"])
+                .arg(&m.point)
+                .status();
+        }
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// One FUSE mount of a mountinfo text.
+struct FuseMount {
+    point: PathBuf,
+    fstype: String,
+    source: String,
+    super_opts: String,
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// findmnt's raw output: `\xHH` escapes.
+fn unhex(s: &str) -> String {
+    let mut out = Vec::new();
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 2..i + 4)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            Some(v) if b[i] == b'\\' && b[i + 1] == b'x' => {
+                out.push(v);
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn fuse_mounts(mountinfo: &str) -> Vec<FuseMount> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            let fstype = f.get(sep + 1)?.to_string();
+            (fstype == "fuse" || fstype.starts_with("fuse.")).then(|| FuseMount {
+                point: PathBuf::from(unescape(f[4])),
+                fstype,
+                source: unescape(f.get(sep + 2).unwrap_or(&"")),
+                super_opts: f.get(sep + 3).unwrap_or(&"").to_string(),
+            })
+        })
+        .collect()
+}
+
+fn mount_at<'a>(mounts: &'a [FuseMount], point: &Path) -> Option<&'a FuseMount> {
+    mounts.iter().find(|m| m.point == point)
+}
+
+/// `cmd`'s output, within `secs` seconds.
+fn output_within(secs: u64, mut cmd: Command) -> Output {
+    bounded(secs, move || cmd.output().unwrap())
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A user's fixture: a 0700 home of theirs inside a 0755 shared directory,
+/// their own key store and passphrase, a volume whose path has a comma, a
+/// space and a backslash, a mount point, and a copy of the binary.
+struct UserVolume {
+    env: Env,
+    bin: PathBuf,
+    home: PathBuf,
+    cipher: PathBuf,
+    mnt: PathBuf,
+}
+
+impl UserVolume {
+    fn new(user: &TestUser) -> UserVolume {
+        let env = Env::shared();
+        let bin = env.shared_bin();
+        let home = env.path("home");
+        fs::create_dir(&home).unwrap();
+        fs::write(home.join("pass"), "a user's passphrase\n").unwrap();
+        for p in [home.clone(), home.join("pass")] {
+            std::os::unix::fs::chown(&p, Some(user.uid), Some(user.gid)).unwrap();
+        }
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::set_permissions(home.join("pass"), fs::Permissions::from_mode(0o600)).unwrap();
+        let cipher = home.join("c, 1\\x");
+        let mnt = home.join("mnt");
+        UserVolume {
+            env,
+            bin,
+            home,
+            cipher,
+            mnt,
+        }
+    }
+
+    fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "PATH",
+                "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin".into(),
+            ),
+            ("HOME", self.home.display().to_string()),
+            (
+                "ENVELOPEFS_KEYSTORE",
+                self.home.join("ks").display().to_string(),
+            ),
+            (
+                "ENVELOPEFS_PASSPHRASE_FILE",
+                self.home.join("pass").display().to_string(),
+            ),
+        ]
+    }
+
+    /// `envelopefs args` as the user, in the namespace.
+    fn run(&self, ns: &FuseNs, user: &TestUser, args: &[&Path], vars: &[(&str, String)]) -> Output {
+        let mut env = self.vars();
+        env.extend(vars.iter().cloned());
+        let mut c = ns.cmd(Some(user), &env, &self.bin);
+        c.args(args);
+        output_within(60, c)
+    }
+
+    /// Make the volume and the mount point, as the user.
+    fn init(&self, ns: &FuseNs, user: &TestUser) {
+        let out = self.run(ns, user, &[Path::new("init"), &self.cipher], &[]);
+        assert!(out.status.success(), "init: {}", stderr_of(&out));
+        let mut c = ns.cmd(Some(user), &self.vars(), Path::new("mkdir"));
+        c.arg(&self.mnt);
+        assert!(output_within(10, c).status.success());
+    }
+
+    fn mount(
+        &self,
+        ns: &FuseNs,
+        user: &TestUser,
+        extra: &[&str],
+        vars: &[(&str, String)],
+    ) -> Output {
+        let log = self.home.join("daemon.log");
+        let mut args = vec![
+            Path::new("mount"),
+            &self.cipher,
+            &self.mnt,
+            Path::new("--log-file"),
+            &log,
+        ];
+        args.extend(extra.iter().map(Path::new));
+        self.run(ns, user, &args, vars)
+    }
+}
+
+/// The one-line error of a refused mount, after checking its exit code.
+fn mount_refusal(out: &Output) -> String {
+    let err = stderr_of(out);
+    assert_eq!(out.status.code(), Some(22), "exit code; stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    err
+}
+
+#[test]
+fn user_mounts_through_fusermount3() {
+    if !need_root("user_mounts_through_fusermount3") {
+        return;
+    }
+    let Some(user) = TestUser::create("user_mounts_through_fusermount3", "u") else {
+        return;
+    };
+    let vol = UserVolume::new(&user);
+    // /dev/fuse as udev makes it: the user opens it, mount(2) says EPERM.
+    let ns = FuseNs::new(vol.env.path("ns"), 0o666, "# no user_allow_other\n");
+    vol.init(&ns, &user);
+
+    let out = vol.mount(&ns, &user, &[], &[]);
+    assert!(out.status.success(), "user's mount: {}", stderr_of(&out));
+    let mounts = fuse_mounts(&ns.mountinfo());
+    let m = mount_at(&mounts, &vol.mnt).expect("the user's mount is listed");
+    assert_eq!(m.fstype, "fuse.envelopefs");
+    assert_eq!(
+        Path::new(&m.source),
+        vol.cipher,
+        "source: the cipher directory"
+    );
+    assert!(
+        m.super_opts.contains(&format!("user_id={}", user.uid)),
+        "mounted for the user: {}",
+        m.super_opts
+    );
+
+    // A file round-trips through the user's mount.
+    let mut sh = ns.cmd(Some(&user), &vol.vars(), Path::new("sh"));
+    sh.args(["-c", "printf %s \"$1\" > \"$2/f\" && cat \"$2/f\"", "sh"])
+        .arg("round trip through fusermount3")
+        .arg(&vol.mnt);
+    let out = output_within(30, sh);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "round trip through fusermount3"
+    );
+
+    // The user unmounts with our command (EPERM for umount(2): fusermount3 -u).
+    let out = vol.run(&ns, &user, &[Path::new("umount"), &vol.mnt], &[]);
+    assert!(out.status.success(), "umount: {}", stderr_of(&out));
+    assert!(mount_at(&fuse_mounts(&ns.mountinfo()), &vol.mnt).is_none());
+
+    // --allow-other without user_allow_other: fusermount3 refuses, and the
+    // error says what to change.
+    let out = vol.mount(&ns, &user, &["--allow-other"], &[]);
+    let err = mount_refusal(&out);
+    assert!(
+        err.contains("mount(2) is not permitted to this user, and fusermount3 refuses allow_other")
+            && err.contains("/etc/fuse.conf has the line user_allow_other"),
+        "{err}"
+    );
+    assert!(mount_at(&fuse_mounts(&ns.mountinfo()), &vol.mnt).is_none());
+}
+
+#[test]
+fn user_allow_other_from_fuse_conf() {
+    if !need_root("user_allow_other_from_fuse_conf") {
+        return;
+    }
+    let Some(user) = TestUser::create("user_allow_other_from_fuse_conf", "o") else {
+        return;
+    };
+    let vol = UserVolume::new(&user);
+    let ns = FuseNs::new(vol.env.path("ns"), 0o666, "user_allow_other\n");
+    vol.init(&ns, &user);
+    let out = vol.mount(&ns, &user, &["--allow-other"], &[]);
+    assert!(out.status.success(), "allow_other: {}", stderr_of(&out));
+    let mut sh = ns.cmd(Some(&user), &vol.vars(), Path::new("sh"));
+    sh.args(["-c", "printf shared > \"$1/f\" && chmod 644 \"$1/f\"", "sh"])
+        .arg(&vol.mnt);
+    assert!(output_within(30, sh).status.success());
+    // Root is another user here: it reads only because of allow_other.
+    let mut cat = ns.cmd(None, &[], Path::new("cat"));
+    cat.arg(vol.mnt.join("f"));
+    let out = output_within(30, cat);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "shared",
+        "{}",
+        stderr_of(&out)
+    );
+    let out = vol.run(&ns, &user, &[Path::new("umount"), &vol.mnt], &[]);
+    assert!(out.status.success(), "umount: {}", stderr_of(&out));
+}
+
+#[test]
+fn user_without_dev_fuse_is_told_why() {
+    if !need_root("user_without_dev_fuse_is_told_why") {
+        return;
+    }
+    let Some(user) = TestUser::create("user_without_dev_fuse_is_told_why", "d") else {
+        return;
+    };
+    let vol = UserVolume::new(&user);
+    // /dev/fuse as a bare devtmpfs makes it: root's alone. fusermount3
+    // opens it as the calling user, so it cannot help either.
+    let ns = FuseNs::new(vol.env.path("ns"), 0o600, "");
+    vol.init(&ns, &user);
+    let err = mount_refusal(&vol.mount(&ns, &user, &[], &[]));
+    assert!(
+        err.contains(
+            "mount failed: cannot open /dev/fuse: permission denied, and fusermount3 cannot either"
+        ),
+        "{err}"
+    );
+
+    // No fusermount3 at all.
+    let missing = vol.env.path("nowhere/fusermount3");
+    let vars = [
+        ("PATH", vol.env.path("nowhere").display().to_string()),
+        ("FUSERMOUNT_PATH", missing.display().to_string()),
+    ];
+    let err = mount_refusal(&vol.mount(&ns, &user, &[], &vars));
+    let want = format!(
+        "mount failed: cannot open /dev/fuse: permission denied, and fusermount3 could not be run ({}: ",
+        missing.display()
+    );
+    assert!(err.contains(&want), "{err}");
+    assert!(mount_at(&fuse_mounts(&ns.mountinfo()), &vol.mnt).is_none());
+}
+
+#[test]
+fn user_with_fusermount3_not_setuid_is_told_why() {
+    if !need_root("user_with_fusermount3_not_setuid_is_told_why") {
+        return;
+    }
+    let Some(real) = [
+        "/usr/bin/fusermount3",
+        "/bin/fusermount3",
+        "/usr/sbin/fusermount3",
+    ]
+    .into_iter()
+    .map(Path::new)
+    .find(|p| p.exists()) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "fusermount3 missing"
+        );
+        eprintln!("SKIPPED: user_with_fusermount3_not_setuid_is_told_why: no fusermount3");
+        return;
+    };
+    let Some(user) = TestUser::create("user_with_fusermount3_not_setuid", "s") else {
+        return;
+    };
+    let vol = UserVolume::new(&user);
+    let ns = FuseNs::new(vol.env.path("ns"), 0o666, "");
+    vol.init(&ns, &user);
+    // A copy: root's, without the setuid bit.
+    let copy = vol.env.path("fusermount3");
+    fs::copy(real, &copy).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    let vars = [("FUSERMOUNT_PATH", copy.display().to_string())];
+    let err = mount_refusal(&vol.mount(&ns, &user, &[], &vars));
+    assert!(
+        err.contains(
+            "mount failed: mount(2) is not permitted to this user, and fusermount3 is not setuid root ("
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn root_mount_is_fuse_envelopefs_of_the_cipher_directory() {
+    if !need_root("root_mount_is_fuse_envelopefs_of_the_cipher_directory") {
+        return;
+    }
+    let env = Env::new();
+    let cipher = env.init("c, 1\\x", &[]);
+    let m = env.mount(&cipher, "m", &[]);
+    let mnt = m.mnt.canonicalize().unwrap();
+    let proc_mounts = fs::read_to_string("/proc/mounts").unwrap();
+    let line = proc_mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1).map(unescape) == Some(mnt.display().to_string()))
+        .expect("listed in /proc/mounts");
+    let f: Vec<&str> = line.split(' ').collect();
+    assert_eq!(f[2], "fuse.envelopefs", "{line}");
+    assert_eq!(unescape(f[0]), cipher.display().to_string(), "{line}");
+    let out = Command::new("findmnt")
+        .args(["-n", "-r", "-o", "FSTYPE,SOURCE", "--mountpoint"])
+        .arg(&mnt)
+        .output();
+    match out {
+        Ok(o) => assert_eq!(
+            unhex(String::from_utf8_lossy(&o.stdout).trim_end()),
+            format!("fuse.envelopefs {}", cipher.display())
+        ),
+        Err(_) => eprintln!("findmnt missing: /proc/mounts checked only"),
+    }
+    fs::write(m.p("f"), b"root's").unwrap();
+    assert_eq!(fs::read(m.p("f")).unwrap(), b"root's");
+    // The mount is found by its cipher directory: a second read-write mount
+    // is refused at once, not after the wait for a daemon going away.
+    let started = Instant::now();
+    let m2 = env.path("m2");
+    fs::create_dir(&m2).unwrap();
+    let out = env.run(&["mount", cipher.to_str().unwrap(), m2.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(21), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("already mounted read-write"));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "refused at once"
+    );
+    assert!(m.unmount_exits(), "envelopefs umount unmounts it");
+}
+
+/// Detaches the mount point on drop (mounts made by `envelopefs mount`).
+struct Detach(PathBuf);
+
+impl Drop for Detach {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+#[test]
+fn mount_right_after_umount8() {
+    if !need_root("mount_right_after_umount8") {
+        return;
+    }
+    let env = Env::new();
+    let cipher = env.init("c", &[]);
+    let mnt = env.path("m");
+    fs::create_dir(&mnt).unwrap();
+    let (c, m) = (cipher.to_str().unwrap(), mnt.to_str().unwrap());
+    let _detach = Detach(mnt.clone());
+    let log = env.path("d.log");
+    let mount = || {
+        let started = Instant::now();
+        let out = env.run(&["mount", c, m, "--log-file", log.to_str().unwrap()]);
+        (out, started.elapsed())
+    };
+    let (out, _) = mount();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    fs::write(mnt.join("f"), b"kept across mounts").unwrap();
+
+    // While the first is live, a second read-write mount is refused at once.
+    let m2 = env.path("m2");
+    fs::create_dir(&m2).unwrap();
+    let started = Instant::now();
+    let out = env.run(&["mount", c, m2.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(21), "{}", stderr_of(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "refused at once"
+    );
+    assert!(!is_mounted(&m2));
+
+    for i in 0..100 {
+        let st = Command::new("umount").arg(&mnt).status().unwrap();
+        assert!(st.success(), "umount(8), round {i}");
+        let (out, took) = mount();
+        assert!(
+            out.status.success(),
+            "mount right after umount(8), round {i} ({took:?}): {}",
+            stderr_of(&out)
+        );
+        let data = bounded(30, {
+            let f = mnt.join("f");
+            move || fs::read(f).unwrap()
+        });
+        assert_eq!(data, b"kept across mounts", "round {i}");
+    }
+}
+
+#[test]
+fn mount_waits_for_a_daemon_going_away() {
+    if !need_root("mount_waits_for_a_daemon_going_away") {
+        return;
+    }
+    let env = Env::new();
+    let cipher = env.init("c", &[]);
+    let first = env.mount(&cipher, "m", &[]);
+    fs::write(first.p("f"), b"handed over").unwrap();
+    let mnt = first.mnt.clone();
+    let _detach = Detach(mnt.clone());
+    // A daemon slow to notice the unmount (a loaded machine): stopped while
+    // umount(8) detaches its mount, continued 3 s later. (umount
+    // --no-canonicalize: umount(8) would otherwise stat the mount point,
+    // a request the stopped daemon cannot answer.)
+    let pid = first.pid().unwrap() as i32;
+    // SAFETY: signals to the test's own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let st = bounded(10, {
+        let mnt = mnt.clone();
+        move || {
+            Command::new("umount")
+                .arg("--no-canonicalize")
+                .arg(&mnt)
+                .status()
+                .unwrap()
+        }
+    });
+    let cont = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    });
+    assert!(st.success(), "umount(8)");
+    let started = Instant::now();
+    let out = env.run(&[
+        "mount",
+        cipher.to_str().unwrap(),
+        mnt.to_str().unwrap(),
+        "--log-file",
+        env.path("d.log").to_str().unwrap(),
+    ]);
+    cont.join().unwrap();
+    assert!(
+        out.status.success(),
+        "mount while the old daemon goes away ({:?}): {}",
+        started.elapsed(),
+        stderr_of(&out)
+    );
+    let data = bounded(30, {
+        let f = mnt.join("f");
+        move || fs::read(f).unwrap()
+    });
+    assert_eq!(data, b"handed over");
+    // The first daemon let go of the lock: it is gone; the second one goes
+    // when its mount does.
+    assert!(Command::new("umount").arg(&mnt).status().unwrap().success());
+    drop(first);
+}

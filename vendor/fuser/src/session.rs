@@ -293,7 +293,15 @@ impl<FS: Filesystem> Session<FS> {
             if config.clone_fd {
                 #[cfg(target_os = "linux")]
                 {
-                    channels.push(ch.clone_fd()?);
+                    // envelopefs fork: a user mounted through fusermount3
+                    // may not open /dev/fuse itself: share the one fd.
+                    match ch.clone_fd() {
+                        Ok(cloned) => channels.push(cloned),
+                        Err(e) => {
+                            debug!("FUSE_DEV_IOC_CLONE unavailable ({e}): threads share one fd");
+                            channels.push(ch.clone());
+                        }
+                    }
                     continue;
                 }
                 #[cfg(not(target_os = "linux"))]

@@ -7,6 +7,7 @@ use std::env;
 use std::ffi::CStr;
 use std::ffi::CString;
 use std::ffi::OsStr;
+use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::io::Error;
@@ -117,16 +118,27 @@ fn fuse_mount_pure(
     // Other supported Unix targets (such as the BSDs) rely on the setuid
     // mount helper, which mirrors libfuse's approach.
     if cfg!(target_os = "linux") || cfg!(target_os = "macos") {
-        let res = fuse_mount_sys(mountpoint, options, acl)?;
-        match res {
-            Some(file) => return Ok((file, None)),
-            None => {
-                // Retry
+        match fuse_mount_sys(mountpoint, options, acl)? {
+            DirectMount::Mounted(file) => return Ok((file, None)),
+            // envelopefs fork: the reason the direct way was refused opens
+            // the error if fusermount3 fails too, so a user reads both.
+            DirectMount::Refused(why) => {
+                debug!("{why}: mounting through fusermount");
+                return fuse_mount_fusermount(mountpoint, options, acl)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{why}, and {e}")));
             }
         }
     }
 
     fuse_mount_fusermount(mountpoint, options, acl)
+}
+
+/// The outcome of mounting without the setuid helper.
+enum DirectMount {
+    Mounted(DevFuse),
+    /// Not permitted to this process (no access to /dev/fuse, or mount(2)
+    /// refused): fusermount3 may do it. Says why, for the error message.
+    Refused(String),
 }
 
 fn fuse_unmount_pure(mountpoint: &CStr) {
@@ -158,12 +170,9 @@ fn fuse_unmount_pure(mountpoint: &CStr) {
     }
 }
 
-fn detect_fusermount_bin() -> String {
+fn detect_fusermount_bin() -> OsString {
     if let Some(fusermount) = env::var_os("FUSERMOUNT_PATH") {
-        return fusermount
-            .to_str()
-            .expect("FUSERMOUNT_PATH is not UTF-8")
-            .to_owned();
+        return fusermount;
     }
 
     for name in [
@@ -179,11 +188,102 @@ fn detect_fusermount_bin() -> String {
     .iter()
     {
         if Command::new(name).arg("-h").output().is_ok() {
-            return name.to_string();
+            return name.into();
         }
     }
     // Default to fusermount3
-    FUSERMOUNT3_BIN.to_string()
+    FUSERMOUNT3_BIN.into()
+}
+
+/// envelopefs fork: an option value as fusermount3 reads it. It splits `-o`
+/// on commas and, in `fsname=` and `subtype=` only, takes a backslash as
+/// escaping the next character; libfuse writes them so
+/// (`fuse_opt_add_opt_escaped`: `,` and `\` get a backslash).
+fn escape_fusermount_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if c == ',' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The `-o` argument for fusermount3: every option, the names escaped.
+fn fusermount_options(options: &[MountOption], acl: SessionACL) -> Vec<String> {
+    let mut strs: Vec<String> = options
+        .iter()
+        .map(|o| match o {
+            MountOption::FSName(n) => format!("fsname={}", escape_fusermount_value(n)),
+            MountOption::Subtype(t) => format!("subtype={}", escape_fusermount_value(t)),
+            other => option_to_string(other),
+        })
+        .collect();
+    strs.extend(acl.to_mount_option().map(|s| s.to_owned()));
+    strs
+}
+
+/// envelopefs fork: why fusermount3 failed, in one line, saying what to do
+/// for the causes a user can fix (`user_allow_other`, a helper that is not
+/// setuid root).
+fn fusermount_failure(bin: &OsStr, stderr: &[u8]) -> io::Error {
+    let name = Path::new(bin)
+        .file_name()
+        .unwrap_or(bin)
+        .to_string_lossy()
+        .into_owned();
+    let said = String::from_utf8_lossy(stderr)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if said.contains("user_allow_other") {
+        return io::Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{name} refuses allow_other to a user other than root unless /etc/fuse.conf has the line user_allow_other ({said})"
+            ),
+        );
+    }
+    // fusermount3 opens the device with the caller's file-system uid.
+    if said.contains(&format!("failed to open {}", DevFuse::PATH)) {
+        return io::Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "{name} cannot either (it opens {} as the calling user; udev's default rule makes it mode 0666) ({said})",
+                DevFuse::PATH
+            ),
+        );
+    }
+    if !nix::unistd::geteuid().is_root() && !is_setuid_root(bin) {
+        return io::Error::new(
+            ErrorKind::PermissionDenied,
+            format!("{name} is not setuid root ({said})"),
+        );
+    }
+    io::Error::other(format!("{name} failed: {said}"))
+}
+
+/// Whether `bin` (a path, or a name looked up in PATH) is owned by root and
+/// has the setuid bit; true when it cannot be told.
+fn is_setuid_root(bin: &OsStr) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let path = Path::new(bin);
+    let found = if path.components().count() > 1 {
+        Some(path.to_path_buf())
+    } else {
+        env::var_os("PATH").and_then(|dirs| {
+            env::split_paths(&dirs)
+                .map(|d| d.join(path))
+                .find(|p| p.is_file())
+        })
+    };
+    match found.and_then(|p| std::fs::metadata(p).ok()) {
+        Some(md) => md.uid() == 0 && md.mode() & 0o4000 != 0,
+        None => true,
+    }
 }
 
 fn receive_fusermount_message(socket: &UnixStream) -> Result<DevFuse, Error> {
@@ -264,7 +364,7 @@ fn fuse_mount_fusermount(
 ) -> Result<(DevFuse, Option<UnixStream>), Error> {
     let fusermount_bin = detect_fusermount_bin();
 
-    if fusermount_bin.ends_with(MOUNT_FUSEFS_BIN) {
+    if Path::new(&fusermount_bin).ends_with(MOUNT_FUSEFS_BIN) {
         return fuse_mount_mount_fusefs(&fusermount_bin, mountpoint, options, acl);
     }
 
@@ -272,8 +372,7 @@ fn fuse_mount_fusermount(
 
     let mut builder = Command::new(&fusermount_bin);
     builder.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut options_strs: Vec<String> = options.iter().map(option_to_string).collect();
-    options_strs.extend(acl.to_mount_option().map(|s| s.to_owned()));
+    let options_strs = fusermount_options(options, acl);
     if !options_strs.is_empty() {
         builder.arg("-o");
         builder.arg(options_strs.join(","));
@@ -287,7 +386,20 @@ fn fuse_mount_fusermount(
         clear_cloexec_in_pre_exec(&mut builder, child_socket.as_fd());
     }
 
-    let fusermount_child = builder.spawn()?;
+    let fusermount_child = builder.spawn().map_err(|e| {
+        let name = Path::new(&fusermount_bin)
+            .file_name()
+            .unwrap_or(&fusermount_bin)
+            .to_string_lossy()
+            .into_owned();
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{name} could not be run ({}: {e}); it comes with fuse3 and must be setuid root",
+                Path::new(&fusermount_bin).display()
+            ),
+        )
+    })?;
 
     drop(child_socket); // close socket in parent
 
@@ -296,13 +408,8 @@ fn fuse_mount_fusermount(
         Err(_) => {
             // Drop receive socket, since fusermount has exited with an error
             drop(receive_socket);
-            let output = fusermount_child.wait_with_output().unwrap();
-            let stderr_string = String::from_utf8_lossy(&output.stderr).to_string();
-            return if stderr_string.contains("only allowed if 'user_allow_other' is set") {
-                Err(io::Error::new(ErrorKind::PermissionDenied, stderr_string))
-            } else {
-                Err(io::Error::new(ErrorKind::Other, stderr_string))
-            };
+            let output = fusermount_child.wait_with_output()?;
+            return Err(fusermount_failure(&fusermount_bin, &output.stderr));
         }
     };
     let mut receive_socket = Some(receive_socket);
@@ -346,7 +453,7 @@ fn fuse_mount_fusermount(
 }
 
 fn fuse_mount_mount_fusefs(
-    fusermount_bin: &str,
+    fusermount_bin: &OsStr,
     mountpoint: &OsStr,
     options: &[MountOption],
     acl: SessionACL,
@@ -379,13 +486,14 @@ fn fuse_mount_mount_fusefs(
     Ok((fuse_device, None))
 }
 
-// If returned option is none. Then fusermount binary should be tried
+/// Mount with mount(2) on a descriptor of /dev/fuse opened here. `Refused`
+/// when this process may not (then the fusermount binary should be tried).
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 fn fuse_mount_sys(
     mountpoint: &OsStr,
     options: &[MountOption],
     acl: SessionACL,
-) -> Result<Option<DevFuse>, Error> {
+) -> Result<DirectMount, Error> {
     use std::os::unix::fs::PermissionsExt;
 
     let mountpoint_mode = File::open(mountpoint)?.metadata()?.permissions().mode();
@@ -398,6 +506,16 @@ fn fuse_mount_sys(
         Err(error) => {
             if error.kind() == ErrorKind::NotFound {
                 error!("{} not found. Try 'modprobe fuse'", DevFuse::PATH);
+            }
+            // envelopefs fork: without access to /dev/fuse, try the setuid
+            // fusermount3 as with EPERM from mount(2). fusermount3 3.x opens
+            // the device as the calling user too, so where it is root's
+            // alone that fails as well, and the error says both.
+            if matches!(error.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+                return Ok(DirectMount::Refused(format!(
+                    "cannot open {}: permission denied",
+                    DevFuse::PATH
+                )));
             }
             return Err(error);
         }
@@ -428,69 +546,54 @@ fn fuse_mount_sys(
         mount_options.push_str(acl_option);
     }
 
-    #[cfg(target_os = "linux")]
-    let mut flags = nix::mount::MsFlags::empty();
-    #[cfg(target_os = "macos")]
-    let mut flags = nix::mount::MntFlags::empty();
-
-    if !options.contains(&MountOption::Dev) {
-        // Default to nodev
-        #[cfg(target_os = "linux")]
-        {
-            flags |= nix::mount::MsFlags::MS_NODEV;
-        }
-        #[cfg(target_os = "macos")]
-        {
-            flags |= nix::mount::MntFlags::MNT_NODEV;
-        }
-    }
-    if !options.contains(&MountOption::Suid) {
-        // Default to nosuid
-        #[cfg(target_os = "linux")]
-        {
-            flags |= nix::mount::MsFlags::MS_NOSUID;
-        }
-        #[cfg(target_os = "macos")]
-        {
-            flags |= nix::mount::MntFlags::MNT_NOSUID;
-        }
-    }
-    for flag in options
-        .iter()
-        .filter(|x| option_group(x) == MountOptionGroup::KernelFlag)
-    {
-        flags |= option_to_flag(flag)?;
-    }
+    let flags = direct_mount_flags(options)?;
 
     // Default name is "/dev/fuse", then use the subtype, and lastly prefer the name
-    let mut source = DevFuse::PATH;
-    if let Some(MountOption::Subtype(subtype)) = options
-        .iter()
-        .find(|x| matches!(**x, MountOption::Subtype(_)))
-    {
-        source = subtype;
-    }
-    if let Some(MountOption::FSName(name)) = options
-        .iter()
-        .find(|x| matches!(**x, MountOption::FSName(_)))
-    {
-        source = name;
-    }
+    let subtype = options.iter().find_map(|x| match x {
+        MountOption::Subtype(subtype) => Some(subtype.as_str()),
+        _ => None,
+    });
+    let fsname = options.iter().find_map(|x| match x {
+        MountOption::FSName(name) => Some(name.as_str()),
+        _ => None,
+    });
+    let source = fsname.or(subtype).unwrap_or(DevFuse::PATH);
 
     #[cfg(target_os = "linux")]
-    let result = nix::mount::mount(
-        Some(source),
-        mountpoint,
-        Some("fuse"),
-        flags,
-        Some(mount_options.as_str()),
-    );
+    let result = {
+        // envelopefs fork: the type is "fuse.SUBTYPE", as libfuse mounts it
+        // (the kernel takes the subtype from the type's name), so
+        // /proc/mounts and findmnt show it for root too. The source is its
+        // own argument of mount(2): commas in it need no escaping.
+        let fstype = subtype.map_or_else(|| "fuse".to_owned(), |t| format!("fuse.{t}"));
+        let mount = |source: &str, fstype: &str| {
+            nix::mount::mount(
+                Some(source),
+                mountpoint,
+                Some(fstype),
+                flags,
+                Some(mount_options.as_str()),
+            )
+        };
+        match (mount(source, &fstype), subtype) {
+            // A kernel without subtypes (before 2.6.24): libfuse's fallback,
+            // plain "fuse" with the subtype in the source.
+            (Err(nix::errno::Errno::ENODEV), Some(t)) => {
+                let legacy = fsname.map_or_else(|| "fuse".to_owned(), |n| format!("{t}#{n}"));
+                mount(&legacy, "fuse")
+            }
+            (result, _) => result,
+        }
+    };
     #[cfg(target_os = "macos")]
     let result = nix::mount::mount(source, mountpoint, flags, Some(mount_options.as_str()));
 
     match result {
-        Ok(()) => Ok(Some(file)),
-        Err(nix::errno::Errno::EPERM) => Ok(None), // Retry with fusermount
+        Ok(()) => Ok(DirectMount::Mounted(file)),
+        // Retry with fusermount
+        Err(nix::errno::Errno::EPERM) => Ok(DirectMount::Refused(
+            "mount(2) is not permitted to this user".to_owned(),
+        )),
         Err(e) => Err(Error::new(
             ErrorKind::Other,
             format!(
@@ -500,11 +603,45 @@ fn fuse_mount_sys(
     }
 }
 
+#[cfg(target_os = "linux")]
+type DirectMountFlags = nix::mount::MsFlags;
+#[cfg(target_os = "macos")]
+type DirectMountFlags = nix::mount::MntFlags;
+
+/// The mount(2) flags for `options`: nodev and nosuid unless asked.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+fn direct_mount_flags(options: &[MountOption]) -> Result<DirectMountFlags, Error> {
+    #[cfg(target_os = "linux")]
+    let (nodev, nosuid) = (
+        nix::mount::MsFlags::MS_NODEV,
+        nix::mount::MsFlags::MS_NOSUID,
+    );
+    #[cfg(target_os = "macos")]
+    let (nodev, nosuid) = (
+        nix::mount::MntFlags::MNT_NODEV,
+        nix::mount::MntFlags::MNT_NOSUID,
+    );
+    let mut flags = DirectMountFlags::empty();
+    if !options.contains(&MountOption::Dev) {
+        flags |= nodev;
+    }
+    if !options.contains(&MountOption::Suid) {
+        flags |= nosuid;
+    }
+    for flag in options
+        .iter()
+        .filter(|x| option_group(x) == MountOptionGroup::KernelFlag)
+    {
+        flags |= option_to_flag(flag)?;
+    }
+    Ok(flags)
+}
+
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 fn fuse_mount_sys(
     _mountpoint: &OsStr,
     _options: &[MountOption],
     _acl: SessionACL,
-) -> Result<Option<DevFuse>, Error> {
-    Ok(None)
+) -> Result<DirectMount, Error> {
+    Ok(DirectMount::Refused("no direct mount on this system".to_owned()))
 }

@@ -2,7 +2,9 @@
 //! key store in `--keystore`/`ENVELOPEFS_KEYSTORE`, passphrases from a prompt
 //! or `--passphrase-file`.
 
+mod daemon;
 mod kms_cmd;
+mod logging;
 mod mount;
 
 use std::path::PathBuf;
@@ -599,9 +601,7 @@ pub fn run() -> i32 {
             return code;
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser=error"))
-        .format_timestamp_millis()
-        .init();
+    logging::init();
     match run_cmd(cli) {
         Ok(()) => exitcodes::OK,
         Err(f) => {

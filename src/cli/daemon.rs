@@ -200,10 +200,11 @@ impl Notifier {
     }
 
     fn ready(&self, mountpoint: &Path) {
+        // One line per variable: a newline in the path must not start one.
+        let status = mountpoint.display().to_string().replace('\n', " ");
         self.send(&format!(
-            "READY=1\nMAINPID={}\nSTATUS=Serving {}",
-            std::process::id(),
-            mountpoint.display()
+            "READY=1\nMAINPID={}\nSTATUS=Serving {status}",
+            std::process::id()
         ));
     }
 
@@ -448,5 +449,36 @@ pub fn wait_ready(rd: OwnedFd, mountpoint: &Path) -> Result<(), Failure> {
                 .unwrap_or((exitcodes::MOUNT_FAILED, "the mount daemon exited".into()));
             Err(fail(code, text))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_file_names_are_systemd_escape_path() {
+        // As `systemd-escape --path` prints them.
+        for (p, want) in [
+            ("/srv/plain", "srv-plain"),
+            ("/", "-"),
+            ("/a b/.x", "a\\x20b-.x"),
+            ("/mnt/ü-x_y.z/", "mnt-\\xc3\\xbc\\x2dx_y.z"),
+            ("/.hidden", "\\x2ehidden"),
+            ("//a//b", "a-b"),
+        ] {
+            assert_eq!(escape_path(Path::new(p)), want, "{p}");
+        }
+    }
+
+    #[test]
+    fn notify_socket_is_a_path_or_an_abstract_name() {
+        use std::os::linux::net::SocketAddrExt;
+        let a = notify_addr(b"@sd-test").unwrap();
+        assert_eq!(a.as_abstract_name(), Some(&b"sd-test"[..]));
+        let p = notify_addr(b"/run/systemd/notify").unwrap();
+        assert_eq!(p.as_pathname(), Some(Path::new("/run/systemd/notify")));
+        assert!(notify_addr(b"vsock:2:1234").is_err());
+        assert!(notify_addr(b"").is_err());
     }
 }

@@ -417,7 +417,7 @@ fn redirect_stdio() {
     }
 }
 
-pub fn wait_ready(rd: OwnedFd, mountpoint: &Path) -> Result<(), Failure> {
+fn wait_ready(rd: OwnedFd, mountpoint: &Path) -> Result<(), Failure> {
     // The child's own bound, and a little for it to say so.
     let deadline = Instant::now() + READY_TIMEOUT + Duration::from_secs(5);
     loop {

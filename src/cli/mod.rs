@@ -2,7 +2,9 @@
 //! key store in `--keystore`/`ENVELOPEFS_KEYSTORE`, passphrases from a
 //! program, a file, a systemd credential, the terminal or standard input.
 
+mod daemon;
 mod kms_cmd;
+mod logging;
 mod mount;
 
 use std::path::PathBuf;
@@ -626,9 +628,7 @@ pub fn run() -> i32 {
             return code;
         }
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,fuser=error"))
-        .format_timestamp_millis()
-        .init();
+    logging::init();
     match run_cmd(cli) {
         Ok(()) => exitcodes::OK,
         Err(f) => {

@@ -1,16 +1,16 @@
-//! `mount` and `umount`: checks, the volume lock, daemonizing, and a bounded
-//! wait for the mount to be ready.
+//! `mount` and `umount`: checks, the volume lock and the FUSE session (the
+//! daemon around it, its logs and signals: daemon.rs).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::{Failure, Global};
+use super::{daemon, Failure, Global};
 use crate::error::{exitcodes, VolumeError};
 use crate::fs::{EnvelopeFs, FsOptions};
 use crate::sys;
@@ -40,9 +40,8 @@ pub struct MountArgs {
     /// Use only if you trust everyone who can write the cipher directory.
     #[arg(long)]
     pub suid: bool,
-    /// Where the daemon logs (default: nowhere once in the background).
-    #[arg(long)]
-    pub log_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub daemon: super::daemon::DaemonArgs,
     /// Data keys the cache holds at most.
     #[arg(long, default_value_t = crate::volume::keycache::DEFAULT_CAPACITY)]
     pub key_cache_size: usize,
@@ -207,6 +206,9 @@ fn take_lock(cipherdir: &Path) -> Result<File, Failure> {
 }
 
 pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
+    // First, while single-threaded: it changes the environment.
+    let notify = daemon::Notifier::take_from_env();
+    daemon::set_log_level(&a.daemon);
     if !a.allow_core_dumps {
         // Before the key store is unlocked, not only once serving.
         let _ = sys::set_dumpable(false);
@@ -250,117 +252,40 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
     } else {
         Some(take_lock(&cipherdir)?)
     };
+    // A refused log file is an error here, and a missing syslog socket is
+    // said on the terminal, before detaching.
+    let logs = daemon::LogTarget::choose(&a.daemon, a.foreground, &mountpoint)?;
     if a.foreground {
-        return serve(vol, &a, &mountpoint, None, lock);
+        return serve(
+            vol,
+            &a,
+            &mountpoint,
+            daemon::Ready::foreground(notify, logs),
+            lock,
+        );
     }
-    // Opened before the fork, so a refused log file is an error here.
-    let log = match &a.log_file {
-        Some(p) => Some(
-            sys::open_log(p)
-                .map_err(|e| fail(exitcodes::USAGE, format!("log file {}: {e}", p.display())))?,
-        ),
-        None => None,
-    };
-    // Daemonize: the child mounts and reports back through a pipe.
-    let mut fds = [0; 2];
-    // SAFETY: fds has room for two descriptors.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(fail(exitcodes::OTHER, "pipe failed".into()));
-    }
-    // SAFETY: both fds are fresh and owned here.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: this process is single-threaded at this point (no FUSE threads yet).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(fail(exitcodes::OTHER, "fork failed".into()));
-    }
-    if pid == 0 {
-        drop(rd);
-        // SAFETY: setsid in the child detaches it from the terminal.
-        unsafe { libc::setsid() };
-        redirect_stdio(log);
-        let code = match serve(vol, &a, &mountpoint, Some(wr), lock) {
-            Ok(()) => 0,
-            Err(f) => f.code,
-        };
-        std::process::exit(code);
-    }
-    drop(wr);
-    drop(lock);
-    wait_ready(rd, &mountpoint)
-}
-
-fn redirect_stdio(log: Option<File>) {
-    let null = OpenOptions::new().read(true).write(true).open("/dev/null");
-    let out = match log {
-        Some(f) => Ok(f),
-        None => OpenOptions::new().write(true).open("/dev/null"),
-    };
-    // SAFETY: dup2 onto the standard descriptors with valid source fds.
-    unsafe {
-        if let Ok(n) = &null {
-            libc::dup2(n.as_raw_fd(), 0);
-        }
-        if let Ok(o) = &out {
-            libc::dup2(o.as_raw_fd(), 1);
-            libc::dup2(o.as_raw_fd(), 2);
-        }
-    }
-}
-
-fn wait_ready(rd: OwnedFd, mountpoint: &Path) -> Result<(), Failure> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut f = File::from(rd);
-    let mut pfd = libc::pollfd {
-        fd: f.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(fail(
-                exitcodes::MOUNT_FAILED,
-                format!(
-                    "mount of {} did not become ready in 30 s",
-                    mountpoint.display()
-                ),
-            ));
-        }
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(1000) as i32) };
-        if r > 0 {
-            break;
-        }
-    }
-    let mut msg = String::new();
-    let _ = f.read_to_string(&mut msg);
-    match msg.strip_prefix("OK") {
-        Some(_) => Ok(()),
-        None => {
-            let (code, text) = msg
-                .split_once(' ')
-                .map(|(c, t)| (c.parse().unwrap_or(exitcodes::MOUNT_FAILED), t.to_owned()))
-                .unwrap_or((exitcodes::MOUNT_FAILED, "the mount daemon exited".into()));
-            Err(fail(code, text))
-        }
-    }
+    // A mount point handed over as `/dev/fd/N` (mount.fuse3's
+    // drop_privileges) is an inherited descriptor the daemon keeps.
+    let keep: Vec<i32> = a
+        .mountpoint
+        .to_str()
+        .and_then(|p| p.strip_prefix("/dev/fd/"))
+        .and_then(|n| n.parse().ok())
+        .into_iter()
+        .collect();
+    daemon::daemonize(&mountpoint, logs, &keep, |ready| {
+        serve(vol, &a, &mountpoint, ready, lock)
+    })
 }
 
 fn serve(
     vol: Volume,
     a: &MountArgs,
     mountpoint: &Path,
-    ready: Option<OwnedFd>,
+    ready: daemon::Ready,
     lock: Option<File>,
 ) -> Result<(), Failure> {
     let root = vol.root().to_owned();
-    let report = |ready: &Option<OwnedFd>, msg: &str| {
-        if let Some(fd) = ready {
-            let mut f = File::from(fd.try_clone().expect("dup of the ready pipe"));
-            let _ = f.write_all(msg.as_bytes());
-        }
-    };
     crate::crypto::secmem::harden_daemon(a.allow_core_dumps);
     let r = (|| -> Result<fuser::Session<EnvelopeFs>, Failure> {
         sys::umask(0);
@@ -422,32 +347,30 @@ fn serve(
         }
         Ok(session)
     })();
-    let mut session = match r {
+    let session = match r {
         Ok(s) => s,
         Err(f) => {
-            report(&ready, &format!("{} {}", f.code, f.msg));
+            ready.failed(&f);
             return Err(f);
         }
     };
-    // Unmount cleanly on SIGTERM/SIGINT/SIGHUP.
-    let mut unmounter = session.unmount_callable();
-    if let Ok(mut signals) = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ]) {
-        std::thread::spawn(move || {
-            if signals.forever().next().is_some() {
-                let _ = unmounter.unmount();
-            }
-        });
-    }
+    run_session(session, a, mountpoint, ready, &root, lock)
+}
+
+fn run_session(
+    mut session: fuser::Session<EnvelopeFs>,
+    a: &MountArgs,
+    mountpoint: &Path,
+    ready: daemon::Ready,
+    root: &Path,
+    lock: Option<File>,
+) -> Result<(), Failure> {
     raise_readahead(mountpoint);
-    report(&ready, "OK");
-    drop(ready);
+    let serving = daemon::serving(session.unmount_callable(), mountpoint, ready);
     let r = session.run();
+    serving.ended();
     if !a.read_only {
-        let _ = std::fs::remove_file(crate::snapshot::control::socket_path(&root));
+        let _ = std::fs::remove_file(crate::snapshot::control::socket_path(root));
     }
     drop(lock);
     r.map_err(|e| fail(exitcodes::OTHER, format!("session ended: {e}")))

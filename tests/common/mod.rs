@@ -38,6 +38,9 @@ impl Env {
         c.env("ENVELOPEFS_KEYSTORE", self.path("ks"))
             .env("ENVELOPEFS_PASSPHRASE_FILE", self.path("pass"))
             .env_remove("XDG_DATA_HOME")
+            // A background daemon without a syslog socket logs here, not
+            // in /var/log.
+            .env("XDG_STATE_HOME", self.path("state"))
             .stdin(Stdio::null());
         c
     }

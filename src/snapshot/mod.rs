@@ -81,7 +81,7 @@ fn build_then_move(
     build: impl FnOnce(&Path, &Interrupt) -> Result<Stats, CopyError>,
 ) -> Result<Stats, CopyError> {
     let interrupt = Interrupt::catch()?;
-    partial::remove_stale(dst)?;
+    partial::remove_stale(dst);
     let part = Partial::create(dst)?;
     let built = build(&part.path(), &interrupt).and_then(|s| interrupt.check().map(|()| s));
     let moved = built.and_then(|s| {

@@ -134,13 +134,18 @@ fn remove_tree(parent: &OwnedFd, name: &OsStr) -> std::io::Result<()> {
 /// Remove the partials of `dst` that no run holds (left by runs killed
 /// outright: SIGKILL, a second Ctrl-C, a crash), saying so on stderr. A
 /// symlink or file with a partial's name, a partial being built, and
-/// partials of other destinations are left alone.
-pub fn remove_stale(dst: &Path) -> Result<Vec<PathBuf>, CopyError> {
-    let (parent, parent_path, dst_name) = parent_of(dst)?;
-    let prefix = prefix(&dst_name);
-    let entries = sys::list_dir(parent.as_fd())
-        .map_err(|e| CopyError::Volume(VolumeError::io(&parent_path, e)))?;
+/// partials of other destinations are left alone. Best effort: a partial
+/// that cannot be removed is named on stderr and the copy goes on.
+pub fn remove_stale(dst: &Path) -> Vec<PathBuf> {
     let mut removed = Vec::new();
+    // Unreadable parent: the copy's own creation reports it.
+    let Ok((parent, parent_path, dst_name)) = parent_of(dst) else {
+        return removed;
+    };
+    let prefix = prefix(&dst_name);
+    let Ok(entries) = sys::list_dir(parent.as_fd()) else {
+        return removed;
+    };
     for (n, _, _) in entries {
         if !n.starts_with(&prefix) || n.ends_with(UNLOCKED_SUFFIX) {
             continue;
@@ -163,14 +168,21 @@ pub fn remove_stale(dst: &Path) -> Result<Vec<PathBuf>, CopyError> {
             continue;
         }
         let path = parent_path.join(name);
-        remove_tree(&parent, name).map_err(|e| CopyError::Volume(VolumeError::io(&path, e)))?;
-        eprintln!(
-            "envelopefs: removed a partial copy left by an interrupted run: {}",
-            path.display()
-        );
-        removed.push(path);
+        match remove_tree(&parent, name) {
+            Ok(()) => {
+                eprintln!(
+                    "envelopefs: removed a partial copy left by an interrupted run: {}",
+                    path.display()
+                );
+                removed.push(path);
+            }
+            Err(e) => eprintln!(
+                "envelopefs: cannot remove a partial copy left by an interrupted run: {}: {e}",
+                path.display()
+            ),
+        }
     }
-    Ok(removed)
+    removed
 }
 
 #[cfg(test)]
@@ -187,12 +199,12 @@ mod tests {
         assert!(name.starts_with(".vol.envelopefs-partial."), "{name}");
         assert!(!name.ends_with(".new"));
         // Held by `p`: another run leaves it.
-        assert!(remove_stale(&dst).unwrap().is_empty());
+        assert!(remove_stale(&dst).is_empty());
         assert!(p.path().exists());
         // Dropped without discard (as a killed run): the next run removes it.
         let path = p.path();
         drop(p);
-        assert_eq!(remove_stale(&dst).unwrap(), vec![path.clone()]);
+        assert_eq!(remove_stale(&dst), vec![path.clone()]);
         assert!(!path.exists());
     }
 

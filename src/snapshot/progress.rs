@@ -36,9 +36,9 @@ impl Progress {
     /// `done` bytes (never past the total: a file may grow while copied).
     pub fn update(&self, done: u64, files_done: u64) {
         self.bar
-            .set_position(done.min(self.bar.length().unwrap_or(done)));
-        self.bar
             .set_message(format!("{files_done}/{} files", self.files));
+        self.bar
+            .set_position(done.min(self.bar.length().unwrap_or(done)));
     }
 
     /// Drawn at its final state and left on the screen.

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::kms::KmsError;
+use crate::snapshot::CopyError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -88,6 +89,10 @@ pub mod exitcodes {
     pub const DESTINATION_INSIDE: i32 = 32;
     /// The mount daemon dropped a snapshot's hold before the copy ended.
     pub const HOLD_LOST: i32 = 33;
+    /// Stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
+    pub const INTERRUPTED: i32 = 130;
+    /// Stopped by SIGTERM: 128 + 15.
+    pub const TERMINATED: i32 = 143;
 }
 
 pub fn kms_exit_code(e: &KmsError) -> i32 {
@@ -122,5 +127,18 @@ pub fn volume_exit_code(e: &VolumeError) -> i32 {
         VolumeError::Locked(_) => LOCKED,
         VolumeError::MountPoint(..) => MOUNT_POINT,
         VolumeError::Mount(_) => MOUNT_FAILED,
+    }
+}
+
+pub fn copy_exit_code(e: &CopyError) -> i32 {
+    use exitcodes::*;
+    match e {
+        CopyError::Volume(v) => volume_exit_code(v),
+        CopyError::Refused(_) => USAGE,
+        CopyError::Entry(_) => IO,
+        CopyError::DestinationInside(_) => DESTINATION_INSIDE,
+        CopyError::HoldLost(_) => HOLD_LOST,
+        CopyError::Interrupted(libc::SIGTERM) => TERMINATED,
+        CopyError::Interrupted(_) => INTERRUPTED,
     }
 }

@@ -56,13 +56,29 @@ pub fn key_service_for_key(
 ) -> Result<(Box<dyn KeyService>, String), Failure> {
     match key {
         Some(k) if is_aws_key(k) => Ok((aws_service(k)?, k.to_owned())),
-        Some(k) => Ok((Box::new(g.open_or_create_store()?), k.to_owned())),
+        Some(k) => Ok((Box::new(store_for_key(g, k)?), k.to_owned())),
         None => {
             let ks = g.open_or_create_store()?;
             let k = ks.default_key()?;
             Ok((Box::new(ks), k))
         }
     }
+}
+
+/// The local store, for a key named on the command line. A new store holds
+/// only its default key, so for any other key it is not created: the
+/// command fails as it would with the store, and leaves no store behind.
+fn store_for_key(g: &Global, key: &str) -> Result<LocalKeyService, KmsError> {
+    use crate::kms::local::DEFAULT_ALIAS;
+    let default = key == DEFAULT_ALIAS || key.ends_with(&format!(":{DEFAULT_ALIAS}"));
+    if !default && !LocalKeyService::exists(&g.store_dir()) {
+        return Err(KmsError::NotFound(if key.contains("alias/") {
+            format!("Alias {key} is not found.")
+        } else {
+            format!("Key '{key}' does not exist")
+        }));
+    }
+    g.open_or_create_store()
 }
 
 /// The key service that holds a volume's master key.
@@ -294,30 +310,17 @@ struct OptSettings {
     long_name_max: Option<u32>,
 }
 
+/// Progress bars (on stderr) only for a person at a terminal: none when
+/// the output or stderr goes to a pipe or a file.
 fn is_terminal_err() -> bool {
     use std::io::IsTerminal;
-    std::io::stderr().is_terminal()
+    std::io::stderr().is_terminal() && std::io::stdout().is_terminal()
 }
 
 fn copy_failure(e: crate::snapshot::CopyError) -> Failure {
-    match e {
-        crate::snapshot::CopyError::Volume(v) => v.into(),
-        crate::snapshot::CopyError::Refused(m) => Failure {
-            code: exitcodes::USAGE,
-            msg: m,
-        },
-        crate::snapshot::CopyError::Entry(m) => Failure {
-            code: exitcodes::IO,
-            msg: m,
-        },
-        crate::snapshot::CopyError::DestinationInside(m) => Failure {
-            code: exitcodes::DESTINATION_INSIDE,
-            msg: m,
-        },
-        crate::snapshot::CopyError::HoldLost(m) => Failure {
-            code: exitcodes::HOLD_LOST,
-            msg: m,
-        },
+    Failure {
+        code: crate::error::copy_exit_code(&e),
+        msg: e.to_string(),
     }
 }
 
@@ -425,6 +428,7 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             settings,
         } => {
             let opts = settings.options()?;
+            crate::volume::check_init_target(&cipherdir)?;
             let (ks, key) = key_service_for_key(g, key.as_deref())?;
             let cfg = Volume::init(&cipherdir, &*ks, &key, &opts)?;
             print_result(

@@ -14,10 +14,13 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use super::interrupt::Interrupt;
 use super::{CopyError, Mode, Stats};
 use crate::crypto::names::BackingName;
 use crate::sys;
 use crate::volume::{FileContent, Volume, LOCK_FILE_NAME, USER_XATTR_PREFIX};
+
+mod jobs;
 
 /// Where entries come from.
 pub enum Source<'a> {
@@ -41,6 +44,9 @@ struct Job {
     dst_name: OsString,
     st: libc::stat,
     path: PathBuf,
+    /// Bytes the progress bar counts for it (plaintext bytes when they are
+    /// re-encrypted, backing bytes when carried over).
+    work: u64,
 }
 
 pub struct Copier<'a> {
@@ -52,13 +58,18 @@ pub struct Copier<'a> {
     dir_meta: Mutex<Vec<(Arc<OwnedFd>, libc::stat)>>,
     files: AtomicU64,
     bytes: AtomicU64,
+    /// Progress: bytes of work in all jobs, done so far, and files done.
+    total_work: AtomicU64,
     done_bytes: AtomicU64,
+    files_done: AtomicU64,
     entries: AtomicU64,
     skipped: Mutex<Vec<String>>,
     progress: bool,
     failed: AtomicBool,
     /// Raised when the copy is no longer wanted (a snapshot lost its hold).
     cancel: Option<Arc<AtomicBool>>,
+    /// SIGINT or SIGTERM: stop at the next check.
+    interrupt: Option<&'a Interrupt>,
 }
 
 fn cerr(path: &Path, e: impl std::fmt::Display) -> CopyError {
@@ -82,13 +93,22 @@ impl<'a> Copier<'a> {
             dir_meta: Mutex::new(Vec::new()),
             files: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            total_work: AtomicU64::new(0),
             done_bytes: AtomicU64::new(0),
+            files_done: AtomicU64::new(0),
             entries: AtomicU64::new(0),
             skipped: Mutex::new(Vec::new()),
             progress,
             failed: AtomicBool::new(false),
             cancel: None,
+            interrupt: None,
         }
+    }
+
+    /// Stops the copy (with `CopyError::Interrupted`) once a signal came.
+    pub fn interrupted_by(mut self, interrupt: &'a Interrupt) -> Copier<'a> {
+        self.interrupt = Some(interrupt);
+        self
     }
 
     /// Stops the copy (with an error) once `flag` is raised.
@@ -98,6 +118,9 @@ impl<'a> Copier<'a> {
     }
 
     fn check_cancel(&self) -> Result<(), CopyError> {
+        if let Some(i) = self.interrupt {
+            i.check()?;
+        }
         match &self.cancel {
             Some(f) if f.load(Ordering::Relaxed) => {
                 Err(CopyError::HoldLost("the copy was cancelled".into()))
@@ -121,9 +144,6 @@ impl<'a> Copier<'a> {
         for (fd, st) in metas {
             self.set_meta(fd.as_fd(), &st, false)
                 .map_err(|e| cerr(Path::new("<directory>"), e))?;
-        }
-        if self.progress {
-            eprintln!();
         }
         Ok(Stats {
             files: self.files.load(Ordering::Relaxed),
@@ -258,6 +278,11 @@ impl<'a> Copier<'a> {
                     );
                     self.files.fetch_add(1, Ordering::Relaxed);
                     self.bytes.fetch_add(st.st_size as u64, Ordering::Relaxed);
+                    let work = match &self.src {
+                        Source::Volume(sv, Mode::Reencrypt) => sv.plain_size(st.st_size as u64),
+                        _ => st.st_size as u64,
+                    };
+                    self.total_work.fetch_add(work, Ordering::Relaxed);
                     self.jobs.lock().push(Job {
                         src_dir: sdir.clone(),
                         src_name: sname,
@@ -265,6 +290,7 @@ impl<'a> Copier<'a> {
                         dst_name: dname,
                         st,
                         path,
+                        work,
                     });
                 }
                 libc::S_IFLNK => {
@@ -435,22 +461,26 @@ impl<'a> Copier<'a> {
             }
             let off = i * CHUNK as u64;
             let n = (plain_size - off).min(CHUNK as u64) as usize;
-            let r = read_src(off, n).and_then(|data| {
-                if data.len() != n {
-                    return Err(cerr(p, "changed during the copy"));
-                }
-                if !all_zero(&data) {
-                    let blocks: Vec<&[u8]> = data.chunks(bs).collect();
-                    let mut out = Vec::with_capacity(
-                        n + blocks.len() * crate::crypto::offsets::BLOCK_OVERHEAD as usize,
-                    );
-                    let first = l.block_of(off);
-                    fc.encrypt_blocks(first, &blocks, &mut out);
-                    sys::pwrite_all(dfd, &out, l.cipher_offset(first)).map_err(|e| cerr(p, e))?;
-                }
-                self.done_bytes.fetch_add(n as u64, Ordering::Relaxed);
-                Ok(())
-            });
+            let r = self
+                .check_cancel()
+                .and_then(|()| read_src(off, n))
+                .and_then(|data| {
+                    if data.len() != n {
+                        return Err(cerr(p, "changed during the copy"));
+                    }
+                    if !all_zero(&data) {
+                        let blocks: Vec<&[u8]> = data.chunks(bs).collect();
+                        let mut out = Vec::with_capacity(
+                            n + blocks.len() * crate::crypto::offsets::BLOCK_OVERHEAD as usize,
+                        );
+                        let first = l.block_of(off);
+                        fc.encrypt_blocks(first, &blocks, &mut out);
+                        sys::pwrite_all(dfd, &out, l.cipher_offset(first))
+                            .map_err(|e| cerr(p, e))?;
+                    }
+                    self.done_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    Ok(())
+                });
             if let Err(e) = r {
                 first_err.lock().get_or_insert(e);
                 return;
@@ -496,75 +526,6 @@ impl<'a> Copier<'a> {
         )
     }
 
-    fn run_jobs(&self) -> Result<(), CopyError> {
-        let jobs = std::mem::take(&mut *self.jobs.lock());
-        let next = AtomicU64::new(0);
-        let first_err: Mutex<Option<CopyError>> = Mutex::new(None);
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .min(8);
-        let t0 = Instant::now();
-        std::thread::scope(|sc| {
-            for _ in 0..workers {
-                sc.spawn(|| loop {
-                    if self.failed.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                    let Some(job) = jobs.get(i) else { return };
-                    if let Err(e) = self.check_cancel().and_then(|()| self.copy_file(job)) {
-                        self.failed.store(true, Ordering::Relaxed);
-                        first_err.lock().get_or_insert(e);
-                        return;
-                    }
-                });
-            }
-            if self.progress {
-                sc.spawn(|| {
-                    while (next.load(Ordering::Relaxed) as usize) < jobs.len()
-                        && !self.failed.load(Ordering::Relaxed)
-                    {
-                        std::thread::sleep(std::time::Duration::from_millis(200));
-                        self.print_progress(
-                            next.load(Ordering::Relaxed).min(jobs.len() as u64),
-                            jobs.len() as u64,
-                            t0,
-                        );
-                    }
-                    self.print_progress(jobs.len() as u64, jobs.len() as u64, t0);
-                });
-            }
-        });
-        match first_err.into_inner() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    fn print_progress(&self, done: u64, total: u64, t0: Instant) {
-        let b = self.done_bytes.load(Ordering::Relaxed);
-        let all = self.bytes.load(Ordering::Relaxed).max(1);
-        let secs = t0.elapsed().as_secs_f64().max(0.001);
-        let rate = b as f64 / secs;
-        let eta = if rate > 0.0 {
-            (all.saturating_sub(b)) as f64 / rate
-        } else {
-            0.0
-        };
-        let width = 30;
-        let filled = (b as f64 / all as f64 * width as f64) as usize;
-        eprint!(
-            "\r[{}{}] {done}/{total} files  {:.1}/{:.1} MiB  {:.1} MiB/s  ETA {:.0}s   ",
-            "#".repeat(filled.min(width)),
-            " ".repeat(width - filled.min(width)),
-            b as f64 / 1048576.0,
-            all as f64 / 1048576.0,
-            rate / 1048576.0,
-            eta
-        );
-    }
-
     fn copy_file(&self, j: &Job) -> Result<(), CopyError> {
         let p = &j.path;
         let (sfd, _) = sys::open_regular(j.src_dir.as_fd(), &j.src_name, libc::O_RDONLY)
@@ -576,6 +537,9 @@ impl<'a> Copier<'a> {
         let dfd =
             sys::openat(j.dst_dir.as_fd(), &j.dst_name, libc::O_RDWR, 0).map_err(|e| cerr(p, e))?;
         let size = sst.st_size as u64;
+        // Bytes of this file counted as progress so far; the rest (holes,
+        // clones, headers) is counted at the end.
+        let mut counted = 0;
         match (&self.src, self.dst) {
             (Source::Raw, _) | (_, None) => {
                 if sys::ficlone(dfd.as_fd(), sfd.as_fd()).is_err() {
@@ -583,14 +547,12 @@ impl<'a> Copier<'a> {
                     for (a, b) in
                         sys::data_segments(sfd.as_fd(), 0, size).map_err(|e| cerr(p, e))?
                     {
-                        sys::copy_range(sfd.as_fd(), a, dfd.as_fd(), a, b - a)
-                            .map_err(|e| cerr(p, e))?;
+                        counted += self.copy_data((sfd.as_fd(), a), (dfd.as_fd(), a), b - a, p)?;
                     }
                 }
                 let pfd = sys::reopen(sfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?;
                 let dpfd = sys::reopen(dfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?;
                 self.copy_xattrs(pfd.as_fd(), dpfd.as_fd(), None, None, false, p)?;
-                self.done_bytes.fetch_add(size, Ordering::Relaxed);
             }
             (Source::Volume(sv, Mode::Rekey), Some(dv)) => {
                 let dc = FileContent::new();
@@ -611,10 +573,13 @@ impl<'a> Copier<'a> {
                             sys::data_segments(sfd.as_fd(), sh, size).map_err(|e| cerr(p, e))?
                         {
                             let a = a.max(sh);
-                            sys::copy_range(sfd.as_fd(), a, dfd.as_fd(), a - sh + dh, b - a)
-                                .map_err(|e| cerr(p, e))?;
+                            counted += self.copy_data(
+                                (sfd.as_fd(), a),
+                                (dfd.as_fd(), a - sh + dh),
+                                b - a,
+                                p,
+                            )?;
                         }
-                        self.done_bytes.fetch_add(size, Ordering::Relaxed);
                     }
                     None => dc.create(dv, dfd.as_fd()).map_err(|e| cerr(p, e))?,
                 }
@@ -645,6 +610,7 @@ impl<'a> Copier<'a> {
                     }
                 };
                 self.reencrypt_body(dv, &dc, dfd.as_fd(), plain_size, read_src, p)?;
+                counted = plain_size;
                 let from = match src {
                     Source::Volume(sv, _) => Some((*sv, &sc)),
                     _ => None,
@@ -655,6 +621,8 @@ impl<'a> Copier<'a> {
         let dpath = sys::reopen(dfd.as_fd(), libc::O_PATH).map_err(|e| cerr(p, e))?;
         self.set_meta(dpath.as_fd(), &j.st, false)
             .map_err(|e| cerr(p, e))?;
+        self.done_bytes
+            .fetch_add(j.work.saturating_sub(counted), Ordering::Relaxed);
         Ok(())
     }
 }

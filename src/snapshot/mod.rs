@@ -4,20 +4,27 @@
 //!
 //! Copies are crash-safe: the destination is built under a temporary name
 //! beside it and renamed into place at the end; an existing destination is
-//! refused; the source is only read.
+//! refused; the source is only read. Ctrl-C or SIGTERM stops a copy and
+//! removes its partial; the partial of a run killed outright is removed by
+//! the next run to the same destination.
 
 pub mod control;
 mod copy;
 mod dest;
 pub mod fsck;
+mod interrupt;
+mod partial;
+mod progress;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::VolumeError;
 use crate::kms::KeyService;
 use crate::volume::{CacheOptions, InitOptions, Volume, VolumeConfig};
 use copy::{Copier, Source};
 use dest::{refuse_inside, Forbidden};
+use interrupt::Interrupt;
+use partial::Partial;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -50,22 +57,9 @@ pub enum CopyError {
     /// The mount daemon dropped the snapshot's hold before the copy ended.
     #[error("{0}")]
     HoldLost(String),
-}
-
-/// The temporary name a copy is built under, beside `dst`.
-fn temp_for(dst: &Path) -> Result<PathBuf, CopyError> {
-    let name = dst
-        .file_name()
-        .ok_or_else(|| CopyError::Refused(format!("{} has no file name", dst.display())))?;
-    let parent = dst
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    Ok(parent.join(format!(
-        ".{}.envelopefs-partial.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    )))
+    /// Stopped by this signal (SIGINT, SIGTERM); the partial copy is removed.
+    #[error("interrupted by {}; the partial copy was removed", signal_hook::low_level::signal_name(*.0).unwrap_or("a signal"))]
+    Interrupted(i32),
 }
 
 fn refuse_existing(dst: &Path) -> Result<(), CopyError> {
@@ -78,27 +72,37 @@ fn refuse_existing(dst: &Path) -> Result<(), CopyError> {
     Ok(())
 }
 
-/// Build a copy with `build` under a temporary name beside `dst`, then move
-/// it into place (never over an existing entry); a failed build leaves
+/// Build a copy with `build` in a locked partial beside `dst` (after
+/// removing partials of `dst` that no run holds), then move it into place
+/// (never over an existing entry). A failed or interrupted build leaves
 /// nothing behind and never carries the destination's name.
 fn build_then_move(
     dst: &Path,
-    build: impl FnOnce(&Path) -> Result<Stats, CopyError>,
+    build: impl FnOnce(&Path, &Interrupt) -> Result<Stats, CopyError>,
 ) -> Result<Stats, CopyError> {
-    let tmp = temp_for(dst)?;
-    match build(&tmp) {
-        Ok(s) => {
-            crate::sys::rename_noreplace(&tmp, dst).map_err(|e| {
-                CopyError::Refused(format!(
-                    "cannot move the finished copy to {}: {e}",
-                    dst.display()
-                ))
-            })?;
-            Ok(s)
-        }
+    let interrupt = Interrupt::catch()?;
+    partial::remove_stale(dst);
+    let part = Partial::create(dst)?;
+    let built = build(&part.path(), &interrupt).and_then(|s| interrupt.check().map(|()| s));
+    let moved = built.and_then(|s| {
+        part.finish().map(|()| s).map_err(|e| {
+            CopyError::Refused(format!(
+                "cannot move the finished copy to {}: {e}",
+                dst.display()
+            ))
+        })
+    });
+    match moved {
+        Ok(s) => Ok(s),
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            Err(e)
+            let path = part.path();
+            match part.discard() {
+                Ok(()) => Err(e),
+                Err(r) => Err(CopyError::Entry(format!(
+                    "{e}; and the partial copy {} could not be removed: {r}",
+                    path.display()
+                ))),
+            }
         }
     }
 }
@@ -128,17 +132,18 @@ pub fn snapshot_create(
                 .into(),
         ));
     }
-    build_then_move(snapdir, move |tmp| {
+    build_then_move(snapdir, move |tmp, interrupt| {
         let lost = hold.as_ref().map(|h| h.lost_flag());
-        let r = std::fs::create_dir(tmp)
-            .map_err(|e| CopyError::from(VolumeError::io(tmp, e)))
-            .and_then(|()| {
-                Copier::new(Source::Raw, None, progress)
-                    .cancelled_by(lost)
-                    .run(&canon, tmp)
-            });
+        let r = Copier::new(Source::Raw, None, progress)
+            .cancelled_by(lost)
+            .interrupted_by(interrupt)
+            .run(&canon, tmp);
         // Consistent only if the hold lasted until the copy was done.
-        if hold.is_some_and(|h| !h.release()) {
+        let lasted = hold.is_none_or(|h| h.release());
+        if let Err(CopyError::Interrupted(s)) = r {
+            return Err(CopyError::Interrupted(s));
+        }
+        if !lasted {
             return Err(CopyError::HoldLost(
                 "the mount daemon dropped the snapshot's hold before the copy ended (no heartbeat for 30 s, or past the mount's --max-hold); the partial copy was removed".into(),
             ));
@@ -177,10 +182,12 @@ pub fn copy_volume(
             opts.init.block_size
         )));
     }
-    build_then_move(dst, |tmp| {
+    build_then_move(dst, |tmp, interrupt| {
         Volume::init(tmp, dst_ks, &opts.key, &opts.init)?;
         let dv = Volume::open(tmp, dst_ks, CacheOptions::default())?;
-        Copier::new(Source::Volume(&sv, opts.mode), Some(&dv), opts.progress).run(sv.root(), tmp)
+        Copier::new(Source::Volume(&sv, opts.mode), Some(&dv), opts.progress)
+            .interrupted_by(interrupt)
+            .run(sv.root(), tmp)
     })
 }
 
@@ -203,10 +210,12 @@ pub fn import_plain(
         dst,
         &[Forbidden::Tree(plain, "the directory being imported")],
     )?;
-    build_then_move(dst, |tmp| {
+    build_then_move(dst, |tmp, interrupt| {
         Volume::init(tmp, ks, &opts.key, &opts.init)?;
         let dv = Volume::open(tmp, ks, CacheOptions::default())?;
-        Copier::new(Source::Plain, Some(&dv), opts.progress).run(plain, tmp)
+        Copier::new(Source::Plain, Some(&dv), opts.progress)
+            .interrupted_by(interrupt)
+            .run(plain, tmp)
     })
 }
 

@@ -110,33 +110,9 @@ impl Volume {
                 "--long-name-max must be from {MIN_LONG_NAME_MAX} to 255"
             )));
         }
-        if dir.exists() {
-            let meta = std::fs::symlink_metadata(dir).map_err(|e| VolumeError::io(dir, e))?;
-            if !meta.is_dir() {
-                return Err(VolumeError::BadOption(format!(
-                    "{} is not a directory",
-                    dir.display()
-                )));
-            }
-            if dir.join(config::CONFIG_FILE).exists() {
-                return Err(VolumeError::BadOption(format!(
-                    "{} is already a volume",
-                    dir.display()
-                )));
-            }
-            let mut it = std::fs::read_dir(dir).map_err(|e| VolumeError::io(dir, e))?;
-            if it.next().is_some() {
-                return Err(VolumeError::BadOption(format!(
-                    "{} is not empty (import a plain tree with `envelopefs import`)",
-                    dir.display()
-                )));
-            }
-        } else {
-            std::fs::create_dir_all(dir).map_err(|e| VolumeError::io(dir, e))?;
-        }
-        if opts.key_location == KeyLocation::Xattr {
-            check_user_xattrs(dir)?;
-        }
+        let existed = check_init_target(dir)?;
+        // The key first: a wrong key (the commonest mistake) fails before
+        // anything is made.
         let volume_id = uuid::Uuid::new_v4().to_string();
         let g = ks.generate_data_key(key, 32, &volume_context(&volume_id))?;
         let vk = VolumeKey::from_slice(&g.plaintext)
@@ -160,10 +136,34 @@ impl Volume {
             wrapped_volume_key: B64.encode(&g.ciphertext_blob),
             creation_date: crate::kms::local::now_secs(),
         };
-        if !opts.plaintext_names {
-            write_diriv(dir)?;
+        let made = if existed {
+            None
+        } else {
+            Some(create_dirs(dir)?)
+        };
+        let written = (|| {
+            if opts.key_location == KeyLocation::Xattr {
+                check_user_xattrs(dir)?;
+            }
+            if !opts.plaintext_names {
+                write_diriv(dir)?;
+            }
+            cfg.write_new(dir, &vk)
+        })();
+        if let Err(e) = written {
+            // Nothing left behind: the directories made, or what was
+            // written into the empty directory given.
+            match made {
+                Some(top) => {
+                    let _ = std::fs::remove_dir_all(top);
+                }
+                None => {
+                    let _ = std::fs::remove_file(dir.join(config::CONFIG_FILE));
+                    let _ = std::fs::remove_file(dir.join(DIRIV_NAME));
+                }
+            }
+            return Err(e);
         }
-        cfg.write_new(dir, &vk)?;
         Ok(cfg)
     }
 
@@ -391,6 +391,48 @@ pub fn read_diriv(dir: std::os::fd::BorrowedFd<'_>) -> std::io::Result<[u8; DIRI
     let raw = crate::sys::read_regular(dir, std::ffi::OsStr::new(DIRIV_NAME), DIRIV_LEN)?;
     raw.try_into()
         .map_err(|_| std::io::Error::from_raw_os_error(libc::EIO))
+}
+
+/// Whether `dir`, the place of a new volume, exists (then it must be an
+/// empty directory). `init` checks it before it asks for a key, so a
+/// mistaken directory creates no key store either.
+pub fn check_init_target(dir: &Path) -> Result<bool, VolumeError> {
+    if !dir.exists() {
+        return Ok(false);
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| VolumeError::io(dir, e))?;
+    if !meta.is_dir() {
+        return Err(VolumeError::BadOption(format!(
+            "{} is not a directory",
+            dir.display()
+        )));
+    }
+    if dir.join(config::CONFIG_FILE).exists() {
+        return Err(VolumeError::BadOption(format!(
+            "{} is already a volume",
+            dir.display()
+        )));
+    }
+    let mut it = std::fs::read_dir(dir).map_err(|e| VolumeError::io(dir, e))?;
+    if it.next().is_some() {
+        return Err(VolumeError::BadOption(format!(
+            "{} is not empty (import a plain tree with `envelopefs import`)",
+            dir.display()
+        )));
+    }
+    Ok(true)
+}
+
+/// Create `dir` and its missing parents; returns the topmost one made.
+fn create_dirs(dir: &Path) -> Result<std::path::PathBuf, VolumeError> {
+    let top = dir
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && a.symlink_metadata().is_err())
+        .last()
+        .unwrap_or(dir)
+        .to_path_buf();
+    std::fs::create_dir_all(dir).map_err(|e| VolumeError::io(dir, e))?;
+    Ok(top)
 }
 
 fn check_user_xattrs(dir: &Path) -> Result<(), VolumeError> {

@@ -155,25 +155,8 @@ pub fn umount(a: &UmountArgs) -> Result<(), Failure> {
     let (m, stale) = find(&a.path)?;
     let shown = m.point.display();
     if let Err(e) = unmount(&m.point, a.lazy) {
-        let busy = holders(&m.point);
-        let stale = stale || is_stale(&m.point);
-        let stale_note = if stale {
-            "its daemon has died (a stale mount, \"Transport endpoint is not connected\")"
-        } else {
-            ""
-        };
-        return Err(fail(match e.raw_os_error() {
-            Some(libc::EBUSY) if !busy.is_empty() => format!(
-                "{shown} is busy{}: in use by {}; stop them, or `envelopefs umount --lazy {shown}` detaches it now (the daemon exits once they let go)",
-                if stale { format!(" and {stale_note}") } else { String::new() },
-                busy.join(", ")
-            ),
-            _ if stale || e.raw_os_error() == Some(libc::ENOTCONN) => format!(
-                "umount {shown}: {e}: {}; `envelopefs umount --lazy {shown}` clears it",
-                if stale_note.is_empty() { "the daemon has died, a stale mount is left" } else { stale_note }
-            ),
-            _ => format!("umount {shown}: {e}"),
-        }));
+        let stale = stale || is_stale(&m.point) || e.raw_os_error() == Some(libc::ENOTCONN);
+        return Err(fail(failure_text(&m.point, &e, &holders(&m.point), stale)));
     }
     if stale {
         eprintln!("envelopefs: {shown}: removed the stale mount of a daemon that had died");
@@ -181,6 +164,27 @@ pub fn umount(a: &UmountArgs) -> Result<(), Failure> {
     }
     wait_for_daemon(&m, a.lazy);
     Ok(())
+}
+
+/// What a failed unmount tells the user: who keeps it busy, and that
+/// `--lazy` detaches a busy mount or clears a stale one.
+fn failure_text(point: &Path, e: &std::io::Error, busy: &[String], stale: bool) -> String {
+    let shown = point.display();
+    let lazy = format!("`envelopefs umount --lazy {shown}`");
+    match (stale, busy.is_empty()) {
+        (true, false) => format!(
+            "{shown} is a stale mount (its daemon has died) still in use by {}; {lazy} clears it",
+            busy.join(", ")
+        ),
+        (true, true) => {
+            format!("{shown} is a stale mount (its daemon has died): umount: {e}; {lazy} clears it")
+        }
+        (false, false) if e.raw_os_error() == Some(libc::EBUSY) => format!(
+            "{shown} is busy: in use by {}; stop them, or {lazy} detaches it now (the daemon exits once they let go)",
+            busy.join(", ")
+        ),
+        _ => format!("umount {shown}: {e}"),
+    }
 }
 
 /// Wait (bounded) for the daemon to let go of the volume lock, so that a

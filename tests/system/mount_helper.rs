@@ -499,12 +499,12 @@ fn umount_of_a_stale_mount_says_lazy_clears_it() {
         .is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))));
     let out = env.run(&["umount", &mp]);
     assert_eq!(out.status.code(), Some(20), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("its daemon has died")
-            && err.contains(&format!("`envelopefs umount --lazy {mp}`")),
-        "{}",
-        text(&out)
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "envelopefs: {mp} is a stale mount (its daemon has died) still in use by pid {} (sleep, working directory); `envelopefs umount --lazy {mp}` clears it\n",
+            holder.id()
+        )
     );
     assert!(is_mounted(&m.mnt));
     let out = env.run(&["umount", "--lazy", &mp]);

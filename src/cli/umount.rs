@@ -206,3 +206,33 @@ fn wait_for_daemon(m: &MountEntry, lazy: bool) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fstype: &str, source: &str) -> MountEntry {
+        MountEntry {
+            point: PathBuf::from("/mnt"),
+            source: source.to_owned(),
+            fstype: fstype.to_owned(),
+            dev: "0:99".into(),
+            fuse: fstype.starts_with("fuse"),
+        }
+    }
+
+    #[test]
+    fn envelopefs_mounts_by_type_or_by_a_volume_source() {
+        let tv = crate::volume::testutil::volume(Default::default());
+        let vol = tv.vol.root().display().to_string();
+        let other = tempfile::tempdir().unwrap();
+        let other = other.path().display().to_string();
+        assert!(is_envelopefs(&entry("fuse.envelopefs", "anything")));
+        // A root mount without the subtype, or one by an older daemon.
+        assert!(is_envelopefs(&entry("fuse", &vol)));
+        assert!(!is_envelopefs(&entry("fuse", &other)));
+        assert!(!is_envelopefs(&entry("fuse.sshfs", &vol)));
+        assert!(!is_envelopefs(&entry("tmpfs", &vol)));
+        assert!(!is_envelopefs(&entry("fuse", "user@host:/srv")));
+    }
+}

@@ -3,9 +3,12 @@
 //! program, a file, a systemd credential, the terminal or standard input.
 
 mod daemon;
+mod idle;
 mod kms_cmd;
 mod logging;
 mod mount;
+mod options;
+mod umount;
 
 use std::path::PathBuf;
 
@@ -198,12 +201,14 @@ enum Command {
     },
     /// Print a volume's settings.
     Info { cipherdir: PathBuf },
-    /// Mount CIPHERDIR at MOUNTPOINT; returns once the mount is ready.
+    /// Mount CIPHERDIR at MOUNTPOINT; returns once the mount is ready. Also
+    /// takes mount(8)'s `-o name[=value],...` (and is run by mount.fuse3 as
+    /// `envelopefs CIPHERDIR MOUNTPOINT -o ...` for type fuse.envelopefs).
     Mount(mount::MountArgs),
     /// Re-wrap the volume key under its master key's current material (after a rotation).
     Rewrap { cipherdir: PathBuf },
-    /// Unmount a mount point.
-    Umount { mountpoint: PathBuf },
+    /// Unmount an envelopefs mount, by mount point or cipher directory.
+    Umount(umount::UmountArgs),
     /// Snapshots of volumes, and copies under other keys or settings.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -458,7 +463,7 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Mount(a) => mount::mount(g, a),
-        Command::Umount { mountpoint } => mount::umount(&mountpoint),
+        Command::Umount(a) => umount::umount(&a),
         Command::Rewrap { cipherdir } => {
             let ks = key_service_for_volume(g, &cipherdir)?;
             let (old, new) = Volume::rewrap(&cipherdir, &*ks)?;
@@ -620,7 +625,14 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
 
 /// Entry point of the binary; returns the exit code.
 pub fn run() -> i32 {
-    let cli = match Cli::try_parse() {
+    let args = match options::rewrite(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(f) => {
+            eprintln!("envelopefs: {}", f.msg);
+            return f.code;
+        }
+    };
+    let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {

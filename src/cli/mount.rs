@@ -70,6 +70,19 @@ pub struct MountArgs {
     /// a holder that stops sending heartbeats loses its hold after 30 s).
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_hold: Option<u64>,
+    /// Mount over a non-empty directory (its files stay hidden while mounted).
+    #[arg(long)]
+    pub nonempty: bool,
+    /// Unmount after no use for this long (90s, 10m, 1h, or seconds); an
+    /// open file counts as use.
+    #[arg(long, value_name = "DURATION", value_parser = super::options::parse_duration)]
+    pub idle: Option<Duration>,
+    /// Refuse to run programs from the mount (kernel flag).
+    #[arg(long)]
+    pub noexec: bool,
+    /// Do not update access times (kernel flag).
+    #[arg(long)]
+    pub noatime: bool,
 }
 
 fn fail(code: i32, msg: String) -> Failure {
@@ -77,17 +90,21 @@ fn fail(code: i32, msg: String) -> Failure {
 }
 
 /// One line of /proc/self/mountinfo.
-struct MountEntry {
-    point: PathBuf,
-    source: String,
+#[derive(Clone)]
+pub(super) struct MountEntry {
+    pub(super) point: PathBuf,
+    pub(super) source: String,
+    /// The filesystem type: `fuse.envelopefs`, or `fuse` for mounts the
+    /// fuser fork made without the subtype.
+    pub(super) fstype: String,
     /// "major:minor", also the name of the mount's backing device info in /sys/class/bdi.
-    dev: String,
+    pub(super) dev: String,
     /// A FUSE mount (type `fuse` or `fuse.*`).
-    fuse: bool,
+    pub(super) fuse: bool,
 }
 
 /// Mount points listed in /proc/self/mountinfo, with their sources.
-fn mounts() -> Vec<MountEntry> {
+pub(super) fn mounts() -> Vec<MountEntry> {
     let Ok(s) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };
@@ -101,6 +118,7 @@ fn mounts() -> Vec<MountEntry> {
                 point: PathBuf::from(unescape(mp)),
                 source: unescape(src),
                 dev: f.get(2)?.to_string(),
+                fstype: unescape(f.get(sep + 1)?),
                 fuse: f
                     .get(sep + 1)
                     .is_some_and(|t| *t == "fuse" || t.starts_with("fuse.")),
@@ -116,7 +134,7 @@ fn unescape(s: &str) -> String {
         .replace("\\134", "\\")
 }
 
-fn check_mountpoint(mp: &Path) -> Result<PathBuf, Failure> {
+fn check_mountpoint(mp: &Path, nonempty: bool) -> Result<PathBuf, Failure> {
     let meta = std::fs::metadata(mp).map_err(|e| {
         fail(
             exitcodes::MOUNT_POINT,
@@ -136,6 +154,20 @@ fn check_mountpoint(mp: &Path) -> Result<PathBuf, Failure> {
         return Err(fail(
             exitcodes::MOUNT_POINT,
             format!("mount point {} is already in use", mp.display()),
+        ));
+    }
+    // Mounting over files hides them (gocryptfs refuses too).
+    let has_entries = std::fs::read_dir(&canon)
+        .map_err(|e| fail(exitcodes::MOUNT_POINT, format!("{}: {e}", mp.display())))?
+        .next()
+        .is_some();
+    if has_entries && !nonempty {
+        return Err(fail(
+            exitcodes::MOUNT_POINT,
+            format!(
+                "mount point {} is not empty (the mount would hide its files); pass --nonempty (-o nonempty) to mount over them",
+                mp.display()
+            ),
         ));
     }
     Ok(canon)
@@ -168,7 +200,7 @@ fn warn_if_others_write(cipherdir: &Path) {
 
 /// The volume lock file, opened only if it is a regular file: a planted
 /// fifo, device or symlink is an error at once, never a hang.
-fn open_lock(cipherdir: &Path, create: bool) -> std::io::Result<OwnedFd> {
+pub(super) fn open_lock(cipherdir: &Path, create: bool) -> std::io::Result<OwnedFd> {
     let dir = sys::open_user_dir(cipherdir)?;
     let name = std::ffi::OsStr::new(LOCK_FILE);
     let r = if create {
@@ -227,7 +259,7 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
     }
     // Refuse a non-volume before asking for any passphrase.
     crate::volume::VolumeConfig::read_unverified(&cipherdir)?;
-    let mountpoint = check_mountpoint(&a.mountpoint)?;
+    let mountpoint = check_mountpoint(&a.mountpoint, a.nonempty)?;
     if mountpoint.starts_with(&cipherdir) {
         return Err(fail(
             exitcodes::MOUNT_POINT,
@@ -324,6 +356,7 @@ fn serve(
         } else {
             fuser::MountOption::NoSuid
         });
+        opts.extend(super::options::kernel_flags(a));
         let mut cfg = fuser::Config::default();
         cfg.mount_options = opts;
         cfg.acl = if a.allow_other {
@@ -366,6 +399,7 @@ fn run_session(
     lock: Option<File>,
 ) -> Result<(), Failure> {
     raise_readahead(mountpoint);
+    super::idle::watch(a.idle, mountpoint);
     let serving = daemon::serving(session.unmount_callable(), mountpoint, ready);
     let r = session.run();
     serving.ended();
@@ -423,60 +457,4 @@ pub fn mountpoint_of(c: &Path) -> Option<PathBuf> {
         .filter(|m| m.fuse)
         .find(|m| same(&m.source))
         .map(|m| m.point)
-}
-
-pub fn umount(mp: &Path) -> Result<(), Failure> {
-    let canon = mp
-        .canonicalize()
-        .map_err(|e| fail(exitcodes::MOUNT_POINT, format!("{}: {e}", mp.display())))?;
-    let source = mounts()
-        .into_iter()
-        .rev()
-        .find(|m| m.point == canon)
-        .map(|m| m.source)
-        .ok_or_else(|| {
-            fail(
-                exitcodes::MOUNT_POINT,
-                format!("{} is not mounted", mp.display()),
-            )
-        })?;
-    match sys::umount(&canon, false) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-            let ok = ["fusermount3", "fusermount"].iter().any(|b| {
-                std::process::Command::new(b)
-                    .arg("-u")
-                    .arg(&canon)
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false)
-            });
-            if !ok {
-                return Err(fail(
-                    exitcodes::MOUNT_POINT,
-                    format!("umount {}: {e}", mp.display()),
-                ));
-            }
-        }
-        Err(e) => {
-            return Err(fail(
-                exitcodes::MOUNT_POINT,
-                format!("umount {}: {e}", mp.display()),
-            ))
-        }
-    }
-    // Wait (bounded) for the daemon to let go of the volume lock.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        match open_lock(Path::new(&source), false) {
-            Ok(f) => {
-                if sys::flock_nb(f.as_fd(), true).is_ok() {
-                    return Ok(());
-                }
-            }
-            Err(_) => return Ok(()),
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }

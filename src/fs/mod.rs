@@ -1,6 +1,7 @@
 //! The FUSE frontend: translates kernel requests into node-table, name and
 //! volume calls. It never touches ciphertext layout itself.
 
+pub mod idle;
 mod killpriv;
 pub mod nodes;
 mod park;
@@ -190,6 +191,7 @@ impl EnvelopeFs {
     }
 
     fn node(&self, ino: INodeNo) -> Res<Arc<Node>> {
+        idle::used();
         self.nodes.get(ino.0).ok_or(Errno::ESTALE)
     }
 
@@ -374,12 +376,14 @@ impl EnvelopeFs {
     }
 
     fn new_fh(&self, h: Handle) -> u64 {
+        idle::opened();
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, Arc::new(h));
         fh
     }
 
     fn file_handle(&self, fh: FileHandle) -> Res<Arc<Handle>> {
+        idle::used();
         let h = self
             .handles
             .lock()
@@ -1130,6 +1134,7 @@ impl Filesystem for EnvelopeFs {
         reply: ReplyEmpty,
     ) {
         self.handles.lock().remove(&fh.0);
+        idle::closed();
         reply.ok();
     }
 
@@ -1216,6 +1221,7 @@ impl Filesystem for EnvelopeFs {
         reply: ReplyEmpty,
     ) {
         self.handles.lock().remove(&fh.0);
+        idle::closed();
         reply.ok();
     }
 

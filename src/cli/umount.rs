@@ -1,0 +1,238 @@
+//! `envelopefs umount`: only envelopefs mounts, found by mount point or by
+//! cipher directory; says who keeps a busy mount busy, and what to do about
+//! a stale mount whose daemon has died.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+
+use super::mount::{mountpoint_of, mounts, open_lock, MountEntry};
+use super::Failure;
+use crate::error::exitcodes;
+use crate::sys;
+use crate::volume::VolumeConfig;
+
+#[derive(Args, Debug)]
+pub struct UmountArgs {
+    /// The mount point, or the cipher directory of a mounted volume.
+    pub path: PathBuf,
+    /// Detach now, even if busy or stale; the daemon exits once the last
+    /// process using the mount lets go (MNT_DETACH).
+    #[arg(long, short = 'l')]
+    pub lazy: bool,
+}
+
+fn fail(msg: String) -> Failure {
+    Failure {
+        code: exitcodes::MOUNT_POINT,
+        msg,
+    }
+}
+
+/// An envelopefs mount: type `fuse.envelopefs`, or type `fuse` (a root
+/// mount made without the subtype, or by an older daemon) whose source is a
+/// volume's cipher directory.
+fn is_envelopefs(m: &MountEntry) -> bool {
+    m.fstype == "fuse.envelopefs"
+        || (m.fstype == "fuse"
+            && m.source.starts_with('/')
+            && VolumeConfig::read_unverified(Path::new(&m.source)).is_ok())
+}
+
+/// The mount at `p` (the top one), by path: a stale mount point cannot be
+/// resolved (its stat fails with ENOTCONN), so it is matched as written.
+fn mount_at(p: &Path) -> (Option<MountEntry>, Option<std::io::Error>) {
+    let (path, err) = match p.canonicalize() {
+        Ok(c) => (c, None),
+        Err(e) => (std::path::absolute(p).unwrap_or(p.to_path_buf()), Some(e)),
+    };
+    let path: PathBuf = path.components().collect();
+    (mounts().into_iter().rev().find(|m| m.point == path), err)
+}
+
+/// The envelopefs mount `p` names, as mount point or as cipher directory.
+fn find(p: &Path) -> Result<(MountEntry, bool), Failure> {
+    let (at, err) = mount_at(p);
+    let stale = err
+        .as_ref()
+        .is_some_and(|e| e.raw_os_error() == Some(libc::ENOTCONN));
+    if let Some(m) = at.as_ref().filter(|m| is_envelopefs(m)) {
+        return Ok((m.clone(), stale));
+    }
+    if let Some(mp) = mountpoint_of(p) {
+        if let (Some(m), _) = mount_at(&mp) {
+            if is_envelopefs(&m) {
+                return Ok((m, false));
+            }
+        }
+    }
+    match (at, err) {
+        (Some(m), _) => Err(fail(format!(
+            "{} is a {} mount, not an envelopefs mount; left alone (use umount(8) for it)",
+            p.display(),
+            m.fstype
+        ))),
+        (None, Some(e)) => Err(fail(format!("{}: {e}", p.display()))),
+        (None, None) => Err(fail(format!(
+            "{} is not mounted (neither an envelopefs mount point nor the cipher directory of a mounted volume)",
+            p.display()
+        ))),
+    }
+}
+
+/// Unmount `point`; an unprivileged owner goes through fusermount3.
+pub(super) fn unmount(point: &Path, lazy: bool) -> std::io::Result<()> {
+    match sys::umount(point, lazy) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            let flag = if lazy { "-uz" } else { "-u" };
+            let ok = ["fusermount3", "fusermount"].iter().any(|b| {
+                std::process::Command::new(b)
+                    .arg(flag)
+                    .arg(point)
+                    .stdin(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+        r => r,
+    }
+}
+
+/// The daemon of the mount at `point` has died: its root answers ENOTCONN.
+/// Asked only after an unmount failed, and bounded: a stat of a live mount
+/// is a request to its daemon, which may hang.
+fn is_stale(point: &Path) -> bool {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = point.to_path_buf();
+    let spawned = std::thread::Builder::new().spawn(move || {
+        let _ = tx.send(std::fs::metadata(p).err().and_then(|e| e.raw_os_error()));
+    });
+    spawned.is_ok() && rx.recv_timeout(Duration::from_secs(2)) == Ok(Some(libc::ENOTCONN))
+}
+
+/// Processes whose working directory, root or an open file lies under
+/// `point`: "pid 123 (bash)".
+fn holders(point: &Path) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for p in procs.flatten() {
+        let pid = p.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let dir = p.path();
+        let under = |l: &Path| std::fs::read_link(l).is_ok_and(|t| t.starts_with(point));
+        let what = if under(&dir.join("cwd")) {
+            Some("working directory")
+        } else if under(&dir.join("root")) {
+            Some("root directory")
+        } else {
+            std::fs::read_dir(dir.join("fd"))
+                .ok()
+                .and_then(|fds| fds.flatten().find(|f| under(&f.path())))
+                .map(|_| "open file")
+        };
+        if let Some(what) = what {
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            found.push(format!("pid {pid} ({}, {what})", comm.trim()));
+        }
+    }
+    found
+}
+
+pub fn umount(a: &UmountArgs) -> Result<(), Failure> {
+    let (m, stale) = find(&a.path)?;
+    let shown = m.point.display();
+    if let Err(e) = unmount(&m.point, a.lazy) {
+        let stale = stale || is_stale(&m.point) || e.raw_os_error() == Some(libc::ENOTCONN);
+        return Err(fail(failure_text(&m.point, &e, &holders(&m.point), stale)));
+    }
+    if stale {
+        eprintln!("envelopefs: {shown}: removed the stale mount of a daemon that had died");
+        return Ok(());
+    }
+    wait_for_daemon(&m, a.lazy);
+    Ok(())
+}
+
+/// What a failed unmount tells the user: who keeps it busy, and that
+/// `--lazy` detaches a busy mount or clears a stale one.
+fn failure_text(point: &Path, e: &std::io::Error, busy: &[String], stale: bool) -> String {
+    let shown = point.display();
+    let lazy = format!("`envelopefs umount --lazy {shown}`");
+    match (stale, busy.is_empty()) {
+        (true, false) => format!(
+            "{shown} is a stale mount (its daemon has died) still in use by {}; {lazy} clears it",
+            busy.join(", ")
+        ),
+        (true, true) => {
+            format!("{shown} is a stale mount (its daemon has died): umount: {e}; {lazy} clears it")
+        }
+        (false, false) if e.raw_os_error() == Some(libc::EBUSY) => format!(
+            "{shown} is busy: in use by {}; stop them, or {lazy} detaches it now (the daemon exits once they let go)",
+            busy.join(", ")
+        ),
+        _ => format!("umount {shown}: {e}"),
+    }
+}
+
+/// Wait (bounded) for the daemon to let go of the volume lock, so that a
+/// mount right after this one does not find it held.
+fn wait_for_daemon(m: &MountEntry, lazy: bool) {
+    let deadline = Instant::now() + Duration::from_secs(if lazy { 2 } else { 10 });
+    while Instant::now() < deadline {
+        match open_lock(Path::new(&m.source), false) {
+            Ok(f) if sys::flock_nb(f.as_fd(), true).is_ok() => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if lazy {
+        eprintln!(
+            "envelopefs: {} is detached; its daemon exits once the last process using it lets go",
+            m.point.display()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(fstype: &str, source: &str) -> MountEntry {
+        MountEntry {
+            point: PathBuf::from("/mnt"),
+            source: source.to_owned(),
+            fstype: fstype.to_owned(),
+            dev: "0:99".into(),
+            fuse: fstype.starts_with("fuse"),
+        }
+    }
+
+    #[test]
+    fn envelopefs_mounts_by_type_or_by_a_volume_source() {
+        let tv = crate::volume::testutil::volume(Default::default());
+        let vol = tv.vol.root().display().to_string();
+        let other = tempfile::tempdir().unwrap();
+        let other = other.path().display().to_string();
+        assert!(is_envelopefs(&entry("fuse.envelopefs", "anything")));
+        // A root mount without the subtype, or one by an older daemon.
+        assert!(is_envelopefs(&entry("fuse", &vol)));
+        assert!(!is_envelopefs(&entry("fuse", &other)));
+        assert!(!is_envelopefs(&entry("fuse.sshfs", &vol)));
+        assert!(!is_envelopefs(&entry("tmpfs", &vol)));
+        assert!(!is_envelopefs(&entry("fuse", "user@host:/srv")));
+    }
+}

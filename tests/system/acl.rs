@@ -486,6 +486,22 @@ fn rename_whiteout_leaves_a_whiteout() {
         let m = env.mount(&c, "m", &[]);
         assert!(is_whiteout(&m.p("a")));
         m.unmount();
+        // A whiteout is no device: fsck does not warn of it, and a snapshot
+        // keeps it (without it, a deleted lower file of an overlay comes back).
+        let fsck = env.run_ok(&["fsck", c.to_str().unwrap()]);
+        assert!(!fsck.contains("device node"), "{fsck}");
+        let snap = env.path("snap");
+        env.run_ok(&[
+            "snapshot",
+            "create",
+            c.to_str().unwrap(),
+            snap.to_str().unwrap(),
+        ]);
+        let m = env.mount(&snap, "s", &[]);
+        for n in ["a", "w", long.as_str()] {
+            assert!(is_whiteout(&m.p(n)), "{n}: the snapshot lost a whiteout");
+        }
+        m.unmount();
     });
 }
 

@@ -7,6 +7,7 @@
 use std::ffi::OsStr;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use fuser::{Errno, FileType, INodeNo};
@@ -16,6 +17,53 @@ use super::xattr_names::{self, Namespace};
 use super::{acl, content_err, io, killpriv, EnvelopeFs, Node, Res};
 use crate::sys;
 use crate::volume::USER_XATTR_PREFIX;
+
+/// The kernel asks for this one before every write (FUSE clears SB_NOSEC),
+/// and the daemon for a directory's default ACL at every create in it, so
+/// their absence is remembered per node.
+const FCAPS: &[u8] = b"security.capability";
+
+fn absence_of<'a>(node: &'a Node, name: &[u8]) -> Option<&'a KnownAbsent> {
+    if name == FCAPS {
+        Some(&node.no_fcaps)
+    } else if name == acl::DEFAULT {
+        Some(&node.no_default_acl)
+    } else {
+        None
+    }
+}
+
+/// An xattr known to be absent from a node, until the daemon next sets or
+/// removes it: an even count is "unknown", odd "absent". A read that found
+/// nothing marks it absent only if no change came in between (the count it
+/// started from is still there); a change moves the count on after its
+/// backing write, so a read racing it can never leave "absent" behind.
+#[derive(Default)]
+pub struct KnownAbsent(AtomicU64);
+
+impl KnownAbsent {
+    fn is_absent(&self) -> bool {
+        self.0.load(Ordering::Acquire) & 1 == 1
+    }
+
+    fn before_read(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn found_none(&self, seen: u64) {
+        if seen & 1 == 0 {
+            let _ = self
+                .0
+                .compare_exchange(seen, seen | 1, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    fn changed(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some((s | 1) + 1));
+    }
+}
 
 /// Only directories and regular files carry xattrs: the backing ones are
 /// `user.*`, which Linux allows on nothing else.
@@ -55,6 +103,21 @@ impl EnvelopeFs {
 
     /// The authenticated value of `name` on `node`; ENODATA if it has none.
     pub(super) fn read_xattr(&self, node: &Node, name: &[u8]) -> Res<Vec<u8>> {
+        let Some(absence) = absence_of(node, name) else {
+            return self.read_stored(node, name);
+        };
+        if absence.is_absent() {
+            return Err(Errno::NO_XATTR);
+        }
+        let seen = absence.before_read();
+        let r = self.read_stored(node, name);
+        if r == Err(Errno::NO_XATTR) {
+            absence.found_none(seen);
+        }
+        r
+    }
+
+    fn read_stored(&self, node: &Node, name: &[u8]) -> Res<Vec<u8>> {
         if !carries_xattrs(node) {
             return Err(Errno::NO_XATTR);
         }
@@ -98,7 +161,11 @@ impl EnvelopeFs {
         let bname = self.vol.xattr_backing_name(name);
         let fc = self.xattr_crypto(node, true)?;
         let blob = self.vol.encrypt_xattr(fc.as_deref(), name, value);
-        sys::setxattr_fd(node.fd().map_err(io)?.as_fd(), &bname, &blob, flags).map_err(io)
+        let r = sys::setxattr_fd(node.fd().map_err(io)?.as_fd(), &bname, &blob, flags);
+        if let Some(absence) = absence_of(node, name) {
+            absence.changed();
+        }
+        r.map_err(io)
     }
 
     pub(super) fn delete_xattr(&self, node: &Node, name: &[u8]) -> Res<()> {
@@ -106,7 +173,11 @@ impl EnvelopeFs {
             return Err(Errno::NO_XATTR);
         }
         let bname = self.vol.xattr_backing_name(name);
-        sys::removexattr_fd(node.fd().map_err(io)?.as_fd(), &bname).map_err(io)
+        let r = sys::removexattr_fd(node.fd().map_err(io)?.as_fd(), &bname);
+        if let Some(absence) = absence_of(node, name) {
+            absence.changed();
+        }
+        r.map_err(io)
     }
 
     pub(super) fn get_xattr(
@@ -221,5 +292,28 @@ impl EnvelopeFs {
             error!("{}: a stored ACL does not parse", node.backing_path());
             Errno::EIO
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KnownAbsent;
+
+    #[test]
+    fn a_change_during_a_read_leaves_it_unknown() {
+        let a = KnownAbsent::default();
+        let seen = a.before_read();
+        a.found_none(seen);
+        assert!(a.is_absent());
+        a.changed();
+        assert!(!a.is_absent());
+        // A read that began before a change cannot mark it absent after it.
+        let seen = a.before_read();
+        a.changed();
+        a.found_none(seen);
+        assert!(!a.is_absent());
+        let seen = a.before_read();
+        a.found_none(seen);
+        assert!(a.is_absent());
     }
 }

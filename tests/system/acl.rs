@@ -192,11 +192,16 @@ fn default_acl_is_inherited_as_by_ext4() {
         let c = env.init("c", &[]);
         let m = env.mount(&c, "m", &[]);
         // The umask does not apply under a default ACL, and applies without one.
-        let script = "mkdir d plain && chmod 0750 d && \
+        let script = "mkdir d plain && echo 0 > d/before && chmod 0750 d && \
              setfacl -d -m u::rwx,g::rx,o::-,u:nobody:rwx,g:daemon:rx,m::rwx d && \
              umask 077 && echo x > d/f && mkdir d/s && echo y > d/s/g && \
              (umask 027; mkdir -m 0777 d/wide; echo z > plain/u)";
-        let got = same_as_reference(&env, &m, script, "d d/f d/s d/s/g d/wide plain plain/u");
+        let got = same_as_reference(
+            &env,
+            &m,
+            script,
+            "d d/before d/f d/s d/s/g d/wide plain plain/u",
+        );
         assert!(
             got.contains(
                 "# file: d/f\n# owner: 0\n# group: 0\nuser::rw-\nuser:65534:rwx\t#effective:rw-"
@@ -412,6 +417,22 @@ fn trusted_and_security_xattrs_for_root_only() {
                 );
             }
         }
+        // File capabilities: seen after writes (which ask for them first),
+        // and dropped by the next write, as on ext4.
+        let g = m.p("g");
+        fs::write(&g, b"before").unwrap();
+        fs::write(&g, b"before again").unwrap();
+        let mut caps = 0x0200_0001u32.to_le_bytes().to_vec(); // revision 2, effective
+        for word in [1u32 << 13, 0, 0, 0] {
+            caps.extend_from_slice(&word.to_le_bytes()); // cap_net_raw permitted
+        }
+        xattr_set(&g, "security.capability", &caps);
+        assert_eq!(
+            xattr_get(&g, "security.capability").as_deref(),
+            Some(&caps[..])
+        );
+        fs::write(&g, b"after").unwrap();
+        assert_eq!(xattr_get(&g, "security.capability"), None);
         m.unmount();
         let m = env.mount(&c, "m", &[]);
         assert_eq!(

@@ -592,11 +592,13 @@ fn overlayfs_upper_and_work_inside_the_mount() {
             ("opaque/old1", "o1\n"),
             ("opaque/old2", "o2\n"),
             ("sub/move", "lower move\n"),
+            ("ldir/x", "lower x\n"),
         ] {
             let p = lower.join(p);
             fs::create_dir_all(p.parent().unwrap()).unwrap();
             fs::write(p, data).unwrap();
         }
+        std::os::unix::fs::symlink("keep", lower.join("link")).unwrap();
         let c = env.init("c", &[]);
         let m = env.mount(&c, "m", &[]);
         fs::create_dir(m.p("upper")).unwrap();
@@ -608,12 +610,26 @@ fn overlayfs_upper_and_work_inside_the_mount() {
             &merged,
             "echo OVERLAY-COPYUP-SECRET >> modify && rm delete && \
              rm -r opaque && mkdir opaque && echo OVERLAY-NEW-SECRET > opaque/new && \
-             mv sub/move moved && echo made > made && mv made made2",
+             mv sub/move moved && echo made > made && mv made made2 && \
+             mv link link2 && mkdir -p tree/deep && echo t > tree/deep/t && mv tree tree2 && \
+             mv ldir ldir2",
         );
         let check = |merged: &Path| {
             assert_eq!(
                 names_in(merged),
-                ["keep", "made2", "modify", "moved", "opaque", "sub"]
+                ["keep", "ldir2", "link2", "made2", "modify", "moved", "opaque", "sub", "tree2"]
+            );
+            assert_eq!(
+                fs::read_to_string(merged.join("ldir2/x")).unwrap(),
+                "lower x\n"
+            );
+            assert_eq!(
+                fs::read_link(merged.join("link2")).unwrap(),
+                Path::new("keep")
+            );
+            assert_eq!(
+                fs::read_to_string(merged.join("tree2/deep/t")).unwrap(),
+                "t\n"
             );
             assert_eq!(
                 fs::read_to_string(merged.join("modify")).unwrap(),
@@ -660,6 +676,11 @@ fn overlayfs_upper_and_work_inside_the_mount() {
         let o = Overlay::mount(&lower, &m.p("upper"), &m.p("work"), &merged);
         check(&merged);
         drop(o);
-        m.unmount();
+        // Nothing failed authentication or went wrong on the way.
+        let log = m.unmount();
+        assert!(
+            !log.contains("ERROR") && !log.contains("envelopefs::fs"),
+            "{log}"
+        );
     });
 }

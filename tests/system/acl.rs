@@ -684,3 +684,33 @@ fn overlayfs_upper_and_work_inside_the_mount() {
         );
     });
 }
+
+/// `cp -a` (as `rsync -A` or a backup tool) carries ACLs into the mount and
+/// out of it unchanged.
+#[test]
+fn cp_a_keeps_acls_in_and_out() {
+    if !need_root("cp_a_keeps_acls_in_and_out") || !have_acl_tools("cp_a_keeps_acls_in_and_out") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let src = env.path("src");
+        fs::create_dir(&src).unwrap();
+        sh_ok(
+            &src,
+            "mkdir -p d/e && echo a > d/a && echo b > d/e/b && chmod 0750 d/e && \
+             setfacl -R -m u:nobody:rX,g:daemon:r d && setfacl -d -m u:nobody:rwx d/e",
+        );
+        let want = sh_ok(&src, "getfacl -R -n d");
+        assert!(want.contains("default:user:65534:rwx"), "{want}");
+        let c = env.init("c", &[]);
+        let m = env.mount(&c, "m", &[]);
+        sh_ok(&m.mnt, &format!("cp -a {}/d .", src.display()));
+        assert_eq!(sh_ok(&m.mnt, "getfacl -R -n d"), want);
+        let back = env.path("back");
+        fs::create_dir(&back).unwrap();
+        sh_ok(&back, &format!("cp -a {}/d .", m.mnt.display()));
+        assert_eq!(sh_ok(&back, "getfacl -R -n d"), want);
+        m.unmount();
+    });
+}

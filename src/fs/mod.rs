@@ -26,14 +26,13 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 use log::{error, warn};
-
-use acl_mode::NewKind;
 use parking_lot::Mutex;
 
 use crate::crypto::names::{BackingName, DirContext, DIRIV_NAME};
 use crate::error::ContentError;
 use crate::sys;
 use crate::volume::Volume;
+use acl_mode::NewKind;
 use nodes::{Node, NodeTable};
 
 const TTL: Duration = Duration::from_secs(10);
@@ -713,15 +712,15 @@ impl Filesystem for EnvelopeFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
         park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
-            fs.mknod(&req, parent, &name, mode, _umask, rdev, reply));
+            fs.mknod(&req, parent, &name, mode, umask, rdev, reply));
         reply_entry(
             reply,
-            self.do_create_node(req, parent, name, (mode, _umask), rdev),
+            self.do_create_node(req, parent, name, (mode, umask), rdev),
         );
     }
 
@@ -731,16 +730,16 @@ impl Filesystem for EnvelopeFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
-            fs.mkdir(&req, parent, &name, mode, _umask, reply));
+            fs.mkdir(&req, parent, &name, mode, umask, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
             let b = self.backing_name(&dir, name)?;
-            let inh = self.inherit(&dir, mode, _umask, NewKind::Dir)?;
+            let inh = self.inherit(&dir, mode, umask, NewKind::Dir)?;
             self.with_side(&dir, &b, || {
                 sys::mkdirat(dir.fd().map_err(io)?.as_fd(), &b.name, inh.mode & 0o7777).map_err(io)
             })?;
@@ -1236,17 +1235,17 @@ impl Filesystem for EnvelopeFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
         park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
-            fs.create(&req, parent, &name, mode, _umask, flags, reply));
+            fs.create(&req, parent, &name, mode, umask, flags, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
             let b = self.backing_name(&dir, name)?;
-            let inh = self.inherit(&dir, mode, _umask, NewKind::File)?;
+            let inh = self.inherit(&dir, mode, umask, NewKind::File)?;
             let (node, attr, fd) = self.with_side(&dir, &b, || {
                 self.do_create_file(req, &dir, &b.name, inh.mode)
             })?;

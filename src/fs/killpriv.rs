@@ -21,6 +21,8 @@ use crate::sys;
 
 /// CAP_FSETID (linux/capability.h).
 const CAP_FSETID: u32 = 4;
+/// CAP_SYS_ADMIN (linux/capability.h): what trusted.* xattrs need.
+const CAP_SYS_ADMIN: u32 = 21;
 
 /// Who made a change, from the request header.
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +47,7 @@ struct Creds {
     fsgid: u32,
     groups: Vec<u32>,
     fsetid: bool,
+    sys_admin: bool,
 }
 
 impl Creds {
@@ -63,12 +66,14 @@ impl Creds {
                 fsgid: c.gid,
                 groups: Vec::new(),
                 fsetid: c.uid == 0,
+                sys_admin: c.uid == 0,
             });
         // Capabilities count only in the daemon's user namespace: ext4 asks
         // for CAP_FSETID over the inode's namespace, and root inside
         // `unshare -U` has a full CapEff line but no such power here.
-        if creds.fsetid && !same_user_namespace(c.pid) {
+        if (creds.fsetid || creds.sys_admin) && !same_user_namespace(c.pid) {
             creds.fsetid = false;
+            creds.sys_admin = false;
         }
         creds
     }
@@ -107,7 +112,22 @@ fn parse_status(s: &str, c: Caller) -> Option<Creds> {
         fsgid: c.gid,
         groups,
         fsetid: cap_eff & (1 << CAP_FSETID) != 0,
+        sys_admin: cap_eff & (1 << CAP_SYS_ADMIN) != 0,
     })
+}
+
+/// Whether `caller` may keep a file's setgid bit when it sets the file's
+/// access ACL (posix_acl_update_mode): in the file's group, or CAP_FSETID.
+pub fn may_keep_setgid(caller: Caller, file_gid: u32) -> bool {
+    let creds = Creds::of(caller);
+    creds.fsetid || creds.in_group(file_gid)
+}
+
+/// Whether `caller` holds CAP_SYS_ADMIN, which trusted.* xattrs need
+/// (fs/xattr.c: xattr_permission). The kernel checks it before a get or a
+/// set reaches the daemon; a listing is the daemon's to filter.
+pub fn has_sys_admin(caller: Caller) -> bool {
+    Creds::of(caller).sys_admin
 }
 
 /// The mode ext4 leaves after a change by `creds` to a regular file.
@@ -153,6 +173,7 @@ mod tests {
             fsgid: 65534,
             groups: groups.to_vec(),
             fsetid,
+            sys_admin: false,
         }
     }
 
@@ -181,6 +202,7 @@ mod tests {
         let c = parse_status(s, NOBODY).unwrap();
         assert_eq!(c.groups, vec![100, 200]);
         assert!(c.fsetid);
+        assert!(!c.sys_admin);
         let other = Caller {
             uid: 1000,
             ..NOBODY

@@ -1,17 +1,22 @@
 //! The FUSE frontend: translates kernel requests into node-table, name and
 //! volume calls. It never touches ciphertext layout itself.
 
+mod acl;
+mod acl_mode;
 pub mod idle;
 mod killpriv;
 pub mod nodes;
 mod park;
+mod whiteout;
+mod xattr_names;
+mod xattrs;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,7 +32,8 @@ use parking_lot::Mutex;
 use crate::crypto::names::{BackingName, DirContext, DIRIV_NAME};
 use crate::error::ContentError;
 use crate::sys;
-use crate::volume::{Volume, USER_XATTR_PREFIX};
+use crate::volume::Volume;
+use acl_mode::NewKind;
 use nodes::{Node, NodeTable};
 
 const TTL: Duration = Duration::from_secs(10);
@@ -75,6 +81,8 @@ pub struct FsState {
     next_fh: AtomicU64,
     opts: FsOptions,
     is_root_daemon: bool,
+    /// The kernel enforces POSIX ACLs and leaves the umask to us (acl_mode.rs).
+    acls: AtomicBool,
     /// Taken shared by every change, exclusively by a snapshot's hold.
     gate: park::Gate,
 }
@@ -177,6 +185,7 @@ impl EnvelopeFs {
             next_fh: AtomicU64::new(1),
             opts,
             is_root_daemon: sys::geteuid() == 0,
+            acls: AtomicBool::new(false),
             gate: park::Gate::new(),
         })))
     }
@@ -477,6 +486,7 @@ impl EnvelopeFs {
                 return Err(Errno::EOPNOTSUPP);
             }
             sys::fchmod_fd(node.fd().map_err(io)?.as_fd(), mode & 0o7777).map_err(io)?;
+            self.acl_after_chmod(node, mode)?;
         }
         if size.is_some() {
             // After the mode a truncate's SETATTR may carry: the kernel's,
@@ -495,7 +505,7 @@ impl EnvelopeFs {
         req: &Request,
         parent: INodeNo,
         name: &OsStr,
-        mode: u32,
+        (mode, umask): (u32, u32),
         rdev: u32,
     ) -> Res<(Arc<Node>, FileAttr)> {
         let _hold = self.writable()?;
@@ -503,13 +513,19 @@ impl EnvelopeFs {
         let b = self.backing_name(&dir, name)?;
         let fmt = mode & libc::S_IFMT;
         if fmt == libc::S_IFREG || fmt == 0 {
-            let (node, attr, _fd) =
-                self.with_side(&dir, &b, || self.do_create_file(req, &dir, &b.name, mode))?;
+            let inh = self.inherit(&dir, mode, umask, NewKind::File)?;
+            let (node, attr, _fd) = self.with_side(&dir, &b, || {
+                self.do_create_file(req, &dir, &b.name, inh.mode)
+            })?;
+            self.store_inherited(&node, &inh)?;
             return Ok((node, attr));
         }
-        if (fmt == libc::S_IFCHR || fmt == libc::S_IFBLK) && !self.is_root_daemon {
+        // A whiteout (0:0, what overlayfs makes) needs no privilege, as in the kernel.
+        let whiteout = fmt == libc::S_IFCHR && rdev == 0;
+        if (fmt == libc::S_IFCHR || fmt == libc::S_IFBLK) && !self.is_root_daemon && !whiteout {
             return Err(Errno::EPERM);
         }
+        let mode = self.inherit(&dir, mode, umask, NewKind::Special)?.mode;
         self.with_side(&dir, &b, || {
             sys::mknodat(dir.fd().map_err(io)?.as_fd(), &b.name, mode, rdev as u64).map_err(io)
         })?;
@@ -553,104 +569,6 @@ impl EnvelopeFs {
         let attr = self.node_attr(&node)?;
         Ok((node, attr, fd))
     }
-
-    /// Only the user namespace is stored (encrypted); others are not supported.
-    fn xattr_backing_name(&self, name: &OsStr) -> Res<Vec<u8>> {
-        let b = name.as_bytes();
-        match b.strip_prefix(b"user.") {
-            Some(rest) if !rest.is_empty() => Ok(self.vol.xattr_backing_name(b)),
-            Some(_) => Err(Errno::EINVAL),
-            None => Err(Errno::EOPNOTSUPP),
-        }
-    }
-
-    /// The crypto state a node's xattr values are sealed under (None: volume-derived).
-    fn xattr_crypto(
-        &self,
-        node: &Node,
-        create: bool,
-    ) -> Res<Option<Arc<crate::crypto::content::FileCrypto>>> {
-        match node.kind {
-            FileType::Directory => Ok(None),
-            FileType::RegularFile => {
-                let fd = self.content_fd(node, create)?;
-                if create {
-                    node.content
-                        .crypto(&self.vol, fd.as_fd())
-                        .map(Some)
-                        .map_err(content_err)
-                } else {
-                    node.content
-                        .crypto_if_any(&self.vol, fd.as_fd())
-                        .map_err(content_err)
-                }
-            }
-            _ => Err(Errno::EPERM),
-        }
-    }
-
-    fn get_xattr(&self, ino: INodeNo, name: &OsStr) -> Res<Vec<u8>> {
-        let node = self.node(ino)?;
-        let bname = match self.xattr_backing_name(name) {
-            Ok(b) => b,
-            Err(e) if e == Errno::EOPNOTSUPP => return Err(Errno::NO_XATTR),
-            Err(e) => return Err(e),
-        };
-        if !matches!(node.kind, FileType::Directory | FileType::RegularFile) {
-            return Err(Errno::NO_XATTR);
-        }
-        let blob = sys::getxattr_fd(node.fd().map_err(io)?.as_fd(), &bname).map_err(io)?;
-        let fc = self.xattr_crypto(&node, false)?;
-        if node.kind == FileType::RegularFile && fc.is_none() {
-            return Err(Errno::EIO);
-        }
-        match self.vol.decrypt_xattr(fc.as_deref(), &blob) {
-            Some((n, v)) if n == name.as_bytes() => Ok(v),
-            _ => {
-                // The backing names only: the plaintext name is a secret.
-                error!(
-                    "{}: xattr {} failed authentication",
-                    node.backing_path(),
-                    String::from_utf8_lossy(&bname)
-                );
-                Err(Errno::EIO)
-            }
-        }
-    }
-
-    fn list_xattrs(&self, ino: INodeNo) -> Res<Vec<u8>> {
-        let node = self.node(ino)?;
-        if !matches!(node.kind, FileType::Directory | FileType::RegularFile) {
-            return Ok(Vec::new());
-        }
-        let names: Vec<Vec<u8>> = sys::listxattr_fd(node.fd().map_err(io)?.as_fd())
-            .map_err(io)?
-            .into_iter()
-            .filter(|n| n.starts_with(USER_XATTR_PREFIX))
-            .collect();
-        let mut out = Vec::new();
-        if names.is_empty() {
-            return Ok(out);
-        }
-        let fc = self.xattr_crypto(&node, false)?;
-        for n in names {
-            let Ok(blob) = sys::getxattr_fd(node.fd().map_err(io)?.as_fd(), &n) else {
-                continue;
-            };
-            match self.vol.decrypt_xattr(fc.as_deref(), &blob) {
-                Some((name, _)) if self.vol.xattr_backing_name(&name) == n => {
-                    out.extend_from_slice(&name);
-                    out.push(0);
-                }
-                _ => warn!(
-                    "{}: xattr {} fails authentication; not listed",
-                    node.backing_path(),
-                    String::from_utf8_lossy(&n)
-                ),
-            }
-        }
-        Ok(out)
-    }
 }
 
 fn reply_entry(reply: ReplyEntry, r: Res<(Arc<Node>, FileAttr)>) {
@@ -683,6 +601,7 @@ impl Filesystem for EnvelopeFs {
         // Offered only when the kernel has FUSE over io_uring enabled; the
         // session uses it if the mount asked for ring entries.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_OVER_IO_URING);
+        self.enable_acls(config);
         Ok(())
     }
 
@@ -797,13 +716,16 @@ impl Filesystem for EnvelopeFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
         park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
-            fs.mknod(&req, parent, &name, mode, _umask, rdev, reply));
-        reply_entry(reply, self.do_create_node(req, parent, name, mode, rdev));
+            fs.mknod(&req, parent, &name, mode, umask, rdev, reply));
+        reply_entry(
+            reply,
+            self.do_create_node(req, parent, name, (mode, umask), rdev),
+        );
     }
 
     fn mkdir(
@@ -812,17 +734,18 @@ impl Filesystem for EnvelopeFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
-            fs.mkdir(&req, parent, &name, mode, _umask, reply));
+            fs.mkdir(&req, parent, &name, mode, umask, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
             let b = self.backing_name(&dir, name)?;
+            let inh = self.inherit(&dir, mode, umask, NewKind::Dir)?;
             self.with_side(&dir, &b, || {
-                sys::mkdirat(dir.fd().map_err(io)?.as_fd(), &b.name, mode & 0o7777).map_err(io)
+                sys::mkdirat(dir.fd().map_err(io)?.as_fd(), &b.name, inh.mode & 0o7777).map_err(io)
             })?;
             let fd = sys::openat(
                 dir.fd().map_err(io)?.as_fd(),
@@ -839,7 +762,9 @@ impl Filesystem for EnvelopeFs {
                 }
             }
             self.set_owner(req, &dir, fd.as_fd())?;
-            self.register(fd)
+            let (node, attr) = self.register(fd)?;
+            self.store_inherited(&node, &inh)?;
+            Ok((node, attr))
         })();
         reply_entry(reply, r);
     }
@@ -922,8 +847,13 @@ impl Filesystem for EnvelopeFs {
             let nd = self.dir_node(newparent)?;
             let on = self.backing_name(&od, name)?;
             let nn = self.backing_name(&nd, newname)?;
-            let allowed = RenameFlags::RENAME_NOREPLACE | RenameFlags::RENAME_EXCHANGE;
-            if !(flags - allowed).is_empty() {
+            let allowed = RenameFlags::RENAME_NOREPLACE
+                | RenameFlags::RENAME_EXCHANGE
+                | RenameFlags::RENAME_WHITEOUT;
+            let whiteout = flags.contains(RenameFlags::RENAME_WHITEOUT);
+            if !(flags - allowed).is_empty()
+                || (whiteout && flags.contains(RenameFlags::RENAME_EXCHANGE))
+            {
                 return Err(Errno::EINVAL);
             }
             if flags.contains(RenameFlags::RENAME_EXCHANGE) {
@@ -961,6 +891,8 @@ impl Filesystem for EnvelopeFs {
                 .map_err(io)
             });
             match r {
+                // A whiteout keeps the source's name, side file and all.
+                Ok(()) if whiteout => self.give_whiteout(req, &od, &on.name),
                 Ok(()) => {
                     if on.side_name() != nn.side_name() || od.id != nd.id {
                         self.remove_side(&od, &on);
@@ -1279,45 +1211,27 @@ impl Filesystem for EnvelopeFs {
         park_while_held!(self, reply, fs, req = req.clone(),
             name = name.to_owned(), value = value.to_vec() =>
             fs.setxattr(&req, ino, &name, &value, flags, _position, reply));
-        let r = (|| {
-            let _hold = self.writable()?;
-            let node = self.node(ino)?;
-            let bname = self.xattr_backing_name(name)?;
-            let fc = self.xattr_crypto(&node, true)?;
-            let blob = self
-                .vol
-                .encrypt_xattr(fc.as_deref(), name.as_bytes(), value);
-            sys::setxattr_fd(node.fd().map_err(io)?.as_fd(), &bname, &blob, flags).map_err(io)
-        })();
+        let r = self.set_xattr(killpriv::Caller::of(req), ino, name, value, flags);
         reply_empty(reply, r);
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        reply_xattr(reply, size, self.get_xattr(ino, name));
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let r = self.get_xattr(killpriv::Caller::of(req), ino, name);
+        reply_xattr(reply, size, r);
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        reply_xattr(reply, size, self.list_xattrs(ino));
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        reply_xattr(
+            reply,
+            size,
+            self.list_xattrs(killpriv::Caller::of(req), ino),
+        );
     }
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
             fs.removexattr(&req, ino, &name, reply));
-        let r = (|| {
-            let _hold = self.writable()?;
-            let node = self.node(ino)?;
-            let bname = self.xattr_backing_name(name).map_err(|e| {
-                if e == Errno::EOPNOTSUPP {
-                    Errno::NO_XATTR
-                } else {
-                    e
-                }
-            })?;
-            if !matches!(node.kind, FileType::Directory | FileType::RegularFile) {
-                return Err(Errno::NO_XATTR);
-            }
-            sys::removexattr_fd(node.fd().map_err(io)?.as_fd(), &bname).map_err(io)
-        })();
+        let r = self.remove_xattr(killpriv::Caller::of(req), ino, name);
         reply_empty(reply, r);
     }
 
@@ -1327,18 +1241,21 @@ impl Filesystem for EnvelopeFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
         park_while_held!(self, reply, fs, req = req.clone(), name = name.to_owned() =>
-            fs.create(&req, parent, &name, mode, _umask, flags, reply));
+            fs.create(&req, parent, &name, mode, umask, flags, reply));
         let r = (|| {
             let _hold = self.writable()?;
             let dir = self.dir_node(parent)?;
             let b = self.backing_name(&dir, name)?;
-            let (node, attr, fd) =
-                self.with_side(&dir, &b, || self.do_create_file(req, &dir, &b.name, mode))?;
+            let inh = self.inherit(&dir, mode, umask, NewKind::File)?;
+            let (node, attr, fd) = self.with_side(&dir, &b, || {
+                self.do_create_file(req, &dir, &b.name, inh.mode)
+            })?;
+            self.store_inherited(&node, &inh)?;
             if flags & libc::O_TRUNC != 0 {
                 node.content
                     .truncate(&self.vol, fd.as_fd(), 0)

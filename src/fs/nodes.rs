@@ -45,6 +45,9 @@ pub struct Node {
     pub content: FileContent,
     /// A directory's name IV, read once.
     pub diriv: std::sync::OnceLock<[u8; crate::crypto::names::DIRIV_LEN]>,
+    /// Known to have no `security.capability`, no default ACL (xattrs.rs).
+    pub no_fcaps: super::xattrs::KnownAbsent,
+    pub no_default_acl: super::xattrs::KnownAbsent,
 }
 
 impl Node {
@@ -142,6 +145,8 @@ impl NodeTable {
             lookups: AtomicU64::new(1),
             content: FileContent::new(),
             diriv: std::sync::OnceLock::new(),
+            no_fcaps: Default::default(),
+            no_default_acl: Default::default(),
         });
         let mut t = table.t.lock();
         t.by_inode.insert((st.st_dev, st.st_ino), ROOT_ID);
@@ -193,6 +198,8 @@ impl NodeTable {
             lookups: AtomicU64::new(1),
             content: FileContent::new(),
             diriv: std::sync::OnceLock::new(),
+            no_fcaps: Default::default(),
+            no_default_acl: Default::default(),
         });
         t.by_inode.insert(key, id);
         t.by_id.insert(id, node.clone());

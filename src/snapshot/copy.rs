@@ -328,8 +328,11 @@ impl<'a> Copier<'a> {
                         .map_err(|e| cerr(&path, e))?;
                 }
                 // Device nodes are inert behind a nodev mount, not in a
-                // snapshot on the host's filesystem: never re-created.
-                libc::S_IFCHR | libc::S_IFBLK => {
+                // snapshot on the host's filesystem: never re-created. A
+                // whiteout (0:0, overlayfs) is no device, and is copied.
+                libc::S_IFCHR | libc::S_IFBLK
+                    if st.st_rdev != 0 || st.st_mode & libc::S_IFMT == libc::S_IFBLK =>
+                {
                     self.skip(format!("{}: device node not copied", path.display()))
                 }
                 _ => {

@@ -70,7 +70,9 @@ impl Walker<'_> {
                 problem: what,
             })
         };
-        if kind == libc::S_IFCHR || kind == libc::S_IFBLK {
+        // A 0:0 character device is a whiteout (overlayfs), no device.
+        let whiteout = kind == libc::S_IFCHR && st.st_rdev == 0;
+        if (kind == libc::S_IFCHR || kind == libc::S_IFBLK) && !whiteout {
             warn(format!(
                 "{} device node {}:{} (opens that device through a --dev mount)",
                 if kind == libc::S_IFCHR {

@@ -1,0 +1,319 @@
+//! Extended attributes through the mount: every served name (xattr_names.rs)
+//! is stored as one backing xattr `user.e.<MAC of the name>` whose value is
+//! the name and value sealed together, under the file's data key for
+//! regular files and a volume-derived key for directories. A stored value is
+//! used only after it decrypts (which authenticates it) to the expected name.
+
+use std::ffi::OsStr;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use fuser::{Errno, FileType, INodeNo};
+use log::{error, warn};
+
+use super::xattr_names::{self, Namespace};
+use super::{acl, content_err, io, killpriv, EnvelopeFs, Node, Res};
+use crate::sys;
+use crate::volume::USER_XATTR_PREFIX;
+
+/// The kernel asks for this one before every write (FUSE clears SB_NOSEC),
+/// and the daemon for a directory's default ACL at every create in it, so
+/// their absence is remembered per node.
+const FCAPS: &[u8] = b"security.capability";
+
+fn absence_of<'a>(node: &'a Node, name: &[u8]) -> Option<&'a KnownAbsent> {
+    if name == FCAPS {
+        Some(&node.no_fcaps)
+    } else if name == acl::DEFAULT {
+        Some(&node.no_default_acl)
+    } else {
+        None
+    }
+}
+
+/// An xattr known to be absent from a node, until the daemon next sets or
+/// removes it: an even count is "unknown", odd "absent". A read that found
+/// nothing marks it absent only if no change came in between (the count it
+/// started from is still there); a change moves the count on after its
+/// backing write, so a read racing it can never leave "absent" behind.
+#[derive(Default)]
+pub struct KnownAbsent(AtomicU64);
+
+impl KnownAbsent {
+    fn is_absent(&self) -> bool {
+        self.0.load(Ordering::Acquire) & 1 == 1
+    }
+
+    fn before_read(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn found_none(&self, seen: u64) {
+        if seen & 1 == 0 {
+            let _ = self
+                .0
+                .compare_exchange(seen, seen | 1, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    fn changed(&self) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| Some((s | 1) + 1));
+    }
+}
+
+/// Only directories and regular files carry xattrs: the backing ones are
+/// `user.*`, which Linux allows on nothing else.
+fn carries_xattrs(node: &Node) -> bool {
+    matches!(node.kind, FileType::Directory | FileType::RegularFile)
+}
+
+impl EnvelopeFs {
+    fn namespace(&self, name: &[u8]) -> Res<Namespace> {
+        xattr_names::classify(name, self.acls_enabled())
+    }
+
+    /// The crypto state a node's xattr values are sealed under (None: volume-derived).
+    fn xattr_crypto(
+        &self,
+        node: &Node,
+        create: bool,
+    ) -> Res<Option<Arc<crate::crypto::content::FileCrypto>>> {
+        match node.kind {
+            FileType::Directory => Ok(None),
+            FileType::RegularFile => {
+                let fd = self.content_fd(node, create)?;
+                if create {
+                    node.content
+                        .crypto(&self.vol, fd.as_fd())
+                        .map(Some)
+                        .map_err(content_err)
+                } else {
+                    node.content
+                        .crypto_if_any(&self.vol, fd.as_fd())
+                        .map_err(content_err)
+                }
+            }
+            _ => Err(Errno::EPERM),
+        }
+    }
+
+    /// The authenticated value of `name` on `node`; ENODATA if it has none.
+    pub(super) fn read_xattr(&self, node: &Node, name: &[u8]) -> Res<Vec<u8>> {
+        let Some(absence) = absence_of(node, name) else {
+            return self.read_stored(node, name);
+        };
+        if absence.is_absent() {
+            return Err(Errno::NO_XATTR);
+        }
+        let seen = absence.before_read();
+        let r = self.read_stored(node, name);
+        if r == Err(Errno::NO_XATTR) {
+            absence.found_none(seen);
+        }
+        r
+    }
+
+    fn read_stored(&self, node: &Node, name: &[u8]) -> Res<Vec<u8>> {
+        if !carries_xattrs(node) {
+            return Err(Errno::NO_XATTR);
+        }
+        let bname = self.vol.xattr_backing_name(name);
+        let blob = sys::getxattr_fd(node.fd().map_err(io)?.as_fd(), &bname).map_err(io)?;
+        let fc = self.xattr_crypto(node, false)?;
+        if node.kind == FileType::RegularFile && fc.is_none() {
+            return Err(Errno::EIO);
+        }
+        match self.vol.decrypt_xattr(fc.as_deref(), &blob) {
+            Some((n, v)) if n == name => Ok(v),
+            _ => {
+                // The backing names only: the plaintext name is a secret.
+                error!(
+                    "{}: xattr {} failed authentication",
+                    node.backing_path(),
+                    String::from_utf8_lossy(&bname)
+                );
+                Err(Errno::EIO)
+            }
+        }
+    }
+
+    /// Like [`read_xattr`](Self::read_xattr), None for no such xattr.
+    pub(super) fn read_xattr_if_any(&self, node: &Node, name: &[u8]) -> Res<Option<Vec<u8>>> {
+        match self.read_xattr(node, name) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e == Errno::NO_XATTR => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Seal and store `name` = `value` on `node` (setxattr `flags`).
+    pub(super) fn write_xattr(
+        &self,
+        node: &Node,
+        name: &[u8],
+        value: &[u8],
+        flags: i32,
+    ) -> Res<()> {
+        let bname = self.vol.xattr_backing_name(name);
+        let fc = self.xattr_crypto(node, true)?;
+        let blob = self.vol.encrypt_xattr(fc.as_deref(), name, value);
+        let r = sys::setxattr_fd(node.fd().map_err(io)?.as_fd(), &bname, &blob, flags);
+        if let Some(absence) = absence_of(node, name) {
+            absence.changed();
+        }
+        r.map_err(io)
+    }
+
+    pub(super) fn delete_xattr(&self, node: &Node, name: &[u8]) -> Res<()> {
+        if !carries_xattrs(node) {
+            return Err(Errno::NO_XATTR);
+        }
+        let bname = self.vol.xattr_backing_name(name);
+        let r = sys::removexattr_fd(node.fd().map_err(io)?.as_fd(), &bname);
+        if let Some(absence) = absence_of(node, name) {
+            absence.changed();
+        }
+        r.map_err(io)
+    }
+
+    pub(super) fn get_xattr(
+        &self,
+        caller: killpriv::Caller,
+        ino: INodeNo,
+        name: &OsStr,
+    ) -> Res<Vec<u8>> {
+        let node = self.node(ino)?;
+        let ns = match self.namespace(name.as_bytes()) {
+            Ok(ns) => ns,
+            Err(e) if e == Errno::EOPNOTSUPP => return Err(Errno::NO_XATTR),
+            Err(e) => return Err(e),
+        };
+        if ns == Namespace::Trusted && !killpriv::has_sys_admin(caller) {
+            return Err(Errno::NO_XATTR);
+        }
+        self.read_xattr(&node, name.as_bytes())
+    }
+
+    pub(super) fn set_xattr(
+        &self,
+        caller: killpriv::Caller,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+    ) -> Res<()> {
+        let _hold = self.writable()?;
+        let node = self.node(ino)?;
+        let name = name.as_bytes();
+        match self.namespace(name)? {
+            Namespace::Trusted if !killpriv::has_sys_admin(caller) => Err(Errno::EPERM),
+            Namespace::AclAccess => self.set_access_acl(caller, &node, value),
+            Namespace::AclDefault => self.set_default_acl(&node, value, flags),
+            _ => self.write_xattr(&node, name, value, flags),
+        }
+    }
+
+    pub(super) fn remove_xattr(
+        &self,
+        caller: killpriv::Caller,
+        ino: INodeNo,
+        name: &OsStr,
+    ) -> Res<()> {
+        let _hold = self.writable()?;
+        let node = self.node(ino)?;
+        let ns = match self.namespace(name.as_bytes()) {
+            Ok(ns) => ns,
+            Err(e) if e == Errno::EOPNOTSUPP => return Err(Errno::NO_XATTR),
+            Err(e) => return Err(e),
+        };
+        if ns == Namespace::Trusted && !killpriv::has_sys_admin(caller) {
+            return Err(Errno::EPERM);
+        }
+        self.delete_xattr(&node, name.as_bytes())
+    }
+
+    /// The names of a node's xattrs, NUL-terminated; trusted.* only for a
+    /// caller with CAP_SYS_ADMIN (as ext4 lists them).
+    pub(super) fn list_xattrs(&self, caller: killpriv::Caller, ino: INodeNo) -> Res<Vec<u8>> {
+        let node = self.node(ino)?;
+        if !carries_xattrs(&node) {
+            return Ok(Vec::new());
+        }
+        let names: Vec<Vec<u8>> = sys::listxattr_fd(node.fd().map_err(io)?.as_fd())
+            .map_err(io)?
+            .into_iter()
+            .filter(|n| n.starts_with(USER_XATTR_PREFIX))
+            .collect();
+        let mut out = Vec::new();
+        if names.is_empty() {
+            return Ok(out);
+        }
+        let fc = self.xattr_crypto(&node, false)?;
+        let mut sys_admin = None;
+        for n in names {
+            let Ok(blob) = sys::getxattr_fd(node.fd().map_err(io)?.as_fd(), &n) else {
+                continue;
+            };
+            match self.vol.decrypt_xattr(fc.as_deref(), &blob) {
+                Some((name, _)) if self.vol.xattr_backing_name(&name) == n => {
+                    let shown = match self.namespace(&name) {
+                        Ok(Namespace::Trusted) => {
+                            *sys_admin.get_or_insert_with(|| killpriv::has_sys_admin(caller))
+                        }
+                        Ok(_) => true,
+                        Err(_) => false,
+                    };
+                    if shown {
+                        out.extend_from_slice(&name);
+                        out.push(0);
+                    }
+                }
+                _ => warn!(
+                    "{}: xattr {} fails authentication; not listed",
+                    node.backing_path(),
+                    String::from_utf8_lossy(&n)
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A stored ACL, authenticated and then parsed; EIO if it does not parse
+    /// (only a value the daemon validated can have been sealed).
+    pub(super) fn stored_acl(&self, node: &Node, name: &[u8]) -> Res<Option<acl::Acl>> {
+        let Some(v) = self.read_xattr_if_any(node, name)? else {
+            return Ok(None);
+        };
+        acl::Acl::parse(&v).map(Some).map_err(|_| {
+            error!("{}: a stored ACL does not parse", node.backing_path());
+            Errno::EIO
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KnownAbsent;
+
+    #[test]
+    fn a_change_during_a_read_leaves_it_unknown() {
+        let a = KnownAbsent::default();
+        let seen = a.before_read();
+        a.found_none(seen);
+        assert!(a.is_absent());
+        a.changed();
+        assert!(!a.is_absent());
+        // A read that began before a change cannot mark it absent after it.
+        let seen = a.before_read();
+        a.changed();
+        a.found_none(seen);
+        assert!(!a.is_absent());
+        let seen = a.before_read();
+        a.found_none(seen);
+        assert!(a.is_absent());
+    }
+}

@@ -11,4 +11,5 @@ mod acl;
 mod daemon;
 mod mount_helper;
 mod passphrase;
+mod readme;
 mod unprivileged;

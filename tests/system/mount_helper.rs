@@ -49,10 +49,13 @@ fn volume(env: &Env) -> (PathBuf, String) {
     let m = env.mount(&cipher, "setup", &[]);
     std::fs::write(m.p("hello.txt"), b"hello through the helper").unwrap();
     m.unmount();
+    // mount(8) runs its helper without our environment: the log file is
+    // named, or a root daemon would log to /var/log/envelopefs.
     let opts = format!(
-        "keystore={},passfile={}",
+        "keystore={},passfile={},log_file={}",
         env.path("ks").display(),
-        env.path("pass").display()
+        env.path("pass").display(),
+        env.path("daemon.log").display()
     );
     (cipher, opts)
 }

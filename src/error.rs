@@ -91,6 +91,9 @@ pub mod exitcodes {
     pub const HOLD_LOST: i32 = 33;
     /// Stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
     pub const INTERRUPTED: i32 = 130;
+    /// The reader of standard output went away (`| head`): 128 + SIGPIPE,
+    /// the status a tool killed by SIGPIPE has, without the noise.
+    pub const CLOSED_PIPE: i32 = 141;
     /// Stopped by SIGTERM: 128 + 15.
     pub const TERMINATED: i32 = 143;
 }

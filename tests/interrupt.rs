@@ -477,3 +477,35 @@ fn no_progress_bar_without_a_terminal() {
         "no bar on a pipe: {err:?}"
     );
 }
+
+/// A reader that went away (`envelopefs kms audit | head -1`) ends a command
+/// quietly: exit 141 (128 + SIGPIPE), nothing on stderr, no panic.
+#[test]
+fn a_closed_pipe_ends_every_printing_command_quietly() {
+    let env = Env::new();
+    let c = env.init("c", &[]);
+    let cs = c.to_str().unwrap();
+    let commands: [&[&str]; 6] = [
+        &["info", cs],
+        &["info", cs, "--output", "json"],
+        &["kms", "list-keys"],
+        &["kms", "list-aliases", "--output", "json"],
+        &["kms", "audit"],
+        &["fsck", cs],
+    ];
+    for args in commands {
+        let (rd, wr) = std::io::pipe().unwrap();
+        // The reader is gone before the command writes anything.
+        drop(rd);
+        let out = env
+            .cmd()
+            .args(args)
+            .stdout(wr)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
+        assert!(err.is_empty(), "{args:?} said: {err}");
+    }
+}

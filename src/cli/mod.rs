@@ -380,13 +380,25 @@ impl From<KmsError> for Failure {
     }
 }
 
+/// Prints a command's result on stdout. A reader that went away (`| head`)
+/// ends the command quietly; nothing else is left to say.
 pub fn print_result(out: Output, value: &serde_json::Value, text: &str) {
-    match out {
-        Output::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-        ),
-        Output::Text => println!("{text}"),
+    use std::io::Write;
+    let body = match out {
+        Output::Json => serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()),
+        Output::Text => text.to_owned(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let r = writeln!(stdout, "{body}").and_then(|()| stdout.flush());
+    match r {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            std::process::exit(exitcodes::CLOSED_PIPE)
+        }
+        Err(e) => {
+            eprintln!("envelopefs: cannot write the result: {e}");
+            std::process::exit(exitcodes::IO)
+        }
     }
 }
 

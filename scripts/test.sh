@@ -56,6 +56,7 @@ uring N
 stage cargo-test cargo test --release
 if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
   stage third-party scripts/third-party.sh --fsx-ops 20000
+  stage package scripts/test-package.sh
   if uring Y; then
     stage io-uring-mount-tests cargo test --release --test mount --test names --test crash --test hostile \
       --test stress --test fuzz_fuse --test snapshot --test system

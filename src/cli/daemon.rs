@@ -67,19 +67,25 @@ impl LogTarget {
                 .map_err(|e| fail(exitcodes::USAGE, format!("log file {}: {e}", p.display())))
         };
         if let Some(p) = &d.log_file {
-            return Ok(LogTarget::File(p.clone(), open(p)?));
+            // Absolute: the daemon works in `/`, and SIGHUP reopens by path.
+            let p = std::path::absolute(p)
+                .map_err(|e| fail(exitcodes::USAGE, format!("log file {}: {e}", p.display())))?;
+            let f = open(&p)?;
+            return Ok(LogTarget::File(p, f));
         }
         if foreground {
             return Ok(LogTarget::Stderr);
         }
         let Err(e) = logging::syslog_listens(&d.syslog_socket) else {
-            return Ok(LogTarget::Syslog(d.syslog_socket.clone()));
+            let socket =
+                std::path::absolute(&d.syslog_socket).unwrap_or_else(|_| d.syslog_socket.clone());
+            return Ok(LogTarget::Syslog(socket));
         };
         let place = fallback_log_path(mountpoint).ok_or_else(|| {
             fail(
                 exitcodes::USAGE,
                 format!(
-                    "no syslog socket at {} ({e}), and no HOME for a log file: give --log-file",
+                    "no syslog socket at {} ({e}), and no home directory for a log file: give --log-file",
                     d.syslog_socket.display()
                 ),
             )
@@ -114,19 +120,16 @@ impl LogTarget {
 
 /// The log file a background daemon falls back to without a syslog socket:
 /// `$XDG_STATE_HOME/envelopefs/` if set, else `/var/log/envelopefs/` for
-/// root and `~/.local/state/envelopefs/` for other users; the file is named
+/// root and `~/.local/state/envelopefs/` (the home in the password
+/// database) for other users; the file is named
 /// after the mount point as `systemd-escape --path` names it.
 pub fn fallback_log_path(mountpoint: &Path) -> Option<PathBuf> {
     let dir = match std::env::var_os("XDG_STATE_HOME").map(PathBuf::from) {
         Some(x) if x.is_absolute() => x,
         _ if sys::geteuid() == 0 => PathBuf::from("/var/log"),
-        _ => {
-            let home = PathBuf::from(std::env::var_os("HOME")?);
-            if !home.is_absolute() {
-                return None;
-            }
-            home.join(".local/state")
-        }
+        // The user's own home, from the password database: a mount helper
+        // run for a `user` fstab line has HOME set to root's.
+        _ => sys::home_of(sys::geteuid())?.join(".local/state"),
     };
     Some(
         dir.join("envelopefs")

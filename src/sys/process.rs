@@ -19,6 +19,25 @@ pub fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The home directory the password database gives `uid` (not `$HOME`,
+/// which a mount helper may have set to root's).
+pub fn home_of(uid: u32) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid value to be filled in.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: pw, buf and out are valid for the call; buf's length is passed.
+    let r = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut out) };
+    if r != 0 || out.is_null() || pw.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_dir points at a NUL-terminated string inside buf.
+    let dir = unsafe { std::ffi::CStr::from_ptr(pw.pw_dir) };
+    let p = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(dir.to_bytes()));
+    p.is_absolute().then_some(p)
+}
+
 pub fn umount(path: &std::path::Path, lazy: bool) -> io::Result<()> {
     let c = cstr(path.as_os_str())?;
     let flags = if lazy { libc::MNT_DETACH } else { 0 };
@@ -122,4 +141,16 @@ pub fn set_dumpable(dumpable: bool) -> io::Result<()> {
     let v = libc::c_ulong::from(dumpable);
     // SAFETY: prctl with integer arguments only.
     check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, v, 0, 0, 0) }).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn home_comes_from_the_password_database() {
+        assert_eq!(
+            super::home_of(0).as_deref(),
+            Some(std::path::Path::new("/root"))
+        );
+        assert_eq!(super::home_of(4_000_000_000), None);
+    }
 }

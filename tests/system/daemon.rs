@@ -351,8 +351,11 @@ fn sighup_reopens_the_log_file_and_keeps_the_mount() {
     std::fs::create_dir(&mnt).unwrap();
     let log = env.path("d.log");
     let mut cmd = env.cmd();
+    // Named relative to where mount ran: the daemon works in `/`, and the
+    // reopen must find the same file.
     cmd.args(["mount", cipher.to_str().unwrap(), mnt.to_str().unwrap()])
-        .args(["--log-file", log.to_str().unwrap()])
+        .args(["--log-file", "d.log"])
+        .current_dir(env.dir.path())
         .env("RUST_LOG", "info");
     let out = output(cmd);
     assert!(

@@ -100,9 +100,76 @@ fn from_stdin() -> Result<Zeroizing<String>, KmsError> {
     passphrase_of(&read_capped(std::io::stdin().lock(), 256, what)?, what)
 }
 
+/// How long the output of an `--extpass` program may stay open after the
+/// program exited: something it started in the background may hold it.
+const EXTPASS_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Everything a program's output yields, capped, read on a thread of its own
+/// into a buffer sized up front (no reallocation leaves copies behind).
+struct OutputReader {
+    buf: std::sync::Arc<std::sync::Mutex<Zeroizing<Vec<u8>>>>,
+    done: std::sync::mpsc::Receiver<std::io::Result<()>>,
+}
+
+impl OutputReader {
+    fn start(mut out: impl Read + Send + 'static) -> Self {
+        let cap = MAX_PASSPHRASE_BYTES as usize + 1;
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Zeroizing::new(Vec::with_capacity(
+            cap,
+        ))));
+        let (tx, done) = std::sync::mpsc::channel();
+        let shared = buf.clone();
+        std::thread::spawn(move || {
+            let mut chunk = Zeroizing::new([0u8; 4096]);
+            let r = loop {
+                match out.read(&mut chunk[..]) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        let Ok(mut b) = shared.lock() else {
+                            break Ok(());
+                        };
+                        let room = cap - b.len();
+                        b.extend_from_slice(&chunk[..n.min(room)]);
+                        if b.len() == cap {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => break Err(e),
+                }
+            };
+            let _ = tx.send(r);
+        });
+        OutputReader { buf, done }
+    }
+
+    /// What was read, once the output ended or `wait` passed.
+    fn finish(self, wait: std::time::Duration, what: &str) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        if let Ok(Err(e)) = self.done.recv_timeout(wait) {
+            return Err(KmsError::Passphrase(format!(
+                "cannot read the passphrase from {what}: {e}"
+            )));
+        }
+        let b = self
+            .buf
+            .lock()
+            .map_err(|_| KmsError::Passphrase(format!("cannot read the passphrase from {what}")))?;
+        if b.len() as u64 > MAX_PASSPHRASE_BYTES {
+            return Err(KmsError::Passphrase(format!(
+                "{what} gave more than {MAX_PASSPHRASE_BYTES} bytes: not a passphrase"
+            )));
+        }
+        let mut raw = Zeroizing::new(Vec::with_capacity(b.len()));
+        raw.extend_from_slice(&b);
+        Ok(raw)
+    }
+}
+
 /// Runs the program without a shell; its standard output is the passphrase,
 /// its standard error and the terminal stay the user's (an askpass dialog or
-/// `systemd-ask-password` prompts there).
+/// `systemd-ask-password` prompts there). The passphrase is what it wrote by
+/// the time it exited: a background process it left holding its output
+/// (an agent) does not keep us waiting.
 fn from_program(argv: &[OsString]) -> Result<Zeroizing<String>, KmsError> {
     let Some((prog, args)) = argv.split_first() else {
         return Err(KmsError::Passphrase("--extpass names no program".into()));
@@ -115,17 +182,18 @@ fn from_program(argv: &[OsString]) -> Result<Zeroizing<String>, KmsError> {
         .stderr(Stdio::inherit())
         .spawn()
         .map_err(|e| KmsError::Passphrase(format!("cannot run {what}: {e}")))?;
-    let out = match child.stdout.take() {
-        Some(stdout) => read_capped(stdout, 256, &what),
-        None => Err(KmsError::Passphrase(format!("no output from {what}"))),
-    };
-    if out.is_err() {
+    let Some(stdout) = child.stdout.take() else {
         let _ = child.kill();
-    }
+        let _ = child.wait();
+        return Err(KmsError::Passphrase(format!("no output from {what}")));
+    };
+    let reader = OutputReader::start(stdout);
+    // A program that goes on writing is stopped once the cap is reached (its
+    // output is closed then, so it ends on SIGPIPE).
     let status = child
         .wait()
         .map_err(|e| KmsError::Passphrase(format!("{what}: {e}")))?;
-    let raw = out?;
+    let raw = reader.finish(EXTPASS_DRAIN, &what)?;
     if !status.success() {
         return Err(KmsError::Passphrase(format!("{what} failed ({status})")));
     }

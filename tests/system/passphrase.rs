@@ -131,6 +131,22 @@ fn extpass_failures_are_one_line_errors() {
     let mut c = bare(&env);
     c.args(["kms", "list-aliases", "--extpass", "echo wrong"]);
     fails_with(&run(c), WRONG_PASSPHRASE_EXIT, "");
+    // A program that leaves a process behind holding its output (an agent)
+    // does not keep the command waiting: what it wrote before it exited is
+    // the passphrase.
+    let mut c = bare(&env);
+    c.args([
+        "kms",
+        "list-aliases",
+        "--extpass",
+        "sh",
+        "--extpass=-c",
+        "--extpass",
+    ])
+    .arg(format!("echo '{PASS}'; sleep 30 2>/dev/null &"));
+    let t0 = std::time::Instant::now();
+    lists_keys(&run(c));
+    assert!(t0.elapsed() < std::time::Duration::from_secs(20));
     // A program that never stops writing is cut off, not read into memory.
     let mut c = bare(&env);
     c.args(["kms", "list-aliases", "--extpass", "yes"]);

@@ -566,3 +566,46 @@ fn a_directory_named_like_a_partial_but_not_marked_as_ours_is_left_alone() {
         assert!(dst.join("envelopefs.conf").exists());
     });
 }
+
+/// The attack itself: in a 0777 non-sticky directory, nobody renames root's
+/// private tree to the name of a partial of root's next snapshot; root's
+/// `snapshot create` leaves it alone and succeeds.
+#[test]
+fn a_tree_renamed_into_a_partials_name_by_another_user_survives_snapshot_create() {
+    if !need_root("a_tree_renamed_into_a_partials_name_by_another_user_survives_snapshot_create") {
+        return;
+    }
+    bounded(300, || {
+        use std::os::unix::fs::PermissionsExt;
+        let env = Env::shared();
+        let c = env.init("c", &[]);
+        let shared = env.path("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+        let rootdata = shared.join("rootdata");
+        fs::create_dir(&rootdata).unwrap();
+        fs::set_permissions(&rootdata, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(rootdata.join("secret"), b"root's").unwrap();
+        let planted = shared.join(".vol.envelopefs-partial.0123456789abcdef");
+        let out = as_nobody(&format!("mv {} {}", rootdata.display(), planted.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dst = shared.join("vol");
+        let out = env.run(&[
+            "snapshot",
+            "create",
+            c.to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "snapshot create: {err}");
+        assert!(!err.contains("removed a partial"), "{err:?}");
+        assert_eq!(fs::read(planted.join("secret")).unwrap(), b"root's");
+        assert!(dst.join("envelopefs.conf").exists());
+    });
+}

@@ -275,6 +275,8 @@ fn a_partial_held_by_a_running_copy_or_not_a_directory_is_left_alone() {
         let stale = env.path(".vol.envelopefs-partial.stale");
         fs::create_dir_all(stale.join("sub")).unwrap();
         fs::write(stale.join("sub/data"), b"left over").unwrap();
+        // The marker every partial carries from before it has this name.
+        fs::write(stale.join("envelopefs.partial"), b"").unwrap();
         // A planted symlink (to a directory with data) and a plain file
         // named like partials: never followed, never removed.
         let victim = env.path("victim");
@@ -508,4 +510,102 @@ fn a_closed_pipe_ends_every_printing_command_quietly() {
         assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
         assert!(err.is_empty(), "{args:?} said: {err}");
     }
+}
+
+/// Only a partial this user's runs made (a directory owned by the effective
+/// uid holding the regular file `envelopefs.partial`, owned likewise) is
+/// removed: a directory someone else renamed into a partial's name (in a
+/// world-writable directory anyone can rename another user's tree there), or
+/// one marked by a file of another owner, is left alone, and the copy goes on.
+#[test]
+fn a_directory_named_like_a_partial_but_not_marked_as_ours_is_left_alone() {
+    bounded(300, || {
+        let env = Env::new();
+        let dst = env.path("vol");
+        // Root's data, renamed into a partial's name (as nobody could in a
+        // 0777 non-sticky directory): no marker.
+        let unmarked = env.path(".vol.envelopefs-partial.0123456789abcdef");
+        fs::create_dir_all(unmarked.join("sub")).unwrap();
+        fs::write(unmarked.join("sub/rootdata"), b"precious").unwrap();
+        // Marked, but the marker belongs to someone else.
+        let foreign = env.path(".vol.envelopefs-partial.fedcba9876543210");
+        fs::create_dir(&foreign).unwrap();
+        fs::write(foreign.join("data"), b"also precious").unwrap();
+        fs::write(foreign.join("envelopefs.partial"), b"").unwrap();
+        std::os::unix::fs::lchown(foreign.join("envelopefs.partial"), Some(NOBODY), None).unwrap();
+        // Marked by a symlink to a file of ours: not a regular file.
+        let linked = env.path(".vol.envelopefs-partial.1111111111111111");
+        fs::create_dir(&linked).unwrap();
+        fs::write(env.path("ours"), b"").unwrap();
+        std::os::unix::fs::symlink(env.path("ours"), linked.join("envelopefs.partial")).unwrap();
+
+        let small = env.path("small");
+        fs::create_dir(&small).unwrap();
+        fs::write(small.join("f"), b"x").unwrap();
+        let out = env.run(&["import", small.to_str().unwrap(), dst.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "import: {err}");
+        assert!(!err.contains("removed a partial"), "{err:?}");
+        assert_eq!(
+            fs::read(unmarked.join("sub/rootdata")).unwrap(),
+            b"precious"
+        );
+        assert_eq!(fs::read(foreign.join("data")).unwrap(), b"also precious");
+        assert!(linked.join("envelopefs.partial").symlink_metadata().is_ok());
+        for p in [&unmarked, &foreign, &linked] {
+            assert!(
+                err.lines().any(|l| l
+                    == format!(
+                        "envelopefs: left alone (named like a partial copy, but not one made by this user's runs): {}",
+                        p.display()
+                    )),
+                "names {}: {err:?}",
+                p.display()
+            );
+        }
+        assert!(dst.join("envelopefs.conf").exists());
+    });
+}
+
+/// The attack itself: in a 0777 non-sticky directory, nobody renames root's
+/// private tree to the name of a partial of root's next snapshot; root's
+/// `snapshot create` leaves it alone and succeeds.
+#[test]
+fn a_tree_renamed_into_a_partials_name_by_another_user_survives_snapshot_create() {
+    if !need_root("a_tree_renamed_into_a_partials_name_by_another_user_survives_snapshot_create") {
+        return;
+    }
+    bounded(300, || {
+        use std::os::unix::fs::PermissionsExt;
+        let env = Env::shared();
+        let c = env.init("c", &[]);
+        let shared = env.path("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+        let rootdata = shared.join("rootdata");
+        fs::create_dir(&rootdata).unwrap();
+        fs::set_permissions(&rootdata, fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(rootdata.join("secret"), b"root's").unwrap();
+        let planted = shared.join(".vol.envelopefs-partial.0123456789abcdef");
+        let out = as_nobody(&format!("mv {} {}", rootdata.display(), planted.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dst = shared.join("vol");
+        let out = env.run(&[
+            "snapshot",
+            "create",
+            c.to_str().unwrap(),
+            dst.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "snapshot create: {err}");
+        assert!(!err.contains("removed a partial"), "{err:?}");
+        assert_eq!(fs::read(planted.join("secret")).unwrap(), b"root's");
+        assert!(dst.join("envelopefs.conf").exists());
+    });
 }

@@ -83,7 +83,7 @@ fn build_then_move(
     let interrupt = Interrupt::catch()?;
     partial::remove_stale(dst);
     let part = Partial::create(dst)?;
-    let built = build(&part.path(), &interrupt).and_then(|s| interrupt.check().map(|()| s));
+    let built = build(&part.tree(), &interrupt).and_then(|s| interrupt.check().map(|()| s));
     let moved = built.and_then(|s| {
         part.finish().map(|()| s).map_err(|e| {
             CopyError::Refused(format!(

@@ -4,6 +4,15 @@
 //! renamed into place, so a later run can tell a partial left by a killed run
 //! (nobody holds it: removed) from one still being built (held: left alone).
 //! A PID in the name would not tell: the system reuses PIDs.
+//!
+//! A name proves nothing (in a world-writable directory anyone can rename
+//! another user's tree to it), so a partial is a directory holding the
+//! regular file `envelopefs.partial` (the marker) and the copy itself in
+//! `tree`, both made before the partial carries its name; a cleaner removes
+//! only a partial whose directory and marker belong to its effective uid.
+//! The copy sits one level down so that the marker never meets a volume's
+//! entries (`init` wants an empty directory; with plaintext names any name
+//! can be a user's entry) and never travels to the destination.
 
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
@@ -25,6 +34,12 @@ fn prefix(dst_name: &OsStr) -> Vec<u8> {
 /// While created and not yet locked, a partial carries this suffix, which
 /// cleaners skip: they never see an unlocked partial of a live run.
 const UNLOCKED_SUFFIX: &[u8] = b".new";
+
+/// The regular file in a partial that says this user's run made it.
+const MARKER: &str = "envelopefs.partial";
+
+/// The directory in a partial the copy is built in.
+const TREE: &str = "tree";
 
 /// The directory `dst` goes into, its path as the user named it, and the
 /// destination's name.
@@ -51,8 +66,36 @@ pub struct Partial {
     parent_path: PathBuf,
     name: OsString,
     dst_name: OsString,
-    /// The flock that says the partial is in use; released when dropped.
-    _lock: OwnedFd,
+    /// The partial itself, whose flock says it is in use (released when
+    /// dropped).
+    dir: OwnedFd,
+}
+
+/// Lock the new directory `unlocked` in `parent`, mark it, make its `tree`,
+/// and give it its partial's name `name`.
+fn lock_mark_and_name(
+    parent: &OwnedFd,
+    unlocked: &OsStr,
+    name: &OsStr,
+) -> std::io::Result<OwnedFd> {
+    let dir = sys::openat(
+        parent.as_fd(),
+        unlocked,
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+    )?;
+    sys::flock_nb(dir.as_fd(), true)?;
+    sys::create_new(dir.as_fd(), OsStr::new(MARKER), libc::O_WRONLY, 0o600)?;
+    sys::mkdirat(dir.as_fd(), OsStr::new(TREE), 0o700)?;
+    // The lock follows the directory to its matched name.
+    sys::renameat2(
+        parent.as_fd(),
+        unlocked,
+        parent.as_fd(),
+        name,
+        libc::RENAME_NOREPLACE,
+    )?;
+    Ok(dir)
 }
 
 impl Partial {
@@ -67,54 +110,46 @@ impl Partial {
         let unlocked = OsString::from_vec(unlocked);
         let io = |e| CopyError::Volume(VolumeError::io(&parent_path.join(&unlocked), e));
         sys::mkdirat(parent.as_fd(), &unlocked, 0o700).map_err(io)?;
-        let locked = sys::openat(
-            parent.as_fd(),
-            &unlocked,
-            libc::O_RDONLY | libc::O_DIRECTORY,
-            0,
-        )
-        .and_then(|fd| sys::flock_nb(fd.as_fd(), true).map(|()| fd))
-        .and_then(|fd| {
-            // The lock follows the directory to its matched name.
-            sys::renameat2(
-                parent.as_fd(),
-                &unlocked,
-                parent.as_fd(),
-                &name,
-                libc::RENAME_NOREPLACE,
-            )
-            .map(|()| fd)
-        });
-        match locked {
-            Ok(lock) => Ok(Partial {
+        match lock_mark_and_name(&parent, &unlocked, &name) {
+            Ok(dir) => Ok(Partial {
                 parent,
                 parent_path,
                 name,
                 dst_name,
-                _lock: lock,
+                dir,
             }),
             Err(e) => {
-                let _ = sys::unlinkat(parent.as_fd(), &unlocked, true);
+                let _ = remove_tree(&parent, &unlocked);
                 Err(io(e))
             }
         }
     }
 
-    /// Where the copy is built.
+    /// The partial (what is removed if the copy fails).
     pub fn path(&self) -> PathBuf {
         self.parent_path.join(&self.name)
     }
 
+    /// Where the copy is built.
+    pub fn tree(&self) -> PathBuf {
+        self.path().join(TREE)
+    }
+
     /// Move the finished copy to its destination (never over an existing
-    /// entry), still locked; on failure the partial is still there.
+    /// entry), still locked; on failure the partial is still there. The
+    /// emptied partial is then removed (if that fails, it stays marked and
+    /// unlocked: the next run removes it).
     pub fn finish(&self) -> std::io::Result<()> {
         sys::renameat2(
-            self.parent.as_fd(),
-            &self.name,
+            self.dir.as_fd(),
+            OsStr::new(TREE),
             self.parent.as_fd(),
             &self.dst_name,
             libc::RENAME_NOREPLACE,
-        )
+        )?;
+        let _ = sys::unlinkat(self.dir.as_fd(), OsStr::new(MARKER), false)
+            .and_then(|()| sys::unlinkat(self.parent.as_fd(), &self.name, true));
+        Ok(())
     }
 
     /// Remove the partial (still locked while it goes).
@@ -131,11 +166,25 @@ fn remove_tree(parent: &OwnedFd, name: &OsStr) -> std::io::Result<()> {
     std::fs::remove_dir_all(dir.join(name))
 }
 
+/// Whether the directory `dir` is a partial this user's runs made: owned by
+/// the effective uid and holding the marker, a regular file owned likewise
+/// (looked at without following a symlink).
+fn is_ours(dir: &OwnedFd) -> bool {
+    let euid = sys::geteuid();
+    let owned = |st: &libc::stat, kind| st.st_mode & libc::S_IFMT == kind && st.st_uid == euid;
+    let dir_ok = sys::fstat(dir.as_fd()).is_ok_and(|st| owned(&st, libc::S_IFDIR));
+    dir_ok
+        && sys::openat(dir.as_fd(), OsStr::new(MARKER), libc::O_PATH, 0)
+            .and_then(|m| sys::fstat(m.as_fd()))
+            .is_ok_and(|st| owned(&st, libc::S_IFREG))
+}
+
 /// Remove the partials of `dst` that no run holds (left by runs killed
 /// outright: SIGKILL, a second Ctrl-C, a crash), saying so on stderr. A
-/// symlink or file with a partial's name, a partial being built, and
-/// partials of other destinations are left alone. Best effort: a partial
-/// that cannot be removed is named on stderr and the copy goes on.
+/// symlink or file with a partial's name, a partial being built, partials
+/// of other destinations, and directories not marked as this user's
+/// partials (named on stderr) are left alone. Best effort: a partial that
+/// cannot be removed is named on stderr and the copy goes on.
 pub fn remove_stale(dst: &Path) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     // Unreadable parent: the copy's own creation reports it.
@@ -168,6 +217,13 @@ pub fn remove_stale(dst: &Path) -> Vec<PathBuf> {
             continue;
         }
         let path = parent_path.join(name);
+        if !is_ours(&fd) {
+            eprintln!(
+                "envelopefs: left alone (named like a partial copy, but not one made by this user's runs): {}",
+                path.display()
+            );
+            continue;
+        }
         match remove_tree(&parent, name) {
             Ok(()) => {
                 eprintln!(
@@ -194,7 +250,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dst = dir.path().join("vol");
         let p = Partial::create(&dst).unwrap();
-        std::fs::create_dir(p.path().join("sub")).unwrap();
+        std::fs::create_dir(p.tree().join("sub")).unwrap();
         let name = p.path().file_name().unwrap().to_string_lossy().into_owned();
         assert!(name.starts_with(".vol.envelopefs-partial."), "{name}");
         assert!(!name.ends_with(".new"));
@@ -213,8 +269,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dst = dir.path().join("vol");
         let p = Partial::create(&dst).unwrap();
+        std::fs::write(p.tree().join("f"), b"x").unwrap();
         p.finish().unwrap();
         assert!(dst.is_dir());
+        // The copy alone, without the marker; the emptied partial is gone.
+        let names: Vec<_> = std::fs::read_dir(&dst)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![OsString::from("f")]);
+        assert!(!p.path().exists());
         let q = Partial::create(&dst).unwrap();
         assert!(q.finish().is_err(), "the destination exists");
         let qp = q.path();

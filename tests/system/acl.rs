@@ -217,6 +217,67 @@ fn default_acl_is_inherited_as_by_ext4() {
     });
 }
 
+/// Fifos and device nodes cannot carry an ACL here (Linux allows no user.*
+/// xattr on them in the backing directory), so one made under a default ACL
+/// gets what the ACL would let each class do on ext4 and never more: the
+/// owner's and others' bits as there, and as group bits the owning group's
+/// effective rights (its entry under the mask), not the mask, which would
+/// give the owning group what only the named entries get. The named entries
+/// themselves are lost (they fall to others). Regular files are as on ext4.
+#[test]
+fn special_files_under_a_default_acl_get_no_more_than_ext4_allows() {
+    if !need_root("special_files_under_a_default_acl_get_no_more_than_ext4_allows")
+        || !have_acl_tools("special_files_under_a_default_acl_get_no_more_than_ext4_allows")
+    {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        let m = env.mount(&c, "m", &[]);
+        let script = "umask 022 && mkdir dd && chmod 0750 dd && \
+             setfacl -d -m u:nobody:rw dd && mkfifo dd/p && mknod dd/n c 1 3 && touch dd/f";
+        let reference = env.path("reference");
+        fs::create_dir_all(&reference).unwrap();
+        let modes = "stat -c '%n %a %F' dd/p dd/n dd/f";
+        let want = acl_state(&reference, script, "dd/p dd/n dd/f");
+        assert_eq!(
+            sh_ok(&reference, modes),
+            "dd/p 660 fifo\ndd/n 660 character special file\ndd/f 660 regular empty file\n"
+        );
+        assert!(
+            want.contains("# file: dd/p\n# owner: 0\n# group: 0\nuser::rw-\nuser:65534:rw-\ngroup::r-x\t#effective:r--\nmask::rw-\nother::---\n"),
+            "{want}"
+        );
+        sh_ok(&m.mnt, script);
+        // Owner rw, owning group r (its effective right above), others none.
+        assert_eq!(
+            sh_ok(&m.mnt, modes),
+            "dd/p 640 fifo\ndd/n 640 character special file\ndd/f 660 regular empty file\n"
+        );
+        let got = sh_ok(&m.mnt, "getfacl -n dd/p dd/n");
+        assert_eq!(
+            got,
+            "# file: dd/p\n# owner: 0\n# group: 0\nuser::rw-\ngroup::r--\nother::---\n\n\
+             # file: dd/n\n# owner: 0\n# group: 0\nuser::rw-\ngroup::r--\nother::---\n\n"
+        );
+        // The regular file inherits the ACL exactly as on ext4.
+        assert_eq!(
+            sh_ok(&m.mnt, "getfacl -n dd/f"),
+            sh_ok(&reference, "getfacl -n dd/f")
+        );
+        // Setting an ACL on one is refused, not silently dropped.
+        let out = sh(&m.mnt, "setfacl -m u:nobody:rw dd/p");
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Operation not supported"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        m.unmount();
+    });
+}
+
 #[test]
 fn chmod_sets_the_mask_and_the_mask_sets_the_mode() {
     if !need_root("chmod_sets_the_mask_and_the_mask_sets_the_mode")

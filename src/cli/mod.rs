@@ -192,6 +192,7 @@ struct Cli {
 enum Command {
     /// Create a volume in CIPHERDIR (settings are fixed at creation).
     Init {
+        /// The backing directory to create the volume in (missing or empty).
         cipherdir: PathBuf,
         /// Master key: key ID, key ARN, alias name or alias ARN (default alias/envelopefs/default).
         #[arg(long)]
@@ -200,13 +201,19 @@ enum Command {
         settings: Settings,
     },
     /// Print a volume's settings.
-    Info { cipherdir: PathBuf },
+    Info {
+        /// The volume's backing directory.
+        cipherdir: PathBuf,
+    },
     /// Mount CIPHERDIR at MOUNTPOINT; returns once the mount is ready. Also
     /// takes mount(8)'s `-o name[=value],...` (and is run by mount.fuse3 as
     /// `envelopefs CIPHERDIR MOUNTPOINT -o ...` for type fuse.envelopefs).
     Mount(mount::MountArgs),
     /// Re-wrap the volume key under its master key's current material (after a rotation).
-    Rewrap { cipherdir: PathBuf },
+    Rewrap {
+        /// The volume's backing directory.
+        cipherdir: PathBuf,
+    },
     /// Unmount an envelopefs mount, by mount point or cipher directory.
     Umount(umount::UmountArgs),
     /// Snapshots of volumes, and copies under other keys or settings.
@@ -214,8 +221,11 @@ enum Command {
     Snapshot(SnapshotCommand),
     /// Encrypt a plain directory tree into a new volume (without mounting).
     Import {
+        /// The plain directory tree to encrypt (left unchanged).
         plaindir: PathBuf,
+        /// The new volume's backing directory (must not exist).
         cipherdir: PathBuf,
+        /// Master key: key ID, key ARN, alias name or alias ARN (default alias/envelopefs/default).
         #[arg(long)]
         key: Option<String>,
         #[command(flatten)]
@@ -226,6 +236,7 @@ enum Command {
     },
     /// Verify a volume: config, names, headers, blocks, symlinks, xattrs.
     Fsck {
+        /// The volume's backing directory (mounted or not).
         cipherdir: PathBuf,
         /// Same as --output json.
         #[arg(long)]
@@ -240,7 +251,9 @@ enum Command {
 enum SnapshotCommand {
     /// A consistent copy of CIPHERDIR at SNAPDIR with the same keys (also while mounted).
     Create {
+        /// The volume's backing directory (mounted or not).
         cipherdir: PathBuf,
+        /// Where the snapshot goes (must not exist).
         snapdir: PathBuf,
         /// Print the summary as JSON (same as --output json).
         #[arg(long)]
@@ -248,10 +261,14 @@ enum SnapshotCommand {
     },
     /// A new volume at DST under KEY with SRC's content.
     Copy {
+        /// The source volume's backing directory (mounted or not).
         src: PathBuf,
+        /// The new volume's backing directory (must not exist).
         dst: PathBuf,
+        /// Master key of the copy: key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key: String,
+        /// rekey: data keys re-wrapped under KEY, blocks copied as they are; reencrypt: every block re-encrypted.
         #[arg(long, value_enum, default_value_t = crate::snapshot::Mode::Rekey)]
         mode: crate::snapshot::Mode,
         #[command(flatten)]
@@ -301,8 +318,10 @@ impl Settings {
 /// Settings of a copy: each defaults to the source's.
 #[derive(clap::Args, Debug, Clone)]
 struct OptSettings {
+    /// Plaintext block size of the copy in bytes (needs --mode reencrypt).
     #[arg(long)]
     block_size: Option<u32>,
+    /// Where each file's wrapped data key lives in the copy.
     #[arg(long, value_enum)]
     key_location: Option<KeyLocation>,
     /// Names in the clear in the copy.
@@ -311,6 +330,7 @@ struct OptSettings {
     /// Encrypted names in the copy (when the source has plain names).
     #[arg(long, conflicts_with = "plaintext_names")]
     encrypted_names: bool,
+    /// Encoded names longer than this become hashed names in the copy (64..255).
     #[arg(long)]
     long_name_max: Option<u32>,
 }
@@ -664,4 +684,10 @@ pub fn run() -> i32 {
             f.code
         }
     }
+}
+
+/// The command tree as clap sees it (for help checks, completions and man pages).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
 }

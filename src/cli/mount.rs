@@ -19,11 +19,14 @@ use crate::volume::{CacheOptions, Volume};
 
 #[derive(Args, Debug)]
 pub struct MountArgs {
+    /// The volume's backing directory (made by init).
     pub cipherdir: PathBuf,
+    /// The empty directory to show the plaintext at.
     pub mountpoint: PathBuf,
     /// Stay in the foreground (serve until unmounted).
     #[arg(long)]
     pub foreground: bool,
+    /// Mount read-only (mount(8) option `ro`).
     #[arg(long)]
     pub read_only: bool,
     /// Let other users in (implies default_permissions; files they create are theirs).

@@ -48,3 +48,36 @@ fn help_has_a_line_for_every_subcommand_and_argument() {
     }
     assert!(blank.is_empty(), "no help text: {blank:#?}");
 }
+
+#[test]
+fn version_lists_the_features_built_in() {
+    let env = Env::new();
+    let out = env.run(&["--version"]);
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty());
+    let v = String::from_utf8_lossy(&out.stdout);
+    let line = v.trim_end();
+    assert!(
+        line.starts_with(&format!(
+            "envelopefs {} (features: ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{line}"
+    );
+    assert_eq!(
+        line.contains("aws-kms"),
+        cfg!(feature = "aws-kms"),
+        "{line}"
+    );
+    assert_eq!(
+        line.contains("rustcrypto"),
+        cfg!(feature = "rustcrypto"),
+        "{line}"
+    );
+    let aead = if cfg!(feature = "rustcrypto") {
+        "AES-256-GCM: RustCrypto aes-gcm"
+    } else {
+        "AES-256-GCM: ring"
+    };
+    assert!(line.contains(aead), "{line}");
+}

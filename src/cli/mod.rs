@@ -175,10 +175,60 @@ impl Global {
     }
 }
 
+// The features built in, for `--version` (concat! takes only literals, so
+// each combination is its own macro).
+#[cfg(all(feature = "aws-kms", feature = "rustcrypto"))]
+macro_rules! built_features {
+    () => {
+        "aws-kms, rustcrypto"
+    };
+}
+#[cfg(all(feature = "aws-kms", not(feature = "rustcrypto")))]
+macro_rules! built_features {
+    () => {
+        "aws-kms"
+    };
+}
+#[cfg(all(not(feature = "aws-kms"), feature = "rustcrypto"))]
+macro_rules! built_features {
+    () => {
+        "rustcrypto"
+    };
+}
+#[cfg(not(any(feature = "aws-kms", feature = "rustcrypto")))]
+macro_rules! built_features {
+    () => {
+        "none"
+    };
+}
+#[cfg(feature = "rustcrypto")]
+macro_rules! aead_backend {
+    () => {
+        "RustCrypto aes-gcm"
+    };
+}
+#[cfg(not(feature = "rustcrypto"))]
+macro_rules! aead_backend {
+    () => {
+        "ring"
+    };
+}
+
+/// `envelopefs --version`: the version, the cargo features built in and
+/// who implements the ciphers.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (features: ",
+    built_features!(),
+    "; AES-256-GCM: ",
+    aead_backend!(),
+    "; AES-SIV, HKDF-SHA256, Argon2id: RustCrypto; HPKE X25519: hpke)"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "envelopefs",
-    version,
+    version = VERSION,
     about = "Encrypted FUSE filesystem with envelope encryption"
 )]
 struct Cli {

@@ -81,3 +81,110 @@ fn version_lists_the_features_built_in() {
     };
     assert!(line.contains(aead), "{line}");
 }
+
+/// The subcommands a man page is written for: all but clap's `help`.
+fn documented_commands() -> Vec<String> {
+    all_commands()
+        .into_iter()
+        .filter(|(_, c)| !c.is_hide_set())
+        .map(|(p, _)| p.replace(' ', "-"))
+        .collect()
+}
+
+#[test]
+fn bash_completion_completes_subcommands_and_flags() {
+    let env = Env::new();
+    let script = env.run_ok(&["completions", "bash"]);
+    assert!(script.contains("_envelopefs()"), "{script}");
+    std::fs::write(env.path("envelopefs.bash"), &script).unwrap();
+    // What bash does on `envelopefs km<TAB>` and `envelopefs kms describe-key --k<TAB>`.
+    let probe = format!(
+        "set -e; source {}; declare -F _envelopefs >/dev/null
+         COMP_WORDS=(envelopefs km); COMP_CWORD=1; _envelopefs envelopefs km envelopefs
+         echo \"1:${{COMPREPLY[*]}}\"
+         COMP_WORDS=(envelopefs kms describe-key --k); COMP_CWORD=3
+         _envelopefs envelopefs --k describe-key
+         echo \"2:${{COMPREPLY[*]}}\"",
+        env.path("envelopefs.bash").display()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["--norc", "-c", &probe])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("1:kms\n"), "{text}");
+    let flags = text.lines().find_map(|l| l.strip_prefix("2:")).unwrap();
+    assert!(flags.split_whitespace().any(|w| w == "--key-id"), "{text}");
+}
+
+#[test]
+fn zsh_and_fish_completions_name_the_subcommands() {
+    let env = Env::new();
+    for shell in ["zsh", "fish"] {
+        let script = env.run_ok(&["completions", shell]);
+        for name in [
+            "init",
+            "mount",
+            "umount",
+            "snapshot",
+            "kms",
+            "create-key",
+            "completions",
+        ] {
+            assert!(script.contains(name), "{shell} script lacks {name}");
+        }
+    }
+    let out = env.run(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn man_writes_a_page_for_every_subcommand() {
+    let env = Env::new();
+    let dir = env.path("man/man1");
+    env.run_ok(&["man", dir.to_str().unwrap()]);
+    let mut written: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    written.sort();
+    let mut expected: Vec<String> = documented_commands()
+        .iter()
+        .map(|p| format!("{p}.1"))
+        .collect();
+    expected.sort();
+    assert_eq!(written, expected);
+    assert!(written.contains(&"envelopefs-kms-create-key.1".to_owned()));
+    assert!(written.contains(&"envelopefs-snapshot-copy.1".to_owned()));
+    let page = std::fs::read_to_string(dir.join("envelopefs.1")).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH envelopefs 1"),
+        "{page}"
+    );
+    // A second run replaces the pages (a package build may run it twice).
+    env.run_ok(&["man", dir.to_str().unwrap()]);
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), expected.len());
+    let groff = std::process::Command::new("groff")
+        .args(["-man", "-Tascii", "-P", "-cbou"])
+        .arg(dir.join("envelopefs-kms-create-key.1"))
+        .output();
+    match groff {
+        Ok(out) => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{text}");
+            assert!(text.contains("envelopefs-kms-create-key"), "{text}");
+            assert!(text.contains("--description"), "{text}");
+            assert!(
+                text.contains("Create a symmetric customer managed key"),
+                "{text}"
+            );
+        }
+        Err(_) => eprintln!("SKIPPED: groff rendering: groff is not installed"),
+    }
+}

@@ -3,6 +3,7 @@
 //! program, a file, a systemd credential, the terminal or standard input.
 
 mod daemon;
+mod docs;
 mod idle;
 mod kms_cmd;
 mod logging;
@@ -295,6 +296,17 @@ enum Command {
     /// The key service (mirrors `aws kms`).
     #[command(subcommand)]
     Kms(kms_cmd::KmsCommand),
+    /// Print a shell completion script on stdout (e.g. > /usr/share/bash-completion/completions/envelopefs).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages to DIR: envelopefs.1 and one per subcommand (envelopefs-kms-create-key.1, ...).
+    Man {
+        /// The directory to write them to (made if missing; older pages replaced).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -568,6 +580,8 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Kms(c) => kms_cmd::run(g, c),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { dir } => docs::man(&dir),
         Command::Snapshot(SnapshotCommand::Create {
             cipherdir,
             snapdir,

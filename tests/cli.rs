@@ -188,3 +188,181 @@ fn man_writes_a_page_for_every_subcommand() {
         Err(_) => eprintln!("SKIPPED: groff rendering: groff is not installed"),
     }
 }
+
+/// Every object key at every depth, with where it was found.
+fn keys_of(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m {
+                out.push(format!("{at}.{k}"));
+                keys_of(x, &format!("{at}.{k}"), out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| keys_of(x, &format!("{at}[]"), out)),
+        _ => {}
+    }
+}
+
+fn is_pascal(key: &str) -> bool {
+    let mut c = key.chars();
+    c.next().is_some_and(|f| f.is_ascii_uppercase()) && c.all(|x| x.is_ascii_alphanumeric())
+}
+
+/// Runs a command with `--output json`; its stdout must be one JSON value.
+fn json_of(env: &Env, args: &[&str], code: i32) -> serde_json::Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    let out = env.run(&all);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "envelopefs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "envelopefs {args:?} printed no JSON ({e}): {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Unmounts (lazily) a mount made by `envelopefs mount` even if the test fails.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+}
+
+#[test]
+fn json_output_uses_pascal_case_keys_everywhere() {
+    if !need_root("json_output_uses_pascal_case_keys_everywhere") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+        let mut results: Vec<(String, serde_json::Value)> = Vec::new();
+        let mut run = |args: &[&str], code: i32| {
+            let v = json_of(&env, args, code);
+            results.push((args[..2].join(" "), v.clone()));
+            v
+        };
+        let (c, m) = (s(&env.path("c")), s(&env.path("m")));
+        run(&["init", &c], 0);
+        run(&["info", &c], 0);
+        std::fs::create_dir(&m).unwrap();
+        let _guard = Unmount(m.clone().into());
+        let mounted = run(&["mount", &c, &m], 0);
+        assert_eq!(mounted["MountPoint"], m.as_str(), "{mounted}");
+        assert_eq!(mounted["CipherDir"], c.as_str(), "{mounted}");
+        assert!(mounted["Pid"].as_u64().is_some_and(|p| p > 1), "{mounted}");
+        std::fs::write(format!("{m}/f"), pattern(1, 10000)).unwrap();
+        let snap = s(&env.path("snap"));
+        run(&["snapshot", "create", &c, &snap], 0);
+        let unmounted = run(&["umount", &m], 0);
+        assert_eq!(unmounted["MountPoint"], m.as_str(), "{unmounted}");
+        assert!(!is_mounted(std::path::Path::new(&m)));
+        run(&["rewrap", &c], 0);
+        let key = run(&["kms", "create-key", "--description", "d"], 0);
+        let key = key["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+        run(
+            &["snapshot", "copy", &c, &s(&env.path("copy")), "--key", &key],
+            0,
+        );
+        let plain = env.path("plain");
+        std::fs::create_dir_all(plain.join("d")).unwrap();
+        std::fs::write(plain.join("d/x"), "x").unwrap();
+        run(&["import", &s(&plain), &s(&env.path("imp"))], 0);
+        // A stray entry in the backing directory: fsck reports a problem.
+        std::fs::write(format!("{c}/stray-name"), "x").unwrap();
+        let r = run(&["fsck", &c], 30);
+        assert!(!r["Problems"].as_array().unwrap().is_empty(), "{r}");
+        run(&["kms", "describe-key", "--key-id", &key], 0);
+        run(&["kms", "list-keys"], 0);
+        env.run_ok(&[
+            "kms",
+            "create-alias",
+            "--alias-name",
+            "alias/a",
+            "--target-key-id",
+            &key,
+        ]);
+        run(&["kms", "list-aliases"], 0);
+        let dk = run(
+            &[
+                "kms",
+                "generate-data-key",
+                "--key-id",
+                &key,
+                "--encryption-context",
+                "a=b",
+            ],
+            0,
+        );
+        let blob = dk["CiphertextBlob"].as_str().unwrap().to_owned();
+        run(
+            &[
+                "kms",
+                "decrypt",
+                "--ciphertext-blob",
+                &blob,
+                "--encryption-context",
+                "a=b",
+            ],
+            0,
+        );
+        let enc = run(
+            &["kms", "encrypt", "--key-id", &key, "--plaintext", "aGk="],
+            0,
+        );
+        let blob = enc["CiphertextBlob"].as_str().unwrap().to_owned();
+        run(
+            &[
+                "kms",
+                "re-encrypt",
+                "--ciphertext-blob",
+                &blob,
+                "--destination-key-id",
+                "alias/a",
+            ],
+            0,
+        );
+        run(&["kms", "rotate-key-on-demand", "--key-id", &key], 0);
+        run(&["kms", "list-key-rotations", "--key-id", &key], 0);
+        run(&["kms", "get-key-rotation-status", "--key-id", &key], 0);
+        let ext = run(&["kms", "create-key", "--origin", "EXTERNAL"], 0);
+        let ext = ext["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+        run(&["kms", "get-parameters-for-import", "--key-id", &ext], 0);
+        run(
+            &[
+                "kms",
+                "schedule-key-deletion",
+                "--key-id",
+                &ext,
+                "--pending-window-in-days",
+                "7",
+            ],
+            0,
+        );
+        run(&["kms", "cancel-key-deletion", "--key-id", &ext], 0);
+        let mut bad = Vec::new();
+        for (cmd, v) in &results {
+            let mut keys = Vec::new();
+            keys_of(v, cmd, &mut keys);
+            assert!(!keys.is_empty(), "{cmd}: {v}");
+            bad.extend(
+                keys.into_iter()
+                    .filter(|k| !is_pascal(k.rsplit('.').next().unwrap())),
+            );
+        }
+        assert!(bad.is_empty(), "keys not in PascalCase: {bad:#?}");
+    });
+}

@@ -557,7 +557,7 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Mount(a) => mount::mount(g, a),
-        Command::Umount(a) => umount::umount(&a),
+        Command::Umount(a) => umount::umount(g.output, &a),
         Command::Rewrap { cipherdir } => {
             let ks = key_service_for_volume(g, &cipherdir)?;
             let (old, new) = Volume::rewrap(&cipherdir, &*ks)?;

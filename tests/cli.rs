@@ -366,3 +366,58 @@ fn json_output_uses_pascal_case_keys_everywhere() {
         assert!(bad.is_empty(), "keys not in PascalCase: {bad:#?}");
     });
 }
+
+#[test]
+fn kms_failures_name_the_aws_error_on_stderr_only() {
+    let env = Env::new();
+    env.run_ok(&["kms", "create-key"]);
+    let cases: &[(&[&str], i32, &str)] = &[
+        (
+            &[
+                "kms",
+                "describe-key",
+                "--key-id",
+                "1234abcd-12ab-34cd-56ef-1234567890ab",
+            ],
+            16,
+            "NotFoundException: ",
+        ),
+        (
+            &["kms", "describe-key", "--key-id", "alias/nope"],
+            16,
+            "NotFoundException: ",
+        ),
+        (
+            &["kms", "decrypt", "--ciphertext-blob", "AAAA"],
+            17,
+            "InvalidCiphertextException: ",
+        ),
+        (
+            &[
+                "kms",
+                "schedule-key-deletion",
+                "--key-id",
+                "alias/envelopefs/default",
+                "--pending-window-in-days",
+                "3",
+            ],
+            18,
+            "ValidationException: ",
+        ),
+    ];
+    for (args, code, name) in cases {
+        for output in ["text", "json"] {
+            let mut all = vec!["--output", output];
+            all.extend_from_slice(args);
+            let out = env.run(&all);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(*code), "{args:?}: {err}");
+            assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(
+                err.starts_with(&format!("envelopefs: {name}")),
+                "{args:?}: {err}"
+            );
+        }
+    }
+}

@@ -168,7 +168,15 @@ fn man_writes_a_page_for_every_subcommand() {
         "{page}"
     );
     // A second run replaces the pages (a package build may run it twice).
-    env.run_ok(&["man", dir.to_str().unwrap()]);
+    // From a directory holding `man`, `man/man1` is still the subcommand's
+    // argument, not the mount(8) form `envelopefs SOURCE MOUNTPOINT`.
+    let again = env
+        .cmd()
+        .current_dir(env.dir.path())
+        .args(["man", "man/man1"])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{again:?}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), expected.len());
     let groff = std::process::Command::new("groff")
         .args(["-man", "-Tascii", "-P", "-cbou"])

@@ -256,8 +256,9 @@ enum Command {
         /// The volume's backing directory.
         cipherdir: PathBuf,
     },
-    /// Mount CIPHERDIR at MOUNTPOINT; returns once the mount is ready. Also
-    /// takes mount(8)'s `-o name[=value],...` (and is run by mount.fuse3 as
+    /// Mount CIPHERDIR at MOUNTPOINT; returns once the mount is ready.
+    ///
+    /// Also takes mount(8)'s `-o name[=value],...` (and is run by mount.fuse3 as
     /// `envelopefs CIPHERDIR MOUNTPOINT -o ...` for type fuse.envelopefs).
     Mount(mount::MountArgs),
     /// Re-wrap the volume key under its master key's current material (after a rotation).
@@ -296,13 +297,18 @@ enum Command {
     /// The key service (mirrors `aws kms`).
     #[command(subcommand)]
     Kms(kms_cmd::KmsCommand),
-    /// Print a shell completion script on stdout (e.g. > /usr/share/bash-completion/completions/envelopefs).
+    /// Print a shell completion script on stdout.
+    ///
+    /// For example `envelopefs completions bash > /usr/share/bash-completion/completions/envelopefs`.
     Completions {
         /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Write the man pages to DIR: envelopefs.1 and one per subcommand (envelopefs-kms-create-key.1, ...).
+    /// Write the man pages into DIR.
+    ///
+    /// envelopefs.1 and one page per subcommand, nested ones named by their
+    /// path (envelopefs-kms-create-key.1).
     Man {
         /// The directory to write them to (made if missing; older pages replaced).
         dir: PathBuf,

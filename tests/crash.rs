@@ -73,13 +73,13 @@ fn kill9_keeps_every_fsynced_record() {
             String::from_utf8_lossy(&out.stderr)
         );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        for p in report["problems"].as_array().unwrap() {
-            let what = p["problem"].as_str().unwrap();
+        for p in report["Problems"].as_array().unwrap() {
+            let what = p["Problem"].as_str().unwrap();
             assert!(
                 what.contains("torn") || what.contains("block"),
                 "unexpected problem {p}"
             );
-            assert!(p["path"].as_str().unwrap().starts_with("/log"), "{p}");
+            assert!(p["Path"].as_str().unwrap().starts_with("/log"), "{p}");
         }
         for (i, s) in synced.iter().enumerate() {
             let s = s.load(Ordering::SeqCst);

@@ -242,7 +242,7 @@ fn fsck_finds_each_injected_fault() {
             .collect();
         m.unmount();
         let clean = json(&env, &["fsck", c.to_str().unwrap()]);
-        assert_eq!(clean["clean"], true, "{clean}");
+        assert_eq!(clean["Clean"], true, "{clean}");
         // Inject one fault of each kind.
         let mut v = fs::read(&bp["flip"]).unwrap();
         v[84 + 5000] ^= 1;
@@ -263,13 +263,13 @@ fn fsck_finds_each_injected_fault() {
         let out = env.run(&["fsck", c.to_str().unwrap(), "--json"]);
         assert_eq!(out.status.code(), Some(30));
         let r: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let problems = r["problems"].as_array().unwrap();
-        let find = |path: &str| problems.iter().any(|p| p["path"] == path);
+        let problems = r["Problems"].as_array().unwrap();
+        let find = |path: &str| problems.iter().any(|p| p["Path"] == path);
         assert!(find("/flip") && find("/swap1") && find("/nohdr"), "{r}");
         assert!(
             problems
                 .iter()
-                .any(|p| p["path"].is_null() && p["backing_path"] == nn.as_str()),
+                .any(|p| p["Path"].is_null() && p["BackingPath"] == nn.as_str()),
             "{r}"
         );
         assert!(!find("/fine") && !find("/swap2"));

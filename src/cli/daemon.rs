@@ -356,14 +356,14 @@ fn report_when_answering(mountpoint: &Path, pipe: Option<OwnedFd>, notify: Optio
 /// Fork into the background: the child detaches (new session, cwd `/`,
 /// stdio to /dev/null or the log file, inherited descriptors closed except
 /// `keep`), logs to `logs` and runs `serve`; the parent returns once the
-/// child reports the mount ready, or why it failed. Call it while
-/// single-threaded.
+/// child reports the mount ready (with the daemon's pid), or why it failed.
+/// Call it while single-threaded.
 pub fn daemonize(
     mountpoint: &Path,
     logs: LogTarget,
     keep: &[RawFd],
     serve: impl FnOnce(Ready) -> Result<(), Failure>,
-) -> Result<(), Failure> {
+) -> Result<u32, Failure> {
     let (rd, wr) = sys::daemon::pipe_cloexec()
         .map_err(|e| fail(exitcodes::OTHER, format!("pipe failed: {e}")))?;
     let threads = sys::daemon::thread_count();
@@ -389,9 +389,9 @@ pub fn daemonize(
             };
             std::process::exit(code);
         }
-        sys::daemon::Forked::Parent(_) => {
+        sys::daemon::Forked::Parent(pid) => {
             drop(wr);
-            wait_ready(rd, mountpoint)
+            wait_ready(rd, mountpoint).map(|()| pid)
         }
     }
 }

@@ -19,86 +19,123 @@ use crate::kms::{EncryptionContext, KeyService};
 pub enum KmsCommand {
     /// Create a symmetric customer managed key.
     CreateKey {
+        /// A description of the key (shown by describe-key and list-keys).
         #[arg(long, default_value = "")]
         description: String,
         /// AWS_KMS (material made here) or EXTERNAL (imported material).
         #[arg(long, default_value = "AWS_KMS")]
         origin: String,
     },
+    /// Show a key's metadata: state, origin, dates, material.
     DescribeKey {
+        /// Key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key_id: String,
     },
+    /// List the key IDs and ARNs in the store.
     ListKeys,
+    /// List the aliases in the store, with the keys they point to.
     ListAliases {
+        /// Only the aliases of this key (key ID or key ARN).
         #[arg(long)]
         key_id: Option<String>,
     },
+    /// Create an alias (alias/NAME) for a key.
     CreateAlias {
+        /// The new alias, starting with alias/.
         #[arg(long)]
         alias_name: String,
+        /// The key it names (key ID or key ARN).
         #[arg(long)]
         target_key_id: String,
     },
+    /// Point an existing alias at another key.
     UpdateAlias {
+        /// The alias to change, starting with alias/.
         #[arg(long)]
         alias_name: String,
+        /// The key it is to name (key ID or key ARN).
         #[arg(long)]
         target_key_id: String,
     },
+    /// Delete an alias (the key stays).
     DeleteAlias {
+        /// The alias to delete, starting with alias/.
         #[arg(long)]
         alias_name: String,
     },
+    /// Enable a disabled key, so it may be used again.
     EnableKey {
+        /// Key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key_id: String,
     },
+    /// Disable a key: volumes under it cannot be mounted until it is enabled.
     DisableKey {
+        /// Key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key_id: String,
     },
+    /// Schedule a key's deletion after a waiting period (7..30 days).
     ScheduleKeyDeletion {
+        /// Key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key_id: String,
+        /// Days until the key is deleted (7..30, default 30).
         #[arg(long)]
         pending_window_in_days: Option<u32>,
     },
+    /// Cancel a scheduled deletion (the key stays disabled).
     CancelKeyDeletion {
+        /// Key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key_id: String,
     },
+    /// Rotate a key's material automatically at a fixed period.
     EnableKeyRotation {
+        /// Key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key_id: String,
+        /// Days between rotations (90..2560, default 365).
         #[arg(long)]
         rotation_period_in_days: Option<u32>,
     },
+    /// Stop a key's automatic rotation.
     DisableKeyRotation {
+        /// Key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key_id: String,
     },
+    /// Show whether a key rotates automatically, and when next.
     GetKeyRotationStatus {
+        /// Key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key_id: String,
     },
+    /// Rotate a key's material now (older material still decrypts).
     RotateKeyOnDemand {
+        /// Key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key_id: String,
     },
+    /// List a key's past rotations.
     ListKeyRotations {
+        /// Key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key_id: String,
     },
     /// A wrapping public key (X25519, for HPKE) and a 24-hour import token.
     GetParametersForImport {
+        /// The EXTERNAL key to import material into (key ID or ARN).
         #[arg(long)]
         key_id: String,
+        /// How the material is to be wrapped (only this one is offered).
         #[arg(long, default_value = IMPORT_WRAPPING_ALGORITHM)]
         wrapping_algorithm: String,
     },
     /// Seal key material for import-key-material (a local helper; no aws counterpart).
     WrapKeyMaterial {
+        /// The EXTERNAL key the material is for (key ID or ARN).
         #[arg(long)]
         key_id: String,
         /// The PublicKey from get-parameters-for-import (base64).
@@ -108,9 +145,12 @@ pub enum KmsCommand {
         #[arg(long)]
         key_material_file: PathBuf,
     },
+    /// Import wrapped key material into an EXTERNAL key.
     ImportKeyMaterial {
+        /// The EXTERNAL key to import into (key ID or ARN).
         #[arg(long)]
         key_id: String,
+        /// The ImportToken from get-parameters-for-import (base64).
         #[arg(long)]
         import_token: String,
         /// Base64 output of wrap-key-material.
@@ -123,74 +163,97 @@ pub enum KmsCommand {
         #[arg(long)]
         valid_to: Option<u64>,
     },
+    /// Delete an EXTERNAL key's imported material (the key becomes unusable).
     DeleteImportedKeyMaterial {
+        /// The EXTERNAL key (key ID or ARN).
         #[arg(long)]
         key_id: String,
     },
     /// A data key and its wrapped blob.
     GenerateDataKey {
+        /// Key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key_id: String,
+        /// AES_256 or AES_128 (or give --number-of-bytes).
         #[arg(long, default_value = "AES_256")]
         key_spec: String,
+        /// Length of the data key in bytes, instead of --key-spec.
         #[arg(long)]
         number_of_bytes: Option<usize>,
         /// KEY=VALUE,... or a JSON object.
         #[arg(long)]
         encryption_context: Option<String>,
     },
+    /// Encrypt up to 4096 bytes under a key.
     Encrypt {
+        /// Key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key_id: String,
         /// Base64 plaintext.
         #[arg(long)]
         plaintext: String,
+        /// KEY=VALUE,... or a JSON object; decrypt must give the same.
         #[arg(long)]
         encryption_context: Option<String>,
     },
     /// Decrypt a base64 ciphertext blob.
     Decrypt {
+        /// The blob from encrypt or generate-data-key (base64).
         #[arg(long)]
         ciphertext_blob: String,
+        /// Fail unless the blob is under this key (key ID, ARN or alias).
         #[arg(long)]
         key_id: Option<String>,
+        /// The encryption context the blob was made with.
         #[arg(long)]
         encryption_context: Option<String>,
     },
+    /// Decrypt a blob and encrypt its plaintext under another key.
     ReEncrypt {
+        /// The blob from encrypt or generate-data-key (base64).
         #[arg(long)]
         ciphertext_blob: String,
+        /// The key to encrypt under (key ID, ARN or alias).
         #[arg(long)]
         destination_key_id: String,
+        /// The encryption context the blob was made with.
         #[arg(long)]
         source_encryption_context: Option<String>,
+        /// The encryption context of the new blob.
         #[arg(long)]
         destination_encryption_context: Option<String>,
     },
     /// Write the store, encrypted under a backup passphrase, to FILE.
     ExportBackup {
+        /// The backup file to write (must not exist).
         file: PathBuf,
+        /// Read the backup passphrase from this file (default: ask).
         #[arg(long, env = "ENVELOPEFS_BACKUP_PASSPHRASE_FILE")]
         backup_passphrase_file: Option<PathBuf>,
     },
     /// Create the store (which must not exist) from a backup FILE.
     ImportBackup {
+        /// The backup file written by export-backup.
         file: PathBuf,
+        /// Read the backup passphrase from this file (default: ask).
         #[arg(long, env = "ENVELOPEFS_BACKUP_PASSPHRASE_FILE")]
         backup_passphrase_file: Option<PathBuf>,
     },
     /// Re-seal the store under a new passphrase (keys unchanged).
     ChangePassphrase {
+        /// Read the new passphrase from this file (default: ask twice).
         #[arg(long)]
         new_passphrase_file: Option<PathBuf>,
     },
     /// Read the audit log.
     Audit {
+        /// Only events about this key (key ID or ARN).
         #[arg(long)]
         key_id: Option<String>,
         /// Seconds since the epoch.
         #[arg(long)]
         since: Option<u64>,
+        /// Only events of this operation (e.g. Decrypt, GenerateDataKey).
         #[arg(long)]
         operation: Option<String>,
     },

@@ -3,6 +3,7 @@
 //! program, a file, a systemd credential, the terminal or standard input.
 
 mod daemon;
+mod docs;
 mod idle;
 mod kms_cmd;
 mod logging;
@@ -175,10 +176,60 @@ impl Global {
     }
 }
 
+// The features built in, for `--version` (concat! takes only literals, so
+// each combination is its own macro).
+#[cfg(all(feature = "aws-kms", feature = "rustcrypto"))]
+macro_rules! built_features {
+    () => {
+        "aws-kms, rustcrypto"
+    };
+}
+#[cfg(all(feature = "aws-kms", not(feature = "rustcrypto")))]
+macro_rules! built_features {
+    () => {
+        "aws-kms"
+    };
+}
+#[cfg(all(not(feature = "aws-kms"), feature = "rustcrypto"))]
+macro_rules! built_features {
+    () => {
+        "rustcrypto"
+    };
+}
+#[cfg(not(any(feature = "aws-kms", feature = "rustcrypto")))]
+macro_rules! built_features {
+    () => {
+        "none"
+    };
+}
+#[cfg(feature = "rustcrypto")]
+macro_rules! aead_backend {
+    () => {
+        "RustCrypto aes-gcm"
+    };
+}
+#[cfg(not(feature = "rustcrypto"))]
+macro_rules! aead_backend {
+    () => {
+        "ring"
+    };
+}
+
+/// `envelopefs --version`: the version, the cargo features built in and
+/// who implements the ciphers.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (features: ",
+    built_features!(),
+    "; AES-256-GCM: ",
+    aead_backend!(),
+    "; AES-SIV, HKDF-SHA256, Argon2id: RustCrypto; HPKE X25519: hpke)"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "envelopefs",
-    version,
+    version = VERSION,
     about = "Encrypted FUSE filesystem with envelope encryption"
 )]
 struct Cli {
@@ -192,6 +243,7 @@ struct Cli {
 enum Command {
     /// Create a volume in CIPHERDIR (settings are fixed at creation).
     Init {
+        /// The backing directory to create the volume in (missing or empty).
         cipherdir: PathBuf,
         /// Master key: key ID, key ARN, alias name or alias ARN (default alias/envelopefs/default).
         #[arg(long)]
@@ -200,13 +252,20 @@ enum Command {
         settings: Settings,
     },
     /// Print a volume's settings.
-    Info { cipherdir: PathBuf },
-    /// Mount CIPHERDIR at MOUNTPOINT; returns once the mount is ready. Also
-    /// takes mount(8)'s `-o name[=value],...` (and is run by mount.fuse3 as
+    Info {
+        /// The volume's backing directory.
+        cipherdir: PathBuf,
+    },
+    /// Mount CIPHERDIR at MOUNTPOINT; returns once the mount is ready.
+    ///
+    /// Also takes mount(8)'s `-o name[=value],...` (and is run by mount.fuse3 as
     /// `envelopefs CIPHERDIR MOUNTPOINT -o ...` for type fuse.envelopefs).
     Mount(mount::MountArgs),
     /// Re-wrap the volume key under its master key's current material (after a rotation).
-    Rewrap { cipherdir: PathBuf },
+    Rewrap {
+        /// The volume's backing directory.
+        cipherdir: PathBuf,
+    },
     /// Unmount an envelopefs mount, by mount point or cipher directory.
     Umount(umount::UmountArgs),
     /// Snapshots of volumes, and copies under other keys or settings.
@@ -214,8 +273,11 @@ enum Command {
     Snapshot(SnapshotCommand),
     /// Encrypt a plain directory tree into a new volume (without mounting).
     Import {
+        /// The plain directory tree to encrypt (left unchanged).
         plaindir: PathBuf,
+        /// The new volume's backing directory (must not exist).
         cipherdir: PathBuf,
+        /// Master key: key ID, key ARN, alias name or alias ARN (default alias/envelopefs/default).
         #[arg(long)]
         key: Option<String>,
         #[command(flatten)]
@@ -226,6 +288,7 @@ enum Command {
     },
     /// Verify a volume: config, names, headers, blocks, symlinks, xattrs.
     Fsck {
+        /// The volume's backing directory (mounted or not).
         cipherdir: PathBuf,
         /// Same as --output json.
         #[arg(long)]
@@ -234,13 +297,31 @@ enum Command {
     /// The key service (mirrors `aws kms`).
     #[command(subcommand)]
     Kms(kms_cmd::KmsCommand),
+    /// Print a shell completion script on stdout.
+    ///
+    /// For example `envelopefs completions bash > /usr/share/bash-completion/completions/envelopefs`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages into DIR.
+    ///
+    /// envelopefs.1 and one page per subcommand, nested ones named by their
+    /// path (envelopefs-kms-create-key.1).
+    Man {
+        /// The directory to write them to (made if missing; older pages replaced).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum SnapshotCommand {
     /// A consistent copy of CIPHERDIR at SNAPDIR with the same keys (also while mounted).
     Create {
+        /// The volume's backing directory (mounted or not).
         cipherdir: PathBuf,
+        /// Where the snapshot goes (must not exist).
         snapdir: PathBuf,
         /// Print the summary as JSON (same as --output json).
         #[arg(long)]
@@ -248,10 +329,14 @@ enum SnapshotCommand {
     },
     /// A new volume at DST under KEY with SRC's content.
     Copy {
+        /// The source volume's backing directory (mounted or not).
         src: PathBuf,
+        /// The new volume's backing directory (must not exist).
         dst: PathBuf,
+        /// Master key of the copy: key ID, key ARN, alias name or alias ARN.
         #[arg(long)]
         key: String,
+        /// rekey: data keys re-wrapped under KEY, blocks copied as they are; reencrypt: every block re-encrypted.
         #[arg(long, value_enum, default_value_t = crate::snapshot::Mode::Rekey)]
         mode: crate::snapshot::Mode,
         #[command(flatten)]
@@ -301,8 +386,10 @@ impl Settings {
 /// Settings of a copy: each defaults to the source's.
 #[derive(clap::Args, Debug, Clone)]
 struct OptSettings {
+    /// Plaintext block size of the copy in bytes (needs --mode reencrypt).
     #[arg(long)]
     block_size: Option<u32>,
+    /// Where each file's wrapped data key lives in the copy.
     #[arg(long, value_enum)]
     key_location: Option<KeyLocation>,
     /// Names in the clear in the copy.
@@ -311,6 +398,7 @@ struct OptSettings {
     /// Encrypted names in the copy (when the source has plain names).
     #[arg(long, conflicts_with = "plaintext_names")]
     encrypted_names: bool,
+    /// Encoded names longer than this become hashed names in the copy (64..255).
     #[arg(long)]
     long_name_max: Option<u32>,
 }
@@ -475,7 +563,7 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Mount(a) => mount::mount(g, a),
-        Command::Umount(a) => umount::umount(&a),
+        Command::Umount(a) => umount::umount(g.output, &a),
         Command::Rewrap { cipherdir } => {
             let ks = key_service_for_volume(g, &cipherdir)?;
             let (old, new) = Volume::rewrap(&cipherdir, &*ks)?;
@@ -498,6 +586,8 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Kms(c) => kms_cmd::run(g, c),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { dir } => docs::man(&dir),
         Command::Snapshot(SnapshotCommand::Create {
             cipherdir,
             snapdir,
@@ -664,4 +754,10 @@ pub fn run() -> i32 {
             f.code
         }
     }
+}
+
+/// The command tree as clap sees it (for help checks, completions and man pages).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command()
 }

@@ -19,11 +19,14 @@ use crate::volume::{CacheOptions, Volume};
 
 #[derive(Args, Debug)]
 pub struct MountArgs {
+    /// The volume's backing directory (made by init).
     pub cipherdir: PathBuf,
+    /// The empty directory to show the plaintext at.
     pub mountpoint: PathBuf,
     /// Stay in the foreground (serve until unmounted).
     #[arg(long)]
     pub foreground: bool,
+    /// Mount read-only (mount(8) option `ro`).
     #[arg(long)]
     pub read_only: bool,
     /// Let other users in (implies default_permissions; files they create are theirs).
@@ -305,9 +308,23 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
         .and_then(|n| n.parse().ok())
         .into_iter()
         .collect();
-    daemon::daemonize(&mountpoint, logs, &keep, |ready| {
+    let pid = daemon::daemonize(&mountpoint, logs, &keep, |ready| {
         serve(vol, &a, &mountpoint, ready, lock)
-    })
+    })?;
+    // Text mode says nothing, as mount(8) does; JSON says what serves where.
+    if g.output == super::Output::Json {
+        super::print_result(
+            g.output,
+            &serde_json::json!({
+                "MountPoint": mountpoint.display().to_string(),
+                "CipherDir": cipherdir.display().to_string(),
+                "Pid": pid,
+                "ReadOnly": a.read_only,
+            }),
+            "",
+        );
+    }
+    Ok(())
 }
 
 fn serve(

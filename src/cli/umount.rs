@@ -151,7 +151,7 @@ fn holders(point: &Path) -> Vec<String> {
     found
 }
 
-pub fn umount(a: &UmountArgs) -> Result<(), Failure> {
+pub fn umount(out: super::Output, a: &UmountArgs) -> Result<(), Failure> {
     let (m, stale) = find(&a.path)?;
     let shown = m.point.display();
     if let Err(e) = unmount(&m.point, a.lazy) {
@@ -160,9 +160,22 @@ pub fn umount(a: &UmountArgs) -> Result<(), Failure> {
     }
     if stale {
         eprintln!("envelopefs: {shown}: removed the stale mount of a daemon that had died");
-        return Ok(());
+    } else {
+        wait_for_daemon(&m, a.lazy);
     }
-    wait_for_daemon(&m, a.lazy);
+    // Text mode says nothing, as umount(8) does.
+    if out == super::Output::Json {
+        super::print_result(
+            out,
+            &serde_json::json!({
+                "MountPoint": m.point.display().to_string(),
+                "CipherDir": m.source,
+                "Lazy": a.lazy,
+                "Stale": stale,
+            }),
+            "",
+        );
+    }
     Ok(())
 }
 

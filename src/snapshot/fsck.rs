@@ -11,7 +11,9 @@ use crate::kms::KeyService;
 use crate::sys;
 use crate::volume::{CacheOptions, FileContent, Volume, USER_XATTR_PREFIX};
 
+// PascalCase, as every JSON result of the command line.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
 pub struct Problem {
     /// The plaintext path, where known.
     pub path: Option<String>,
@@ -21,6 +23,7 @@ pub struct Problem {
 }
 
 #[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct Report {
     pub clean: bool,
     pub directories: u64,

@@ -35,6 +35,7 @@ pub enum Mode {
 }
 
 #[derive(Debug, Default, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct Stats {
     pub files: u64,
     pub entries: u64,

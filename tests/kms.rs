@@ -219,6 +219,6 @@ fn volumes_across_rotation_disable_rewrap_and_backup() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["encryption_context"]["envelopefs:volume-id"].is_string()));
+            .any(|e| e["encryptionContext"]["envelopefs:volume-id"].is_string()));
     });
 }

@@ -10,15 +10,29 @@ use super::EncryptionContext;
 
 pub const AUDIT_FILE: &str = "audit.log";
 
+/// One audit event. Field names are camelCase, as CloudTrail's events are
+/// (`eventTime`, `eventName`, `encryptionContext`); the snake_case names of
+/// older logs are still read.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
+    #[serde(rename = "eventTime", alias = "time")]
     pub time: u64,
+    #[serde(rename = "eventName", alias = "operation")]
     pub operation: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "key_arn")]
     pub key_arn: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "key_material_id"
+    )]
     pub key_material_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "encryption_context"
+    )]
     pub encryption_context: Option<EncryptionContext>,
     pub uid: u32,
     pub pid: u32,
@@ -75,4 +89,35 @@ pub fn read(store_dir: &Path, f: &AuditFilter) -> std::io::Result<Vec<AuditRecor
                     .is_none_or(|o| r.operation.eq_ignore_ascii_case(o))
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_camel_case_and_old_snake_case_lines_still_read() {
+        let old = r#"{"time":5,"operation":"Decrypt","key_arn":"k","encryption_context":{"a":"b"},"uid":0,"pid":1,"outcome":"ok"}"#;
+        let rec: AuditRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(rec.key_arn.as_deref(), Some("k"));
+        let new = serde_json::to_value(&rec).unwrap();
+        let keys: Vec<&str> = new
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        for k in [
+            "eventTime",
+            "eventName",
+            "keyArn",
+            "encryptionContext",
+            "uid",
+            "pid",
+            "outcome",
+        ] {
+            assert!(keys.contains(&k), "{k} not in {keys:?}");
+        }
+        assert!(keys.iter().all(|k| !k.contains('_')), "{keys:?}");
+    }
 }

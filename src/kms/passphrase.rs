@@ -245,6 +245,10 @@ impl PassphraseSource {
             Origin::Credential(p) => from_file(&p),
             Origin::Stdin => from_stdin(),
             Origin::PipedStdin => from_stdin().map_err(|e| {
+                let e = match e {
+                    KmsError::Passphrase(why) => why,
+                    other => other.to_string(),
+                };
                 KmsError::Passphrase(format!(
                     "{e}, and there is no terminal to ask: give --passphrase-file FILE (or -), --extpass PROGRAM or ENVELOPEFS_PASSPHRASE_FILE"
                 ))

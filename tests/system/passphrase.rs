@@ -49,7 +49,10 @@ fn fails_with(out: &Output, code: i32, needle: &str) -> String {
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     assert!(err.contains(needle), "{needle:?} not in {err}");
     assert!(!err.contains(PASS), "the passphrase leaked: {err}");
-    assert!(!err.contains("passphrase: passphrase:"), "said twice: {err}");
+    assert!(
+        !err.contains("passphrase: passphrase:"),
+        "said twice: {err}"
+    );
     err
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::mount::{mountpoint_of, mounts, open_lock, MountEntry};
+use super::mount::{answer_by, mountpoint_of, mounts, open_lock, MountEntry, ANSWER_LIMIT};
 use super::Failure;
 use crate::error::exitcodes;
 use crate::sys;
@@ -34,11 +34,20 @@ fn fail(msg: String) -> Failure {
 /// An envelopefs mount: type `fuse.envelopefs`, or type `fuse` (a root
 /// mount made without the subtype, or by an older daemon) whose source is a
 /// volume's cipher directory.
+/// The config is read within `ANSWER_LIMIT`: the source may lie on another
+/// filesystem whose daemon never answers.
 fn is_envelopefs(m: &MountEntry) -> bool {
-    m.fstype == "fuse.envelopefs"
-        || (m.fstype == "fuse"
-            && m.source.starts_with('/')
-            && VolumeConfig::read_unverified(Path::new(&m.source)).is_ok())
+    if m.fstype == "fuse.envelopefs" {
+        return true;
+    }
+    if m.fstype != "fuse" || !m.source.starts_with('/') {
+        return false;
+    }
+    let src = PathBuf::from(&m.source);
+    let read = answer_by(Instant::now() + ANSWER_LIMIT, move || {
+        VolumeConfig::read_unverified(&src).is_ok()
+    });
+    read() == Some(true)
 }
 
 /// The mount at `p` (the top one), by path: a stale mount point cannot be

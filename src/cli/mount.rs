@@ -101,6 +101,9 @@ pub(super) struct MountEntry {
     pub(super) dev: String,
     /// A FUSE mount (type `fuse` or `fuse.*`).
     pub(super) fuse: bool,
+    /// The user who made a FUSE mount (`user_id=` of its super options): any
+    /// user may name a mount after someone else's cipher directory.
+    pub(super) owner: Option<u32>,
 }
 
 /// Mount points listed in /proc/self/mountinfo, with their sources.
@@ -122,6 +125,11 @@ pub(super) fn mounts() -> Vec<MountEntry> {
                 fuse: f
                     .get(sep + 1)
                     .is_some_and(|t| *t == "fuse" || t.starts_with("fuse.")),
+                owner: f.get(sep + 3).and_then(|o| {
+                    o.split(',')
+                        .find_map(|kv| kv.strip_prefix("user_id="))
+                        .and_then(|n| n.parse().ok())
+                }),
             })
         })
         .collect()
@@ -437,9 +445,18 @@ fn raise_readahead(mountpoint: &Path) {
     }
 }
 
-/// The mount point of the cipher directory `c`, if mounted.
+/// The mount point of the cipher directory `c`, if mounted: the newest of
+/// the caller's own mounts; root falls back to another user's mount only
+/// when it has none of its own.
 pub fn mountpoint_of(c: &Path) -> Option<PathBuf> {
-    mounts_of(c).into_iter().next().map(|m| m.point)
+    let found = mounts_of(c);
+    let me = sys::geteuid();
+    let own = found.iter().position(|m| m.owner == Some(me));
+    match own {
+        Some(i) => Some(found[i].point.clone()),
+        None if me == 0 => found.into_iter().next().map(|m| m.point),
+        None => None,
+    }
 }
 
 /// How long a stat or read on another filesystem may take: its daemon may

@@ -171,7 +171,18 @@ pub fn umount(a: &UmountArgs) -> Result<(), Failure> {
         eprintln!("envelopefs: {shown}: removed the stale mount of a daemon that had died");
         return Ok(());
     }
-    wait_for_daemon(&m, a.lazy);
+    // Named by cipher directory, the volume must be unmounted now: a lock
+    // still held by a mount of ours means we unmounted another one.
+    let by_cipherdir = std::path::absolute(&a.path).is_ok_and(|p| p != m.point);
+    if !wait_for_daemon(&m, a.lazy) && !a.lazy && by_cipherdir {
+        if let Some(still) = mountpoint_of(Path::new(&m.source)) {
+            return Err(fail(format!(
+                "unmounted {shown}, but {} is still mounted at {}",
+                m.source,
+                still.display()
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -197,14 +208,15 @@ fn failure_text(point: &Path, e: &std::io::Error, busy: &[String], stale: bool) 
 }
 
 /// Wait (bounded) for the daemon to let go of the volume lock, so that a
-/// mount right after this one does not find it held.
-fn wait_for_daemon(m: &MountEntry, lazy: bool) {
+/// mount right after this one does not find it held. False if it still
+/// holds it.
+fn wait_for_daemon(m: &MountEntry, lazy: bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(if lazy { 2 } else { 10 });
     while Instant::now() < deadline {
         match open_lock(Path::new(&m.source), false) {
-            Ok(f) if sys::flock_nb(f.as_fd(), true).is_ok() => return,
+            Ok(f) if sys::flock_nb(f.as_fd(), true).is_ok() => return true,
             Ok(_) => {}
-            Err(_) => return,
+            Err(_) => return true,
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -214,6 +226,7 @@ fn wait_for_daemon(m: &MountEntry, lazy: bool) {
             m.point.display()
         );
     }
+    false
 }
 
 #[cfg(test)]
@@ -227,6 +240,7 @@ mod tests {
             fstype: fstype.to_owned(),
             dev: "0:99".into(),
             fuse: fstype.starts_with("fuse"),
+            owner: None,
         }
     }
 

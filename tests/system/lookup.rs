@@ -131,3 +131,21 @@ fn an_unanswering_fuse_mount_does_not_hang_mount_or_umount() {
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert!(!listed_at(&m.mnt));
 }
+
+#[test]
+fn umount_by_cipher_dir_takes_our_mount_not_another_users_fake() {
+    if !need_root("umount_by_cipher_dir_takes_our_mount_not_another_users_fake") {
+        return;
+    }
+    let env = Env::new();
+    let cipher = env.init("cipher", &[]);
+    let m = env.mount(&cipher, "plain", &[]);
+    // Another user's mount named after our cipher directory (fusermount3
+    // -o fsname=CIPHER,subtype=envelopefs lists exactly this), made after ours.
+    let fake = env.path("fake");
+    let _fake = SilentFuse::new("fuse.envelopefs", &cipher, &fake, 65534);
+    let (out, _) = run_within(&env, 20, &["umount", cipher.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!listed_at(&m.mnt), "our mount is still there");
+    assert!(listed_at(&fake), "the other user's mount was unmounted");
+}

@@ -68,12 +68,13 @@ fn find(p: &Path) -> Result<(MountEntry, bool), Failure> {
         .as_ref()
         .is_some_and(|e| e.raw_os_error() == Some(libc::ENOTCONN));
     if let Some(m) = at.as_ref().filter(|m| is_envelopefs(m)) {
-        return Ok((m.clone(), stale));
+        return Ok((m.clone(), stale || is_stale(&m.point)));
     }
     if let Some(mp) = mountpoint_of(p) {
         if let (Some(m), _) = mount_at(&mp) {
             if is_envelopefs(&m) {
-                return Ok((m, false));
+                let stale = is_stale(&m.point);
+                return Ok((m, stale));
             }
         }
     }
@@ -115,16 +116,16 @@ pub(super) fn unmount(point: &Path, lazy: bool) -> std::io::Result<()> {
     }
 }
 
-/// The daemon of the mount at `point` has died: its root answers ENOTCONN.
-/// Asked only after an unmount failed, and bounded: a stat of a live mount
-/// is a request to its daemon, which may hang.
+/// The daemon of the mount at `point` has died: opening and reading its
+/// root answers ENOTCONN (a stat may be answered from the attribute cache).
+/// Bounded: a live daemon may never answer.
 fn is_stale(point: &Path) -> bool {
-    let (tx, rx) = std::sync::mpsc::channel();
     let p = point.to_path_buf();
-    let spawned = std::thread::Builder::new().spawn(move || {
-        let _ = tx.send(std::fs::metadata(p).err().and_then(|e| e.raw_os_error()));
+    let listed = answer_by(Instant::now() + Duration::from_secs(2), move || {
+        let r = std::fs::read_dir(p).and_then(|mut d| d.next().transpose());
+        r.err().and_then(|e| e.raw_os_error())
     });
-    spawned.is_ok() && rx.recv_timeout(Duration::from_secs(2)) == Ok(Some(libc::ENOTCONN))
+    listed() == Some(Some(libc::ENOTCONN))
 }
 
 /// Processes whose working directory, root or an open file lies under

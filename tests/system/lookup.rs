@@ -149,3 +149,49 @@ fn umount_by_cipher_dir_takes_our_mount_not_another_users_fake() {
     assert!(!listed_at(&m.mnt), "our mount is still there");
     assert!(listed_at(&fake), "the other user's mount was unmounted");
 }
+
+#[test]
+fn umount_right_after_a_crash_says_stale_and_lazy_clears_it() {
+    if !need_root("umount_right_after_a_crash_says_stale_and_lazy_clears_it") {
+        return;
+    }
+    let env = Env::new();
+    let cipher = env.init("cipher", &[]);
+    let m = env.mount(&cipher, "plain", &[]);
+    let mp = m.mnt.to_str().unwrap().to_owned();
+    let mut holder = Command::new("sleep")
+        .arg("60")
+        .current_dir(&m.mnt)
+        .spawn()
+        .unwrap();
+    let pid = m.pid().unwrap();
+    // A crash: the daemon dies, the mount stays; its attributes are still
+    // cached, so a stat of the mount point does not tell.
+    // SAFETY: kill with the pid of this test's own child.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(format!("/proc/{pid}/fd")).is_ok()
+        && std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| d.count() > 0)
+    {
+        assert!(Instant::now() < deadline, "daemon did not die");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (out, _) = run_within(&env, 20, &["umount", &mp]);
+    assert_eq!(out.status.code(), Some(20), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "envelopefs: {mp} is a stale mount (its daemon has died) still in use by pid {} (sleep, working directory); `envelopefs umount --lazy {mp}` clears it\n",
+            holder.id()
+        )
+    );
+    let (out, _) = run_within(&env, 20, &["umount", "--lazy", &mp]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("envelopefs: {mp}: removed the stale mount of a daemon that had died\n")
+    );
+    assert!(!listed_at(&m.mnt));
+    let _ = holder.kill();
+    let _ = holder.wait();
+}

@@ -104,6 +104,9 @@ pub(super) struct MountEntry {
     pub(super) dev: String,
     /// A FUSE mount (type `fuse` or `fuse.*`).
     pub(super) fuse: bool,
+    /// The user who made a FUSE mount (`user_id=` of its super options): any
+    /// user may name a mount after someone else's cipher directory.
+    pub(super) owner: Option<u32>,
 }
 
 /// Mount points listed in /proc/self/mountinfo, with their sources.
@@ -125,6 +128,11 @@ pub(super) fn mounts() -> Vec<MountEntry> {
                 fuse: f
                     .get(sep + 1)
                     .is_some_and(|t| *t == "fuse" || t.starts_with("fuse.")),
+                owner: f.get(sep + 3).and_then(|o| {
+                    o.split(',')
+                        .find_map(|kv| kv.strip_prefix("user_id="))
+                        .and_then(|n| n.parse().ok())
+                }),
             })
         })
         .collect()
@@ -233,7 +241,7 @@ fn take_lock(cipherdir: &Path) -> Result<File, Failure> {
             Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {}
             Err(_) => return Err(locked()),
         }
-        if mountpoint_of(cipherdir).is_some() || Instant::now() >= deadline {
+        if !mounts_of(cipherdir).is_empty() || Instant::now() >= deadline {
             return Err(locked());
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -454,24 +462,80 @@ fn raise_readahead(mountpoint: &Path) {
     }
 }
 
-/// The mount point of the cipher directory `c`, if mounted.
+/// The mount point of the cipher directory `c`, if mounted: the newest of
+/// the caller's own mounts; root falls back to another user's mount only
+/// when it has none of its own.
 pub fn mountpoint_of(c: &Path) -> Option<PathBuf> {
+    let found = mounts_of(c);
+    let me = sys::geteuid();
+    let own = found.iter().position(|m| m.owner == Some(me));
+    match own {
+        Some(i) => Some(found[i].point.clone()),
+        None if me == 0 => found.into_iter().next().map(|m| m.point),
+        None => None,
+    }
+}
+
+/// How long a stat or read on another filesystem may take: its daemon may
+/// never answer (another user's FUSE mount), and then it does not match.
+pub(super) const ANSWER_LIMIT: Duration = Duration::from_secs(1);
+
+/// `f` on a thread of its own, its answer awaited until `deadline`; a call
+/// that never returns leaves only that thread waiting.
+pub(super) fn answer_by<T: Send + 'static>(
+    deadline: Instant,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> impl FnOnce() -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .is_ok();
+    move || {
+        if !spawned {
+            return None;
+        }
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()
+    }
+}
+
+/// FUSE mounts of the cipher directory `c`, newest first: by the source
+/// string the daemon mounted with, or else by identity (the cipher
+/// directory reached through a bind mount or another path), each source
+/// asked within `ANSWER_LIMIT`.
+fn mounts_of(c: &Path) -> Vec<MountEntry> {
     use std::os::unix::fs::MetadataExt;
-    let canon = c.canonicalize().ok()?;
-    let md = std::fs::metadata(&canon).ok()?;
-    // By the source string the daemon mounted with, or by identity: the
-    // cipher directory reached through a bind mount or another path.
-    let same = |src: &str| {
-        Path::new(src) == canon
-            || (src.starts_with('/')
-                && std::fs::metadata(src)
-                    .map(|s| (s.dev(), s.ino()) == (md.dev(), md.ino()))
-                    .unwrap_or(false))
+    let Ok(canon) = c.canonicalize() else {
+        return Vec::new();
     };
-    mounts()
+    let fuse: Vec<MountEntry> = mounts().into_iter().rev().filter(|m| m.fuse).collect();
+    let by_name: Vec<MountEntry> = fuse
+        .iter()
+        .filter(|m| Path::new(&m.source) == canon)
+        .cloned()
+        .collect();
+    if !by_name.is_empty() {
+        return by_name;
+    }
+    let Ok(md) = std::fs::metadata(&canon) else {
+        return Vec::new();
+    };
+    let deadline = Instant::now() + ANSWER_LIMIT;
+    let asked: Vec<_> = fuse
         .into_iter()
-        .rev()
-        .filter(|m| m.fuse)
-        .find(|m| same(&m.source))
-        .map(|m| m.point)
+        .filter(|m| m.source.starts_with('/'))
+        .map(|m| {
+            let src = PathBuf::from(&m.source);
+            let id = answer_by(deadline, move || {
+                std::fs::metadata(src).map(|s| (s.dev(), s.ino())).ok()
+            });
+            (m, id)
+        })
+        .collect();
+    asked
+        .into_iter()
+        .filter_map(|(m, id)| (id().flatten() == Some((md.dev(), md.ino()))).then_some(m))
+        .collect()
 }

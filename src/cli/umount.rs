@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use super::mount::{mountpoint_of, mounts, open_lock, MountEntry};
+use super::mount::{answer_by, mountpoint_of, mounts, open_lock, MountEntry, ANSWER_LIMIT};
 use super::Failure;
 use crate::error::exitcodes;
 use crate::sys;
@@ -34,11 +34,20 @@ fn fail(msg: String) -> Failure {
 /// An envelopefs mount: type `fuse.envelopefs`, or type `fuse` (a root
 /// mount made without the subtype, or by an older daemon) whose source is a
 /// volume's cipher directory.
+/// The config is read within `ANSWER_LIMIT`: the source may lie on another
+/// filesystem whose daemon never answers.
 fn is_envelopefs(m: &MountEntry) -> bool {
-    m.fstype == "fuse.envelopefs"
-        || (m.fstype == "fuse"
-            && m.source.starts_with('/')
-            && VolumeConfig::read_unverified(Path::new(&m.source)).is_ok())
+    if m.fstype == "fuse.envelopefs" {
+        return true;
+    }
+    if m.fstype != "fuse" || !m.source.starts_with('/') {
+        return false;
+    }
+    let src = PathBuf::from(&m.source);
+    let read = answer_by(Instant::now() + ANSWER_LIMIT, move || {
+        VolumeConfig::read_unverified(&src).is_ok()
+    });
+    read() == Some(true)
 }
 
 /// The mount at `p` (the top one), by path: a stale mount point cannot be
@@ -59,12 +68,13 @@ fn find(p: &Path) -> Result<(MountEntry, bool), Failure> {
         .as_ref()
         .is_some_and(|e| e.raw_os_error() == Some(libc::ENOTCONN));
     if let Some(m) = at.as_ref().filter(|m| is_envelopefs(m)) {
-        return Ok((m.clone(), stale));
+        return Ok((m.clone(), stale || is_stale(&m.point)));
     }
     if let Some(mp) = mountpoint_of(p) {
         if let (Some(m), _) = mount_at(&mp) {
             if is_envelopefs(&m) {
-                return Ok((m, false));
+                let stale = is_stale(&m.point);
+                return Ok((m, stale));
             }
         }
     }
@@ -106,16 +116,16 @@ pub(super) fn unmount(point: &Path, lazy: bool) -> std::io::Result<()> {
     }
 }
 
-/// The daemon of the mount at `point` has died: its root answers ENOTCONN.
-/// Asked only after an unmount failed, and bounded: a stat of a live mount
-/// is a request to its daemon, which may hang.
+/// The daemon of the mount at `point` has died: opening and reading its
+/// root answers ENOTCONN (a stat may be answered from the attribute cache).
+/// Bounded: a live daemon may never answer.
 fn is_stale(point: &Path) -> bool {
-    let (tx, rx) = std::sync::mpsc::channel();
     let p = point.to_path_buf();
-    let spawned = std::thread::Builder::new().spawn(move || {
-        let _ = tx.send(std::fs::metadata(p).err().and_then(|e| e.raw_os_error()));
+    let listed = answer_by(Instant::now() + Duration::from_secs(2), move || {
+        let r = std::fs::read_dir(p).and_then(|mut d| d.next().transpose());
+        r.err().and_then(|e| e.raw_os_error())
     });
-    spawned.is_ok() && rx.recv_timeout(Duration::from_secs(2)) == Ok(Some(libc::ENOTCONN))
+    listed() == Some(Some(libc::ENOTCONN))
 }
 
 /// Processes whose working directory, root or an open file lies under
@@ -161,7 +171,18 @@ pub fn umount(out: super::Output, a: &UmountArgs) -> Result<(), Failure> {
     if stale {
         eprintln!("envelopefs: {shown}: removed the stale mount of a daemon that had died");
     } else {
-        wait_for_daemon(&m, a.lazy);
+        // Named by cipher directory, the volume must be unmounted now: a lock
+        // still held by a mount of ours means we unmounted another one.
+        let by_cipherdir = std::path::absolute(&a.path).is_ok_and(|p| p != m.point);
+        if !wait_for_daemon(&m, a.lazy) && !a.lazy && by_cipherdir {
+            if let Some(still) = mountpoint_of(Path::new(&m.source)) {
+                return Err(fail(format!(
+                    "unmounted {shown}, but {} is still mounted at {}",
+                    m.source,
+                    still.display()
+                )));
+            }
+        }
     }
     // Text mode says nothing, as umount(8) does.
     if out == super::Output::Json {
@@ -201,14 +222,15 @@ fn failure_text(point: &Path, e: &std::io::Error, busy: &[String], stale: bool) 
 }
 
 /// Wait (bounded) for the daemon to let go of the volume lock, so that a
-/// mount right after this one does not find it held.
-fn wait_for_daemon(m: &MountEntry, lazy: bool) {
+/// mount right after this one does not find it held. False if it still
+/// holds it.
+fn wait_for_daemon(m: &MountEntry, lazy: bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(if lazy { 2 } else { 10 });
     while Instant::now() < deadline {
         match open_lock(Path::new(&m.source), false) {
-            Ok(f) if sys::flock_nb(f.as_fd(), true).is_ok() => return,
+            Ok(f) if sys::flock_nb(f.as_fd(), true).is_ok() => return true,
             Ok(_) => {}
-            Err(_) => return,
+            Err(_) => return true,
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -218,6 +240,7 @@ fn wait_for_daemon(m: &MountEntry, lazy: bool) {
             m.point.display()
         );
     }
+    false
 }
 
 #[cfg(test)]
@@ -231,6 +254,7 @@ mod tests {
             fstype: fstype.to_owned(),
             dev: "0:99".into(),
             fuse: fstype.starts_with("fuse"),
+            owner: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! key store in `--keystore`/`ENVELOPEFS_KEYSTORE`, passphrases from a
 //! program, a file, a systemd credential, the terminal or standard input.
 
+mod copy_cmd;
 mod daemon;
 mod docs;
 mod idle;
@@ -270,7 +271,7 @@ enum Command {
     Umount(umount::UmountArgs),
     /// Snapshots of volumes, and copies under other keys or settings.
     #[command(subcommand)]
-    Snapshot(SnapshotCommand),
+    Snapshot(copy_cmd::SnapshotCommand),
     /// Encrypt a plain directory tree into a new volume (without mounting).
     Import {
         /// The plain directory tree to encrypt (left unchanged).
@@ -315,38 +316,6 @@ enum Command {
     },
 }
 
-#[derive(Subcommand, Debug)]
-enum SnapshotCommand {
-    /// A consistent copy of CIPHERDIR at SNAPDIR with the same keys (also while mounted).
-    Create {
-        /// The volume's backing directory (mounted or not).
-        cipherdir: PathBuf,
-        /// Where the snapshot goes (must not exist).
-        snapdir: PathBuf,
-        /// Print the summary as JSON (same as --output json).
-        #[arg(long)]
-        json: bool,
-    },
-    /// A new volume at DST under KEY with SRC's content.
-    Copy {
-        /// The source volume's backing directory (mounted or not).
-        src: PathBuf,
-        /// The new volume's backing directory (must not exist).
-        dst: PathBuf,
-        /// Master key of the copy: key ID, key ARN, alias name or alias ARN.
-        #[arg(long)]
-        key: String,
-        /// rekey: data keys re-wrapped under KEY, blocks copied as they are; reencrypt: every block re-encrypted.
-        #[arg(long, value_enum, default_value_t = crate::snapshot::Mode::Rekey)]
-        mode: crate::snapshot::Mode,
-        #[command(flatten)]
-        settings: OptSettings,
-        /// Print the summary as JSON (same as --output json).
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 /// Creation-time settings of a new volume.
 #[derive(clap::Args, Debug, Clone)]
 struct Settings {
@@ -381,67 +350,6 @@ impl Settings {
             long_name_max: self.long_name_max,
         })
     }
-}
-
-/// Settings of a copy: each defaults to the source's.
-#[derive(clap::Args, Debug, Clone)]
-struct OptSettings {
-    /// Plaintext block size of the copy in bytes (needs --mode reencrypt).
-    #[arg(long)]
-    block_size: Option<u32>,
-    /// Where each file's wrapped data key lives in the copy.
-    #[arg(long, value_enum)]
-    key_location: Option<KeyLocation>,
-    /// Names in the clear in the copy.
-    #[arg(long)]
-    plaintext_names: bool,
-    /// Encrypted names in the copy (when the source has plain names).
-    #[arg(long, conflicts_with = "plaintext_names")]
-    encrypted_names: bool,
-    /// Encoded names longer than this become hashed names in the copy (64..255).
-    #[arg(long)]
-    long_name_max: Option<u32>,
-}
-
-/// Progress bars (on stderr) only for a person at a terminal: none when
-/// the output or stderr goes to a pipe or a file.
-fn is_terminal_err() -> bool {
-    use std::io::IsTerminal;
-    std::io::stderr().is_terminal() && std::io::stdout().is_terminal()
-}
-
-fn copy_failure(e: crate::snapshot::CopyError) -> Failure {
-    Failure {
-        code: crate::error::copy_exit_code(&e),
-        msg: e.to_string(),
-    }
-}
-
-fn print_stats(out: Output, what: &str, s: &crate::snapshot::Stats, dst: &std::path::Path) {
-    let rate = s.bytes as f64 / s.seconds.max(0.001) / 1048576.0;
-    print_result(
-        out,
-        &json!({"Operation": what, "Destination": dst.display().to_string(), "Files": s.files, "Entries": s.entries, "Bytes": s.bytes, "Seconds": s.seconds, "Skipped": s.skipped}),
-        &format!(
-            "{what}: {} entries ({} files, {:.1} MiB) in {:.2} s ({rate:.1} MiB/s) -> {}{}",
-            s.entries,
-            s.files,
-            s.bytes as f64 / 1048576.0,
-            s.seconds,
-            dst.display(),
-            if s.skipped.is_empty() {
-                String::new()
-            } else {
-                // The result, not a log: plaintext names go to the user who
-                // asked for the copy, never to a log line.
-                format!(
-                    "; {} entries skipped:\n  {}",
-                    s.skipped.len(),
-                    s.skipped.join("\n  ")
-                )
-            }
-        ),
-    );
 }
 
 /// A failure with its exit code; printed as one line.
@@ -588,92 +496,14 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
         Command::Kms(c) => kms_cmd::run(g, c),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { dir } => docs::man(&dir),
-        Command::Snapshot(SnapshotCommand::Create {
-            cipherdir,
-            snapdir,
-            json,
-        }) => {
-            let out = if json { Output::Json } else { g.output };
-            let mp = mount::mountpoint_of(&cipherdir);
-            let progress = is_terminal_err() && out == Output::Text;
-            let s = crate::snapshot::snapshot_create(&cipherdir, &snapdir, mp.as_deref(), progress)
-                .map_err(copy_failure)?;
-            print_stats(out, "snapshot create", &s, &snapdir);
-            Ok(())
-        }
-        Command::Snapshot(SnapshotCommand::Copy {
-            src,
-            dst,
-            key,
-            mode,
-            settings,
-            json,
-        }) => {
-            let out = if json { Output::Json } else { g.output };
-            let (scfg, _) = VolumeConfig::read_unverified(&src)?;
-            let init = InitOptions {
-                block_size: settings.block_size.unwrap_or(scfg.block_size),
-                key_location: settings.key_location.unwrap_or(scfg.key_location),
-                plaintext_names: if settings.plaintext_names {
-                    true
-                } else if settings.encrypted_names {
-                    false
-                } else {
-                    scfg.name_scheme == crate::volume::config::NAME_SCHEME_PLAIN
-                },
-                long_name_max: settings.long_name_max.unwrap_or(scfg.long_name_max),
-            };
-            crate::volume::config::check_block_size(init.block_size)?;
-            let src_ks = key_service_for_volume(g, &src)?;
-            let (dst_ks, key) = key_service_for_key(g, Some(&key))?;
-            let opts = crate::snapshot::CopyOptions {
-                key,
-                mode,
-                init,
-                progress: is_terminal_err() && out == Output::Text,
-            };
-            let src_mount = mount::mountpoint_of(&src);
-            let s = crate::snapshot::copy_volume(
-                &src,
-                &dst,
-                src_mount.as_deref(),
-                &*src_ks,
-                &*dst_ks,
-                &opts,
-            )
-            .map_err(copy_failure)?;
-            print_stats(
-                out,
-                &format!(
-                    "snapshot copy --mode {}",
-                    format!("{mode:?}").to_lowercase()
-                ),
-                &s,
-                &dst,
-            );
-            Ok(())
-        }
+        Command::Snapshot(c) => copy_cmd::snapshot(g, c),
         Command::Import {
             plaindir,
             cipherdir,
             key,
             settings,
             json,
-        } => {
-            let out = if json { Output::Json } else { g.output };
-            let init = settings.options()?;
-            let (ks, key) = key_service_for_key(g, key.as_deref())?;
-            let opts = crate::snapshot::CopyOptions {
-                key,
-                mode: crate::snapshot::Mode::Reencrypt,
-                init,
-                progress: is_terminal_err() && out == Output::Text,
-            };
-            let s = crate::snapshot::import_plain(&plaindir, &cipherdir, &*ks, &opts)
-                .map_err(copy_failure)?;
-            print_stats(out, "import", &s, &cipherdir);
-            Ok(())
-        }
+        } => copy_cmd::import(g, &plaindir, &cipherdir, key, &settings, json),
         Command::Fsck { cipherdir, json } => {
             let ks = key_service_for_volume(g, &cipherdir)?;
             let r = crate::snapshot::fsck::fsck(&cipherdir, &*ks)?;

@@ -54,8 +54,14 @@ mkdir "$T/plain"
 echo "$T/cipher $T/plain fuse.envelopefs keystore=$T/ks,passfile=$T/pass,log_file=$T/daemon.log 0 0" > "$T/fstab"
 timeout 60 mount -T "$T/fstab" "$T/plain"
 [ "$(findmnt -no FSTYPE,SOURCE "$T/plain")" = "fuse.envelopefs $T/cipher" ] || fail "findmnt: $(findmnt -no FSTYPE,SOURCE "$T/plain")"
-pid=$(pgrep -f "envelopefs $T/cipher $T/plain" | head -1)
-[ "$(readlink "/proc/$pid/exe")" = /usr/bin/envelopefs ] || fail "the daemon is $(readlink "/proc/$pid/exe"), not the installed binary"
+# The daemon serving the mount (found by its command line; no procps needed).
+daemon_exe=
+for d in /proc/[0-9]*; do
+  if { tr '\0' ' ' < "$d/cmdline"; } 2>/dev/null | grep -q "^envelopefs $T/cipher $T/plain "; then
+    daemon_exe=$(readlink "$d/exe"); break
+  fi
+done
+[ "$daemon_exe" = /usr/bin/envelopefs ] || fail "the daemon is '$daemon_exe', not the installed binary"
 echo "through the package" > "$T/plain/f"
 timeout 60 umount "$T/plain"
 timeout 60 mount -T "$T/fstab" "$T/plain"

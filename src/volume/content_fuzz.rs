@@ -206,7 +206,7 @@ impl World {
             self.tv.vol.key_cache().flush();
             let got = fresh
                 .read(&self.tv.vol, self.fds[f][0].as_fd(), 0, u32::MAX)
-                .unwrap_or_default();
+                .map_err(|e| TestCaseError::fail(format!("final read of file {f}: {e}")))?;
             prop_assert!(got == self.model[f], "final content of file {} differs", f);
             fresh.reset();
         }

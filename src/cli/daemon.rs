@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::logging::{self, LogLevel};
+use super::mount::fail;
 use super::Failure;
 use crate::error::exitcodes;
 use crate::sys;
@@ -45,10 +46,6 @@ pub fn set_log_level(d: &DaemonArgs) {
     if let Some(level) = d.log_level {
         logging::set_level(level);
     }
-}
-
-fn fail(code: i32, msg: String) -> Failure {
-    Failure { code, msg }
 }
 
 /// Where the daemon's records go, decided before it detaches (so that a
@@ -329,15 +326,11 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn report_when_answering(mountpoint: &Path, pipe: Option<OwnedFd>, notify: Option<Arc<Notifier>>) {
     // Any answer will do, an error too: the session serves.
-    let (tx, rx) = std::sync::mpsc::channel();
     let mp = mountpoint.to_owned();
-    let asked = std::thread::Builder::new()
-        .name("ready-stat".into())
-        .spawn(move || {
-            let _ = std::fs::metadata(&mp);
-            let _ = tx.send(());
-        });
-    if asked.is_err() || rx.recv_timeout(READY_TIMEOUT).is_err() {
+    let answered = super::mount::answer_by(Instant::now() + READY_TIMEOUT, move || {
+        let _ = std::fs::metadata(&mp);
+    });
+    if answered().is_none() {
         log::error!(
             "{} did not answer in {} s: not reported ready",
             mountpoint.display(),

@@ -88,7 +88,7 @@ pub struct MountArgs {
     pub noatime: bool,
 }
 
-fn fail(code: i32, msg: String) -> Failure {
+pub(super) fn fail(code: i32, msg: String) -> Failure {
     Failure { code, msg }
 }
 

@@ -187,15 +187,28 @@ impl EnvelopeFs {
         name: &OsStr,
     ) -> Res<Vec<u8>> {
         let node = self.node(ino)?;
+        self.existing_namespace(caller, name, Errno::NO_XATTR)?;
+        self.read_xattr(&node, name.as_bytes())
+    }
+
+    /// The namespace of an xattr to read or remove: an unsupported one
+    /// holds no such xattr, and `trusted.*` is `denied` to a caller without
+    /// CAP_SYS_ADMIN.
+    fn existing_namespace(
+        &self,
+        caller: killpriv::Caller,
+        name: &OsStr,
+        denied: Errno,
+    ) -> Res<Namespace> {
         let ns = match self.namespace(name.as_bytes()) {
             Ok(ns) => ns,
             Err(e) if e == Errno::EOPNOTSUPP => return Err(Errno::NO_XATTR),
             Err(e) => return Err(e),
         };
         if ns == Namespace::Trusted && !killpriv::has_sys_admin(caller) {
-            return Err(Errno::NO_XATTR);
+            return Err(denied);
         }
-        self.read_xattr(&node, name.as_bytes())
+        Ok(ns)
     }
 
     pub(super) fn set_xattr(
@@ -225,14 +238,7 @@ impl EnvelopeFs {
     ) -> Res<()> {
         let _hold = self.writable()?;
         let node = self.node(ino)?;
-        let ns = match self.namespace(name.as_bytes()) {
-            Ok(ns) => ns,
-            Err(e) if e == Errno::EOPNOTSUPP => return Err(Errno::NO_XATTR),
-            Err(e) => return Err(e),
-        };
-        if ns == Namespace::Trusted && !killpriv::has_sys_admin(caller) {
-            return Err(Errno::EPERM);
-        }
+        self.existing_namespace(caller, name, Errno::EPERM)?;
         self.delete_xattr(&node, name.as_bytes())
     }
 

@@ -83,8 +83,8 @@ impl Walker<'_> {
                 } else {
                     "block"
                 },
-                libc::major(st.st_rdev),
-                libc::minor(st.st_rdev)
+                sys::device_major(st.st_rdev),
+                sys::device_minor(st.st_rdev)
             ));
         }
         // A setgid directory only passes its group on; on anything else the

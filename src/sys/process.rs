@@ -38,6 +38,16 @@ pub fn home_of(uid: u32) -> Option<std::path::PathBuf> {
     p.is_absolute().then_some(p)
 }
 
+/// The major number of a device number (`st_rdev`).
+pub fn device_major(rdev: libc::dev_t) -> u32 {
+    libc::major(rdev)
+}
+
+/// The minor number of a device number (`st_rdev`).
+pub fn device_minor(rdev: libc::dev_t) -> u32 {
+    libc::minor(rdev)
+}
+
 pub fn umount(path: &std::path::Path, lazy: bool) -> io::Result<()> {
     let c = cstr(path.as_os_str())?;
     let flags = if lazy { libc::MNT_DETACH } else { 0 };

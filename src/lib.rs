@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod crypto;
 pub mod error;
+pub mod fault;
 pub mod fs;
 pub mod kms;
 pub mod snapshot;

@@ -287,4 +287,186 @@ mod tests {
         fc.decrypt_block(BlockIndex(0), &c3, &mut o).unwrap();
         assert_eq!(&o, b"c");
     }
+
+    /// Seal `data` as block `b` in a generation of its own.
+    fn enc_new_generation(fc: &FileCrypto, b: u64, data: &[u8]) -> Vec<u8> {
+        fc.set_used(GENERATION_LIMIT);
+        enc(fc, b, data)
+    }
+
+    #[test]
+    fn debug_shows_the_file_id_not_the_key() {
+        let key = DataKey::from_bytes([0xab; 32]);
+        let fc = FileCrypto::new(FileId([0x5c; 16]), key);
+        let shown = format!("{fc:?}");
+        assert!(shown.starts_with("FileCrypto"), "{shown}");
+        assert!(
+            shown.contains(&format!("{:?}", FileId([0x5c; 16]))),
+            "{shown}"
+        );
+        assert!(!shown.contains("171") && !shown.contains("ab"), "{shown}");
+    }
+
+    #[test]
+    fn accessors_return_what_was_given() {
+        let fc = FileCrypto::new(FileId([4; 16]), DataKey::from_bytes([6; 32]));
+        assert_eq!(fc.file_id(), FileId([4; 16]));
+        assert_eq!(fc.data_key().expose(), &[6; 32]);
+    }
+
+    /// The block and xattr formats of FORMAT.md, rebuilt here from `derive` and
+    /// `Cipher` alone: key `HKDF(data key, file ID, label)`, associated data
+    /// `file ID || block index (big-endian u64)`.
+    #[test]
+    fn block_and_xattr_formats_match_the_spec() {
+        let (fid, dk) = (FileId([8; 16]), [9u8; 32]);
+        let fc = FileCrypto::new(fid, DataKey::from_bytes(dk));
+        let c = enc(&fc, 0x0102_0304_0506_0708, b"spec");
+        let (prefix, rest) = c.split_at(PREFIX_LEN);
+        let (nonce, body) = rest.split_at(NONCE_LEN);
+        let key = derive(&dk, &fid.0, &[b"envelopefs block v1", prefix]);
+        let mut aad = fid.0.to_vec();
+        aad.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        let mut buf = body.to_vec();
+        let n = Cipher::new(key.expose())
+            .open_within(nonce.try_into().unwrap(), &aad, &mut buf, 0)
+            .unwrap();
+        assert_eq!(&buf[..n], b"spec");
+
+        let xkey = derive(&dk, &fid.0, &[b"envelopefs xattr v1"]);
+        let blob = fc.xattr_cipher().seal_to_vec(b"x", b"value");
+        let opened = Cipher::new(xkey.expose()).open_from_slice(b"x", &blob);
+        assert_eq!(&opened.unwrap()[..], b"value");
+    }
+
+    #[test]
+    fn a_run_of_blocks_round_trips_in_place() {
+        let fc = FileCrypto::new(FileId([1; 16]), DataKey::random());
+        let chunks: [&[u8]; 3] = [&[1; 64], &[2; 64], &[3; 10]];
+        let mut c = Vec::new();
+        fc.encrypt_blocks(BlockIndex(5), &chunks, &mut c);
+        let oh = BLOCK_OVERHEAD as usize;
+        assert_eq!(c.len(), 138 + 3 * oh);
+        let blocks = [&c[..64 + oh], &c[64 + oh..128 + 2 * oh], &c[128 + 2 * oh..]];
+        // One generation: one prefix; a fresh nonce per block.
+        assert!(blocks.iter().all(|b| b[..PREFIX_LEN] == c[..PREFIX_LEN]));
+        let nonces: Vec<&[u8]> = blocks
+            .iter()
+            .map(|b| &b[PREFIX_LEN..][..NONCE_LEN])
+            .collect();
+        assert!(nonces[0] != nonces[1] && nonces[1] != nonces[2] && nonces[0] != nonces[2]);
+        for (i, (block, chunk)) in blocks.iter().zip(chunks).enumerate() {
+            let mut out = vec![0u8; chunk.len()];
+            fc.decrypt_block(BlockIndex(5 + i as u64), block, &mut out)
+                .unwrap();
+            assert_eq!(out, chunk, "block {i}");
+        }
+        let mut buf = c.clone();
+        assert_eq!(
+            fc.decrypt_blocks_in_place(BlockIndex(5), &mut buf, &[64, 64, 10]),
+            Ok(138)
+        );
+        assert_eq!(&buf[..138], &chunks.concat()[..]);
+        // The run read from the wrong index fails at its first block.
+        let mut buf = c.clone();
+        assert_eq!(
+            fc.decrypt_blocks_in_place(BlockIndex(4), &mut buf, &[64, 64, 10]),
+            Err(BlockIndex(4))
+        );
+    }
+
+    #[test]
+    fn a_run_mixes_holes_and_generations() {
+        let fc = FileCrypto::new(FileId([1; 16]), DataKey::random());
+        let oh = BLOCK_OVERHEAD as usize;
+        let mut c = enc(&fc, 2, &[7; 32]);
+        c.extend_from_slice(&vec![0; 32 + oh]);
+        c.extend(enc_new_generation(&fc, 4, &[8; 32]));
+        c.extend(enc(&fc, 5, &[9; 20]));
+        c.extend(enc_new_generation(&fc, 6, &[10; 32]));
+        let lens = [32, 32, 32, 20, 32];
+        let mut buf = c.clone();
+        assert_eq!(
+            fc.decrypt_blocks_in_place(BlockIndex(2), &mut buf, &lens),
+            Ok(148)
+        );
+        let want = [[7; 32], [0; 32], [8; 32]].concat();
+        assert_eq!(&buf[..96], &want[..]);
+        assert_eq!(&buf[96..116], &[9; 20]);
+        assert_eq!(&buf[116..148], &[10; 32]);
+        // A damaged block in the middle names itself.
+        let mut buf = c.clone();
+        buf[3 * (32 + oh) + 30] ^= 1;
+        assert_eq!(
+            fc.decrypt_blocks_in_place(BlockIndex(2), &mut buf, &lens),
+            Err(BlockIndex(5))
+        );
+        // A buffer shorter than the lengths say fails at the block it cuts.
+        let mut buf = c[..c.len() - 1].to_vec();
+        assert_eq!(
+            fc.decrypt_blocks_in_place(BlockIndex(2), &mut buf, &lens),
+            Err(BlockIndex(6))
+        );
+    }
+
+    #[test]
+    fn empty_and_almost_zero_blocks_are_refused() {
+        let fc = FileCrypto::new(FileId([1; 16]), DataKey::random());
+        let oh = BLOCK_OVERHEAD as usize;
+        // A block never holds zero plaintext bytes, not even a valid empty seal.
+        let sealed_empty = enc(&fc, 3, b"");
+        for mut block in [sealed_empty, vec![0; oh]] {
+            assert_eq!(
+                fc.decrypt_blocks_in_place(BlockIndex(3), &mut block, &[0]),
+                Err(BlockIndex(3))
+            );
+        }
+        // An all-zero block is a hole; any one bit set makes it a forgery.
+        for i in 0..(4 + oh) * 8 {
+            let mut block = vec![0u8; 4 + oh];
+            block[i / 8] ^= 1 << (i % 8);
+            let mut out = [0u8; 4];
+            assert!(
+                fc.decrypt_block(BlockIndex(0), &block, &mut out).is_err(),
+                "bit {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn generation_lasts_exactly_its_limit() {
+        let fc = FileCrypto::new(FileId([1; 16]), DataKey::random());
+        let _ = enc(&fc, 0, b"a");
+        let p1 = fc.generation_prefix().unwrap();
+        fc.set_used(GENERATION_LIMIT - 3);
+        let mut out = Vec::new();
+        fc.encrypt_blocks(BlockIndex(0), &[b"b", b"c"], &mut out);
+        assert_eq!(fc.generation_prefix(), Some(p1));
+        // The limit's own write still belongs to the generation.
+        let _ = enc(&fc, 0, b"d");
+        assert_eq!(fc.generation_prefix(), Some(p1));
+        let _ = enc(&fc, 0, b"e");
+        assert_ne!(fc.generation_prefix(), Some(p1));
+    }
+
+    #[test]
+    fn subkey_cache_is_bounded() {
+        let fc = FileCrypto::new(FileId([1; 16]), DataKey::random());
+        let mut out = [0u8; 1];
+        let first = enc(&fc, 0, b"a");
+        for round in 0..2 {
+            fc.decrypt_block(BlockIndex(0), &first, &mut out).unwrap();
+            assert_eq!(fc.subkeys.lock().len(), 1, "round {round}");
+        }
+        for n in 2..=SUBKEY_CACHE {
+            let c = enc_new_generation(&fc, 0, b"a");
+            fc.decrypt_block(BlockIndex(0), &c, &mut out).unwrap();
+            assert_eq!(fc.subkeys.lock().len(), n);
+        }
+        // Full: the next new subkey starts the cache afresh.
+        let c = enc_new_generation(&fc, 0, b"a");
+        fc.decrypt_block(BlockIndex(0), &c, &mut out).unwrap();
+        assert_eq!(fc.subkeys.lock().len(), 1);
+        assert_eq!(&out, b"a");
+    }
 }

@@ -200,4 +200,95 @@ mod tests {
         assert_eq!(h2.open(&vk2, &v2).unwrap().expose(), dk.expose());
         assert!(h2.open(&vk1, &v1).is_err());
     }
+
+    #[test]
+    fn debug_names_the_file() {
+        let h = FileHeader::seal(
+            &VolumeKey::random(),
+            &VolumeId([1; 16]),
+            FileId([0x5c; 16]),
+            &DataKey::random(),
+        );
+        let shown = format!("{h:?}");
+        assert!(shown.starts_with("FileHeader"), "{shown}");
+        assert!(
+            shown.contains(&format!("{:?}", FileId([0x5c; 16]))),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn parse_checks_length_and_prefix_only() {
+        let h = FileHeader::seal(
+            &VolumeKey::random(),
+            &VolumeId([1; 16]),
+            FileId([3; 16]),
+            &DataKey::random(),
+        );
+        let raw = *h.as_bytes();
+        assert_eq!(&raw[..8], b"EFSH\x01\0\0\0");
+        assert_eq!(&raw[8..24], &[3; 16]);
+        assert_eq!(
+            FileHeader::parse(&raw[..HEADER_LEN - 1]),
+            Err(HeaderError::Short(HEADER_LEN - 1))
+        );
+        let mut long = raw.to_vec();
+        long.push(0);
+        assert_eq!(
+            FileHeader::parse(&long),
+            Err(HeaderError::Long(HEADER_LEN + 1))
+        );
+        // Each bit of magic, version and reserved is checked before any key is used.
+        for i in 0..8 * 8 {
+            let mut bad = raw;
+            bad[i / 8] ^= 1 << (i % 8);
+            assert_eq!(
+                FileHeader::parse(&bad),
+                Err(HeaderError::BadMagic),
+                "bit {i}"
+            );
+        }
+        let p = FileHeader::parse(&raw).unwrap();
+        assert_eq!((p.file_id, p.as_bytes()), (FileId([3; 16]), &raw));
+        assert_eq!(p, h);
+    }
+
+    /// FORMAT.md's header, built here from `derive` and `Cipher` alone: key
+    /// `HKDF(volume key, volume ID, "envelopefs data-key wrap v1" || file ID)`,
+    /// associated data `bytes 0..24 || volume ID`.
+    #[test]
+    fn header_format_matches_the_spec() {
+        let (vk, vid, fid, dk) = ([1u8; 32], [2u8; 16], [3u8; 16], [4u8; 32]);
+        let key = derive(&vk, &vid, &[b"envelopefs data-key wrap v1", &fid]);
+        let cipher = Cipher::new(key.expose());
+        let mut raw = [0u8; HEADER_LEN];
+        raw[..5].copy_from_slice(b"EFSH\x01");
+        raw[8..24].copy_from_slice(&fid);
+        raw[24..36].copy_from_slice(&[5; 12]);
+        raw[36..68].copy_from_slice(&dk);
+        let aad = [&raw[..24], &vid[..]].concat();
+        let tag = cipher.seal(&[5; 12], &aad, &mut raw[36..68]);
+        raw[68..].copy_from_slice(&tag);
+        let (vk, vid) = (VolumeKey::from_bytes(vk), VolumeId(vid));
+        let opened = FileHeader::parse(&raw).unwrap().open(&vk, &vid).unwrap();
+        assert_eq!(opened.expose(), &dk);
+
+        let sealed = *FileHeader::seal(&vk, &vid, FileId(fid), &DataKey::from_bytes(dk)).as_bytes();
+        let (nonce, tag) = (
+            sealed[24..36].try_into().unwrap(),
+            sealed[68..].try_into().unwrap(),
+        );
+        let mut wrapped = sealed[36..68].to_vec();
+        let aad = [&sealed[..24], &vid.0[..]].concat();
+        cipher.open(nonce, &aad, &mut wrapped, tag).unwrap();
+        assert_eq!(wrapped, dk);
+    }
+
+    #[test]
+    fn rewrap_needs_the_old_key() {
+        let (vk, v1, v2) = (VolumeKey::random(), VolumeId([1; 16]), VolumeId([2; 16]));
+        let h = FileHeader::seal(&vk, &v1, FileId([3; 16]), &DataKey::random());
+        let other = VolumeKey::random();
+        assert_eq!(h.rewrap((&other, &v1), (&vk, &v2)), Err(HeaderError::Auth));
+    }
 }

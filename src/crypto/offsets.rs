@@ -217,4 +217,22 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn block_of_and_offsets_agree() {
+        for l in layouts() {
+            let bs = l.block_size();
+            for off in 0..(bs * 3 + 2) {
+                let b = l.block_of(off);
+                assert_eq!(b, BlockIndex(off / bs), "layout {l:?} offset {off}");
+                assert!(l.plain_offset(b) <= off && off < l.plain_offset(b) + bs);
+            }
+            for b in 0..5 {
+                let b = BlockIndex(b);
+                assert_eq!(l.plain_offset(b), b.0 * bs);
+                // A block starts in the backing file where the plaintext before it ends.
+                assert_eq!(l.cipher_offset(b), l.cipher_size(l.plain_offset(b)));
+            }
+        }
+    }
 }

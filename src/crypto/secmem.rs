@@ -107,6 +107,25 @@ impl Drop for Slot {
     }
 }
 
+/// Test support: how many times `key` occurs in the arena, in live and in
+/// freed slots. The bytes are read through `/proc/self/mem`, so no reference
+/// is made to slots that other threads own and write.
+#[cfg(test)]
+pub(crate) fn copies_in_arena(key: &[u8; SLOT_LEN]) -> usize {
+    use std::os::unix::fs::FileExt;
+    let chunks = ARENA.lock().chunks.clone();
+    let mem = std::fs::File::open("/proc/self/mem").expect("open /proc/self/mem");
+    let mut buf = vec![0u8; CHUNK_LEN];
+    let mut copies = 0;
+    for (addr, len) in chunks {
+        buf.resize(len, 0);
+        mem.read_exact_at(&mut buf, addr as u64)
+            .expect("read the key arena");
+        copies += buf.windows(SLOT_LEN).filter(|w| *w == key).count();
+    }
+    copies
+}
+
 /// Overwrite the `SCRUB_LEN` bytes of stack below the caller's frame, where
 /// the functions it just called kept their locals.
 #[inline(never)]

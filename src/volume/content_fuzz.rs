@@ -6,7 +6,6 @@
 //! `FUZZ_CASES` (default 48) and `FUZZ_SEED` tune the run; `scripts/fuzz.sh
 //! --long` runs many more cases.
 
-use std::cell::Cell;
 use std::os::fd::AsFd;
 
 use proptest::prelude::*;
@@ -15,15 +14,6 @@ use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use super::content::FileContent;
 use super::testutil::{volume, TestVolume};
 use super::{InitOptions, KeyLocation};
-
-thread_local! {
-    static PLANTED_BUG: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Test-only planted bug: a write that ends in a new partial block drops it.
-pub(crate) fn planted_bug_active() -> bool {
-    PLANTED_BUG.with(|p| p.get())
-}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -277,13 +267,47 @@ fn differential_xattr_512() {
     );
 }
 
-#[test]
-fn differential_fuzzer_catches_planted_bug() {
-    PLANTED_BUG.with(|p| p.set(true));
+/// Plant `fault` (in `volume::content`) on this thread and run the fuzzer,
+/// which must find it; returns the shrunk failure, printed with its seed.
+fn must_catch(fault: &'static str, opts: InitOptions) -> String {
+    let _planted = super::content::plant_on_thread(fault);
     let s = seed();
-    let r = fuzz(InitOptions::default(), 200, s, 40);
-    PLANTED_BUG.with(|p| p.set(false));
-    let e = r.expect_err("the planted bug (dropped tail block) went unnoticed");
-    eprintln!("planted bug found (seed {s}); minimal reproducer:\n{e}");
-    assert!(e.contains("Write"), "{e}");
+    let e = fuzz(opts, 200, s, 40)
+        .err()
+        .unwrap_or_else(|| panic!("the planted fault {fault} went unnoticed (FUZZ_SEED={s})"));
+    eprintln!("planted fault {fault} found (FUZZ_SEED={s}); minimal reproducer:\n{e}");
+    e
+}
+
+/// A write that ends in a new partial block drops it: the backing file is
+/// one block short, which the size check sees at once.
+#[test]
+fn differential_fuzzer_catches_dropped_tail_block() {
+    let e = must_catch("content-drop-tail-block", InitOptions::default());
+    assert!(e.contains("size of file"), "{e}");
+}
+
+/// A partial write merged into the previous block's old plaintext: sizes
+/// stay right, only the bytes are wrong.
+#[test]
+fn differential_fuzzer_catches_merge_into_neighbour_block() {
+    let e = must_catch("content-merge-neighbour", InitOptions::default());
+    assert!(e.contains("differs"), "{e}");
+    assert!(!e.contains("size of file"), "{e}");
+}
+
+/// Truncate into a block and grow again: the grown part shows the bytes the
+/// truncate cut instead of zeros. Sizes stay right.
+#[test]
+fn differential_fuzzer_catches_stale_block_after_truncate() {
+    let e = must_catch(
+        "content-stale-block",
+        InitOptions {
+            block_size: 512,
+            key_location: KeyLocation::Xattr,
+            ..Default::default()
+        },
+    );
+    assert!(e.contains("differs") && e.contains("Truncate"), "{e}");
+    assert!(!e.contains("size of file"), "{e}");
 }

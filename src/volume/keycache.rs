@@ -27,10 +27,12 @@ struct Entry {
     inserted: Instant,
 }
 
-#[cfg(test)]
 impl Drop for Entry {
     fn drop(&mut self) {
-        tests::observe_dropped();
+        // Planted: the evicted key's slot is leaked as it is, never zeroized.
+        if crate::fault::planted("keycache-no-zeroize") {
+            std::mem::forget(std::mem::replace(&mut self.key, DataKey::zeroed()));
+        }
     }
 }
 
@@ -125,21 +127,8 @@ impl Drop for KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-
-    thread_local! {
-        static DROPPED: RefCell<Vec<bool>> = const { RefCell::new(Vec::new()) };
-    }
-
-    /// Test hook: records that an entry was dropped (its key's arena slot
-    /// is zeroized then: secmem's tests check that).
-    pub(super) fn observe_dropped() {
-        DROPPED.with(|d| d.borrow_mut().push(true));
-    }
-
-    fn dropped() -> Vec<bool> {
-        DROPPED.with(|d| std::mem::take(&mut *d.borrow_mut()))
-    }
+    use crate::crypto::keys::KEY_LEN;
+    use crate::crypto::secmem::copies_in_arena;
 
     fn id(n: u8) -> FileHeader {
         let mut raw = [0u8; HEADER_LEN];
@@ -148,56 +137,135 @@ mod tests {
         FileHeader::parse(&raw).unwrap()
     }
 
+    /// Random key bytes, kept here outside the key arena to look for, and
+    /// the one key (one arena copy) made of them.
+    fn key() -> ([u8; KEY_LEN], DataKey) {
+        let bytes: [u8; KEY_LEN] = crate::crypto::random_array();
+        (bytes, DataKey::from_bytes(bytes))
+    }
+
+    /// Every copy of a key is in the arena (`DataKey` is a handle; `clone`,
+    /// `from_bytes` and the cache's entries each take a slot), so counting
+    /// the key's bytes there counts every copy, freed slots included.
     #[test]
-    fn capacity_and_lru_order() {
-        dropped();
+    fn every_copy_of_a_cached_key_is_counted() {
+        let c = KeyCache::new(10, Duration::from_secs(60));
+        let (bytes, k) = key();
+        assert_eq!(copies_in_arena(&bytes), 1, "from_bytes makes one copy");
+        c.insert(&id(1), &k);
+        assert_eq!(copies_in_arena(&bytes), 2, "the entry's copy");
+        drop(k);
+        assert_eq!(copies_in_arena(&bytes), 1, "the caller's copy is gone");
+        let got = c.get(&id(1)).unwrap();
+        assert_eq!(got.expose(), &bytes);
+        assert_eq!(copies_in_arena(&bytes), 2, "get hands out a copy");
+        drop(got);
+        assert_eq!(copies_in_arena(&bytes), 1, "and takes it back on drop");
+    }
+
+    #[test]
+    fn eviction_leaves_no_copy() {
         let c = KeyCache::new(2, Duration::from_secs(60));
-        let (k1, k2, k3) = (DataKey::random(), DataKey::random(), DataKey::random());
+        let (b1, k1) = key();
+        let (b2, k2) = key();
+        let (b3, k3) = key();
         c.insert(&id(1), &k1);
         c.insert(&id(2), &k2);
-        assert_eq!(c.get(&id(1)).unwrap().expose(), k1.expose()); // 1 is now most recent
+        drop((k1, k2));
+        assert_eq!(c.get(&id(1)).unwrap().expose(), &b1); // 1 is now most recent
         c.insert(&id(3), &k3); // evicts 2
+        drop(k3);
         assert!(c.get(&id(2)).is_none());
         assert!(c.get(&id(1)).is_some());
         assert!(c.get(&id(3)).is_some());
         assert_eq!(c.len(), 2);
-        assert_eq!(dropped(), vec![true], "the evicted entry was dropped");
+        assert_eq!(copies_in_arena(&b2), 0, "the evicted key is zeroized");
+        assert_eq!(copies_in_arena(&b1), 1);
+        assert_eq!(copies_in_arena(&b3), 1);
     }
 
     #[test]
-    fn max_age_expires() {
-        dropped();
+    fn expiry_leaves_no_copy() {
         let c = KeyCache::new(10, Duration::from_secs(60));
-        c.insert(&id(1), &DataKey::random());
+        let (bytes, k) = key();
+        c.insert(&id(1), &k);
+        drop(k);
         assert!(c.get(&id(1)).is_some());
         *c.clock_offset.lock() = Duration::from_secs(61);
         assert!(c.get(&id(1)).is_none());
         assert_eq!(c.len(), 0);
-        assert_eq!(dropped(), vec![true]);
+        assert_eq!(copies_in_arena(&bytes), 0, "the expired key is zeroized");
     }
 
     #[test]
-    fn flush_and_drop_zeroize() {
-        dropped();
+    fn replacing_an_entry_leaves_no_copy_of_the_old_key() {
         let c = KeyCache::new(10, Duration::from_secs(60));
-        for i in 0..3 {
-            c.insert(&id(i), &DataKey::random());
-        }
+        let (old, k1) = key();
+        let (new, k2) = key();
+        c.insert(&id(1), &k1);
+        c.insert(&id(1), &k2);
+        drop((k1, k2));
+        assert_eq!(copies_in_arena(&old), 0);
+        assert_eq!(copies_in_arena(&new), 1);
+    }
+
+    #[test]
+    fn flush_and_drop_leave_no_copy() {
+        let c = KeyCache::new(10, Duration::from_secs(60));
+        let keys: Vec<_> = (0..3)
+            .map(|i| {
+                let (bytes, k) = key();
+                c.insert(&id(i), &k);
+                bytes
+            })
+            .collect();
+        assert!(keys.iter().all(|b| copies_in_arena(b) == 1));
         c.flush();
         assert!(c.is_empty());
-        assert_eq!(dropped(), vec![true; 3]);
-        c.insert(&id(9), &DataKey::random());
+        for b in &keys {
+            assert_eq!(copies_in_arena(b), 0, "flush zeroizes");
+        }
+        let (bytes, k) = key();
+        c.insert(&id(9), &k);
+        drop(k);
+        assert_eq!(copies_in_arena(&bytes), 1);
         drop(c);
-        assert_eq!(dropped(), vec![true]);
+        assert_eq!(copies_in_arena(&bytes), 0, "dropping the cache zeroizes");
     }
 
+    /// At unmount (the volume and its open files dropped) no copy of the
+    /// volume key or of a file's data key is left in the arena.
     #[test]
-    fn replacing_an_entry_zeroizes_the_old_one() {
-        dropped();
-        let c = KeyCache::new(10, Duration::from_secs(60));
-        c.insert(&id(1), &DataKey::random());
-        c.insert(&id(1), &DataKey::random());
-        assert_eq!(dropped(), vec![true]);
+    fn unmount_leaves_no_copy_of_volume_or_data_keys() {
+        use std::os::fd::AsFd;
+        let tv = crate::volume::testutil::volume(crate::volume::InitOptions::default());
+        let p = tv.vol.root().join("f");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        let c = crate::volume::content::FileContent::new();
+        c.create(&tv.vol, f.as_fd()).unwrap();
+        c.write(&tv.vol, f.as_fd(), 0, b"some content").unwrap();
+        let (vkey, dkey) =
+            crate::volume::content::FileContent::keys_for_memory_scan_test(&tv.vol, f.as_fd())
+                .unwrap();
+        let (vk, dk) = (*vkey.expose(), *dkey.expose());
+        drop((vkey, dkey));
+        // The cache's entry and the open file's state.
+        assert_eq!(copies_in_arena(&dk), 2);
+        assert!(copies_in_arena(&vk) >= 1);
+        drop(c);
+        drop(tv);
+        assert_eq!(copies_in_arena(&dk), 0, "a data key outlived the unmount");
+        assert_eq!(
+            copies_in_arena(&vk),
+            0,
+            "the volume key outlived the unmount"
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Tamper fuzzing: random damage to the backing files of a volume with known
-//! content. Every read afterwards returns the original bytes or an error,
-//! except for the damage classes FORMAT.md's threat model lists as undetected,
-//! whose exact outcome this checker knows. A surprise fails the test.
+//! content. Afterwards an undamaged file reads back exactly, and a damaged
+//! one reads as its original bytes or fails with the corruption error (EIO),
+//! except for the damage classes FORMAT.md's threat model lists as
+//! undetected, whose exact outcome this checker knows. A surprise fails the
+//! test.
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -10,6 +12,7 @@ use super::content::FileContent;
 use super::testutil::{volume, TestVolume};
 use super::{InitOptions, KeyLocation, HEADER_XATTR};
 use crate::crypto::header::HEADER_LEN;
+use crate::error::ContentError;
 
 struct Rng(u64);
 
@@ -356,65 +359,151 @@ impl Fixture {
         allowed
     }
 
-    /// Read every file through a fresh content state and judge the outcome.
-    fn check(&self, allowed: &[(usize, Vec<u8>)], history: &[Damage]) {
+    /// Every file's backing bytes and header xattr, to tell afterwards
+    /// which files a damage changed.
+    fn backing_state(&self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.paths
+            .iter()
+            .map(|p| (std::fs::read(p).unwrap(), backing_header(&self.tv, p)))
+            .collect()
+    }
+
+    /// Read every file through a fresh content state and judge the outcome:
+    /// an undamaged file reads back exactly; a damaged one reads as its
+    /// content, as an outcome `allowed` for it, or fails with EIO, as a
+    /// whole and block by block, consistently.
+    fn check(
+        &self,
+        allowed: &[(usize, Vec<u8>)],
+        damaged_files: &[bool],
+        history: &[Damage],
+        tally: &mut Tally,
+    ) {
         self.tv.vol.key_cache().flush();
-        for f in 0..SIZES.len() {
-            let Ok(fd) = std::fs::File::open(&self.paths[f]) else {
-                continue;
-            };
+        let l = self.tv.vol.layout();
+        let bs = l.block_size();
+        for (f, &damaged) in damaged_files.iter().enumerate() {
+            let fd = std::fs::File::open(&self.paths[f]).unwrap();
             let c = FileContent::new();
-            match c.read(&self.tv.vol, fd.as_fd(), 0, u32::MAX) {
-                Err(_) => {}
-                Ok(got) => {
-                    let ok = got == self.current[f]
-                        || allowed.iter().any(|(af, want)| *af == f && *want == got);
+            let eio = |e: &ContentError, what: &str| {
+                let named = match e {
+                    ContentError::Corrupt { path, .. } => {
+                        *path == self.paths[f].display().to_string()
+                    }
+                    ContentError::Io(_) => false,
+                };
+                assert!(
+                    named && e.errno() == libc::EIO,
+                    "file {f} {what}: {e} is not the corruption error (EIO) of this file, after {history:?}"
+                );
+                assert!(
+                    damaged,
+                    "undamaged file {f} {what}: {e}, after {history:?}"
+                );
+            };
+            let whole = c.read(&self.tv.vol, fd.as_fd(), 0, u32::MAX);
+            let outcomes: Vec<&[u8]> = match &whole {
+                Ok(got) => vec![got],
+                Err(e) => {
+                    eio(e, "whole read");
+                    std::iter::once(&self.current[f])
+                        .chain(allowed.iter().filter(|(af, _)| *af == f).map(|(_, w)| w))
+                        .map(|w| w.as_slice())
+                        .collect()
+                }
+            };
+            match &whole {
+                Ok(_) if !damaged => {
                     assert!(
-                        ok,
+                        outcomes[0] == self.current[f],
+                        "undamaged file {f} reads other bytes after {history:?}"
+                    );
+                    tally.undamaged_exact += 1;
+                }
+                Ok(got) if *got == self.current[f] => tally.damaged_intact += 1,
+                Ok(got) => {
+                    assert!(
+                        allowed.iter().any(|(af, want)| *af == f && want == got),
                         "file {f} read {} bytes that are neither the original nor an allowed outcome after {history:?}",
                         got.len()
                     );
+                    tally.damaged_allowed += 1;
+                }
+                Err(_) => tally.damaged_eio += 1,
+            }
+            // Block by block: exactly the block of a possible content (empty
+            // past the visible end), or EIO where the whole read failed.
+            let psize = l.plain_size_lenient(fd.metadata().unwrap().len());
+            let block = |w: &[u8], b: u64| {
+                let s = ((b * bs) as usize).min(w.len());
+                w[s..(s + bs as usize).min(w.len())].to_vec()
+            };
+            let mut failed_blocks = 0;
+            for b in 0..psize.div_ceil(bs).max(self.nblocks(f)) + 1 {
+                match c.read(&self.tv.vol, fd.as_fd(), b * bs, bs as u32) {
+                    Ok(got) => {
+                        let fine = outcomes.iter().any(|w| got == block(w, b))
+                            || (got.is_empty() && b * bs >= psize);
+                        assert!(
+                            fine,
+                            "file {f} block {b} shows other bytes ({} read) after {history:?}",
+                            got.len()
+                        );
+                    }
+                    Err(e) => {
+                        eio(&e, &format!("block {b}"));
+                        assert!(
+                            whole.is_err(),
+                            "file {f} block {b} fails, the whole file reads, after {history:?}"
+                        );
+                        failed_blocks += 1;
+                    }
                 }
             }
-            // Block by block: each block is its original (or, past a tampered
-            // end, a prefix of it), an allowed outcome, or an error.
-            let bs = self.tv.vol.layout().block_size();
-            for b in 0..self.nblocks(f) + 1 {
-                if let Ok(got) = c.read(&self.tv.vol, fd.as_fd(), b * bs, bs as u32) {
-                    let s = ((b * bs) as usize).min(self.current[f].len());
-                    let e = (s + bs as usize).min(self.current[f].len());
-                    let orig = &self.current[f][s..e];
-                    let fine = orig.starts_with(&got)
-                        || allowed.iter().any(|(af, want)| {
-                            *af == f && {
-                                let s2 = ((b * bs) as usize).min(want.len());
-                                let e2 = (s2 + bs as usize).min(want.len());
-                                got == want[s2..e2]
-                            }
-                        });
-                    assert!(
-                        fine,
-                        "file {f} block {b} shows other bytes after {history:?}"
-                    );
-                }
+            if whole.is_err() {
+                assert!(
+                    failed_blocks > 0,
+                    "file {f} fails as a whole, but every block reads, after {history:?}"
+                );
             }
         }
     }
 }
 
+/// How the files of a run read back.
+#[derive(Debug, Default)]
+struct Tally {
+    undamaged_exact: u64,
+    damaged_intact: u64,
+    damaged_allowed: u64,
+    damaged_eio: u64,
+}
+
 fn run(opts: InitOptions, iterations: u64, seed: u64) {
     let mut r = Rng(seed | 1);
     let mut counts = std::collections::BTreeMap::new();
+    let mut tally = Tally::default();
     for _ in 0..iterations {
         let mut fx = Fixture::new(opts.clone(), &mut r);
         let d = fx.gen(&mut r);
         *counts
             .entry(format!("{d:?}").split(' ').next().unwrap_or("").to_owned())
             .or_insert(0) += 1;
+        let before = fx.backing_state();
         let allowed = fx.apply(&d);
-        fx.check(&allowed, &[d]);
+        let damaged: Vec<bool> = before
+            .iter()
+            .zip(fx.backing_state())
+            .map(|(b, a)| *b != a)
+            .collect();
+        fx.check(&allowed, &damaged, &[d], &mut tally);
     }
-    eprintln!("tamper fuzz seed={seed}: {iterations} damages {counts:?}");
+    eprintln!("tamper fuzz seed={seed}: {iterations} damages {counts:?}; {tally:?}");
+    // Each run damages some files past reading and leaves others whole.
+    assert!(
+        tally.undamaged_exact > 0 && tally.damaged_eio > 0,
+        "{tally:?}"
+    );
 }
 
 fn env_or(k: &str, d: u64) -> u64 {
@@ -424,40 +513,50 @@ fn env_or(k: &str, d: u64) -> u64 {
         .unwrap_or(d)
 }
 
-#[test]
-fn tamper_header_volume() {
-    let seed = env_or(
+fn opts(key_location: KeyLocation) -> InitOptions {
+    InitOptions {
+        block_size: 512,
+        key_location,
+        ..Default::default()
+    }
+}
+
+fn seed() -> u64 {
+    env_or(
         "FUZZ_SEED",
         u64::from_le_bytes(crate::crypto::random_array()),
-    );
+    )
+}
+
+#[test]
+fn tamper_header_volume() {
+    let seed = seed();
     eprintln!("tamper fuzz (header): FUZZ_SEED={seed}");
-    run(
-        InitOptions {
-            block_size: 512,
-            key_location: KeyLocation::Header,
-            ..Default::default()
-        },
-        env_or("FUZZ_CASES", 150),
-        seed,
-    );
+    run(opts(KeyLocation::Header), env_or("FUZZ_CASES", 150), seed);
 }
 
 #[test]
 fn tamper_xattr_volume() {
-    let seed = env_or(
-        "FUZZ_SEED",
-        u64::from_le_bytes(crate::crypto::random_array()),
-    );
+    let seed = seed();
     eprintln!("tamper fuzz (xattr): FUZZ_SEED={seed}");
-    run(
-        InitOptions {
-            block_size: 512,
-            key_location: KeyLocation::Xattr,
-            ..Default::default()
-        },
-        env_or("FUZZ_CASES", 150),
-        seed,
-    );
+    run(opts(KeyLocation::Xattr), env_or("FUZZ_CASES", 150), seed);
+}
+
+/// The checker fails on a content layer that makes undamaged files
+/// unreadable (an oracle accepting any error would pass it) and on one that
+/// returns garbage instead of the corruption error.
+#[test]
+fn tamper_fuzzer_catches_planted_faults() {
+    for fault in ["content-eio-partial-tail", "content-ignore-auth-failure"] {
+        let _planted = super::content::plant_on_thread(fault);
+        let seed = seed();
+        let caught = std::panic::catch_unwind(|| run(opts(KeyLocation::Header), 60, seed));
+        assert!(
+            caught.is_err(),
+            "the planted fault {fault} went unnoticed (FUZZ_SEED={seed})"
+        );
+        eprintln!("planted fault {fault} caught (FUZZ_SEED={seed})");
+    }
 }
 
 #[test]

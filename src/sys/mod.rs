@@ -17,11 +17,13 @@ pub mod daemon;
 mod dir;
 mod handle;
 mod owned;
+mod positioned;
 mod process;
 mod xattr;
 pub use dir::*;
 pub use handle::*;
 pub use owned::*;
+pub use positioned::*;
 pub use process::*;
 pub use xattr::*;
 
@@ -313,60 +315,6 @@ pub fn prefetch(fd: BorrowedFd<'_>, offset: u64, len: u64) {
             libc::POSIX_FADV_WILLNEED,
         );
     }
-}
-
-pub fn pread_exact_or_eof(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: the slice is valid for the given length.
-        let n = unsafe {
-            libc::pread(
-                fd.as_raw_fd(),
-                buf[done..].as_mut_ptr() as *mut libc::c_void,
-                buf.len() - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            break;
-        }
-        done += n as usize;
-    }
-    Ok(done)
-}
-
-pub fn pwrite_all(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: the slice is valid for the given length.
-        let n = unsafe {
-            libc::pwrite(
-                fd.as_raw_fd(),
-                buf[done..].as_ptr() as *const libc::c_void,
-                buf.len() - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::Error::from_raw_os_error(libc::EIO));
-        }
-        done += n as usize;
-    }
-    Ok(())
 }
 
 pub fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {

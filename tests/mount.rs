@@ -712,15 +712,8 @@ fn more_files_than_the_daemon_may_hold_descriptors_for() {
 fn io_uring_when_the_kernel_offers_it_dev_fuse_otherwise() {
     bounded(120, || {
         let offered = uring_offered();
-        // One queue per possible CPU ("0-1", "0-3,8-11").
-        let cpus = fs::read_to_string("/sys/devices/system/cpu/possible")
-            .unwrap()
-            .trim()
-            .split(',')
-            .filter_map(|r| r.rsplit('-').next()?.parse::<usize>().ok())
-            .max()
-            .unwrap()
-            + 1;
+        // One queue per possible CPU.
+        let cpus = fuser::possible_cpus();
         let env = Env::new();
         let c = env.init("v", &[]);
         const DISABLED: &str = "/proc/sys/kernel/io_uring_disabled";

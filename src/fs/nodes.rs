@@ -38,7 +38,7 @@ pub struct Node {
     pub ino: u64,
     fd: Mutex<Option<Arc<OwnedFd>>>,
     /// Taken (from the open descriptor) only when the descriptor is closed.
-    handle: std::sync::OnceLock<Vec<u8>>,
+    handle: std::sync::OnceLock<crate::sys::InodeHandle>,
     mount_fd: Option<Arc<OwnedFd>>,
     lookups: AtomicU64,
     /// Shared content state of a regular file (all handles, all hard links).

@@ -3,6 +3,10 @@
 //! All backing-directory access goes through file descriptors: a node keeps an
 //! `O_PATH` descriptor and children are reached with `*at` calls and
 //! `O_NOFOLLOW`, so a symlink planted in the backing directory is never followed.
+//!
+//! The only module allowed `unsafe` (src/lib.rs) and the libc calls clippy.toml
+//! forbids elsewhere.
+#![allow(clippy::disallowed_methods)]
 
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
@@ -10,10 +14,16 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 pub mod daemon;
+mod dir;
+mod handle;
 mod owned;
+mod positioned;
 mod process;
 mod xattr;
+pub use dir::*;
+pub use handle::*;
 pub use owned::*;
+pub use positioned::*;
 pub use process::*;
 pub use xattr::*;
 
@@ -307,60 +317,6 @@ pub fn prefetch(fd: BorrowedFd<'_>, offset: u64, len: u64) {
     }
 }
 
-pub fn pread_exact_or_eof(fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: the slice is valid for the given length.
-        let n = unsafe {
-            libc::pread(
-                fd.as_raw_fd(),
-                buf[done..].as_mut_ptr() as *mut libc::c_void,
-                buf.len() - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            break;
-        }
-        done += n as usize;
-    }
-    Ok(done)
-}
-
-pub fn pwrite_all(fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        // SAFETY: the slice is valid for the given length.
-        let n = unsafe {
-            libc::pwrite(
-                fd.as_raw_fd(),
-                buf[done..].as_ptr() as *const libc::c_void,
-                buf.len() - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            return Err(io::Error::from_raw_os_error(libc::EIO));
-        }
-        done += n as usize;
-    }
-    Ok(())
-}
-
 pub fn ftruncate(fd: BorrowedFd<'_>, len: u64) -> io::Result<()> {
     // SAFETY: plain syscall on a valid fd.
     check(unsafe { libc::ftruncate(fd.as_raw_fd(), len as libc::off_t) })?;
@@ -398,46 +354,6 @@ pub fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
         let mut st: libc::statvfs = std::mem::zeroed();
         check(libc::fstatvfs(fd.as_raw_fd(), &mut st))?;
         Ok(st)
-    }
-}
-
-/// Directory listing of an `O_PATH` directory descriptor: (name, d_type, ino).
-pub fn list_dir(fd: BorrowedFd<'_>) -> io::Result<Vec<(Vec<u8>, u8, u64)>> {
-    let dfd = reopen(fd, libc::O_RDONLY | libc::O_DIRECTORY)?;
-    let raw = dfd.as_raw_fd();
-    // SAFETY: fdopendir takes ownership of the raw fd on success.
-    let dir = unsafe { libc::fdopendir(raw) };
-    if dir.is_null() {
-        return Err(io::Error::last_os_error());
-    }
-    std::mem::forget(dfd);
-    let mut out = Vec::new();
-    loop {
-        // SAFETY: dir is a valid DIR*; errno reset to tell end from error.
-        unsafe { *libc::__errno_location() = 0 };
-        // SAFETY: dir is valid until closedir below.
-        let ent = unsafe { libc::readdir64(dir) };
-        if ent.is_null() {
-            let e = io::Error::last_os_error();
-            // SAFETY: dir is valid and closed once.
-            unsafe { libc::closedir(dir) };
-            if e.raw_os_error().unwrap_or(0) != 0 {
-                return Err(e);
-            }
-            return Ok(out);
-        }
-        // SAFETY: ent points to a valid dirent64 with a NUL-terminated name.
-        let (name, ty, ino) = unsafe {
-            let e = &*ent;
-            (
-                CStr::from_ptr(e.d_name.as_ptr()).to_bytes().to_vec(),
-                e.d_type,
-                e.d_ino,
-            )
-        };
-        if name != b"." && name != b".." {
-            out.push((name, ty, ino));
-        }
     }
 }
 
@@ -557,51 +473,4 @@ pub fn ficlone(dst: BorrowedFd<'_>, src: BorrowedFd<'_>) -> io::Result<()> {
 pub fn readlinkat(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Vec<u8>> {
     let fd = openat(dir, name, libc::O_PATH, 0)?;
     readlink_fd(std::os::fd::AsFd::as_fd(&fd))
-}
-
-/// A file handle (name_to_handle_at) of the inode behind `fd`: its bytes
-/// (handle_bytes, handle_type, f_handle). None where the filesystem or the
-/// caller's privileges do not allow handles.
-pub fn file_handle(fd: BorrowedFd<'_>) -> Option<Vec<u8>> {
-    const MAX: usize = 128;
-    let mut buf = vec![0u8; 8 + MAX];
-    buf[..4].copy_from_slice(&(MAX as u32).to_ne_bytes());
-    let mut mount_id: libc::c_int = 0;
-    // SAFETY: buf holds a struct file_handle with room for MAX bytes; empty path with AT_EMPTY_PATH.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_name_to_handle_at,
-            fd.as_raw_fd(),
-            EMPTY.as_ptr(),
-            buf.as_mut_ptr(),
-            &mut mount_id as *mut libc::c_int,
-            libc::AT_EMPTY_PATH,
-        )
-    };
-    if r != 0 {
-        return None;
-    }
-    let n = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    buf.truncate(8 + n.min(MAX));
-    Some(buf)
-}
-
-/// Open the inode of a file handle as `O_PATH` (needs CAP_DAC_READ_SEARCH);
-/// ESTALE when the inode is gone.
-pub fn open_handle(mount_fd: BorrowedFd<'_>, handle: &[u8]) -> io::Result<OwnedFd> {
-    let mut h = handle.to_vec();
-    // SAFETY: h is a struct file_handle as returned by file_handle().
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_by_handle_at,
-            mount_fd.as_raw_fd(),
-            h.as_mut_ptr(),
-            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }

@@ -103,6 +103,9 @@ mod session;
 mod time;
 #[cfg(target_os = "linux")]
 mod uring;
+/// How many FUSE-over-io_uring queues the kernel makes (one per possible CPU).
+#[cfg(target_os = "linux")]
+pub use crate::uring::possible_cpus;
 #[cfg(target_os = "linux")]
 mod uring_sched;
 

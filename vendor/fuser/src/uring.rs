@@ -814,7 +814,7 @@ fn abandon(ch: &crate::channel::Channel) {
 
 /// The kernel makes one queue per possible CPU (not per present or online
 /// one) and becomes ready only when every queue has an entry.
-fn possible_cpus() -> usize {
+pub fn possible_cpus() -> usize {
     let ranges = std::fs::read_to_string("/sys/devices/system/cpu/possible").unwrap_or_default();
     let max = ranges
         .trim()

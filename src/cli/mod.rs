@@ -12,7 +12,7 @@ mod mount;
 mod options;
 mod umount;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
@@ -87,10 +87,7 @@ fn store_for_key(g: &Global, key: &str) -> Result<LocalKeyService, KmsError> {
 }
 
 /// The key service that holds a volume's master key.
-pub fn key_service_for_volume(
-    g: &Global,
-    dir: &std::path::Path,
-) -> Result<Box<dyn KeyService>, Failure> {
+pub fn key_service_for_volume(g: &Global, dir: &Path) -> Result<Box<dyn KeyService>, Failure> {
     let (cfg, _) = VolumeConfig::read_unverified(dir)?;
     if cfg.key_provider == "local" {
         Ok(Box::new(g.open_store()?))
@@ -398,7 +395,7 @@ pub fn print_result(out: Output, value: &serde_json::Value, text: &str) {
     }
 }
 
-fn config_json(cfg: &VolumeConfig, dir: &std::path::Path) -> serde_json::Value {
+fn config_json(cfg: &VolumeConfig, dir: &Path) -> serde_json::Value {
     json!({
         "CipherDir": dir.display().to_string(),
         "FormatVersion": cfg.format_version,
@@ -415,7 +412,7 @@ fn config_json(cfg: &VolumeConfig, dir: &std::path::Path) -> serde_json::Value {
     })
 }
 
-fn config_text(cfg: &VolumeConfig, dir: &std::path::Path) -> String {
+fn config_text(cfg: &VolumeConfig, dir: &Path) -> String {
     format!(
         "cipher dir:     {}\nvolume id:      {}\nformat:         {}\ncipher:         {}\nblock size:     {}\nkey location:   {}\nnames:          {} (long names over {} bytes)\nkey provider:   {}\nmaster key:     {}\nkey material:   {}",
         dir.display(),
@@ -439,60 +436,11 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             cipherdir,
             key,
             settings,
-        } => {
-            let opts = settings.options()?;
-            crate::volume::check_init_target(&cipherdir)?;
-            let (ks, key) = key_service_for_key(g, key.as_deref())?;
-            let cfg = Volume::init(&cipherdir, &*ks, &key, &opts)?;
-            print_result(
-                g.output,
-                &config_json(&cfg, &cipherdir),
-                &format!(
-                    "{}\nCreated volume {} under {} (key store {}; back it up).",
-                    config_text(&cfg, &cipherdir),
-                    cipherdir.display(),
-                    cfg.master_key_arn,
-                    if cfg.key_provider == "local" {
-                        g.store_dir().display().to_string()
-                    } else {
-                        "AWS KMS".into()
-                    }
-                ),
-            );
-            Ok(())
-        }
-        Command::Info { cipherdir } => {
-            let (cfg, _) = VolumeConfig::read_unverified(&cipherdir)?;
-            print_result(
-                g.output,
-                &config_json(&cfg, &cipherdir),
-                &config_text(&cfg, &cipherdir),
-            );
-            Ok(())
-        }
+        } => init(g, &cipherdir, key.as_deref(), &settings),
+        Command::Info { cipherdir } => info(g, &cipherdir),
         Command::Mount(a) => mount::mount(g, a),
         Command::Umount(a) => umount::umount(g.output, &a),
-        Command::Rewrap { cipherdir } => {
-            let ks = key_service_for_volume(g, &cipherdir)?;
-            let (old, new) = Volume::rewrap(&cipherdir, &*ks)?;
-            print_result(
-                g.output,
-                &json!({
-                    "CipherDir": cipherdir.display().to_string(),
-                    "MasterKeyArn": new.master_key_arn,
-                    "SourceKeyMaterialId": old.master_key_material_id,
-                    "KeyMaterialId": new.master_key_material_id,
-                }),
-                &format!(
-                    "re-wrapped the volume key of {} under {} material {} (was {})",
-                    cipherdir.display(),
-                    new.master_key_arn,
-                    new.master_key_material_id,
-                    old.master_key_material_id
-                ),
-            );
-            Ok(())
-        }
+        Command::Rewrap { cipherdir } => rewrap(g, &cipherdir),
         Command::Kms(c) => kms_cmd::run(g, c),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { dir } => docs::man(&dir),
@@ -504,54 +452,116 @@ fn run_cmd(cli: Cli) -> Result<(), Failure> {
             settings,
             json,
         } => copy_cmd::import(g, &plaindir, &cipherdir, key, &settings, json),
-        Command::Fsck { cipherdir, json } => {
-            let ks = key_service_for_volume(g, &cipherdir)?;
-            let r = crate::snapshot::fsck::fsck(&cipherdir, &*ks)?;
-            let out = if json { Output::Json } else { g.output };
-            let mut text: Vec<String> = r
-                .problems
-                .iter()
-                .map(|p| match &p.path {
-                    Some(pp) => format!("{pp} ({}): {}", p.backing_path, p.problem),
-                    None => format!("backing {}: {}", p.backing_path, p.problem),
-                })
-                .collect();
-            text.extend(r.warnings.iter().map(|w| {
-                format!(
-                    "warning: {} ({}): {}",
-                    w.path.as_deref().unwrap_or("?"),
-                    w.backing_path,
-                    w.problem
-                )
-            }));
-            text.push(format!(
-                "{}: {} directories, {} files, {} symlinks, {:.1} MiB checked; {} problems, {} warnings",
-                if r.clean { "clean" } else { "NOT CLEAN" },
-                r.directories,
-                r.files,
-                r.symlinks,
-                r.bytes as f64 / 1048576.0,
-                r.problems.len(),
-                r.warnings.len()
-            ));
-            print_result(
-                out,
-                &serde_json::to_value(&r).unwrap_or_default(),
-                &text.join("\n"),
-            );
-            if r.clean {
-                Ok(())
+        Command::Fsck { cipherdir, json } => fsck(g, &cipherdir, json),
+    }
+}
+
+fn init(
+    g: &Global,
+    cipherdir: &Path,
+    key: Option<&str>,
+    settings: &Settings,
+) -> Result<(), Failure> {
+    let opts = settings.options()?;
+    crate::volume::check_init_target(cipherdir)?;
+    let (ks, key) = key_service_for_key(g, key)?;
+    let cfg = Volume::init(cipherdir, &*ks, &key, &opts)?;
+    print_result(
+        g.output,
+        &config_json(&cfg, cipherdir),
+        &format!(
+            "{}\nCreated volume {} under {} (key store {}; back it up).",
+            config_text(&cfg, cipherdir),
+            cipherdir.display(),
+            cfg.master_key_arn,
+            if cfg.key_provider == "local" {
+                g.store_dir().display().to_string()
             } else {
-                Err(Failure {
-                    code: exitcodes::FSCK_PROBLEMS,
-                    msg: format!(
-                        "{} problems found in {}",
-                        r.problems.len(),
-                        cipherdir.display()
-                    ),
-                })
+                "AWS KMS".into()
             }
-        }
+        ),
+    );
+    Ok(())
+}
+
+fn info(g: &Global, cipherdir: &Path) -> Result<(), Failure> {
+    let (cfg, _) = VolumeConfig::read_unverified(cipherdir)?;
+    print_result(
+        g.output,
+        &config_json(&cfg, cipherdir),
+        &config_text(&cfg, cipherdir),
+    );
+    Ok(())
+}
+
+fn rewrap(g: &Global, cipherdir: &Path) -> Result<(), Failure> {
+    let ks = key_service_for_volume(g, cipherdir)?;
+    let (old, new) = Volume::rewrap(cipherdir, &*ks)?;
+    print_result(
+        g.output,
+        &json!({
+            "CipherDir": cipherdir.display().to_string(),
+            "MasterKeyArn": new.master_key_arn,
+            "SourceKeyMaterialId": old.master_key_material_id,
+            "KeyMaterialId": new.master_key_material_id,
+        }),
+        &format!(
+            "re-wrapped the volume key of {} under {} material {} (was {})",
+            cipherdir.display(),
+            new.master_key_arn,
+            new.master_key_material_id,
+            old.master_key_material_id
+        ),
+    );
+    Ok(())
+}
+
+fn fsck(g: &Global, cipherdir: &Path, json: bool) -> Result<(), Failure> {
+    let ks = key_service_for_volume(g, cipherdir)?;
+    let r = crate::snapshot::fsck::fsck(cipherdir, &*ks)?;
+    let out = if json { Output::Json } else { g.output };
+    let mut text: Vec<String> = r
+        .problems
+        .iter()
+        .map(|p| match &p.path {
+            Some(pp) => format!("{pp} ({}): {}", p.backing_path, p.problem),
+            None => format!("backing {}: {}", p.backing_path, p.problem),
+        })
+        .collect();
+    text.extend(r.warnings.iter().map(|w| {
+        format!(
+            "warning: {} ({}): {}",
+            w.path.as_deref().unwrap_or("?"),
+            w.backing_path,
+            w.problem
+        )
+    }));
+    text.push(format!(
+        "{}: {} directories, {} files, {} symlinks, {:.1} MiB checked; {} problems, {} warnings",
+        if r.clean { "clean" } else { "NOT CLEAN" },
+        r.directories,
+        r.files,
+        r.symlinks,
+        r.bytes as f64 / 1048576.0,
+        r.problems.len(),
+        r.warnings.len()
+    ));
+    print_result(
+        out,
+        &serde_json::to_value(&r).unwrap_or_default(),
+        &text.join("\n"),
+    );
+    if r.clean {
+        Ok(())
+    } else {
+        Err(Failure {
+            code: exitcodes::FSCK_PROBLEMS,
+            msg: format!(
+                "{} problems found in {}",
+                r.problems.len(),
+                cipherdir.display()
+            ),
+        })
     }
 }
 

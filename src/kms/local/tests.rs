@@ -2,6 +2,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::*;
+use crate::kms::audit;
+use crate::kms::KeyService;
 
 struct Fixture {
     _dir: tempfile::TempDir,

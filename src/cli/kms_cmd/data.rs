@@ -1,0 +1,134 @@
+//! Data keys and blobs: generate-data-key, encrypt, decrypt, re-encrypt.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use clap::Args;
+use serde_json::json;
+
+use super::super::{print_result, Failure, Global};
+use super::{b64, ctx, usage};
+use crate::kms::KeyService;
+
+#[derive(Args, Debug)]
+pub struct GenerateDataKeyArgs {
+    /// Key ID, key ARN, alias name or alias ARN.
+    #[arg(long)]
+    key_id: String,
+    /// AES_256 or AES_128 (or give --number-of-bytes).
+    #[arg(long, default_value = "AES_256")]
+    key_spec: String,
+    /// Length of the data key in bytes, instead of --key-spec.
+    #[arg(long)]
+    number_of_bytes: Option<usize>,
+    /// KEY=VALUE,... or a JSON object.
+    #[arg(long)]
+    encryption_context: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EncryptArgs {
+    /// Key ID, key ARN, alias name or alias ARN.
+    #[arg(long)]
+    key_id: String,
+    /// Base64 plaintext.
+    #[arg(long)]
+    plaintext: String,
+    /// KEY=VALUE,... or a JSON object; decrypt must give the same.
+    #[arg(long)]
+    encryption_context: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DecryptArgs {
+    /// The blob from encrypt or generate-data-key (base64).
+    #[arg(long)]
+    ciphertext_blob: String,
+    /// Fail unless the blob is under this key (key ID, ARN or alias).
+    #[arg(long)]
+    key_id: Option<String>,
+    /// The encryption context the blob was made with.
+    #[arg(long)]
+    encryption_context: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReEncryptArgs {
+    /// The blob from encrypt or generate-data-key (base64).
+    #[arg(long)]
+    ciphertext_blob: String,
+    /// The key to encrypt under (key ID, ARN or alias).
+    #[arg(long)]
+    destination_key_id: String,
+    /// The encryption context the blob was made with.
+    #[arg(long)]
+    source_encryption_context: Option<String>,
+    /// The encryption context of the new blob.
+    #[arg(long)]
+    destination_encryption_context: Option<String>,
+}
+
+pub fn generate_data_key(g: &Global, a: GenerateDataKeyArgs) -> Result<(), Failure> {
+    let n = match (a.number_of_bytes, a.key_spec.as_str()) {
+        (Some(n), _) => n,
+        (None, "AES_256") => 32,
+        (None, "AES_128") => 16,
+        (None, s) => return Err(usage(format!("ValidationException: unknown key spec {s}"))),
+    };
+    let ks = g.open_store()?;
+    let d = ks.generate_data_key(&a.key_id, n, &ctx(&a.encryption_context)?)?;
+    let v = json!({
+        "CiphertextBlob": B64.encode(&d.ciphertext_blob),
+        "Plaintext": B64.encode(&d.plaintext[..]),
+        "KeyId": d.key_arn,
+        "KeyMaterialId": d.key_material_id,
+    });
+    print_result(g.output, &v, &B64.encode(&d.ciphertext_blob));
+    Ok(())
+}
+
+pub fn encrypt(g: &Global, a: EncryptArgs) -> Result<(), Failure> {
+    let pt = zeroize::Zeroizing::new(
+        B64.decode(a.plaintext.trim())
+            .map_err(|_| usage("ValidationException: --plaintext must be base64"))?,
+    );
+    let ks = g.open_store()?;
+    let (blob, arn, mat) = ks.encrypt(&a.key_id, &pt, &ctx(&a.encryption_context)?)?;
+    let v = json!({"CiphertextBlob": B64.encode(&blob), "KeyId": arn, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT", "KeyMaterialId": mat});
+    print_result(g.output, &v, &B64.encode(&blob));
+    Ok(())
+}
+
+pub fn decrypt(g: &Global, a: DecryptArgs) -> Result<(), Failure> {
+    let blob = b64(&a.ciphertext_blob, "the blob")?;
+    let ks = g.open_store()?;
+    let d = ks.decrypt(&blob, &ctx(&a.encryption_context)?, a.key_id.as_deref())?;
+    let v = json!({
+        "KeyId": d.key_arn,
+        "Plaintext": B64.encode(&d.plaintext[..]),
+        "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        "KeyMaterialId": d.key_material_id,
+    });
+    print_result(g.output, &v, &B64.encode(&d.plaintext[..]));
+    Ok(())
+}
+
+pub fn re_encrypt(g: &Global, a: ReEncryptArgs) -> Result<(), Failure> {
+    let blob = b64(&a.ciphertext_blob, "the blob")?;
+    let ks = g.open_store()?;
+    let (nb, src, dst, mat) = ks.re_encrypt(
+        &blob,
+        &ctx(&a.source_encryption_context)?,
+        &a.destination_key_id,
+        &ctx(&a.destination_encryption_context)?,
+    )?;
+    let v = json!({
+        "CiphertextBlob": B64.encode(&nb),
+        "SourceKeyId": src,
+        "KeyId": dst,
+        "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        "DestinationKeyMaterialId": mat,
+    });
+    print_result(g.output, &v, &B64.encode(&nb));
+    Ok(())
+}

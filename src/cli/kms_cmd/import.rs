@@ -1,0 +1,142 @@
+//! Imported key material: parameters, wrapping, import and deletion.
+
+use std::path::PathBuf;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use clap::Args;
+use serde_json::json;
+
+use super::super::{print_result, Failure, Global};
+use super::{b64, usage};
+use crate::kms::local::IMPORT_WRAPPING_ALGORITHM;
+use crate::kms::KeyService;
+
+#[derive(Args, Debug)]
+pub struct GetParametersArgs {
+    /// The EXTERNAL key to import material into (key ID or ARN).
+    #[arg(long)]
+    key_id: String,
+    /// How the material is to be wrapped (only this one is offered).
+    #[arg(long, default_value = IMPORT_WRAPPING_ALGORITHM)]
+    wrapping_algorithm: String,
+}
+
+#[derive(Args, Debug)]
+pub struct WrapArgs {
+    /// The EXTERNAL key the material is for (key ID or ARN).
+    #[arg(long)]
+    key_id: String,
+    /// The PublicKey from get-parameters-for-import (base64).
+    #[arg(long)]
+    public_key: String,
+    /// A file holding exactly 32 bytes of key material.
+    #[arg(long)]
+    key_material_file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The EXTERNAL key to import into (key ID or ARN).
+    #[arg(long)]
+    key_id: String,
+    /// The ImportToken from get-parameters-for-import (base64).
+    #[arg(long)]
+    import_token: String,
+    /// Base64 output of wrap-key-material.
+    #[arg(long)]
+    encrypted_key_material: String,
+    /// KEY_MATERIAL_EXPIRES (needs --valid-to) or KEY_MATERIAL_DOES_NOT_EXPIRE.
+    #[arg(long)]
+    expiration_model: Option<String>,
+    /// Seconds since the epoch.
+    #[arg(long)]
+    valid_to: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExternalKeyArg {
+    /// The EXTERNAL key (key ID or ARN).
+    #[arg(long)]
+    key_id: String,
+}
+
+pub fn get_parameters_for_import(g: &Global, a: GetParametersArgs) -> Result<(), Failure> {
+    if a.wrapping_algorithm != IMPORT_WRAPPING_ALGORITHM {
+        return Err(usage(format!(
+            "ValidationException: the only wrapping algorithm here is {IMPORT_WRAPPING_ALGORITHM}"
+        )));
+    }
+    let ks = g.open_store()?;
+    let (token, pk, valid_to) = ks.get_parameters_for_import(&a.key_id)?;
+    let v = json!({
+        "KeyId": ks.resolve(&a.key_id)?,
+        "ImportToken": token,
+        "PublicKey": B64.encode(&pk),
+        "ParametersValidTo": valid_to,
+        "WrappingAlgorithm": IMPORT_WRAPPING_ALGORITHM,
+    });
+    print_result(
+        g.output,
+        &v,
+        &format!(
+            "{}\t{}",
+            B64.encode(&pk),
+            v["ImportToken"].as_str().unwrap_or("")
+        ),
+    );
+    Ok(())
+}
+
+pub fn wrap_key_material(g: &Global, a: WrapArgs) -> Result<(), Failure> {
+    let m = zeroize::Zeroizing::new(
+        std::fs::read(&a.key_material_file)
+            .map_err(|e| usage(format!("{}: {e}", a.key_material_file.display())))?,
+    );
+    if m.len() != 32 {
+        return Err(usage("key material must be exactly 32 bytes"));
+    }
+    let pk = b64(&a.public_key, "the public key")?;
+    let ks = g.open_store()?;
+    let id = ks.key_id_of(&a.key_id)?;
+    let w = crate::kms::local::wrap_key_material(&pk, &id, &m)?;
+    print_result(
+        g.output,
+        &json!({"EncryptedKeyMaterial": B64.encode(&w)}),
+        &B64.encode(&w),
+    );
+    Ok(())
+}
+
+/// `--expiration-model` and `--valid-to` must agree.
+fn check_expiration(model: Option<&str>, valid_to: Option<u64>) -> Result<(), Failure> {
+    match (model, valid_to) {
+        (Some("KEY_MATERIAL_EXPIRES"), None) => Err(usage(
+            "ValidationException: KEY_MATERIAL_EXPIRES needs --valid-to",
+        )),
+        (Some("KEY_MATERIAL_DOES_NOT_EXPIRE"), Some(_)) => Err(usage(
+            "ValidationException: --valid-to contradicts KEY_MATERIAL_DOES_NOT_EXPIRE",
+        )),
+        (Some(m), _) if m != "KEY_MATERIAL_EXPIRES" && m != "KEY_MATERIAL_DOES_NOT_EXPIRE" => Err(
+            usage(format!("ValidationException: unknown expiration model {m}")),
+        ),
+        _ => Ok(()),
+    }
+}
+
+pub fn import_key_material(g: &Global, a: ImportArgs) -> Result<(), Failure> {
+    check_expiration(a.expiration_model.as_deref(), a.valid_to)?;
+    let blob = b64(&a.encrypted_key_material, "the encrypted key material")?;
+    let ks = g.open_store()?;
+    let id = ks.import_key_material(&a.key_id, &a.import_token, &blob, a.valid_to)?;
+    print_result(
+        g.output,
+        &json!({"KeyId": ks.resolve(&a.key_id)?, "KeyMaterialId": id}),
+        &id,
+    );
+    Ok(())
+}
+
+pub fn delete_imported_key_material(g: &Global, a: ExternalKeyArg) -> Result<(), Failure> {
+    Ok(g.open_store()?.delete_imported_key_material(&a.key_id)?)
+}

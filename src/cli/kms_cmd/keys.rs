@@ -1,0 +1,283 @@
+//! Keys, aliases and rotation.
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::super::{print_result, Failure, Global};
+use crate::kms::local::{fmt_time, KeyRecord, LocalKeyService};
+use crate::kms::KeyService;
+
+#[derive(Args, Debug)]
+pub struct CreateKeyArgs {
+    /// A description of the key (shown by describe-key and list-keys).
+    #[arg(long, default_value = "")]
+    description: String,
+    /// AWS_KMS (material made here) or EXTERNAL (imported material).
+    #[arg(long, default_value = "AWS_KMS")]
+    origin: String,
+}
+
+/// The one key a subcommand acts on.
+#[derive(Args, Debug)]
+pub struct KeyArg {
+    /// Key ID, key ARN, alias name or alias ARN.
+    #[arg(long)]
+    key_id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ListAliasesArgs {
+    /// Only the aliases of this key (key ID or key ARN).
+    #[arg(long)]
+    key_id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateAliasArgs {
+    /// The new alias, starting with alias/.
+    #[arg(long)]
+    alias_name: String,
+    /// The key it names (key ID or key ARN).
+    #[arg(long)]
+    target_key_id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct UpdateAliasArgs {
+    /// The alias to change, starting with alias/.
+    #[arg(long)]
+    alias_name: String,
+    /// The key it is to name (key ID or key ARN).
+    #[arg(long)]
+    target_key_id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteAliasArgs {
+    /// The alias to delete, starting with alias/.
+    #[arg(long)]
+    alias_name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleKeyDeletionArgs {
+    /// Key ID, key ARN, alias name or alias ARN.
+    #[arg(long)]
+    key_id: String,
+    /// Days until the key is deleted (7..30, default 30).
+    #[arg(long)]
+    pending_window_in_days: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct EnableKeyRotationArgs {
+    /// Key ID, key ARN, alias name or alias ARN.
+    #[arg(long)]
+    key_id: String,
+    /// Days between rotations (90..2560, default 365).
+    #[arg(long)]
+    rotation_period_in_days: Option<u32>,
+}
+
+/// A key's metadata as `aws kms describe-key` shows it.
+fn metadata(ks: &LocalKeyService, r: &KeyRecord) -> Value {
+    let mut m = json!({
+        "AWSAccountId": ks.store_id(),
+        "KeyId": r.key_id,
+        "Arn": ks.arn(&r.key_id),
+        "CreationDate": r.creation_date,
+        "Enabled": r.key_state == "Enabled",
+        "Description": r.description,
+        "KeyUsage": "ENCRYPT_DECRYPT",
+        "KeyState": r.key_state,
+        "Origin": r.origin,
+        "KeyManager": r.key_manager,
+        "KeySpec": "SYMMETRIC_DEFAULT",
+        "CustomerMasterKeySpec": "SYMMETRIC_DEFAULT",
+        "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+        "MultiRegion": false,
+    });
+    if !r.current_material.is_empty() {
+        m["CurrentKeyMaterialId"] = json!(r.current_material);
+    }
+    if let Some(d) = r.deletion_date {
+        m["DeletionDate"] = json!(d);
+        m["PendingDeletionWindowInDays"] = json!(r.pending_window_in_days);
+    }
+    if r.origin == "EXTERNAL" {
+        match r.valid_to() {
+            Some(t) => {
+                m["ExpirationModel"] = json!("KEY_MATERIAL_EXPIRES");
+                m["ValidTo"] = json!(t);
+            }
+            None => m["ExpirationModel"] = json!("KEY_MATERIAL_DOES_NOT_EXPIRE"),
+        }
+    }
+    m
+}
+
+pub fn create_key(g: &Global, a: CreateKeyArgs) -> Result<(), Failure> {
+    let ks = g.open_or_create_store()?;
+    let r = ks.create_key(&a.description, &a.origin)?;
+    print_result(
+        g.output,
+        &json!({ "KeyMetadata": metadata(&ks, &r) }),
+        &r.key_id,
+    );
+    Ok(())
+}
+
+pub fn describe_key(g: &Global, a: KeyArg) -> Result<(), Failure> {
+    let ks = g.open_store()?;
+    let r = ks.describe(&a.key_id)?;
+    let text = format!("{}\t{}\t{}", r.key_id, r.key_state, r.description);
+    print_result(
+        g.output,
+        &json!({ "KeyMetadata": metadata(&ks, &r) }),
+        &text,
+    );
+    Ok(())
+}
+
+pub fn list_keys(g: &Global) -> Result<(), Failure> {
+    let ks = g.open_store()?;
+    let keys = ks.list_keys();
+    let v: Vec<_> = keys
+        .iter()
+        .map(|r| json!({"KeyId": r.key_id, "KeyArn": ks.arn(&r.key_id)}))
+        .collect();
+    let text: Vec<_> = keys
+        .iter()
+        .map(|r| format!("{}\t{}", r.key_id, ks.arn(&r.key_id)))
+        .collect();
+    print_result(g.output, &json!({ "Keys": v }), &text.join("\n"));
+    Ok(())
+}
+
+pub fn list_aliases(g: &Global, a: ListAliasesArgs) -> Result<(), Failure> {
+    let ks = g.open_store()?;
+    let filter = a.key_id.map(|k| ks.key_id_of(&k)).transpose()?;
+    let al: Vec<_> = ks
+        .list_aliases()
+        .into_iter()
+        .filter(|(_, k)| filter.as_ref().is_none_or(|f| f == k))
+        .collect();
+    let v: Vec<_> = al
+        .iter()
+        .map(|(a, k)| json!({"AliasName": a, "AliasArn": ks.alias_arn(a), "TargetKeyId": k}))
+        .collect();
+    let text: Vec<_> = al.iter().map(|(a, k)| format!("{a}\t{k}")).collect();
+    print_result(g.output, &json!({ "Aliases": v }), &text.join("\n"));
+    Ok(())
+}
+
+pub fn create_alias(g: &Global, a: CreateAliasArgs) -> Result<(), Failure> {
+    Ok(g.open_store()?
+        .create_alias(&a.alias_name, &a.target_key_id)?)
+}
+
+pub fn update_alias(g: &Global, a: UpdateAliasArgs) -> Result<(), Failure> {
+    Ok(g.open_store()?
+        .update_alias(&a.alias_name, &a.target_key_id)?)
+}
+
+pub fn delete_alias(g: &Global, a: DeleteAliasArgs) -> Result<(), Failure> {
+    Ok(g.open_store()?.delete_alias(&a.alias_name)?)
+}
+
+pub fn enable_key(g: &Global, a: KeyArg) -> Result<(), Failure> {
+    Ok(g.open_store()?.enable_key(&a.key_id)?)
+}
+
+pub fn disable_key(g: &Global, a: KeyArg) -> Result<(), Failure> {
+    Ok(g.open_store()?.disable_key(&a.key_id)?)
+}
+
+pub fn schedule_key_deletion(g: &Global, a: ScheduleKeyDeletionArgs) -> Result<(), Failure> {
+    let ks = g.open_store()?;
+    let (when, days) = ks.schedule_key_deletion(&a.key_id, a.pending_window_in_days)?;
+    let arn = ks.resolve(&a.key_id)?;
+    let v = json!({"KeyId": arn, "DeletionDate": when, "KeyState": "PendingDeletion", "PendingWindowInDays": days});
+    print_result(
+        g.output,
+        &v,
+        &format!("{arn} will be deleted at {}", fmt_time(when)),
+    );
+    Ok(())
+}
+
+pub fn cancel_key_deletion(g: &Global, a: KeyArg) -> Result<(), Failure> {
+    let ks = g.open_store()?;
+    ks.cancel_key_deletion(&a.key_id)?;
+    let arn = ks.resolve(&a.key_id)?;
+    print_result(g.output, &json!({"KeyId": arn}), &arn);
+    Ok(())
+}
+
+pub fn enable_key_rotation(g: &Global, a: EnableKeyRotationArgs) -> Result<(), Failure> {
+    Ok(g.open_store()?
+        .enable_key_rotation(&a.key_id, a.rotation_period_in_days)?)
+}
+
+pub fn disable_key_rotation(g: &Global, a: KeyArg) -> Result<(), Failure> {
+    Ok(g.open_store()?.disable_key_rotation(&a.key_id)?)
+}
+
+pub fn get_key_rotation_status(g: &Global, a: KeyArg) -> Result<(), Failure> {
+    let ks = g.open_store()?;
+    let (on, days, next) = ks.get_key_rotation_status(&a.key_id)?;
+    let mut v = json!({"KeyRotationEnabled": on, "KeyId": ks.resolve(&a.key_id)?});
+    if on {
+        v["RotationPeriodInDays"] = json!(days);
+        v["NextRotationDate"] = json!(next);
+    }
+    print_result(g.output, &v, &format!("{on}"));
+    Ok(())
+}
+
+pub fn rotate_key_on_demand(g: &Global, a: KeyArg) -> Result<(), Failure> {
+    let ks = g.open_store()?;
+    let m = ks.rotate_key_on_demand(&a.key_id)?;
+    print_result(
+        g.output,
+        &json!({"KeyId": ks.key_id_of(&a.key_id)?, "KeyMaterialId": m}),
+        &m,
+    );
+    Ok(())
+}
+
+pub fn list_key_rotations(g: &Global, a: KeyArg) -> Result<(), Failure> {
+    let ks = g.open_store()?;
+    let r = ks.describe(&a.key_id)?;
+    let rot: Vec<_> = r
+        .materials
+        .iter()
+        .filter(|m| m.rotation_type == "AUTOMATIC" || m.rotation_type == "ON_DEMAND")
+        .map(|m| {
+            json!({
+                "KeyId": r.key_id,
+                "KeyMaterialId": m.id,
+                "KeyMaterialState": if m.id == r.current_material { "CURRENT" } else { "NON_CURRENT" },
+                "RotationDate": m.created,
+                "RotationType": m.rotation_type,
+            })
+        })
+        .collect();
+    let text: Vec<_> = rot
+        .iter()
+        .map(|v| {
+            format!(
+                "{}\t{}\t{}",
+                v["KeyMaterialId"].as_str().unwrap_or(""),
+                v["RotationType"].as_str().unwrap_or(""),
+                v["KeyMaterialState"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    print_result(
+        g.output,
+        &json!({"Rotations": rot, "Truncated": false}),
+        &text.join("\n"),
+    );
+    Ok(())
+}

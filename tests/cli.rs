@@ -193,7 +193,7 @@ fn man_writes_a_page_for_every_subcommand() {
                 "{text}"
             );
         }
-        Err(_) => eprintln!("SKIPPED: groff rendering: groff is not installed"),
+        Err(_) => skip("groff rendering", "groff is not installed"),
     }
 }
 

@@ -418,7 +418,10 @@ fn progress_bar_on_a_terminal_reaches_100_percent_with_a_sane_eta() {
     bounded(300, || {
         if Command::new("script").arg("--version").output().is_err() {
             assert!(std::env::var("CI").as_deref() != Ok("true"), "no script(1)");
-            eprintln!("SKIPPED: no script(1) (util-linux)");
+            skip(
+                "progress_bar_on_a_terminal_reaches_100_percent_with_a_sane_eta",
+                "no script(1) (util-linux)",
+            );
             return;
         }
         let env = Env::new();

@@ -166,6 +166,7 @@ fn volumes_across_rotation_disable_rewrap_and_backup() {
             "7",
         ]);
         let out = env.run(&["mount", c.to_str().unwrap(), mnt.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(15));
         let e = String::from_utf8_lossy(&out.stderr);
         assert!(
             e.contains("pending deletion") && e.contains("deletion date"),
@@ -176,7 +177,8 @@ fn volumes_across_rotation_disable_rewrap_and_backup() {
         // A backup imported into an empty store elsewhere mounts the same volume.
         fs::write(env.path("bpass"), "backup passphrase").unwrap();
         let backup = env.path("backup.json");
-        env.cmd()
+        let out = env
+            .cmd()
             .args([
                 "kms",
                 "export-backup",
@@ -184,10 +186,16 @@ fn volumes_across_rotation_disable_rewrap_and_backup() {
                 "--backup-passphrase-file",
                 env.path("bpass").to_str().unwrap(),
             ])
-            .status()
+            .output()
             .unwrap();
+        assert!(
+            out.status.success(),
+            "export-backup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(fs::metadata(&backup).unwrap().len() > 0, "a backup file");
         let store2 = env.path("ks2");
-        let st = env
+        let out = env
             .cmd()
             .env("ENVELOPEFS_KEYSTORE", &store2)
             .args([
@@ -197,9 +205,13 @@ fn volumes_across_rotation_disable_rewrap_and_backup() {
                 "--backup-passphrase-file",
                 env.path("bpass").to_str().unwrap(),
             ])
-            .status()
+            .output()
             .unwrap();
-        assert!(st.success());
+        assert!(
+            out.status.success(),
+            "import-backup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let child = env
             .cmd()
             .env("ENVELOPEFS_KEYSTORE", &store2)

@@ -58,18 +58,21 @@ fn threads_in_shared_directories_match_the_model() {
                                         r.unwrap();
                                         model.insert(to, d);
                                     }
-                                    None => assert!(r.is_err()),
+                                    None => assert_eq!(errno(r), Some(libc::ENOENT), "{name}"),
                                 }
                             }
                             3 => {
                                 let r = fs::remove_file(root.join(&name));
-                                assert_eq!(r.is_ok(), model.remove(&name).is_some());
+                                match model.remove(&name) {
+                                    Some(_) => r.unwrap(),
+                                    None => assert_eq!(errno(r), Some(libc::ENOENT), "{name}"),
+                                }
                             }
                             _ => {
                                 let r = fs::read(root.join(&name));
                                 match model.get(&name) {
                                     Some(d) => assert!(r.unwrap() == *d, "{name}"),
-                                    None => assert!(r.is_err()),
+                                    None => assert_eq!(errno(r), Some(libc::ENOENT), "{name}"),
                                 }
                             }
                         }

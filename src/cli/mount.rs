@@ -427,6 +427,9 @@ fn run_session(
     super::idle::watch(a.idle, mountpoint);
     let serving = daemon::serving(session.unmount_callable(), mountpoint, ready);
     let r = session.run();
+    if crate::fault::planted("mount-daemon-panic") {
+        panic!("planted fault: the daemon panics as its session ends");
+    }
     serving.ended();
     if !a.read_only {
         let _ = std::fs::remove_file(crate::snapshot::control::socket_path(root));

@@ -125,6 +125,9 @@ pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
             &mut st,
             libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
         ))?;
+        if crate::fault::planted("mount-stat-frozen-mtime") {
+            (st.st_mtime, st.st_mtime_nsec) = (0, 0);
+        }
         Ok(st)
     }
 }

@@ -267,6 +267,9 @@ impl Volume {
 
     /// Plaintext size of a backing file, from its size alone (torn tails floored).
     pub fn plain_size(&self, cipher_size: u64) -> u64 {
+        if crate::fault::planted("mount-daemon-error") {
+            log::error!("planted fault: an error logged for every size");
+        }
         self.layout.plain_size_lenient(cipher_size)
     }
 

@@ -155,6 +155,9 @@ impl Env {
             mnt,
             child: Some(child),
             log,
+            expected: std::sync::Mutex::new(Vec::new()),
+            ended: None,
+            unmount_ms: None,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !is_mounted(&m.mnt) {
@@ -181,15 +184,140 @@ pub fn is_mounted(p: &Path) -> bool {
     })
 }
 
+/// A foreground daemon serving a mount point. When it is unmounted (or
+/// dropped) the test fails if the daemon panicked, logged a warning or an
+/// error the test did not declare with [`Mount::expect_log`], or did not
+/// exit with status 0 (unless the test killed it on purpose).
 pub struct Mount {
     pub mnt: PathBuf,
     child: Option<Child>,
     log: PathBuf,
+    /// Parts of warning and error lines the test provokes on purpose.
+    expected: std::sync::Mutex<Vec<String>>,
+    /// How the daemon ended, once the helper has reaped it.
+    ended: Option<Ended>,
+    /// When the helper started the unmount (ms since the epoch).
+    unmount_ms: Option<u64>,
+}
+
+/// How a mount's daemon ended.
+#[derive(Debug)]
+enum Ended {
+    /// It exited by itself (after an unmount, or on its own).
+    Exited(std::process::ExitStatus),
+    /// The test killed it (kill9, signal_and_wait): its status is the test's.
+    KilledByTest,
+    /// It was still running 10 s after the unmount and was killed.
+    Hung,
+    /// Its end was already checked.
+    Checked,
+}
+
+/// Warnings that depend on the machine, not the test: the daemon says them
+/// whenever the limits of the process running the tests are low.
+const ENVIRONMENT_WARNINGS: &[&str] = &[
+    // RLIMIT_NOFILE's hard limit under 65536.
+    "the daemon holds one descriptor per file in use by the kernel",
+    // RLIMIT_MEMLOCK too low to lock the key arena (not as root).
+    "cannot lock key memory in RAM",
+];
+
+/// fuser's error for a reply the kernel no longer waits for. An unmount
+/// aborts the connection and drops the requests still unanswered (the
+/// RELEASEDIR of `envelopefs umount`'s own probe of the mount, a RELEASE of a
+/// file closed just before): their replies then fail with ENOENT. Only
+/// tolerated when logged after the helper started the unmount.
+const REPLY_AFTER_UNMOUNT: &str = "Failed to send FUSE reply: No such file or directory";
+
+/// The lines of a daemon's log that fail a test: a panic, and warnings and
+/// errors (env_logger's `[time LEVEL module] message`) not in `expected`.
+/// `unmount_ms`: when the helper started the unmount (ms since the epoch).
+pub fn unexpected_log_lines(
+    log: &str,
+    expected: &[String],
+    unmount_ms: Option<u64>,
+) -> Vec<String> {
+    log.lines()
+        .filter(|l| {
+            if l.contains("panicked at") {
+                return true;
+            }
+            let level = l
+                .strip_prefix('[')
+                .and_then(|r| r.split_whitespace().nth(1));
+            let after_unmount = unmount_ms.is_some_and(|u| log_time_ms(l).is_some_and(|t| t >= u));
+            let tolerated = ENVIRONMENT_WARNINGS.iter().any(|w| l.contains(w))
+                || (after_unmount && l.contains(REPLY_AFTER_UNMOUNT))
+                || expected.iter().any(|e| l.contains(e.as_str()));
+            matches!(level, Some("ERROR") | Some("WARN")) && !tolerated
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The time of an env_logger line (`[2026-11-30T13:24:42.920Z ...`), in
+/// milliseconds since the epoch.
+fn log_time_ms(line: &str) -> Option<u64> {
+    let t = line.get(1..24)?;
+    let num = |r: std::ops::Range<usize>| t.get(r)?.parse::<u64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    // Days since 1970-01-01 (Howard Hinnant's days_from_civil).
+    let (y, mo) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let (era, yoe) = (y / 400, y % 400);
+    let doy = (153 * mo + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms)
+}
+
+/// Now, in milliseconds since the epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Mount {
     pub fn p(&self, rel: &str) -> PathBuf {
         self.mnt.join(rel)
+    }
+
+    /// Declare that the daemon may log warnings or errors containing `part`
+    /// (the test provokes them); a panic is never expected.
+    pub fn expect_log(&self, part: &str) -> &Self {
+        self.expected.lock().unwrap().push(part.to_owned());
+        self
+    }
+
+    /// Fail the test if the daemon panicked, logged what the test did not
+    /// expect, exited non-zero or did not exit after the unmount. Once.
+    fn check_end(&mut self) {
+        let ended = match self.ended.take() {
+            None | Some(Ended::Checked) => return,
+            Some(e) => e,
+        };
+        self.ended = Some(Ended::Checked);
+        let log = self.log_text();
+        let expected = self.expected.lock().unwrap().clone();
+        let mut wrong = unexpected_log_lines(&log, &expected, self.unmount_ms);
+        match ended {
+            Ended::Exited(st) if !st.success() => {
+                wrong.push(format!("the daemon exited with {st}"))
+            }
+            Ended::Hung => wrong.push("the daemon did not exit within 10 s of the unmount".into()),
+            _ => {}
+        }
+        assert!(
+            wrong.is_empty(),
+            "daemon of {}: {}\n--- its log:\n{log}",
+            self.mnt.display(),
+            wrong.join("\n")
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -232,10 +360,13 @@ impl Mount {
         let Some(mut child) = self.child.take() else {
             return false;
         };
+        self.unmount_ms = Some(now_ms());
         let _ = Command::new(BIN).arg("umount").arg(&self.mnt).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.ended = Some(Ended::Exited(st));
+                self.check_end();
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -255,6 +386,7 @@ impl Mount {
         let mut c = self.child.take()?;
         // SAFETY: kill with a valid pid of our own child.
         unsafe { libc::kill(c.id() as i32, sig) };
+        self.ended = Some(Ended::KilledByTest);
         let deadline = Instant::now() + Duration::from_secs(10);
         let st = loop {
             match c.try_wait() {
@@ -278,6 +410,7 @@ impl Mount {
         if let Some(c) = self.child.as_mut() {
             let _ = c.kill();
             let _ = c.wait();
+            self.ended = Some(Ended::KilledByTest);
         }
         let c = std::ffi::CString::new(self.mnt.to_str().unwrap()).unwrap();
         // SAFETY: valid C string; detach the dead mount.
@@ -285,9 +418,11 @@ impl Mount {
         self.child = None;
     }
 
-    /// Unmount and wait (bounded) for the daemon to exit.
+    /// Unmount and wait (bounded) for the daemon to exit; its log. Fails
+    /// the test as a drop does (see [`Mount`]).
     pub fn unmount(mut self) -> String {
         self.stop();
+        self.check_end();
         self.log_text()
     }
 
@@ -295,6 +430,7 @@ impl Mount {
         let Some(mut child) = self.child.take() else {
             return;
         };
+        self.unmount_ms = Some(now_ms());
         let _ = Command::new(BIN)
             .arg("umount")
             .arg(&self.mnt)
@@ -303,12 +439,14 @@ impl Mount {
             .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(Some(_)) = child.try_wait() {
+            if let Ok(Some(st)) = child.try_wait() {
+                self.ended = Some(Ended::Exited(st));
                 break;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
+                self.ended = Some(Ended::Hung);
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -324,6 +462,10 @@ impl Mount {
 impl Drop for Mount {
     fn drop(&mut self) {
         self.stop();
+        // A second panic while unwinding would abort the whole test binary.
+        if !std::thread::panicking() {
+            self.check_end();
+        }
     }
 }
 
@@ -339,6 +481,12 @@ pub fn bounded<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'sta
         Ok(Err(p)) => std::panic::resume_unwind(p),
         Err(_) => panic!("test body did not finish in {secs} s (hung mount?)"),
     }
+}
+
+/// The errno of a failed call; None when it succeeded (so that
+/// `assert_eq!(errno(r), Some(libc::ENOENT))` checks both).
+pub fn errno<T>(r: std::io::Result<T>) -> Option<i32> {
+    r.err().and_then(|e| e.raw_os_error())
 }
 
 /// Deterministic pseudo-random bytes.
@@ -475,19 +623,55 @@ pub fn xattr_list(p: &Path) -> Vec<String> {
         .collect()
 }
 
-/// True when the test may run as root; otherwise prints `SKIPPED: reason`
-/// and returns false, except under `CI=true`, where a missing prerequisite
-/// fails the test.
+/// Records that `test` did not run: `SKIPPED: test: reason` on stderr (which
+/// cargo hides for a passing test) and appended to the file that
+/// `ENVELOPEFS_SKIP_LOG` names, where scripts/test.sh counts skips.
+pub fn skip(test: &str, reason: &str) {
+    let line = format!("SKIPPED: {test}: {reason}\n");
+    eprint!("{line}");
+    if let Some(path) = std::env::var_os("ENVELOPEFS_SKIP_LOG") {
+        use std::io::Write;
+        // One append-mode write per line: concurrent tests do not interleave.
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        assert!(written.is_ok(), "cannot record the skip: {written:?}");
+    }
+}
+
+/// A prerequisite of the machine (root, /dev/fuse, moto) is missing: the
+/// test is skipped, except under `CI=true`, where it fails.
+pub fn missing_prerequisite(test: &str, reason: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test}: {reason} (CI=true: a missing prerequisite fails)"
+    );
+    skip(test, reason);
+}
+
+/// True when the test may run as root; otherwise records the skip (see
+/// [`missing_prerequisite`]) and returns false.
 pub fn need_root(test: &str) -> bool {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test}: needs root (CI=true: a missing prerequisite fails)"
-    );
-    eprintln!("SKIPPED: {test}: needs root");
+    missing_prerequisite(test, "needs root");
+    false
+}
+
+/// True when the test may mount as root (root and /dev/fuse); otherwise
+/// records the skip (see [`missing_prerequisite`]) and returns false.
+pub fn need_fuse(test: &str) -> bool {
+    if !need_root(test) {
+        return false;
+    }
+    if Path::new("/dev/fuse").exists() {
+        return true;
+    }
+    missing_prerequisite(test, "needs /dev/fuse");
     false
 }
 

@@ -329,8 +329,9 @@ fn abort_writes_no_core_and_debug_core_holds_no_key() {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "core contents: core_pattern does not write to the working directory (CI=true: a missing prerequisite fails)"
             );
-            eprintln!(
-                "SKIPPED (core contents): core_pattern does not write to the working directory"
+            skip(
+                "core contents",
+                "core_pattern does not write to the working directory",
             );
             return;
         };

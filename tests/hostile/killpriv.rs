@@ -190,8 +190,9 @@ fn killpriv_user_namespace_root_has_no_fsetid() {
             std::env::var("CI").as_deref() != Ok("true"),
             "nobody cannot unshare -Ur here (CI=true: a missing prerequisite fails)"
         );
-        eprintln!(
-            "SKIPPED: killpriv_user_namespace_root_has_no_fsetid: no unprivileged user namespaces"
+        skip(
+            "killpriv_user_namespace_root_has_no_fsetid",
+            "no unprivileged user namespaces",
         );
         return;
     }

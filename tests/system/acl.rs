@@ -41,7 +41,7 @@ fn have_acl_tools(test: &str) -> bool {
             std::env::var("CI").as_deref() != Ok("true"),
             "{test}: setfacl/getfacl missing (CI=true)"
         );
-        eprintln!("SKIPPED: {test}: setfacl/getfacl (package acl) missing");
+        skip(test, "setfacl/getfacl (package acl) missing");
     }
     ok
 }

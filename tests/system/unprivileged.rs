@@ -60,7 +60,7 @@ impl TestUser {
                 std::env::var("CI").as_deref() != Ok("true"),
                 "{test}: useradd missing"
             );
-            eprintln!("SKIPPED: {test}: useradd missing");
+            skip(test, "useradd missing");
             return None;
         };
         assert!(
@@ -491,7 +491,10 @@ fn user_with_fusermount3_not_setuid_is_told_why() {
             std::env::var("CI").as_deref() != Ok("true"),
             "fusermount3 missing"
         );
-        eprintln!("SKIPPED: user_with_fusermount3_not_setuid_is_told_why: no fusermount3");
+        skip(
+            "user_with_fusermount3_not_setuid_is_told_why",
+            "no fusermount3",
+        );
         return;
     };
     let Some(user) = TestUser::create("user_with_fusermount3_not_setuid", "s") else {

@@ -396,10 +396,7 @@ impl Fixture {
                     named && e.errno() == libc::EIO,
                     "file {f} {what}: {e} is not the corruption error (EIO) of this file, after {history:?}"
                 );
-                assert!(
-                    damaged,
-                    "undamaged file {f} {what}: {e}, after {history:?}"
-                );
+                assert!(damaged, "undamaged file {f} {what}: {e}, after {history:?}");
             };
             let whole = c.read(&self.tv.vol, fd.as_fd(), 0, u32::MAX);
             let outcomes: Vec<&[u8]> = match &whole {
@@ -543,11 +540,15 @@ fn tamper_xattr_volume() {
 }
 
 /// The checker fails on a content layer that makes undamaged files
-/// unreadable (an oracle accepting any error would pass it) and on one that
-/// returns garbage instead of the corruption error.
+/// unreadable (an oracle accepting any error would pass it) and on ones
+/// that return garbage or nothing instead of the corruption error.
 #[test]
 fn tamper_fuzzer_catches_planted_faults() {
-    for fault in ["content-eio-partial-tail", "content-ignore-auth-failure"] {
+    for fault in [
+        "content-eio-partial-tail",
+        "content-ignore-auth-failure",
+        "content-empty-on-auth-failure",
+    ] {
         let _planted = super::content::plant_on_thread(fault);
         let seed = seed();
         let caught = std::panic::catch_unwind(|| run(opts(KeyLocation::Header), 60, seed));

@@ -3,7 +3,8 @@
 //! other build `planted` is a constant `false` the optimiser removes.
 
 /// True when the fault `name` is planted: `ENVELOPEFS_FAULT` holds it, among
-/// others separated by commas. Unit tests may also plant one per thread.
+/// others separated by commas. (`volume/content/planted.rs` adds a per-thread
+/// switch for unit tests that plant a fault themselves.)
 #[cfg(feature = "fault-check")]
 pub fn planted(name: &str) -> bool {
     std::env::var("ENVELOPEFS_FAULT").is_ok_and(|v| v.split(',').any(|f| f == name))

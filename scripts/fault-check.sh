@@ -8,7 +8,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$HOME/.cargo/bin:$PATH
 caught=0; missed=0; broken=0
-want() { [ $# -eq 0 ] && return 0; local n; for n in "${@:2}"; do [ "$n" = "$1" ] && return 0; done; return 1; }
+want() { [ $# -eq 1 ] && return 0; local n; for n in "${@:2}"; do [ "$n" = "$1" ] && return 0; done; return 1; }
 log=$(mktemp -d); trap 'rm -rf "$log"' EXIT
 for table in scripts/faults/*.tsv; do
   while IFS=$'\t' read -r name args what; do

@@ -170,13 +170,12 @@ impl Walker<'_> {
             Ok((f, _)) => f,
             Err(e) => return self.report(Some(p), b, format!("open: {e}")),
         };
-        if let Err(e) = self.vol.layout().plain_size(size) {
+        if let Some(intact) = self.vol.torn_tail(size) {
             self.report(
                 Some(p),
                 b,
                 format!(
-                    "torn tail: backing size {size} ends mid-block after {} intact bytes",
-                    e.plain_floor
+                    "torn tail: backing size {size} ends mid-block after {intact} intact bytes"
                 ),
             );
         }
@@ -189,7 +188,7 @@ impl Walker<'_> {
             return self.report(Some(p), b, "missing header");
         }
         let plain = self.vol.plain_size(size);
-        let bs = self.vol.layout().block_size();
+        let bs = u64::from(self.vol.config().block_size);
         let mut off = 0;
         while off < plain {
             let n = (plain - off).min(bs * 256);

@@ -387,27 +387,30 @@ impl<'a> Copier<'a> {
         is_dir: bool,
         path: &Path,
     ) -> Result<(), CopyError> {
-        let names = sys::listxattr_fd(src).unwrap_or_default();
+        let names =
+            super::xattrs::list(src).map_err(|e| cerr(path, format!("cannot list xattrs: {e}")))?;
         for n in names {
-            let v = match sys::getxattr_fd(src, &n) {
-                Ok(v) => v,
-                Err(_) => continue,
+            // Raw copies carry every xattr; the others only the user's.
+            let wanted = match &self.src {
+                Source::Raw => true,
+                Source::Plain => n.starts_with(b"user."),
+                Source::Volume(..) => n.starts_with(USER_XATTR_PREFIX),
+            };
+            if !wanted {
+                continue;
+            }
+            let v = match super::xattrs::get(src, &n) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => return Err(cerr(path, format!("cannot read an xattr: {e}"))),
             };
             let (name, value) = match &self.src {
                 Source::Raw => {
                     sys::setxattr_fd(dst, &n, &v, 0).map_err(|e| cerr(path, e))?;
                     continue;
                 }
-                Source::Plain => {
-                    if !n.starts_with(b"user.") {
-                        continue;
-                    }
-                    (n, v)
-                }
+                Source::Plain => (n, v),
                 Source::Volume(sv, _) => {
-                    if !n.starts_with(USER_XATTR_PREFIX) {
-                        continue;
-                    }
                     match sv.decrypt_xattr(if is_dir { None } else { scrypto }, &v) {
                         Some(x) => x,
                         None => {

@@ -207,8 +207,9 @@ impl Walker<'_> {
             off += n;
         }
         self.r.bytes += plain;
-        if let Ok(pf) = sys::reopen(fd.as_fd(), libc::O_PATH) {
-            self.xattrs(pf.as_fd(), crypto.as_deref(), p, b, false);
+        match sys::reopen(fd.as_fd(), libc::O_PATH) {
+            Ok(pf) => self.xattrs(pf.as_fd(), crypto.as_deref(), p, b, false),
+            Err(e) => self.report(Some(p), b, format!("xattrs not checked: {e}")),
         }
     }
 
@@ -220,20 +221,29 @@ impl Walker<'_> {
         b: &Path,
         is_dir: bool,
     ) {
-        for n in sys::listxattr_fd(fd).unwrap_or_default() {
+        let names = match super::xattrs::list(fd) {
+            Ok(n) => n,
+            Err(e) => return self.report(Some(p), b, format!("cannot list xattrs: {e}")),
+        };
+        for n in names {
             if !n.starts_with(USER_XATTR_PREFIX) {
                 continue;
             }
-            let ok = sys::getxattr_fd(fd, &n)
-                .ok()
-                .and_then(|v| self.vol.decrypt_xattr(if is_dir { None } else { fc }, &v))
+            let shown = String::from_utf8_lossy(&n);
+            let v = match super::xattrs::get(fd, &n) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.report(Some(p), b, format!("xattr {shown} unreadable: {e}"));
+                    continue;
+                }
+            };
+            let ok = self
+                .vol
+                .decrypt_xattr(if is_dir { None } else { fc }, &v)
                 .is_some_and(|(name, _)| self.vol.xattr_backing_name(&name) == n);
             if !ok {
-                self.report(
-                    Some(p),
-                    b,
-                    format!("xattr {} fails authentication", String::from_utf8_lossy(&n)),
-                );
+                self.report(Some(p), b, format!("xattr {shown} fails authentication"));
             }
         }
     }

@@ -15,6 +15,7 @@ pub mod fsck;
 mod interrupt;
 mod partial;
 mod progress;
+mod xattrs;
 
 use std::path::Path;
 

@@ -436,3 +436,201 @@ fn killed_copy_leaves_source_intact_and_no_destination() {
         assert!(dst.join("envelopefs.conf").exists());
     });
 }
+
+/// Runs `envelopefs ARGS` with the fault `fault` planted in that process
+/// only (added to the faults `scripts/fault-check.sh` may have planted).
+#[cfg(feature = "fault-check")]
+fn run_with_fault(env: &Env, fault: &str, args: &[&str]) -> std::process::Output {
+    let planted = match std::env::var("ENVELOPEFS_FAULT") {
+        Ok(others) if !others.is_empty() => format!("{others},{fault}"),
+        _ => fault.to_owned(),
+    };
+    env.cmd()
+        .env("ENVELOPEFS_FAULT", planted)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A volume with a file and a directory that carry user xattrs.
+#[cfg(feature = "fault-check")]
+fn volume_with_xattrs(env: &Env, name: &str, flags: &[&str]) -> PathBuf {
+    let c = env.init(name, flags);
+    let m = env.mount(&c, "m", &[]);
+    fs::write(m.p("f"), b"content").unwrap();
+    fs::create_dir(m.p("d")).unwrap();
+    xattr_set(&m.p("f"), "user.tag", b"file value");
+    xattr_set(&m.p("d"), "user.tag", b"dir value");
+    m.unmount();
+    c
+}
+
+#[cfg(feature = "fault-check")]
+#[test]
+fn fsck_reports_xattrs_it_cannot_read() {
+    bounded(120, || {
+        let env = Env::new();
+        let c = volume_with_xattrs(&env, "c", &[]);
+        let cs = c.to_str().unwrap();
+        assert_eq!(json(&env, &["fsck", cs])["Clean"], true);
+        for (fault, problem) in [
+            ("snapshot-listxattr-fails", "cannot list xattrs"),
+            ("snapshot-getxattr-fails", "unreadable"),
+        ] {
+            let out = run_with_fault(&env, fault, &["fsck", cs, "--json"]);
+            assert_eq!(out.status.code(), Some(30), "{fault}: fsck must not pass");
+            let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(r["Clean"], false, "{r}");
+            for path in ["/f", "/d"] {
+                assert!(
+                    r["Problems"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|p| p["Path"] == path
+                            && p["Problem"].as_str().unwrap().contains(problem)),
+                    "{fault}: {path} reported: {r}"
+                );
+            }
+        }
+    });
+}
+
+#[cfg(feature = "fault-check")]
+#[test]
+fn copies_fail_on_xattrs_they_cannot_read() {
+    bounded(120, || {
+        let env = Env::new();
+        // Headers in xattrs: a copy that dropped them would lose the files.
+        let c = volume_with_xattrs(&env, "c", &["--key-location", "xattr"]);
+        let cs = c.to_str().unwrap();
+        let k = json(&env, &["kms", "create-key"])["KeyMetadata"]["KeyId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for fault in ["snapshot-listxattr-fails", "snapshot-getxattr-fails"] {
+            for mode in ["snapshot", "rekey", "reencrypt"] {
+                let dst = env.path(&format!("{mode}-{fault}"));
+                let ds = dst.to_str().unwrap();
+                let args: Vec<&str> = match mode {
+                    "snapshot" => vec!["snapshot", "create", cs, ds],
+                    _ => vec!["snapshot", "copy", cs, ds, "--key", &k, "--mode", mode],
+                };
+                let out = run_with_fault(&env, fault, &args);
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(out.status.code(), Some(23), "{mode} with {fault}: {err}");
+                assert!(err.contains("xattr"), "{mode} with {fault}: {err}");
+                assert!(!dst.exists(), "{mode} with {fault}: no copy left");
+            }
+        }
+    });
+}
+
+#[cfg(feature = "fault-check")]
+#[test]
+fn snapshot_fails_when_the_mount_cannot_be_flushed() {
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        let m = env.mount(&c, "m", &[]);
+        fs::write(m.p("f"), b"written before the snapshot").unwrap();
+        let snap = env.path("snap");
+        let out = run_with_fault(
+            &env,
+            "snapshot-syncfs-fails",
+            &[
+                "snapshot",
+                "create",
+                c.to_str().unwrap(),
+                snap.to_str().unwrap(),
+            ],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(23), "{err}");
+        assert!(err.contains("cannot flush the mount"), "{err}");
+        assert!(!snap.exists());
+        // Without the fault the same snapshot is taken, with the write.
+        env.run_ok(&[
+            "snapshot",
+            "create",
+            c.to_str().unwrap(),
+            snap.to_str().unwrap(),
+        ]);
+        m.unmount();
+        let sm = env.mount(&snap, "sm", &["--read-only"]);
+        assert_eq!(fs::read(sm.p("f")).unwrap(), b"written before the snapshot");
+        sm.unmount();
+    });
+}
+
+/// A bind mount of a directory onto itself, undone on drop: rmdir of it
+/// fails with EBUSY.
+struct BindOntoItself(PathBuf);
+
+impl BindOntoItself {
+    fn new(dir: &Path) -> BindOntoItself {
+        let ok = std::process::Command::new("mount")
+            .args(["--bind", dir.to_str().unwrap(), dir.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount --bind {}", dir.display());
+        BindOntoItself(dir.to_owned())
+    }
+}
+
+impl Drop for BindOntoItself {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// rmdir takes a directory's IV file out first; when the rmdir then fails,
+/// the IV goes back and the directory stays usable.
+#[test]
+fn failed_rmdir_puts_the_directory_iv_back() {
+    if !need_root("failed_rmdir_puts_the_directory_iv_back") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        let m = env.mount(&c, "m", &[]);
+        fs::create_dir(m.p("d")).unwrap();
+        let bind = BindOntoItself::new(&backing_path(&c, &m.p("d")));
+        let e = fs::remove_dir(m.p("d")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EBUSY), "{e}");
+        drop(bind);
+        fs::write(m.p("d/x"), b"inside").unwrap();
+        assert_eq!(fs::read(m.p("d/x")).unwrap(), b"inside");
+        m.unmount();
+        assert_eq!(json(&env, &["fsck", c.to_str().unwrap()])["Clean"], true);
+    });
+}
+
+/// When the IV cannot be put back, rmdir says so (EIO, and an error in the
+/// log) instead of the rmdir's own error over a directory left without it.
+#[cfg(feature = "fault-check")]
+#[test]
+fn failed_rmdir_reports_an_iv_it_cannot_put_back() {
+    if !need_root("failed_rmdir_reports_an_iv_it_cannot_put_back") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        let m = env.mount_env(
+            &c,
+            "m",
+            &[],
+            &[("ENVELOPEFS_FAULT", "fs-diriv-restore-fails")],
+        );
+        fs::create_dir(m.p("d")).unwrap();
+        let bind = BindOntoItself::new(&backing_path(&c, &m.p("d")));
+        let e = fs::remove_dir(m.p("d")).unwrap_err();
+        drop(bind);
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+        let log = m.unmount();
+        assert!(log.contains("could not be put back"), "{log}");
+    });
+}

@@ -286,14 +286,26 @@ impl EnvelopeFs {
             return Err(Errno::ENOTEMPTY);
         }
         let iv = crate::volume::read_diriv(child.as_fd()).ok();
-        let _ = sys::unlinkat(child.as_fd(), OsStr::new(DIRIV_NAME), false);
-        Ok((child, iv))
+        match sys::unlinkat(child.as_fd(), OsStr::new(DIRIV_NAME), false) {
+            Ok(()) => Ok((child, iv)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok((child, None)),
+            Err(e) => Err(io(e)),
+        }
     }
 
-    fn restore_iv(taken: (OwnedFd, Option<[u8; 16]>)) {
-        if let (fd, Some(iv)) = taken {
-            let _ = crate::volume::write_diriv_bytes(fd.as_fd(), &iv);
-        }
+    /// EIO when the IV cannot be put back: names in that directory could no
+    /// longer be made or read.
+    fn restore_iv(taken: (OwnedFd, Option<[u8; 16]>)) -> Res<()> {
+        let (fd, Some(iv)) = taken else { return Ok(()) };
+        let restored = match crate::fault::planted("fs-diriv-restore-fails") {
+            true => Err(std::io::Error::from_raw_os_error(libc::EIO)),
+            false => crate::volume::write_diriv_bytes(fd.as_fd(), &iv),
+        };
+        restored.map_err(|e| {
+            let dir = crate::volume::content::fd_path(fd.as_fd());
+            error!("{dir}: its {DIRIV_NAME} could not be put back: {e}");
+            Errno::EIO
+        })
     }
 
     /// Remove a backing directory, and its IV file first (restored if rmdir fails).
@@ -305,7 +317,7 @@ impl EnvelopeFs {
         match sys::unlinkat(dir.fd().map_err(io)?.as_fd(), &b.name, true) {
             Ok(()) => Ok(()),
             Err(e) => {
-                Self::restore_iv(taken);
+                Self::restore_iv(taken)?;
                 Err(io(e))
             }
         }
@@ -901,7 +913,7 @@ impl Filesystem for EnvelopeFs {
                 }
                 Err(e) => {
                     if let Some(taken) = restore_iv {
-                        Self::restore_iv(taken);
+                        Self::restore_iv(taken)?;
                     }
                     Err(e)
                 }

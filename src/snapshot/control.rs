@@ -173,6 +173,16 @@ fn watch_holder(
 /// The longest line of the control protocol.
 const MAX_LINE: usize = 16;
 
+/// Flush the kernel's dirty pages of the mount at `mountpoint` to its
+/// daemon, before a hold: a write still in the page cache when the hold
+/// begins would be missing from the snapshot.
+pub fn flush_mount(mountpoint: &Path) -> std::io::Result<()> {
+    if crate::fault::planted("snapshot-syncfs-fails") {
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    crate::sys::sync_mount(mountpoint)
+}
+
 /// A hold granted by a running daemon, kept alive by a heartbeat thread;
 /// released by `release` (or on drop).
 pub struct Hold {
@@ -187,19 +197,13 @@ pub struct Hold {
 }
 
 impl Hold {
-    /// Ask the daemon serving `cipherdir` (mounted at `mountpoint`) to hold
-    /// changes, after a syncfs of the mount so the kernel's dirty pages reach
-    /// it first. `Ok(None)` when no daemon serves that volume.
-    pub fn acquire(cipherdir: &Path, mountpoint: Option<&Path>) -> std::io::Result<Option<Hold>> {
+    /// Ask the daemon serving `cipherdir` to hold changes (after
+    /// `flush_mount`). `Ok(None)` when no daemon serves that volume.
+    pub fn acquire(cipherdir: &Path) -> std::io::Result<Option<Hold>> {
         let path = socket_path(cipherdir);
         let Ok(stream) = UnixStream::connect(&path) else {
             return Ok(None);
         };
-        if let Some(mp) = mountpoint {
-            if let Ok(f) = std::fs::File::open(mp) {
-                let _ = crate::sys::syncfs(std::os::fd::AsFd::as_fd(&f));
-            }
-        }
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;
         let mut w = stream.try_clone()?;
         w.write_all(b"HOLD\n")?;

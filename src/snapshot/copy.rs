@@ -18,6 +18,7 @@ use super::interrupt::Interrupt;
 use super::{CopyError, Mode, Stats};
 use crate::crypto::names::BackingName;
 use crate::sys;
+use crate::volume::reencrypt::NEW_FILE_PIECE;
 use crate::volume::{FileContent, Volume, LOCK_FILE_NAME, USER_XATTR_PREFIX};
 
 mod jobs;
@@ -79,8 +80,6 @@ fn cerr(path: &Path, e: impl std::fmt::Display) -> CopyError {
 fn all_zero(b: &[u8]) -> bool {
     b.iter().all(|x| *x == 0)
 }
-
-const CHUNK: usize = 1 << 20;
 
 impl<'a> Copier<'a> {
     pub fn new(src: Source<'a>, dst: Option<&'a Volume>, progress: bool) -> Copier<'a> {
@@ -388,27 +387,30 @@ impl<'a> Copier<'a> {
         is_dir: bool,
         path: &Path,
     ) -> Result<(), CopyError> {
-        let names = sys::listxattr_fd(src).unwrap_or_default();
+        let names =
+            super::xattrs::list(src).map_err(|e| cerr(path, format!("cannot list xattrs: {e}")))?;
         for n in names {
-            let v = match sys::getxattr_fd(src, &n) {
-                Ok(v) => v,
-                Err(_) => continue,
+            // Raw copies carry every xattr; the others only the user's.
+            let wanted = match &self.src {
+                Source::Raw => true,
+                Source::Plain => n.starts_with(b"user."),
+                Source::Volume(..) => n.starts_with(USER_XATTR_PREFIX),
+            };
+            if !wanted {
+                continue;
+            }
+            let v = match super::xattrs::get(src, &n) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => return Err(cerr(path, format!("cannot read an xattr: {e}"))),
             };
             let (name, value) = match &self.src {
                 Source::Raw => {
                     sys::setxattr_fd(dst, &n, &v, 0).map_err(|e| cerr(path, e))?;
                     continue;
                 }
-                Source::Plain => {
-                    if !n.starts_with(b"user.") {
-                        continue;
-                    }
-                    (n, v)
-                }
+                Source::Plain => (n, v),
                 Source::Volume(sv, _) => {
-                    if !n.starts_with(USER_XATTR_PREFIX) {
-                        continue;
-                    }
                     match sv.decrypt_xattr(if is_dir { None } else { scrypto }, &v) {
                         Some(x) => x,
                         None => {
@@ -430,10 +432,9 @@ impl<'a> Copier<'a> {
         Ok(())
     }
 
-    /// Write a file's content into a fresh destination file, 1 MiB chunks at a
-    /// time: in parallel across the blocks of a large file, all-zero chunks
-    /// left as holes. Chunks are whole blocks of the destination (block sizes
-    /// divide 1 MiB), so no chunk reads back what another wrote.
+    /// Write a file's content into a fresh destination file, a piece
+    /// (`NEW_FILE_PIECE`) at a time: in parallel across the pieces of a large
+    /// file, all-zero pieces left as holes.
     fn reencrypt_body(
         &self,
         dv: &Volume,
@@ -443,11 +444,8 @@ impl<'a> Copier<'a> {
         read_src: impl Fn(u64, usize) -> Result<Vec<u8>, CopyError> + Sync,
         p: &Path,
     ) -> Result<(), CopyError> {
-        let fc = dc.crypto(dv, dfd).map_err(|e| cerr(p, e))?;
-        let l = dv.layout();
-        let bs = l.block_size() as usize;
-        let chunks = plain_size.div_ceil(CHUNK as u64);
-        let threads = if plain_size >= 32 * CHUNK as u64 {
+        let pieces = plain_size.div_ceil(NEW_FILE_PIECE);
+        let threads = if plain_size >= 32 * NEW_FILE_PIECE {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2)
@@ -459,11 +457,11 @@ impl<'a> Copier<'a> {
         let first_err: Mutex<Option<CopyError>> = Mutex::new(None);
         let work = || loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= chunks || first_err.lock().is_some() {
+            if i >= pieces || first_err.lock().is_some() {
                 return;
             }
-            let off = i * CHUNK as u64;
-            let n = (plain_size - off).min(CHUNK as u64) as usize;
+            let off = i * NEW_FILE_PIECE;
+            let n = (plain_size - off).min(NEW_FILE_PIECE) as usize;
             let r = self
                 .check_cancel()
                 .and_then(|()| read_src(off, n))
@@ -472,13 +470,7 @@ impl<'a> Copier<'a> {
                         return Err(cerr(p, "changed during the copy"));
                     }
                     if !all_zero(&data) {
-                        let blocks: Vec<&[u8]> = data.chunks(bs).collect();
-                        let mut out = Vec::with_capacity(
-                            n + blocks.len() * crate::crypto::offsets::BLOCK_OVERHEAD as usize,
-                        );
-                        let first = l.block_of(off);
-                        fc.encrypt_blocks(first, &blocks, &mut out);
-                        sys::pwrite_all(dfd, &out, l.cipher_offset(first))
+                        dc.write_new_piece(dv, dfd, plain_size, off, &data)
                             .map_err(|e| cerr(p, e))?;
                     }
                     self.done_bytes.fetch_add(n as u64, Ordering::Relaxed);
@@ -498,8 +490,8 @@ impl<'a> Copier<'a> {
         if let Some(e) = first_err.into_inner() {
             return Err(e);
         }
-        // All-zero chunks at the end become a hole of the right length.
-        sys::ftruncate(dfd, l.cipher_size(plain_size)).map_err(|e| cerr(p, e))
+        // All-zero pieces at the end become a hole of the right length.
+        dc.finish_new(dv, dfd, plain_size).map_err(|e| cerr(p, e))
     }
 
     /// A regular file's xattrs, from its source content keys to the destination's.
@@ -559,32 +551,22 @@ impl<'a> Copier<'a> {
             }
             (Source::Volume(sv, Mode::Rekey), Some(dv)) => {
                 let dc = FileContent::new();
-                match FileContent::header_of(sv, sfd.as_fd()).map_err(|e| cerr(p, e))? {
-                    Some(h) => {
-                        let nh = h
-                            .rewrap(
-                                (sv.volume_key(), sv.volume_id()),
-                                (dv.volume_key(), dv.volume_id()),
-                            )
-                            .map_err(|e| cerr(p, format!("header: {e}")))?;
-                        dc.install_header(dv, dfd.as_fd(), &nh)
-                            .map_err(|e| cerr(p, e))?;
-                        let (sh, dh) = (sv.layout().header_len(), dv.layout().header_len());
-                        let body = size.saturating_sub(sh);
-                        sys::ftruncate(dfd.as_fd(), dh + body).map_err(|e| cerr(p, e))?;
-                        for (a, b) in
-                            sys::data_segments(sfd.as_fd(), sh, size).map_err(|e| cerr(p, e))?
-                        {
-                            let a = a.max(sh);
-                            counted += self.copy_data(
-                                (sfd.as_fd(), a),
-                                (dfd.as_fd(), a - sh + dh),
-                                b - a,
-                                p,
-                            )?;
-                        }
+                let body = dc
+                    .rekey_from(dv, dfd.as_fd(), sv, sfd.as_fd())
+                    .map_err(|e| cerr(p, e))?;
+                if let Some(body) = body {
+                    let end = body.src + body.len;
+                    for (a, b) in
+                        sys::data_segments(sfd.as_fd(), body.src, end).map_err(|e| cerr(p, e))?
+                    {
+                        let a = a.max(body.src);
+                        counted += self.copy_data(
+                            (sfd.as_fd(), a),
+                            (dfd.as_fd(), a - body.src + body.dst),
+                            b - a,
+                            p,
+                        )?;
                     }
-                    None => dc.create(dv, dfd.as_fd()).map_err(|e| cerr(p, e))?,
                 }
                 let sc = FileContent::new();
                 self.copy_file_xattrs(Some((sv, &sc)), dv, &dc, sfd.as_fd(), dfd.as_fd(), p)?;

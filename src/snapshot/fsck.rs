@@ -170,13 +170,12 @@ impl Walker<'_> {
             Ok((f, _)) => f,
             Err(e) => return self.report(Some(p), b, format!("open: {e}")),
         };
-        if let Err(e) = self.vol.layout().plain_size(size) {
+        if let Some(intact) = self.vol.torn_tail(size) {
             self.report(
                 Some(p),
                 b,
                 format!(
-                    "torn tail: backing size {size} ends mid-block after {} intact bytes",
-                    e.plain_floor
+                    "torn tail: backing size {size} ends mid-block after {intact} intact bytes"
                 ),
             );
         }
@@ -189,7 +188,7 @@ impl Walker<'_> {
             return self.report(Some(p), b, "missing header");
         }
         let plain = self.vol.plain_size(size);
-        let bs = self.vol.layout().block_size();
+        let bs = u64::from(self.vol.config().block_size);
         let mut off = 0;
         while off < plain {
             let n = (plain - off).min(bs * 256);
@@ -208,8 +207,9 @@ impl Walker<'_> {
             off += n;
         }
         self.r.bytes += plain;
-        if let Ok(pf) = sys::reopen(fd.as_fd(), libc::O_PATH) {
-            self.xattrs(pf.as_fd(), crypto.as_deref(), p, b, false);
+        match sys::reopen(fd.as_fd(), libc::O_PATH) {
+            Ok(pf) => self.xattrs(pf.as_fd(), crypto.as_deref(), p, b, false),
+            Err(e) => self.report(Some(p), b, format!("xattrs not checked: {e}")),
         }
     }
 
@@ -221,20 +221,29 @@ impl Walker<'_> {
         b: &Path,
         is_dir: bool,
     ) {
-        for n in sys::listxattr_fd(fd).unwrap_or_default() {
+        let names = match super::xattrs::list(fd) {
+            Ok(n) => n,
+            Err(e) => return self.report(Some(p), b, format!("cannot list xattrs: {e}")),
+        };
+        for n in names {
             if !n.starts_with(USER_XATTR_PREFIX) {
                 continue;
             }
-            let ok = sys::getxattr_fd(fd, &n)
-                .ok()
-                .and_then(|v| self.vol.decrypt_xattr(if is_dir { None } else { fc }, &v))
+            let shown = String::from_utf8_lossy(&n);
+            let v = match super::xattrs::get(fd, &n) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.report(Some(p), b, format!("xattr {shown} unreadable: {e}"));
+                    continue;
+                }
+            };
+            let ok = self
+                .vol
+                .decrypt_xattr(if is_dir { None } else { fc }, &v)
                 .is_some_and(|(name, _)| self.vol.xattr_backing_name(&name) == n);
             if !ok {
-                self.report(
-                    Some(p),
-                    b,
-                    format!("xattr {} fails authentication", String::from_utf8_lossy(&n)),
-                );
+                self.report(Some(p), b, format!("xattr {shown} fails authentication"));
             }
         }
     }

@@ -15,6 +15,7 @@ pub mod fsck;
 mod interrupt;
 mod partial;
 mod progress;
+mod xattrs;
 
 use std::path::Path;
 
@@ -125,7 +126,15 @@ pub fn snapshot_create(
     let mut forbidden = vec![Forbidden::Tree(&canon, "the cipher directory")];
     forbidden.extend(mountpoint.map(Forbidden::Mount));
     refuse_inside(snapdir, &forbidden)?;
-    let hold = control::Hold::acquire(&canon, mountpoint)
+    if let Some(mp) = mountpoint {
+        control::flush_mount(mp).map_err(|e| {
+            CopyError::Entry(format!(
+                "cannot flush the mount {} before the snapshot: {e}",
+                mp.display()
+            ))
+        })?;
+    }
+    let hold = control::Hold::acquire(&canon)
         .map_err(|e| CopyError::Refused(format!("the mount daemon did not hold writes: {e}")))?;
     if mountpoint.is_some() && hold.is_none() {
         return Err(CopyError::Refused(

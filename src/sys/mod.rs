@@ -19,12 +19,14 @@ mod handle;
 mod owned;
 mod positioned;
 mod process;
+mod sync;
 mod xattr;
 pub use dir::*;
 pub use handle::*;
 pub use owned::*;
 pub use positioned::*;
 pub use process::*;
+pub use sync::*;
 pub use xattr::*;
 
 fn cstr(name: &OsStr) -> io::Result<CString> {
@@ -376,14 +378,6 @@ pub fn flock_nb(fd: BorrowedFd<'_>, exclusive: bool) -> io::Result<()> {
 pub fn flock_wait(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: plain syscall on a valid fd.
     check(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) })?;
-    Ok(())
-}
-
-/// Flush the filesystem holding `fd` (a hint before a snapshot: errors are
-/// the caller's to ignore).
-pub fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: plain syscall on a valid fd.
-    check(unsafe { libc::syncfs(fd.as_raw_fd()) })?;
     Ok(())
 }
 

@@ -1,11 +1,13 @@
 //! A volume: its config, its unwrapped volume key, and the encrypted layout
 //! of its backing files. The FUSE layer calls this; it never sees ciphertext.
 
+pub mod check;
 pub mod config;
 pub mod content;
 #[cfg(test)]
 mod content_fuzz;
 pub mod keycache;
+pub mod reencrypt;
 #[cfg(test)]
 mod tamper_fuzz;
 pub mod tree;

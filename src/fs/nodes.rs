@@ -44,7 +44,7 @@ pub struct Node {
     /// Shared content state of a regular file (all handles, all hard links).
     pub content: FileContent,
     /// A directory's name IV, read once.
-    pub diriv: std::sync::OnceLock<[u8; crate::crypto::names::DIRIV_LEN]>,
+    pub diriv: std::sync::OnceLock<[u8; crate::volume::DIRIV_LEN]>,
     /// Known to have no `security.capability`, no default ACL (xattrs.rs).
     pub no_fcaps: super::xattrs::KnownAbsent,
     pub no_default_acl: super::xattrs::KnownAbsent,

@@ -81,7 +81,7 @@ impl EnvelopeFs {
         &self,
         node: &Node,
         create: bool,
-    ) -> Res<Option<Arc<crate::crypto::content::FileCrypto>>> {
+    ) -> Res<Option<Arc<crate::volume::FileCrypto>>> {
         match node.kind {
             FileType::Directory => Ok(None),
             FileType::RegularFile => {

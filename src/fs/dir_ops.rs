@@ -1,0 +1,175 @@
+//! Directories: lookup, mkdir, rmdir, listings (opendir, readdir) and fsyncdir.
+//! With encrypted names a backing directory carries its name IV file, made
+//! with the directory and taken out before it is removed or replaced.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+
+use fuser::{Errno, FileAttr, FileType, INodeNo, Request};
+use log::warn;
+
+use super::acl_mode::NewKind;
+use super::{io, DirHandleState, EnvelopeFs, Handle, Node, Res};
+use crate::sys;
+use crate::volume::{self, BackingName, DIRIV_NAME};
+
+/// What `take_dir_iv` took: the directory, and its IV to put back.
+pub(super) type TakenIv = (OwnedFd, Option<[u8; 16]>);
+
+/// The kind of a directory entry from its `d_type`.
+fn kind_of(dtype: u8) -> FileType {
+    match dtype {
+        libc::DT_DIR => FileType::Directory,
+        libc::DT_LNK => FileType::Symlink,
+        libc::DT_FIFO => FileType::NamedPipe,
+        libc::DT_SOCK => FileType::Socket,
+        libc::DT_CHR => FileType::CharDevice,
+        libc::DT_BLK => FileType::BlockDevice,
+        _ => FileType::RegularFile,
+    }
+}
+
+impl EnvelopeFs {
+    pub(super) fn look_up(&self, parent: INodeNo, name: &OsStr) -> Res<(Arc<Node>, FileAttr)> {
+        let dir = self.dir_node(parent)?;
+        let backing = self.backing_name(&dir, name).map_err(|err| {
+            if err == Errno::EPERM {
+                Errno::ENOENT
+            } else {
+                err
+            }
+        })?;
+        self.lookup_backing(&dir, &backing.name)
+    }
+
+    pub(super) fn make_dir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        (mode, umask): (u32, u32),
+    ) -> Res<(Arc<Node>, FileAttr)> {
+        let entry = self.new_entry(parent, name)?;
+        let (dir, backing) = (&entry.dir, &entry.backing);
+        let inherited = self.inherit(dir, mode, umask, NewKind::Dir)?;
+        self.make_entry(&entry, |dir_fd, backing_name| {
+            sys::mkdirat(dir_fd, backing_name, inherited.mode & 0o7777)
+        })?;
+        let fd = sys::openat(
+            dir.fd().map_err(io)?.as_fd(),
+            &backing.name,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )
+        .map_err(io)?;
+        if self.vol.names().uses_diriv() {
+            if let Err(err) = volume::write_diriv_at(fd.as_fd()) {
+                let _ = sys::unlinkat(dir.fd().map_err(io)?.as_fd(), &backing.name, true);
+                self.remove_side(dir, backing);
+                return Err(io(err));
+            }
+        }
+        self.set_owner(req, dir, fd.as_fd())?;
+        let (node, attr) = self.register(fd)?;
+        self.store_inherited(&node, &inherited)?;
+        Ok((node, attr))
+    }
+
+    pub(super) fn remove_dir_entry(&self, parent: INodeNo, name: &OsStr) -> Res<()> {
+        let _changing = self.writable()?;
+        let dir = self.dir_node(parent)?;
+        let backing = self.backing_name(&dir, name)?;
+        self.remove_dir(&dir, &backing)?;
+        self.remove_side(&dir, &backing);
+        Ok(())
+    }
+
+    /// Take the IV file out of an empty backing directory `parent/name`
+    /// (ENOTEMPTY otherwise), so that the directory can be removed or
+    /// replaced; returns what `restore_iv` needs to put it back on failure.
+    pub(super) fn take_dir_iv(&self, parent: &Node, name: &OsStr) -> Res<TakenIv> {
+        let child = sys::openat(
+            parent.fd().map_err(io)?.as_fd(),
+            name,
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )
+        .map_err(io)?;
+        let entries = sys::list_dir(child.as_fd()).map_err(io)?;
+        if entries
+            .iter()
+            .any(|(entry_name, _, _)| entry_name.as_slice() != DIRIV_NAME.as_bytes())
+        {
+            return Err(Errno::ENOTEMPTY);
+        }
+        let iv = volume::read_diriv(child.as_fd()).ok();
+        let _ = sys::unlinkat(child.as_fd(), OsStr::new(DIRIV_NAME), false);
+        Ok((child, iv))
+    }
+
+    pub(super) fn restore_iv(taken: TakenIv) {
+        if let (fd, Some(iv)) = taken {
+            let _ = volume::write_diriv_bytes(fd.as_fd(), &iv);
+        }
+    }
+
+    /// Remove a backing directory, and its IV file first (restored if rmdir fails).
+    fn remove_dir(&self, dir: &Node, backing: &BackingName) -> Res<()> {
+        if !self.vol.names().uses_diriv() {
+            return sys::unlinkat(dir.fd().map_err(io)?.as_fd(), &backing.name, true).map_err(io);
+        }
+        let taken = self.take_dir_iv(dir, &backing.name)?;
+        match sys::unlinkat(dir.fd().map_err(io)?.as_fd(), &backing.name, true) {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                Self::restore_iv(taken);
+                Err(io(err))
+            }
+        }
+    }
+
+    /// Open a listing of directory `ino`: its entries, names decrypted, read now.
+    pub(super) fn open_dir(&self, ino: INodeNo) -> Res<u64> {
+        let dir = self.dir_node(ino)?;
+        let ctx = self.dir_ctx(&dir)?;
+        let mut entries = vec![
+            (dir.id, FileType::Directory, OsString::from(".")),
+            (dir.id, FileType::Directory, OsString::from("..")),
+        ];
+        let (good, bad) = self
+            .vol
+            .list_dir(dir.fd().map_err(io)?.as_fd(), &ctx)
+            .map_err(io)?;
+        for entry in bad {
+            warn!(
+                "directory node {}: backing entry {:?} has a name that does not decrypt here (corrupt, or moved from another directory); skipped",
+                dir.id, entry.backing
+            );
+        }
+        for entry in good {
+            let id = self.nodes.id_for(dir.dev, entry.ino);
+            entries.push((id, kind_of(entry.dtype), entry.plain));
+        }
+        Ok(self.new_fh(Handle::Dir(DirHandleState { entries })))
+    }
+
+    /// The directory handle `fh`.
+    pub(super) fn dir_handle(&self, fh: u64) -> Res<Arc<Handle>> {
+        let handle = self.handles.lock().get(&fh).cloned().ok_or(Errno::EBADF)?;
+        match &*handle {
+            Handle::Dir(_) => Ok(handle),
+            Handle::File(_) => Err(Errno::ENOTDIR),
+        }
+    }
+
+    pub(super) fn sync_dir(&self, ino: INodeNo, datasync: bool) -> Res<()> {
+        let dir = self.dir_node(ino)?;
+        let fd = sys::reopen(
+            dir.fd().map_err(io)?.as_fd(),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        )
+        .map_err(io)?;
+        sys::fsync(fd.as_fd(), datasync).map_err(io)
+    }
+}

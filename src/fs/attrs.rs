@@ -150,6 +150,9 @@ impl EnvelopeFs {
         if node.kind != FileType::RegularFile {
             return Err(Errno::EINVAL);
         }
+        if size > self.size_limit() {
+            return Err(Errno::EFBIG);
+        }
         match fh.and_then(|fh| self.file_handle(fh).ok()) {
             Some(handle) => match &*handle {
                 Handle::File(state) => node

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use fuser::{Errno, FileAttr, FileType, INodeNo, Request};
 use log::warn;
+use parking_lot::Mutex;
 
 use super::acl_mode::NewKind;
-use super::{io, DirHandleState, EnvelopeFs, Handle, Node, Res};
+use super::{io, DirEntry, DirHandleState, EnvelopeFs, Handle, Listing, NameUse, Node, Res};
 use crate::sys;
 use crate::volume::{self, BackingName, DIRIV_NAME};
 
@@ -33,13 +34,7 @@ fn kind_of(dtype: u8) -> FileType {
 impl EnvelopeFs {
     pub(super) fn look_up(&self, parent: INodeNo, name: &OsStr) -> Res<(Arc<Node>, FileAttr)> {
         let dir = self.dir_node(parent)?;
-        let backing = self.backing_name(&dir, name).map_err(|err| {
-            if err == Errno::EPERM {
-                Errno::ENOENT
-            } else {
-                err
-            }
-        })?;
+        let backing = self.backing_name(&dir, name, NameUse::Existing)?;
         self.lookup_backing(&dir, &backing.name)
     }
 
@@ -79,7 +74,7 @@ impl EnvelopeFs {
     pub(super) fn remove_dir_entry(&self, parent: INodeNo, name: &OsStr) -> Res<()> {
         let _changing = self.writable()?;
         let dir = self.dir_node(parent)?;
-        let backing = self.backing_name(&dir, name)?;
+        let backing = self.backing_name(&dir, name, NameUse::Existing)?;
         self.remove_dir(&dir, &backing)?;
         self.remove_side(&dir, &backing);
         Ok(())
@@ -129,10 +124,9 @@ impl EnvelopeFs {
         }
     }
 
-    /// Open a listing of directory `ino`: its entries, names decrypted, read now.
-    pub(super) fn open_dir(&self, ino: INodeNo) -> Res<u64> {
-        let dir = self.dir_node(ino)?;
-        let ctx = self.dir_ctx(&dir)?;
+    /// The entries of `dir`, names decrypted, with `.` and `..` first.
+    fn list_entries(&self, dir: &Node) -> Res<Vec<DirEntry>> {
+        let ctx = self.dir_ctx(dir)?;
         let mut entries = vec![
             (dir.id, FileType::Directory, OsString::from(".")),
             (dir.id, FileType::Directory, OsString::from("..")),
@@ -151,16 +145,34 @@ impl EnvelopeFs {
             let id = self.nodes.id_for(dir.dev, entry.ino);
             entries.push((id, kind_of(entry.dtype), entry.plain));
         }
-        Ok(self.new_fh(Handle::Dir(DirHandleState { entries })))
+        Ok(entries)
     }
 
-    /// The directory handle `fh`.
-    pub(super) fn dir_handle(&self, fh: u64) -> Res<Arc<Handle>> {
+    /// Open a listing of directory `ino`, read now.
+    pub(super) fn open_dir(&self, ino: INodeNo) -> Res<u64> {
+        let dir = self.dir_node(ino)?;
+        let entries = Arc::new(self.list_entries(&dir)?);
+        let listing = Mutex::new(Listing {
+            entries,
+            fresh: true,
+        });
+        Ok(self.new_fh(Handle::Dir(DirHandleState { dir, listing })))
+    }
+
+    /// The entries of the listing `fh`. Offset 0 after the listing was read
+    /// (a rewinddir) reads the directory again, as Linux filesystems do, so
+    /// that names made since opendir show.
+    pub(super) fn dir_entries(&self, fh: u64, offset: u64) -> Res<Arc<Vec<DirEntry>>> {
         let handle = self.handles.lock().get(&fh).cloned().ok_or(Errno::EBADF)?;
-        match &*handle {
-            Handle::Dir(_) => Ok(handle),
-            Handle::File(_) => Err(Errno::ENOTDIR),
+        let Handle::Dir(state) = &*handle else {
+            return Err(Errno::ENOTDIR);
+        };
+        let mut listing = state.listing.lock();
+        if offset == 0 && !listing.fresh && !crate::fault::planted("fs-rewind-stale") {
+            listing.entries = Arc::new(self.list_entries(&state.dir)?);
         }
+        listing.fresh = false;
+        Ok(listing.entries.clone())
     }
 
     pub(super) fn sync_dir(&self, ino: INodeNo, datasync: bool) -> Res<()> {

@@ -11,7 +11,7 @@ use fuser::{Errno, FileAttr, FileType, INodeNo, RenameFlags, Request};
 use log::error;
 
 use super::dir_ops::TakenIv;
-use super::{io, EnvelopeFs, Node, Res};
+use super::{io, EnvelopeFs, NameUse, Node, Res};
 use crate::sys;
 use crate::volume::{BackingName, Volume};
 
@@ -75,7 +75,7 @@ impl EnvelopeFs {
     pub(super) fn remove_link(&self, parent: INodeNo, name: &OsStr) -> Res<()> {
         let _changing = self.writable()?;
         let dir = self.dir_node(parent)?;
-        let backing = self.backing_name(&dir, name)?;
+        let backing = self.backing_name(&dir, name, NameUse::Existing)?;
         sys::unlinkat(dir.fd().map_err(io)?.as_fd(), &backing.name, false).map_err(io)?;
         self.remove_side(&dir, &backing);
         Ok(())
@@ -90,8 +90,8 @@ impl EnvelopeFs {
         let _changing = self.writable()?;
         let from_dir = self.dir_node(ends.parent)?;
         let to_dir = self.dir_node(ends.new_parent)?;
-        let from = self.backing_name(&from_dir, ends.name)?;
-        let to = self.backing_name(&to_dir, ends.new_name)?;
+        let from = self.backing_name(&from_dir, ends.name, NameUse::Existing)?;
+        let to = self.backing_name(&to_dir, ends.new_name, NameUse::New)?;
         let allowed = RenameFlags::RENAME_NOREPLACE
             | RenameFlags::RENAME_EXCHANGE
             | RenameFlags::RENAME_WHITEOUT;

@@ -52,8 +52,19 @@ struct FileHandleState {
     fd: OwnedFd,
 }
 
+/// A directory entry as a listing gives it: node ID, kind, name.
+type DirEntry = (u64, FileType, OsString);
+
 struct DirHandleState {
-    entries: Vec<(u64, FileType, OsString)>,
+    dir: Arc<Node>,
+    listing: Mutex<Listing>,
+}
+
+/// A directory's entries as last read.
+struct Listing {
+    entries: Arc<Vec<DirEntry>>,
+    /// Read by opendir and not yet returned: offset 0 need not read again.
+    fresh: bool,
 }
 
 enum Handle {
@@ -103,6 +114,13 @@ fn content_err(err: ContentError) -> Errno {
         error!("{err}");
     }
     Errno::from_i32(err.errno())
+}
+
+/// What a request does with a name: looks up an entry, or makes one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NameUse {
+    Existing,
+    New,
 }
 
 /// A new entry about to be made: the change admitted (held until the entry
@@ -175,13 +193,19 @@ impl EnvelopeFs {
         Ok(ctx)
     }
 
-    fn backing_name(&self, dir: &Node, name: &OsStr) -> Res<BackingName> {
+    /// The backing name of `name` in `dir`, for an entry that exists
+    /// (`Existing`) or that the request would make (`New`): a name the
+    /// volume cannot take fails as error.rs says for that use.
+    fn backing_name(&self, dir: &Node, name: &OsStr, name_use: NameUse) -> Res<BackingName> {
         sys::check_component(name).map_err(io)?;
         let ctx = self.dir_ctx(dir)?;
-        self.vol
-            .names()
-            .to_backing(&ctx, name)
-            .map_err(|_| Errno::EPERM)
+        self.vol.names().to_backing(&ctx, name).map_err(|err| {
+            if crate::fault::planted("fs-name-eperm") {
+                return Errno::EPERM;
+            }
+            let creating = name_use == NameUse::New;
+            Errno::from_i32(crate::error::name_errno(&err, creating))
+        })
     }
 
     /// Write a long name's side file before its entry; true if this call made it.
@@ -221,7 +245,7 @@ impl EnvelopeFs {
     fn new_entry(&self, parent: INodeNo, name: &OsStr) -> Res<NewEntry<'_>> {
         let changing = self.writable()?;
         let dir = self.dir_node(parent)?;
-        let backing = self.backing_name(&dir, name)?;
+        let backing = self.backing_name(&dir, name, NameUse::New)?;
         Ok(NewEntry {
             _changing: changing,
             dir,

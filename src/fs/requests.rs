@@ -15,7 +15,7 @@ use fuser::{
 
 use super::attrs::SetAttr;
 use super::links::RenameEnds;
-use super::{killpriv, EnvelopeFs, Handle, Node, Res, TTL};
+use super::{killpriv, EnvelopeFs, Node, Res, TTL};
 use crate::volume::FileContent;
 
 /// While a snapshot holds changes, parks the rest of this operation (park.rs):
@@ -330,15 +330,11 @@ impl Filesystem for EnvelopeFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let handle = match self.dir_handle(fh.0) {
-            Ok(handle) => handle,
+        let entries = match self.dir_entries(fh.0, offset) {
+            Ok(entries) => entries,
             Err(err) => return reply.error(err),
         };
-        let Handle::Dir(listing) = &*handle else {
-            return reply.error(Errno::ENOTDIR);
-        };
-        let entries = listing.entries.iter().enumerate().skip(offset as usize);
-        for (index, (ino, kind, name)) in entries {
+        for (index, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
             if reply.add(INodeNo(*ino), (index + 1) as u64, *kind, name) {
                 break;
             }

@@ -271,6 +271,12 @@ impl Volume {
         self.layout.plain_size_lenient(cipher_size)
     }
 
+    /// The largest plaintext file size: its backing file must stay within
+    /// the largest file offset (EFBIG past it, as the kernel says).
+    pub fn max_file_size(&self) -> u64 {
+        self.layout.plain_size_lenient(i64::MAX as u64)
+    }
+
     fn symlink_cipher(&self) -> Cipher {
         Cipher::new(derive(self.vk.expose(), &self.vid.0, &[b"envelopefs symlink v1"]).expose())
     }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::crypto::names::NameError;
 use crate::kms::KmsError;
 use crate::snapshot::CopyError;
 
@@ -58,6 +59,18 @@ impl ContentError {
             ContentError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             ContentError::Corrupt { .. } => libc::EIO,
         }
+    }
+}
+
+/// The errno of a name the volume cannot take (one reserved for its own
+/// files). Hidden, it does not exist for a request that looks it up
+/// (ENOENT); a request that would make it gets EINVAL, as the kernel's
+/// filesystems answer for a name they cannot store (vfat, a strict casefold
+/// ext4).
+pub fn name_errno(err: &NameError, creating: bool) -> i32 {
+    match err {
+        NameError::Reserved if creating => libc::EINVAL,
+        NameError::Reserved => libc::ENOENT,
     }
 }
 

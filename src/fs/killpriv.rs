@@ -58,20 +58,20 @@ impl Creds {
     /// The caller's credentials from /proc/PID/status, if that is still the
     /// caller (same fsuid and fsgid); else only what the header says: the
     /// fsgid, and root taken as holding CAP_FSETID.
-    fn of(c: Caller) -> Creds {
-        let mut creds = std::fs::read_to_string(format!("/proc/{}/status", c.pid))
+    fn of(caller: Caller) -> Creds {
+        let mut creds = std::fs::read_to_string(format!("/proc/{}/status", caller.pid))
             .ok()
-            .and_then(|s| parse_status(&s, c))
+            .and_then(|status| parse_status(&status, caller))
             .unwrap_or(Creds {
-                fsgid: c.gid,
+                fsgid: caller.gid,
                 groups: Vec::new(),
-                fsetid: c.uid == 0,
-                sys_admin: c.uid == 0,
+                fsetid: caller.uid == 0,
+                sys_admin: caller.uid == 0,
             });
         // Capabilities count only in the daemon's user namespace: ext4 asks
         // for CAP_FSETID over the inode's namespace, and root inside
         // `unshare -U` has a full CapEff line but no such power here.
-        if (creds.fsetid || creds.sys_admin) && !same_user_namespace(c.pid) {
+        if (creds.fsetid || creds.sys_admin) && !same_user_namespace(caller.pid) {
             creds.fsetid = false;
             creds.sys_admin = false;
         }
@@ -93,23 +93,24 @@ fn same_user_namespace(pid: u32) -> bool {
 
 /// `Uid:`/`Gid:` (real, effective, saved, fs), `Groups:` and `CapEff:` of a
 /// /proc/PID/status text; None if it is not the caller's.
-fn parse_status(s: &str, c: Caller) -> Option<Creds> {
+fn parse_status(status: &str, caller: Caller) -> Option<Creds> {
     let field = |name: &str| {
-        s.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|values| values.split_whitespace().collect::<Vec<_>>())
     };
     let fs_id = |name: &str| field(name)?.get(3)?.parse::<u32>().ok();
-    if fs_id("Uid:")? != c.uid || fs_id("Gid:")? != c.gid {
+    if fs_id("Uid:")? != caller.uid || fs_id("Gid:")? != caller.gid {
         return None;
     }
     let groups = field("Groups:")?
         .iter()
-        .map(|g| g.parse().ok())
+        .map(|group| group.parse().ok())
         .collect::<Option<Vec<u32>>>()?;
     let cap_eff = u64::from_str_radix(field("CapEff:")?.first()?, 16).ok()?;
     Some(Creds {
-        fsgid: c.gid,
+        fsgid: caller.gid,
         groups,
         fsetid: cap_eff & (1 << CAP_FSETID) != 0,
         sys_admin: cap_eff & (1 << CAP_SYS_ADMIN) != 0,
@@ -135,11 +136,11 @@ fn mode_after_change(mode: u32, file_gid: u32, creds: &Creds) -> u32 {
     if creds.fsetid {
         return mode;
     }
-    let mut m = mode & !libc::S_ISUID;
+    let mut kept = mode & !libc::S_ISUID;
     if mode & libc::S_ISGID != 0 && (mode & libc::S_IXGRP != 0 || !creds.in_group(file_gid)) {
-        m &= !libc::S_ISGID;
+        kept &= !libc::S_ISGID;
     }
-    m
+    kept
 }
 
 /// When `caller` changes the regular file behind `fd` (a write, a truncate,

@@ -44,7 +44,7 @@ pub struct Node {
     /// Shared content state of a regular file (all handles, all hard links).
     pub content: FileContent,
     /// A directory's name IV, read once.
-    pub diriv: std::sync::OnceLock<[u8; crate::crypto::names::DIRIV_LEN]>,
+    pub diriv: std::sync::OnceLock<[u8; crate::volume::DIRIV_LEN]>,
     /// Known to have no `security.capability`, no default ACL (xattrs.rs).
     pub no_fcaps: super::xattrs::KnownAbsent,
     pub no_default_acl: super::xattrs::KnownAbsent,
@@ -174,17 +174,17 @@ impl NodeTable {
     pub fn lookup(&self, fd: OwnedFd, st: &libc::stat) -> Option<Arc<Node>> {
         let kind = kind_of(st.st_mode)?;
         let key = (st.st_dev, st.st_ino);
-        let mut t = self.t.lock();
-        if let Some(id) = t.by_inode.get(&key).copied() {
-            if let Some(n) = t.by_id.get(&id) {
-                n.lookups.fetch_add(1, Ordering::Relaxed);
-                return Some(n.clone());
+        let mut table = self.t.lock();
+        if let Some(id) = table.by_inode.get(&key).copied() {
+            if let Some(live) = table.by_id.get(&id) {
+                live.lookups.fetch_add(1, Ordering::Relaxed);
+                return Some(live.clone());
             }
         }
         let mut id = st.st_ino;
-        if id <= ROOT_ID || id >= SYNTHETIC_BASE || t.by_id.contains_key(&id) {
-            t.next_synthetic += 1;
-            id = SYNTHETIC_BASE + t.next_synthetic;
+        if id <= ROOT_ID || id >= SYNTHETIC_BASE || table.by_id.contains_key(&id) {
+            table.next_synthetic += 1;
+            id = SYNTHETIC_BASE + table.next_synthetic;
         }
         let node = Arc::new(Node {
             id,
@@ -201,11 +201,11 @@ impl NodeTable {
             no_fcaps: Default::default(),
             no_default_acl: Default::default(),
         });
-        t.by_inode.insert(key, id);
-        t.by_id.insert(id, node.clone());
+        table.by_inode.insert(key, id);
+        table.by_id.insert(id, node.clone());
         let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
         if open > self.budget {
-            self.evict(&t);
+            self.evict(&table);
         }
         Some(node)
     }
@@ -237,24 +237,25 @@ impl NodeTable {
         }
     }
 
-    /// The kernel forgot `n` lookups of node `id`.
-    pub fn forget(&self, id: u64, n: u64) {
+    /// The kernel forgot `count` lookups of node `id`.
+    pub fn forget(&self, id: u64, count: u64) {
         if id == ROOT_ID {
             return;
         }
         let removed = {
-            let mut t = self.t.lock();
-            let gone = match t.by_id.get(&id) {
+            let mut table = self.t.lock();
+            let gone = match table.by_id.get(&id) {
                 Some(node) => {
                     let cur = node.lookups.load(Ordering::Relaxed);
-                    node.lookups.store(cur.saturating_sub(n), Ordering::Relaxed);
-                    cur <= n
+                    node.lookups
+                        .store(cur.saturating_sub(count), Ordering::Relaxed);
+                    cur <= count
                 }
                 None => false,
             };
-            let removed = if gone { t.by_id.remove(&id) } else { None };
+            let removed = if gone { table.by_id.remove(&id) } else { None };
             if let Some(node) = &removed {
-                t.by_inode.remove(&(node.dev, node.ino));
+                table.by_inode.remove(&(node.dev, node.ino));
                 if node.fd.lock().is_some() {
                     self.open.fetch_sub(1, Ordering::Relaxed);
                 }

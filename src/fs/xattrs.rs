@@ -81,7 +81,7 @@ impl EnvelopeFs {
         &self,
         node: &Node,
         create: bool,
-    ) -> Res<Option<Arc<crate::crypto::content::FileCrypto>>> {
+    ) -> Res<Option<Arc<crate::volume::FileCrypto>>> {
         match node.kind {
             FileType::Directory => Ok(None),
             FileType::RegularFile => {
@@ -110,31 +110,31 @@ impl EnvelopeFs {
             return Err(Errno::NO_XATTR);
         }
         let seen = absence.before_read();
-        let r = self.read_stored(node, name);
-        if r == Err(Errno::NO_XATTR) {
+        let result = self.read_stored(node, name);
+        if result == Err(Errno::NO_XATTR) {
             absence.found_none(seen);
         }
-        r
+        result
     }
 
     fn read_stored(&self, node: &Node, name: &[u8]) -> Res<Vec<u8>> {
         if !carries_xattrs(node) {
             return Err(Errno::NO_XATTR);
         }
-        let bname = self.vol.xattr_backing_name(name);
-        let blob = sys::getxattr_fd(node.fd().map_err(io)?.as_fd(), &bname).map_err(io)?;
-        let fc = self.xattr_crypto(node, false)?;
-        if node.kind == FileType::RegularFile && fc.is_none() {
+        let backing_name = self.vol.xattr_backing_name(name);
+        let blob = sys::getxattr_fd(node.fd().map_err(io)?.as_fd(), &backing_name).map_err(io)?;
+        let file_crypto = self.xattr_crypto(node, false)?;
+        if node.kind == FileType::RegularFile && file_crypto.is_none() {
             return Err(Errno::EIO);
         }
-        match self.vol.decrypt_xattr(fc.as_deref(), &blob) {
-            Some((n, v)) if n == name => Ok(v),
+        match self.vol.decrypt_xattr(file_crypto.as_deref(), &blob) {
+            Some((sealed_name, value)) if sealed_name == name => Ok(value),
             _ => {
                 // The backing names only: the plaintext name is a secret.
                 error!(
                     "{}: xattr {} failed authentication",
                     node.backing_path(),
-                    String::from_utf8_lossy(&bname)
+                    String::from_utf8_lossy(&backing_name)
                 );
                 Err(Errno::EIO)
             }
@@ -144,9 +144,9 @@ impl EnvelopeFs {
     /// Like [`read_xattr`](Self::read_xattr), None for no such xattr.
     pub(super) fn read_xattr_if_any(&self, node: &Node, name: &[u8]) -> Res<Option<Vec<u8>>> {
         match self.read_xattr(node, name) {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e == Errno::NO_XATTR => Ok(None),
-            Err(e) => Err(e),
+            Ok(value) => Ok(Some(value)),
+            Err(err) if err == Errno::NO_XATTR => Ok(None),
+            Err(err) => Err(err),
         }
     }
 
@@ -158,26 +158,27 @@ impl EnvelopeFs {
         value: &[u8],
         flags: i32,
     ) -> Res<()> {
-        let bname = self.vol.xattr_backing_name(name);
-        let fc = self.xattr_crypto(node, true)?;
-        let blob = self.vol.encrypt_xattr(fc.as_deref(), name, value);
-        let r = sys::setxattr_fd(node.fd().map_err(io)?.as_fd(), &bname, &blob, flags);
+        let backing_name = self.vol.xattr_backing_name(name);
+        let file_crypto = self.xattr_crypto(node, true)?;
+        let blob = self.vol.encrypt_xattr(file_crypto.as_deref(), name, value);
+        let node_fd = node.fd().map_err(io)?;
+        let result = sys::setxattr_fd(node_fd.as_fd(), &backing_name, &blob, flags);
         if let Some(absence) = absence_of(node, name) {
             absence.changed();
         }
-        r.map_err(io)
+        result.map_err(io)
     }
 
     pub(super) fn delete_xattr(&self, node: &Node, name: &[u8]) -> Res<()> {
         if !carries_xattrs(node) {
             return Err(Errno::NO_XATTR);
         }
-        let bname = self.vol.xattr_backing_name(name);
-        let r = sys::removexattr_fd(node.fd().map_err(io)?.as_fd(), &bname);
+        let backing_name = self.vol.xattr_backing_name(name);
+        let result = sys::removexattr_fd(node.fd().map_err(io)?.as_fd(), &backing_name);
         if let Some(absence) = absence_of(node, name) {
             absence.changed();
         }
-        r.map_err(io)
+        result.map_err(io)
     }
 
     pub(super) fn get_xattr(

@@ -20,15 +20,16 @@ use base64::Engine;
 
 pub use config::{KeyLocation, VolumeConfig};
 pub use content::FileContent;
+// What the frontend (fs) needs of the crypto layer, through the volume.
+pub use crate::crypto::content::FileCrypto;
+pub use crate::crypto::names::{BackingName, DirContext, DIRIV_LEN, DIRIV_NAME};
 use keycache::KeyCache;
 
 use crate::crypto::aead::Cipher;
-use crate::crypto::content::FileCrypto;
 use crate::crypto::header::HEADER_LEN;
 use crate::crypto::keys::{derive, FileId, VolumeId, VolumeKey};
 use crate::crypto::names::{
-    EncryptedNames, NameTransform, PlaintextNames, DEFAULT_LONG_NAME_MAX, DIRIV_LEN, DIRIV_NAME,
-    MIN_LONG_NAME_MAX,
+    EncryptedNames, NameTransform, PlaintextNames, DEFAULT_LONG_NAME_MAX, MIN_LONG_NAME_MAX,
 };
 use crate::crypto::offsets::Layout;
 use crate::error::VolumeError;
@@ -273,6 +274,12 @@ impl Volume {
             log::error!("planted fault: an error logged for every size");
         }
         self.layout.plain_size_lenient(cipher_size)
+    }
+
+    /// The largest plaintext file size: its backing file must stay within
+    /// the largest file offset (EFBIG past it, as the kernel says).
+    pub fn max_file_size(&self) -> u64 {
+        self.layout.plain_size_lenient(i64::MAX as u64)
     }
 
     fn symlink_cipher(&self) -> Cipher {

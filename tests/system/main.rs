@@ -13,4 +13,5 @@ mod lookup;
 mod mount_helper;
 mod passphrase;
 mod readme;
+mod semantics;
 mod unprivileged;

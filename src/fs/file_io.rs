@@ -1,0 +1,99 @@
+//! File content through an open handle: read, write, fallocate and fsync.
+//! Flush has nothing to do (writes reach the backing file synchronously);
+//! copy_file_range is the kernel's, through read and write.
+
+use std::os::fd::AsFd;
+
+use fuser::{Errno, FileHandle, WriteFlags};
+
+use super::{content_err, io, killpriv, EnvelopeFs, Res};
+use crate::sys;
+
+impl EnvelopeFs {
+    /// The largest file size: a write, fallocate or truncate past it is
+    /// EFBIG. The kernel cannot check it (a FUSE mount's limit is the largest
+    /// offset), and the backing file is larger than its plaintext.
+    pub(super) fn size_limit(&self) -> u64 {
+        if crate::fault::planted("fs-efbig-unchecked") {
+            return u64::MAX;
+        }
+        self.vol.max_file_size()
+    }
+
+    /// Read into `buf` (the reply's buffer): the number of bytes read.
+    pub(super) fn read_file(
+        &self,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        buf: &mut [u8],
+    ) -> Res<usize> {
+        self.with_file(fh, |state| {
+            state
+                .node
+                .content
+                .read_into(&self.vol, state.fd.as_fd(), offset, size, buf)
+                .map_err(content_err)
+        })
+    }
+
+    pub(super) fn write_file(
+        &self,
+        caller: killpriv::Caller,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        write_flags: WriteFlags,
+    ) -> Res<usize> {
+        // Page-cache writeback is not a caller's write (ext4 clears nothing on it).
+        let caller = (!write_flags.contains(WriteFlags::FUSE_WRITE_CACHE)).then_some(caller);
+        // As the kernel's own filesystems: EFBIG at the limit, a short write up to it.
+        let limit = self.size_limit();
+        if offset >= limit && !data.is_empty() {
+            return Err(Errno::EFBIG);
+        }
+        let room = limit - offset.min(limit);
+        let data = &data[..data.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
+        self.with_file(fh, |state| {
+            let _changing = self.writable()?;
+            if let Some(caller) = caller {
+                killpriv::on_change(caller, state.fd.as_fd()).map_err(io)?;
+            }
+            state
+                .node
+                .content
+                .write(&self.vol, state.fd.as_fd(), offset, data)
+                .map_err(content_err)
+        })
+    }
+
+    pub(super) fn allocate(
+        &self,
+        caller: killpriv::Caller,
+        fh: FileHandle,
+        (offset, length): (u64, u64),
+        mode: i32,
+    ) -> Res<()> {
+        if offset
+            .checked_add(length)
+            .is_none_or(|end| end > self.size_limit())
+        {
+            return Err(Errno::EFBIG);
+        }
+        self.with_file(fh, |state| {
+            let _changing = self.writable()?;
+            killpriv::on_change(caller, state.fd.as_fd()).map_err(io)?;
+            state
+                .node
+                .content
+                .fallocate(&self.vol, state.fd.as_fd(), mode, offset, length)
+                .map_err(content_err)
+        })
+    }
+
+    pub(super) fn sync_file(&self, fh: FileHandle, datasync: bool) -> Res<()> {
+        self.with_file(fh, |state| {
+            sys::fsync(state.fd.as_fd(), datasync).map_err(io)
+        })
+    }
+}

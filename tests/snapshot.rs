@@ -625,6 +625,7 @@ fn failed_rmdir_reports_an_iv_it_cannot_put_back() {
             &[],
             &[("ENVELOPEFS_FAULT", "fs-diriv-restore-fails")],
         );
+        m.expect_log("could not be put back");
         fs::create_dir(m.p("d")).unwrap();
         let bind = BindOntoItself::new(&backing_path(&c, &m.p("d")));
         let e = fs::remove_dir(m.p("d")).unwrap_err();

@@ -1335,3 +1335,5 @@ pub(crate) fn test_store(dir: &Path) -> LocalKeyService {
 
 #[cfg(test)]
 mod tests;
+
+mod fuzzing;

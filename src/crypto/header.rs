@@ -101,6 +101,9 @@ impl FileHeader {
         }
         let mut bytes = [0u8; HEADER_LEN];
         bytes.copy_from_slice(&raw[..HEADER_LEN]);
+        if crate::fault::planted("fuzz-header-roundtrip") {
+            bytes.copy_within(1.., 0); // drops the first byte
+        }
         let mut fid = [0u8; 16];
         fid.copy_from_slice(&raw[8..24]);
         Ok(FileHeader {

@@ -219,7 +219,7 @@ impl NameTransform for EncryptedNames {
             || pt.contains(&b'/')
             || pt.contains(&0)
             || pt == b"."
-            || pt == b".."
+            || (pt == b".." && !crate::fault::planted("fuzz-names-dotdot"))
         {
             return None;
         }

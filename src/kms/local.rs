@@ -218,3 +218,5 @@ pub(crate) fn test_store(dir: &std::path::Path) -> LocalKeyService {
 
 #[cfg(test)]
 mod tests;
+
+mod fuzzing;

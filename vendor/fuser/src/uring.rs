@@ -12,6 +12,22 @@
 //! header, payload) by moving the two headers to just before the payload, so
 //! the parser and the dispatcher are the ones the `/dev/fuse` path uses. The
 //! reply is captured by `ReplySender::Ring` and copied into the entry.
+//!
+//! Who replies: a filesystem replies to a ring request either before its
+//! method returns, or later from any thread. Only the thread serving the entry
+//! (its queue thread, or the helper thread a large read was lent to) writes
+//! the entry, and only the queue thread commits it: a reply sent during the
+//! method is captured and written by the serving thread once the method
+//! returns; one sent after it (the method returned with the reply object
+//! alive) is routed to the queue thread (`LateCommit`), which writes and
+//! commits the entry it is still holding for that request. The entry's
+//! payload area is lent for a reply body (`data_in_place`) only to the
+//! serving thread during the method: lent to another thread, the body could
+//! be written after the method returned, when no one routes it to the queue
+//! thread (the entry would never be committed). Debug builds assert both:
+//! `filled` runs on the serving thread before any late routing, and an entry
+//! takes back only the reply of the request it was sent out for
+//! (`Entry::take_back`), never another request's.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -67,6 +83,9 @@ pub(crate) struct RingReply {
     /// its reply object lives on (the filesystem finishes it on another
     /// thread): the reply, once sent, goes to the queue thread through this.
     late: Option<LateCommit>,
+    /// The thread serving the entry (set by `reset`): the only one the
+    /// payload area is lent to.
+    server: Option<std::thread::ThreadId>,
 }
 
 /// Where a reply sent after its request returned from dispatch goes: the
@@ -145,11 +164,20 @@ impl RingReply {
         self.direct_len = None;
         self.replied = false;
         self.late = None;
+        self.server = Some(std::thread::current().id());
+    }
+
+    fn on_server(&self) -> bool {
+        self.server == Some(std::thread::current().id())
     }
 
     /// Lends the entry's payload area (its whole length) for a reply body of
-    /// at most `cap` bytes, if the request left it free and it is that large.
+    /// at most `cap` bytes, if the request left it free, it is that large
+    /// and the caller is the thread serving the entry (see the module doc).
     pub(crate) fn lend_payload(&mut self, cap: usize) -> Option<(std::ptr::NonNull<u8>, usize)> {
+        if !self.on_server() {
+            return None;
+        }
         match &self.direct {
             Some(p) if p.cap >= cap => self.direct.take().map(|p| (p.ptr, p.cap)),
             _ => None,
@@ -159,6 +187,12 @@ impl RingReply {
     /// Records a successful reply whose `n`-byte body was written into the
     /// lent payload area.
     pub(crate) fn filled(&mut self, unique: u64, n: usize) {
+        // Only the serving thread is lent the payload, during the method, so
+        // the reply cannot have been routed late (it would never be committed).
+        debug_assert!(
+            self.on_server() && self.late.is_none(),
+            "a reply filled the ring entry off the thread serving it"
+        );
         self.staged.clear();
         self.staged
             .extend_from_slice(&((OUT_HEADER_SIZE + n) as u32).to_ne_bytes());
@@ -183,6 +217,11 @@ impl RingReply {
                         self.staged.extend_from_slice(&d[..n]);
                         d = &d[n..];
                         at += n;
+                    }
+                    if d.is_empty() {
+                        // All header (a slice shorter than the out-header): no
+                        // body offset yet, and `at - OUT_HEADER_SIZE` would wrap.
+                        continue;
                     }
                     // SAFETY: `at - OUT_HEADER_SIZE + d.len() <= total -
                     // OUT_HEADER_SIZE <= cap`, inside the payload area, which
@@ -212,6 +251,9 @@ struct Entry {
     mem: Box<[u64]>,
     iov: Box<[libc::iovec; 2]>,
     commit_id: u64,
+    /// The request whose reply the entry is out for (lent to the helper, or
+    /// waiting for a late reply); the queue thread leaves it alone meanwhile.
+    out_for: Option<u64>,
 }
 
 impl Entry {
@@ -239,7 +281,24 @@ impl Entry {
             mem,
             iov,
             commit_id: 0,
+            out_for: None,
         }
+    }
+
+    /// The entry goes out awaiting the reply to request `unique`.
+    fn send_out(&mut self, unique: u64) {
+        debug_assert!(self.out_for.is_none(), "a ring entry sent out twice");
+        self.out_for = Some(unique);
+    }
+
+    /// The entry comes back with the reply to `unique` (`None`: from the
+    /// helper, which replied to the request it was lent).
+    fn take_back(&mut self, unique: Option<u64>) {
+        let out = self.out_for.take();
+        debug_assert!(
+            out.is_some() && (unique.is_none() || unique == out),
+            "a reply for request {unique:?} reached a ring entry out for {out:?}"
+        );
     }
 
     fn bytes(&mut self) -> &mut [u8] {
@@ -398,8 +457,9 @@ pub(crate) fn serve_queue<FS: Filesystem>(
         return Err(io::Error::last_os_error());
     }
     // SAFETY: a fresh descriptor owned by nobody else.
-    let done_efd =
-        Arc::new(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(done_efd) });
+    let done_efd = Arc::new(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(done_efd)
+    });
     // Replies sent after their request returned from dispatch (the
     // filesystem parked the request), to be committed here.
     let (late_tx, late_rx) = std::sync::mpsc::channel::<Late>();
@@ -500,7 +560,8 @@ pub(crate) fn serve_queue<FS: Filesystem>(
                 while let Ok(idx) = back_rx.try_recv() {
                     lent_out = lent_out.saturating_sub(1);
                     committing_read = true;
-                    if let Some(ent) = entries.get(idx) {
+                    if let Some(ent) = entries.get_mut(idx) {
+                        ent.take_back(None);
                         next.push(commit_sqe(dev, qid, idx, ent));
                     }
                 }
@@ -512,6 +573,7 @@ pub(crate) fn serve_queue<FS: Filesystem>(
                         late_out = late_out.saturating_sub(1);
                     }
                     if let Some(ent) = entries.get_mut(late.idx) {
+                        ent.take_back(Some(late.unique));
                         write_reply(ent.bytes(), &late.sink.lock(), true, late.unique);
                         next.push(commit_sqe(dev, qid, late.idx, ent));
                     }
@@ -541,8 +603,15 @@ pub(crate) fn serve_queue<FS: Filesystem>(
                 }
                 break 'serve Ok(());
             }
+            // The kernel fills only entries that were committed.
+            debug_assert!(
+                ent.out_for.is_none(),
+                "the kernel filled an entry still out"
+            );
             ent.commit_id = u64_at(ent.bytes(), COMMIT_ID_OFF);
+            let unique = u64_at(ent.bytes(), 8);
             if offload(ent.bytes()) {
+                ent.send_out(unique);
                 let bytes = ent.bytes();
                 let lent = Lent {
                     idx,
@@ -553,10 +622,12 @@ pub(crate) fn serve_queue<FS: Filesystem>(
                     lent_out += 1;
                     continue;
                 }
+                ent.take_back(None);
             }
             if handle(se, ent.bytes(), &mut sink, &mut scratch, (idx, &route)) {
                 next.push(commit_sqe(dev, qid, idx, ent));
             } else {
+                ent.send_out(unique);
                 late_out += 1;
                 // Keep two entries free for the CPU's other requests.
                 let free = entries.len().saturating_sub(late_out + lent_out);
@@ -584,6 +655,9 @@ pub(crate) fn serve_queue<FS: Filesystem>(
     drop(entries);
     result
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Turns a ring entry's bytes into one request, dispatches it and writes the
 /// reply back into the entry; false when the filesystem replies later (from

@@ -7,7 +7,8 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use super::{parse_store_data, parse_store_file, store, Clock, KmsError, LocalKeyService};
+use super::{parse_store_data, parse_store_file, Clock, KmsError, LocalKeyService};
+use crate::kms::store;
 
 impl LocalKeyService {
     /// Open the store in `dir` with its store key, as `open_with_clock` does

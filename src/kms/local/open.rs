@@ -193,7 +193,7 @@ impl LocalKeyService {
 
     /// Carry out what is due: deletions after their window, expiries of
     /// imported material, automatic rotations.
-    fn maintain(&self) -> Result<(), KmsError> {
+    pub(super) fn maintain(&self) -> Result<(), KmsError> {
         let now = self.now();
         let due = {
             let d = self.data.lock();

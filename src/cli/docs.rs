@@ -40,9 +40,9 @@ fn collect(cmd: &clap::Command, out: &mut Vec<(String, Vec<u8>)>) {
 
 /// Writes the man pages into `dir` (made if missing), replacing older ones.
 pub fn man(dir: &Path) -> Result<(), Failure> {
-    let io = |e: std::io::Error| Failure {
-        code: exitcodes::IO,
-        msg: format!("{}: {e}", dir.display()),
+    let io = |source| Failure::Io {
+        what: dir.display().to_string(),
+        source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let fd = crate::sys::open_dir_path(dir).map_err(io)?;
@@ -67,9 +67,9 @@ fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
             std::process::exit(exitcodes::CLOSED_PIPE)
         }
-        Err(e) => Err(Failure {
-            code: exitcodes::IO,
-            msg: format!("cannot write the script: {e}"),
+        Err(source) => Err(Failure::Io {
+            what: "cannot write the script".into(),
+            source,
         }),
     }
 }

@@ -28,10 +28,6 @@ pub enum VolumeError {
     },
     #[error("the volume at {0} is already mounted read-write (lock held)")]
     Locked(String),
-    #[error("mount point {0}: {1}")]
-    MountPoint(String, String),
-    #[error("mount failed: {0}")]
-    Mount(String),
 }
 
 impl VolumeError {
@@ -223,8 +219,6 @@ pub fn volume_exit_code(e: &VolumeError) -> i32 {
         VolumeError::Kms(k) | VolumeError::MasterKey(_, k) => kms_exit_code(k),
         VolumeError::Io { .. } => IO,
         VolumeError::Locked(_) => LOCKED,
-        VolumeError::MountPoint(..) => MOUNT_POINT,
-        VolumeError::Mount(_) => MOUNT_FAILED,
     }
 }
 

@@ -57,8 +57,6 @@ impl DirContext {
 pub enum NameError {
     #[error("name is reserved for the volume's own files")]
     Reserved,
-    #[error("name is too long")]
-    TooLong,
 }
 
 /// A backing name, and for a long name the side file content to write.

@@ -9,10 +9,12 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
+mod clock;
 pub mod daemon;
 mod owned;
 mod process;
 mod xattr;
+pub use clock::*;
 pub use owned::*;
 pub use process::*;
 pub use xattr::*;

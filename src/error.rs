@@ -169,6 +169,9 @@ impl Failure {
     pub fn from_report(report: &str) -> Failure {
         match report.split_once(' ') {
             Some((code, msg)) => match code.parse() {
+                Ok(_) if crate::fault::planted("kms-relayed-exit-code") => {
+                    Failure::MountFailed(msg.to_owned())
+                }
                 Ok(code) => Failure::Relayed {
                     code,
                     msg: msg.to_owned(),

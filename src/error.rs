@@ -137,6 +137,10 @@ pub enum Failure {
     Kms(#[from] KmsError),
     #[error("{0}")]
     Copy(#[from] CopyError),
+    /// The reader of standard output went away (`| head`): nothing is left
+    /// to say.
+    #[error("the reader of standard output went away")]
+    ClosedPipe,
 }
 
 impl Failure {
@@ -156,7 +160,29 @@ impl Failure {
             Failure::Volume(e) => volume_exit_code(e),
             Failure::Kms(e) => kms_exit_code(e),
             Failure::Copy(e) => copy_exit_code(e),
+            Failure::ClosedPipe => CLOSED_PIPE,
         }
+    }
+
+    /// A failed write of `what` to standard output.
+    pub fn stdout(what: &str, source: std::io::Error) -> Failure {
+        if source.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::ClosedPipe
+        } else {
+            Failure::Io {
+                what: what.to_owned(),
+                source,
+            }
+        }
+    }
+
+    /// Says the failure on standard error, as one line (nothing for a
+    /// closed pipe), and gives the exit code.
+    pub fn tell(&self) -> i32 {
+        if !matches!(self, Failure::ClosedPipe) {
+            eprintln!("envelopefs: {self}");
+        }
+        self.exit_code()
     }
 
     /// How the mount daemon reports its failure to the waiting command on
@@ -293,6 +319,16 @@ mod tests {
                 Failure::Copy(CopyError::HoldLost("hold gone".into())),
                 33,
                 "hold gone",
+            ),
+            (
+                Failure::stdout("the result", std::io::ErrorKind::BrokenPipe.into()),
+                141,
+                "the reader of standard output went away",
+            ),
+            (
+                Failure::stdout("the result", std::io::Error::from_raw_os_error(libc::ENOSPC)),
+                23,
+                "the result: No space left on device (os error 28)",
             ),
         ];
         for (f, code, line) in cases {

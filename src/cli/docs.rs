@@ -7,7 +7,6 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::Failure;
-use crate::error::exitcodes;
 
 /// Writes the completion script for `shell` on stdout.
 pub fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
@@ -62,14 +61,8 @@ pub fn man(dir: &Path) -> Result<(), Failure> {
 /// Stdout for a script: a reader that went away ends the command quietly.
 fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            std::process::exit(exitcodes::CLOSED_PIPE)
-        }
-        Err(source) => Err(Failure::Io {
-            what: "cannot write the script".into(),
-            source,
-        }),
-    }
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::stdout("cannot write the script", e))
 }

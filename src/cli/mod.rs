@@ -352,15 +352,8 @@ pub fn print_result(out: Output, value: &serde_json::Value, text: &str) {
     };
     let mut stdout = std::io::stdout().lock();
     let r = writeln!(stdout, "{body}").and_then(|()| stdout.flush());
-    match r {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            std::process::exit(exitcodes::CLOSED_PIPE)
-        }
-        Err(e) => {
-            eprintln!("envelopefs: cannot write the result: {e}");
-            std::process::exit(exitcodes::IO)
-        }
+    if let Err(e) = r {
+        std::process::exit(Failure::stdout("cannot write the result", e).tell())
     }
 }
 
@@ -534,10 +527,7 @@ fn fsck(g: &Global, cipherdir: &Path, json: bool) -> Result<(), Failure> {
 pub fn run() -> i32 {
     let args = match options::rewrite(std::env::args_os().collect()) {
         Ok(a) => a,
-        Err(f) => {
-            eprintln!("envelopefs: {f}");
-            return f.exit_code();
-        }
+        Err(f) => return f.tell(),
     };
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
@@ -549,10 +539,7 @@ pub fn run() -> i32 {
     logging::init();
     match run_cmd(cli) {
         Ok(()) => exitcodes::OK,
-        Err(f) => {
-            eprintln!("envelopefs: {f}");
-            f.exit_code()
-        }
+        Err(f) => f.tell(),
     }
 }
 

@@ -29,10 +29,6 @@ pub enum VolumeError {
     },
     #[error("the volume at {0} is already mounted read-write (lock held)")]
     Locked(String),
-    #[error("mount point {0}: {1}")]
-    MountPoint(String, String),
-    #[error("mount failed: {0}")]
-    Mount(String),
 }
 
 impl VolumeError {
@@ -111,6 +107,130 @@ pub mod exitcodes {
     pub const TERMINATED: i32 = 143;
 }
 
+/// A command's failure: what the CLI prints, as one line after
+/// `envelopefs: `, and the exit code [`Failure::exit_code`] maps it to.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// Arguments or options that cannot be used together or at all.
+    #[error("{0}")]
+    Usage(String),
+    /// The mount point (or the mount to unmount) is missing, busy or unfit.
+    #[error("{0}")]
+    MountPoint(String),
+    /// The kernel refused the mount, or it did not become ready.
+    #[error("{0}")]
+    MountFailed(String),
+    /// The cipher directory named cannot be reached.
+    #[error("{0}")]
+    NotAVolume(String),
+    #[error("unknown key provider {provider} in {dir}")]
+    UnknownKeyProvider { provider: String, dir: String },
+    /// An argument that should be base64 (a blob, a public key) is not.
+    #[error("InvalidCiphertextException: {0} is not base64")]
+    NotBase64(String),
+    /// I/O of the command itself (the volume's own is [`VolumeError::Io`]).
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{problems} problems found in {dir}")]
+    FsckProblems { problems: usize, dir: String },
+    /// The process itself failed (a pipe, a fork, the session's loop).
+    #[error("{0}")]
+    Process(String),
+    /// A failure the mount daemon reported to the command that started it,
+    /// with the exit code it mapped it to there.
+    #[error("{msg}")]
+    Relayed { code: i32, msg: String },
+    #[error("{0}")]
+    Volume(#[from] VolumeError),
+    #[error("{0}")]
+    Kms(#[from] KmsError),
+    #[error("{0}")]
+    Copy(#[from] CopyError),
+    /// The reader of standard output went away (`| head`): nothing is left
+    /// to say.
+    #[error("the reader of standard output went away")]
+    ClosedPipe,
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> i32 {
+        use exitcodes::*;
+        match self {
+            Failure::Usage(_) => USAGE,
+            Failure::MountPoint(_) => MOUNT_POINT,
+            Failure::MountFailed(_) => MOUNT_FAILED,
+            Failure::NotAVolume(_) => NOT_A_VOLUME,
+            Failure::UnknownKeyProvider { .. } => BAD_CONFIG,
+            Failure::NotBase64(_) => INVALID_CIPHERTEXT,
+            Failure::Io { .. } => IO,
+            Failure::FsckProblems { .. } => FSCK_PROBLEMS,
+            Failure::Process(_) => OTHER,
+            Failure::Relayed { code, .. } => *code,
+            Failure::Volume(e) => volume_exit_code(e),
+            Failure::Kms(e) => kms_exit_code(e),
+            Failure::Copy(e) => copy_exit_code(e),
+            Failure::ClosedPipe => CLOSED_PIPE,
+        }
+    }
+
+    /// A failed write of `what` to standard output.
+    pub fn stdout(what: &str, source: std::io::Error) -> Failure {
+        if source.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::ClosedPipe
+        } else {
+            Failure::Io {
+                what: what.to_owned(),
+                source,
+            }
+        }
+    }
+
+    /// Says the failure on standard error, as one line (nothing for a
+    /// closed pipe), and gives the exit code.
+    pub fn tell(&self) -> i32 {
+        if !matches!(self, Failure::ClosedPipe) {
+            eprintln!("envelopefs: {self}");
+        }
+        self.exit_code()
+    }
+
+    /// How the mount daemon reports its failure to the waiting command on
+    /// the ready pipe: `CODE message`.
+    pub fn report(&self) -> String {
+        format!("{} {self}", self.exit_code())
+    }
+
+    /// The failure a daemon's [`Failure::report`] tells of.
+    pub fn from_report(report: &str) -> Failure {
+        match report.split_once(' ') {
+            Some((code, msg)) => match code.parse() {
+                Ok(_) if crate::fault::planted("kms-relayed-exit-code") => {
+                    Failure::MountFailed(msg.to_owned())
+                }
+                Ok(code) => Failure::Relayed {
+                    code,
+                    msg: msg.to_owned(),
+                },
+                Err(_) => Failure::MountFailed(msg.to_owned()),
+            },
+            None => Failure::MountFailed("the mount daemon exited".into()),
+        }
+    }
+}
+
+/// The exit code of a command line clap rejected, or of `--help`/`--version`.
+pub fn clap_exit_code(e: &clap::Error) -> i32 {
+    if e.use_stderr() {
+        exitcodes::USAGE
+    } else {
+        exitcodes::OK
+    }
+}
+
 pub fn kms_exit_code(e: &KmsError) -> i32 {
     use exitcodes::*;
     match e {
@@ -141,8 +261,6 @@ pub fn volume_exit_code(e: &VolumeError) -> i32 {
         VolumeError::Kms(k) | VolumeError::MasterKey(_, k) => kms_exit_code(k),
         VolumeError::Io { .. } => IO,
         VolumeError::Locked(_) => LOCKED,
-        VolumeError::MountPoint(..) => MOUNT_POINT,
-        VolumeError::Mount(_) => MOUNT_FAILED,
     }
 }
 
@@ -156,5 +274,95 @@ pub fn copy_exit_code(e: &CopyError) -> i32 {
         CopyError::HoldLost(_) => HOLD_LOST,
         CopyError::Interrupted(libc::SIGTERM) => TERMINATED,
         CopyError::Interrupted(_) => INTERRUPTED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_failure_has_its_class_exit_code_and_line() {
+        let cases: Vec<(Failure, i32, &str)> = vec![
+            (Failure::Usage("bad flag".into()), 2, "bad flag"),
+            (Failure::MountPoint("busy".into()), 20, "busy"),
+            (Failure::MountFailed("no fuse".into()), 22, "no fuse"),
+            (Failure::NotAVolume("/x: gone".into()), 10, "/x: gone"),
+            (
+                Failure::UnknownKeyProvider {
+                    provider: "vault".into(),
+                    dir: "/v".into(),
+                },
+                11,
+                "unknown key provider vault in /v",
+            ),
+            (
+                Failure::NotBase64("the blob".into()),
+                17,
+                "InvalidCiphertextException: the blob is not base64",
+            ),
+            (
+                Failure::Io {
+                    what: "/m".into(),
+                    source: std::io::Error::from_raw_os_error(libc::EACCES),
+                },
+                23,
+                "/m: Permission denied (os error 13)",
+            ),
+            (
+                Failure::FsckProblems {
+                    problems: 3,
+                    dir: "/v".into(),
+                },
+                30,
+                "3 problems found in /v",
+            ),
+            (Failure::Process("fork failed".into()), 1, "fork failed"),
+            (
+                Failure::Kms(KmsError::NoStore("/ks".into())),
+                13,
+                "no key store at /ks (create one with `envelopefs kms create-key` or `envelopefs init`)",
+            ),
+            (
+                Failure::Volume(VolumeError::Locked("/v".into())),
+                21,
+                "the volume at /v is already mounted read-write (lock held)",
+            ),
+            (
+                Failure::Copy(CopyError::HoldLost("hold gone".into())),
+                33,
+                "hold gone",
+            ),
+            (
+                Failure::stdout("the result", std::io::ErrorKind::BrokenPipe.into()),
+                141,
+                "the reader of standard output went away",
+            ),
+            (
+                Failure::stdout("the result", std::io::Error::from_raw_os_error(libc::ENOSPC)),
+                23,
+                "the result: No space left on device (os error 28)",
+            ),
+        ];
+        for (f, code, line) in cases {
+            assert_eq!((f.exit_code(), f.to_string().as_str()), (code, line));
+        }
+    }
+
+    #[test]
+    fn a_daemon_report_comes_back_as_the_same_failure() {
+        let f = Failure::Kms(KmsError::WrongPassphrase("/ks".into()));
+        let back = Failure::from_report(&f.report());
+        assert_eq!((back.exit_code(), back.to_string()), (12, f.to_string()));
+        let odd = Failure::from_report("x the daemon said this");
+        assert_eq!(
+            (odd.exit_code(), odd.to_string()),
+            (22, "the daemon said this".into())
+        );
+        let mute = Failure::from_report("");
+        assert_eq!(
+            (mute.exit_code(), mute.to_string()),
+            (22, "the mount daemon exited".into())
+        );
     }
 }

@@ -71,13 +71,6 @@ fn is_terminal_err() -> bool {
     std::io::stderr().is_terminal() && std::io::stdout().is_terminal()
 }
 
-fn copy_failure(e: crate::snapshot::CopyError) -> Failure {
-    Failure {
-        code: crate::error::copy_exit_code(&e),
-        msg: e.to_string(),
-    }
-}
-
 fn print_stats(out: Output, what: &str, s: &crate::snapshot::Stats, dst: &std::path::Path) {
     let rate = s.bytes as f64 / s.seconds.max(0.001) / 1048576.0;
     print_result(
@@ -116,7 +109,7 @@ pub fn snapshot(g: &Global, c: SnapshotCommand) -> Result<(), Failure> {
             let mp = mount::mountpoint_of(&cipherdir);
             let progress = is_terminal_err() && out == Output::Text;
             let s = crate::snapshot::snapshot_create(&cipherdir, &snapdir, mp.as_deref(), progress)
-                .map_err(copy_failure)?;
+                .map_err(Failure::Copy)?;
             print_stats(out, "snapshot create", &s, &snapdir);
             Ok(())
         }
@@ -160,7 +153,7 @@ pub fn snapshot(g: &Global, c: SnapshotCommand) -> Result<(), Failure> {
                 &*dst_ks,
                 &opts,
             )
-            .map_err(copy_failure)?;
+            .map_err(Failure::Copy)?;
             print_stats(
                 out,
                 &format!(
@@ -193,7 +186,7 @@ pub fn import(
         progress: is_terminal_err() && out == Output::Text,
     };
     let s =
-        crate::snapshot::import_plain(plaindir, cipherdir, &*ks, &opts).map_err(copy_failure)?;
+        crate::snapshot::import_plain(plaindir, cipherdir, &*ks, &opts).map_err(Failure::Copy)?;
     print_stats(out, "import", &s, cipherdir);
     Ok(())
 }

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::logging::{self, LogLevel};
-use super::mount::fail;
 use super::Failure;
-use crate::error::exitcodes;
 use crate::sys;
 
 /// Where the daemon logs, and how much.
@@ -60,13 +58,12 @@ pub enum LogTarget {
 impl LogTarget {
     pub fn choose(d: &DaemonArgs, foreground: bool, mountpoint: &Path) -> Result<Self, Failure> {
         let open = |p: &Path| {
-            sys::open_log(p)
-                .map_err(|e| fail(exitcodes::USAGE, format!("log file {}: {e}", p.display())))
+            sys::open_log(p).map_err(|e| Failure::Usage(format!("log file {}: {e}", p.display())))
         };
         if let Some(p) = &d.log_file {
             // Absolute: the daemon works in `/`, and SIGHUP reopens by path.
             let p = std::path::absolute(p)
-                .map_err(|e| fail(exitcodes::USAGE, format!("log file {}: {e}", p.display())))?;
+                .map_err(|e| Failure::Usage(format!("log file {}: {e}", p.display())))?;
             let f = open(&p)?;
             return Ok(LogTarget::File(p, f));
         }
@@ -79,17 +76,14 @@ impl LogTarget {
             return Ok(LogTarget::Syslog(socket));
         };
         let place = fallback_log_path(mountpoint).ok_or_else(|| {
-            fail(
-                exitcodes::USAGE,
-                format!(
-                    "no syslog socket at {} ({e}), and no home directory for a log file: give --log-file",
-                    d.syslog_socket.display()
-                ),
-            )
+            Failure::Usage(format!(
+                "no syslog socket at {} ({e}), and no home directory for a log file: give --log-file",
+                d.syslog_socket.display()
+            ))
         })?;
         if let Some(dir) = place.parent() {
             sys::daemon::make_private_dirs(dir, 0o700)
-                .map_err(|e| fail(exitcodes::USAGE, format!("{}: {e}", dir.display())))?;
+                .map_err(|e| Failure::Usage(format!("{}: {e}", dir.display())))?;
         }
         let f = open(&place)?;
         eprintln!(
@@ -252,7 +246,7 @@ impl Ready {
     pub fn failed(&self, f: &Failure) {
         if let Some(fd) = &self.pipe {
             if let Ok(fd) = fd.try_clone() {
-                let _ = File::from(fd).write_all(format!("{} {}", f.code, f.msg).as_bytes());
+                let _ = File::from(fd).write_all(f.report().as_bytes());
             }
         }
     }
@@ -357,13 +351,13 @@ pub fn daemonize(
     keep: &[RawFd],
     serve: impl FnOnce(Ready) -> Result<(), Failure>,
 ) -> Result<u32, Failure> {
-    let (rd, wr) = sys::daemon::pipe_cloexec()
-        .map_err(|e| fail(exitcodes::OTHER, format!("pipe failed: {e}")))?;
+    let (rd, wr) =
+        sys::daemon::pipe_cloexec().map_err(|e| Failure::Process(format!("pipe failed: {e}")))?;
     let threads = sys::daemon::thread_count();
     if threads > 1 {
         log::warn!("forking the daemon with {threads} threads running");
     }
-    match sys::daemon::fork().map_err(|e| fail(exitcodes::OTHER, format!("fork failed: {e}")))? {
+    match sys::daemon::fork().map_err(|e| Failure::Process(format!("fork failed: {e}")))? {
         sys::daemon::Forked::Child => {
             drop(rd);
             detach(&logs, wr.as_raw_fd(), keep);
@@ -376,8 +370,8 @@ pub fn daemonize(
             let code = match serve(ready) {
                 Ok(()) => 0,
                 Err(f) => {
-                    log::error!("{}", f.msg);
-                    f.code
+                    log::error!("{f}");
+                    f.exit_code()
                 }
             };
             std::process::exit(code);
@@ -419,14 +413,11 @@ fn wait_ready(rd: OwnedFd, mountpoint: &Path) -> Result<(), Failure> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(fail(
-                exitcodes::MOUNT_FAILED,
-                format!(
-                    "mount of {} did not become ready in {} s",
-                    mountpoint.display(),
-                    READY_TIMEOUT.as_secs()
-                ),
-            ));
+            return Err(Failure::MountFailed(format!(
+                "mount of {} did not become ready in {} s",
+                mountpoint.display(),
+                READY_TIMEOUT.as_secs()
+            )));
         }
         if sys::daemon::poll_readable(rd.as_fd(), left.as_millis().min(1000) as i32)
             .unwrap_or(false)
@@ -438,13 +429,7 @@ fn wait_ready(rd: OwnedFd, mountpoint: &Path) -> Result<(), Failure> {
     let _ = File::from(rd).read_to_string(&mut msg);
     match msg.strip_prefix("OK") {
         Some(_) => Ok(()),
-        None => {
-            let (code, text) = msg
-                .split_once(' ')
-                .map(|(c, t)| (c.parse().unwrap_or(exitcodes::MOUNT_FAILED), t.to_owned()))
-                .unwrap_or((exitcodes::MOUNT_FAILED, "the mount daemon exited".into()));
-            Err(fail(code, text))
-        }
+        None => Err(Failure::from_report(&msg)),
     }
 }
 

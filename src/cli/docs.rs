@@ -7,7 +7,6 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::Failure;
-use crate::error::exitcodes;
 
 /// Writes the completion script for `shell` on stdout.
 pub fn completions(shell: clap_complete::Shell) -> Result<(), Failure> {
@@ -40,9 +39,9 @@ fn collect(cmd: &clap::Command, out: &mut Vec<(String, Vec<u8>)>) {
 
 /// Writes the man pages into `dir` (made if missing), replacing older ones.
 pub fn man(dir: &Path) -> Result<(), Failure> {
-    let io = |e: std::io::Error| Failure {
-        code: exitcodes::IO,
-        msg: format!("{}: {e}", dir.display()),
+    let io = |source| Failure::Io {
+        what: dir.display().to_string(),
+        source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
     let fd = crate::sys::open_dir_path(dir).map_err(io)?;
@@ -62,14 +61,8 @@ pub fn man(dir: &Path) -> Result<(), Failure> {
 /// Stdout for a script: a reader that went away ends the command quietly.
 fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            std::process::exit(exitcodes::CLOSED_PIPE)
-        }
-        Err(e) => Err(Failure {
-            code: exitcodes::IO,
-            msg: format!("cannot write the script: {e}"),
-        }),
-    }
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(|e| Failure::stdout("cannot write the script", e))
 }

@@ -15,7 +15,6 @@ use base64::Engine;
 use clap::Subcommand;
 
 use super::{Failure, Global};
-use crate::error::exitcodes;
 use crate::kms::passphrase::PassphraseSource;
 use crate::kms::EncryptionContext;
 
@@ -114,10 +113,7 @@ pub fn run(g: &Global, c: KmsCommand) -> Result<(), Failure> {
 }
 
 fn usage(msg: impl Into<String>) -> Failure {
-    Failure {
-        code: exitcodes::USAGE,
-        msg: msg.into(),
-    }
+    Failure::Usage(msg.into())
 }
 
 fn ctx(s: &Option<String>) -> Result<EncryptionContext, Failure> {
@@ -128,10 +124,8 @@ fn ctx(s: &Option<String>) -> Result<EncryptionContext, Failure> {
 }
 
 fn b64(s: &str, what: &str) -> Result<Vec<u8>, Failure> {
-    B64.decode(s.trim()).map_err(|_| Failure {
-        code: exitcodes::INVALID_CIPHERTEXT,
-        msg: format!("InvalidCiphertextException: {what} is not base64"),
-    })
+    B64.decode(s.trim())
+        .map_err(|_| Failure::NotBase64(what.to_owned()))
 }
 
 fn read_pass(file: &Option<PathBuf>, new: bool) -> Result<zeroize::Zeroizing<String>, Failure> {

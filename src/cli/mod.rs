@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
-use crate::error::{exitcodes, kms_exit_code, volume_exit_code, VolumeError};
+use crate::error::exitcodes;
+pub use crate::error::Failure;
 use crate::kms::local::{default_store_dir, LocalKeyService};
 use crate::kms::passphrase::PassphraseSource;
 use crate::kms::{KeyService, KmsError};
@@ -94,13 +95,9 @@ pub fn key_service_for_volume(g: &Global, dir: &Path) -> Result<Box<dyn KeyServi
     } else if cfg.key_provider == "aws-kms" {
         aws_service(&cfg.master_key_arn)
     } else {
-        Err(Failure {
-            code: exitcodes::BAD_CONFIG,
-            msg: format!(
-                "unknown key provider {} in {}",
-                cfg.key_provider,
-                dir.display()
-            ),
+        Err(Failure::UnknownKeyProvider {
+            provider: cfg.key_provider,
+            dir: dir.display().to_string(),
         })
     }
 }
@@ -132,10 +129,7 @@ fn aws_service(key: &str) -> Result<Box<dyn KeyService>, Failure> {
 
 #[cfg(not(feature = "aws-kms"))]
 fn aws_service(key: &str) -> Result<Box<dyn KeyService>, Failure> {
-    Err(Failure {
-        code: exitcodes::USAGE,
-        msg: format!("{key} is an AWS KMS key, and this envelopefs was built without the aws-kms feature (cargo build --features aws-kms)"),
-    })
+    Err(Failure::Usage(format!("{key} is an AWS KMS key, and this envelopefs was built without the aws-kms feature (cargo build --features aws-kms)")))
 }
 
 impl Global {
@@ -335,10 +329,9 @@ impl Settings {
     fn options(&self) -> Result<InitOptions, Failure> {
         crate::volume::config::check_block_size(self.block_size)?;
         if !(crate::crypto::names::MIN_LONG_NAME_MAX..=255).contains(&self.long_name_max) {
-            return Err(Failure {
-                code: exitcodes::USAGE,
-                msg: "--long-name-max must be from 64 to 255".into(),
-            });
+            return Err(Failure::Usage(
+                "--long-name-max must be from 64 to 255".into(),
+            ));
         }
         Ok(InitOptions {
             block_size: self.block_size,
@@ -346,30 +339,6 @@ impl Settings {
             plaintext_names: self.plaintext_names,
             long_name_max: self.long_name_max,
         })
-    }
-}
-
-/// A failure with its exit code; printed as one line.
-pub struct Failure {
-    pub code: i32,
-    pub msg: String,
-}
-
-impl From<VolumeError> for Failure {
-    fn from(e: VolumeError) -> Self {
-        Failure {
-            code: volume_exit_code(&e),
-            msg: e.to_string(),
-        }
-    }
-}
-
-impl From<KmsError> for Failure {
-    fn from(e: KmsError) -> Self {
-        Failure {
-            code: kms_exit_code(&e),
-            msg: e.to_string(),
-        }
     }
 }
 
@@ -383,15 +352,8 @@ pub fn print_result(out: Output, value: &serde_json::Value, text: &str) {
     };
     let mut stdout = std::io::stdout().lock();
     let r = writeln!(stdout, "{body}").and_then(|()| stdout.flush());
-    match r {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            std::process::exit(exitcodes::CLOSED_PIPE)
-        }
-        Err(e) => {
-            eprintln!("envelopefs: cannot write the result: {e}");
-            std::process::exit(exitcodes::IO)
-        }
+    if let Err(e) = r {
+        std::process::exit(Failure::stdout("cannot write the result", e).tell())
     }
 }
 
@@ -554,13 +516,9 @@ fn fsck(g: &Global, cipherdir: &Path, json: bool) -> Result<(), Failure> {
     if r.clean {
         Ok(())
     } else {
-        Err(Failure {
-            code: exitcodes::FSCK_PROBLEMS,
-            msg: format!(
-                "{} problems found in {}",
-                r.problems.len(),
-                cipherdir.display()
-            ),
+        Err(Failure::FsckProblems {
+            problems: r.problems.len(),
+            dir: cipherdir.display().to_string(),
         })
     }
 }
@@ -569,30 +527,19 @@ fn fsck(g: &Global, cipherdir: &Path, json: bool) -> Result<(), Failure> {
 pub fn run() -> i32 {
     let args = match options::rewrite(std::env::args_os().collect()) {
         Ok(a) => a,
-        Err(f) => {
-            eprintln!("envelopefs: {}", f.msg);
-            return f.code;
-        }
+        Err(f) => return f.tell(),
     };
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exitcodes::USAGE
-            } else {
-                exitcodes::OK
-            };
             let _ = e.print();
-            return code;
+            return crate::error::clap_exit_code(&e);
         }
     };
     logging::init();
     match run_cmd(cli) {
         Ok(()) => exitcodes::OK,
-        Err(f) => {
-            eprintln!("envelopefs: {}", f.msg);
-            f.code
-        }
+        Err(f) => f.tell(),
     }
 }
 

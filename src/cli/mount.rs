@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::{daemon, Failure, Global};
-use crate::error::{exitcodes, VolumeError};
+use crate::error::VolumeError;
 use crate::fs::{EnvelopeFs, FsOptions};
 use crate::sys;
 use crate::volume::config::LOCK_FILE;
@@ -88,10 +88,6 @@ pub struct MountArgs {
     pub noatime: bool,
 }
 
-pub(super) fn fail(code: i32, msg: String) -> Failure {
-    Failure { code, msg }
-}
-
 /// One line of /proc/self/mountinfo.
 #[derive(Clone)]
 pub(super) struct MountEntry {
@@ -146,40 +142,33 @@ fn unescape(s: &str) -> String {
 }
 
 fn check_mountpoint(mp: &Path, nonempty: bool) -> Result<PathBuf, Failure> {
-    let meta = std::fs::metadata(mp).map_err(|e| {
-        fail(
-            exitcodes::MOUNT_POINT,
-            format!("mount point {}: {e}", mp.display()),
-        )
-    })?;
+    let meta = std::fs::metadata(mp)
+        .map_err(|e| Failure::MountPoint(format!("mount point {}: {e}", mp.display())))?;
     if !meta.is_dir() {
-        return Err(fail(
-            exitcodes::MOUNT_POINT,
-            format!("mount point {} is not a directory", mp.display()),
-        ));
+        return Err(Failure::MountPoint(format!(
+            "mount point {} is not a directory",
+            mp.display()
+        )));
     }
     let canon = mp
         .canonicalize()
-        .map_err(|e| fail(exitcodes::MOUNT_POINT, format!("{}: {e}", mp.display())))?;
+        .map_err(|e| Failure::MountPoint(format!("{}: {e}", mp.display())))?;
     if mounts().iter().any(|m| m.point == canon) {
-        return Err(fail(
-            exitcodes::MOUNT_POINT,
-            format!("mount point {} is already in use", mp.display()),
-        ));
+        return Err(Failure::MountPoint(format!(
+            "mount point {} is already in use",
+            mp.display()
+        )));
     }
     // Mounting over files hides them (gocryptfs refuses too).
     let has_entries = std::fs::read_dir(&canon)
-        .map_err(|e| fail(exitcodes::MOUNT_POINT, format!("{}: {e}", mp.display())))?
+        .map_err(|e| Failure::MountPoint(format!("{}: {e}", mp.display())))?
         .next()
         .is_some();
     if has_entries && !nonempty {
-        return Err(fail(
-            exitcodes::MOUNT_POINT,
-            format!(
-                "mount point {} is not empty (the mount would hide its files); pass --nonempty (-o nonempty) to mount over them",
-                mp.display()
-            ),
-        ));
+        return Err(Failure::MountPoint(format!(
+            "mount point {} is not empty (the mount would hide its files); pass --nonempty (-o nonempty) to mount over them",
+            mp.display()
+        )));
     }
     Ok(canon)
 }
@@ -256,15 +245,12 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
         // Before the key store is unlocked, not only once serving.
         let _ = sys::set_dumpable(false);
     }
-    let cipherdir = a.cipherdir.canonicalize().map_err(|e| {
-        fail(
-            exitcodes::NOT_A_VOLUME,
-            format!("{}: {e}", a.cipherdir.display()),
-        )
-    })?;
+    let cipherdir = a
+        .cipherdir
+        .canonicalize()
+        .map_err(|e| Failure::NotAVolume(format!("{}: {e}", a.cipherdir.display())))?;
     if (a.dev || a.suid) && sys::geteuid() != 0 {
-        return Err(fail(
-            exitcodes::USAGE,
+        return Err(Failure::Usage(
             "--dev and --suid need root (only root may honour device nodes and setuid bits)".into(),
         ));
     }
@@ -272,8 +258,7 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
     crate::volume::VolumeConfig::read_unverified(&cipherdir)?;
     let mountpoint = check_mountpoint(&a.mountpoint, a.nonempty)?;
     if mountpoint.starts_with(&cipherdir) {
-        return Err(fail(
-            exitcodes::MOUNT_POINT,
+        return Err(Failure::MountPoint(
             "the mount point must not lie inside the cipher directory".into(),
         ));
     }
@@ -357,11 +342,9 @@ fn serve(
                 read_only: a.read_only,
             },
         )
-        .map_err(|e| {
-            fail(
-                exitcodes::IO,
-                format!("cannot open the cipher directory: {e}"),
-            )
+        .map_err(|source| Failure::Io {
+            what: "cannot open the cipher directory".into(),
+            source,
         })?;
         let mut opts = vec![
             fuser::MountOption::FSName(source),
@@ -396,7 +379,7 @@ fn serve(
         let hold = fs.hold_lock();
         let cipherdir = fs.volume().root().to_owned();
         let session = fuser::Session::new(fs, mountpoint, &cfg)
-            .map_err(|e| fail(exitcodes::MOUNT_FAILED, format!("mount failed: {e}")))?;
+            .map_err(|e| Failure::MountFailed(format!("mount failed: {e}")))?;
         if !a.read_only {
             let max_hold = a.max_hold.map(Duration::from_secs);
             if let Err(e) = crate::snapshot::control::serve(&cipherdir, hold, max_hold) {
@@ -435,7 +418,7 @@ fn run_session(
         let _ = std::fs::remove_file(crate::snapshot::control::socket_path(root));
     }
     drop(lock);
-    r.map_err(|e| fail(exitcodes::OTHER, format!("session ended: {e}")))
+    r.map_err(|e| Failure::Process(format!("session ended: {e}")))
 }
 
 /// Readahead for the mount, in KiB: one max_write. The kernel offers FUSE

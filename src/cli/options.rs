@@ -18,7 +18,6 @@ use std::path::Path;
 use clap::CommandFactory;
 
 use super::{Cli, Failure};
-use crate::error::exitcodes;
 
 /// Options every mount(8) line may carry that mean nothing here: mount(8)'s
 /// own (`defaults`, `auto`, `user`, `nofail`, `_netdev`, ...), atime and
@@ -55,10 +54,7 @@ const IGNORED: &[&str] = &[
 const IGNORED_VALUED: &[&str] = &["comment", "fsname", "subtype"];
 
 fn usage(msg: String) -> Failure {
-    Failure {
-        code: exitcodes::USAGE,
-        msg,
-    }
+    Failure::Usage(msg)
 }
 
 /// The long flags of `mount` and the global flags: (name, takes a value).
@@ -299,7 +295,7 @@ mod tests {
         let v = args.iter().map(OsString::from).collect();
         rewrite(v)
             .map(|o| o.into_iter().map(|s| s.into_string().unwrap()).collect())
-            .map_err(|f| f.msg)
+            .map_err(|f| f.to_string())
     }
 
     #[test]

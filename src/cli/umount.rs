@@ -10,7 +10,6 @@ use clap::Args;
 
 use super::mount::{answer_by, mountpoint_of, mounts, open_lock, MountEntry, ANSWER_LIMIT};
 use super::Failure;
-use crate::error::exitcodes;
 use crate::sys;
 use crate::volume::VolumeConfig;
 
@@ -22,13 +21,6 @@ pub struct UmountArgs {
     /// process using the mount lets go (MNT_DETACH).
     #[arg(long, short = 'l')]
     pub lazy: bool,
-}
-
-fn fail(msg: String) -> Failure {
-    Failure {
-        code: exitcodes::MOUNT_POINT,
-        msg,
-    }
 }
 
 /// An envelopefs mount: type `fuse.envelopefs`, or type `fuse` (a root
@@ -79,13 +71,13 @@ fn find(p: &Path) -> Result<(MountEntry, bool), Failure> {
         }
     }
     match (at, err) {
-        (Some(m), _) => Err(fail(format!(
+        (Some(m), _) => Err(Failure::MountPoint(format!(
             "{} is a {} mount, not an envelopefs mount; left alone (use umount(8) for it)",
             p.display(),
             m.fstype
         ))),
-        (None, Some(e)) => Err(fail(format!("{}: {e}", p.display()))),
-        (None, None) => Err(fail(format!(
+        (None, Some(e)) => Err(Failure::MountPoint(format!("{}: {e}", p.display()))),
+        (None, None) => Err(Failure::MountPoint(format!(
             "{} is not mounted (neither an envelopefs mount point nor the cipher directory of a mounted volume)",
             p.display()
         ))),
@@ -166,7 +158,12 @@ pub fn umount(out: super::Output, a: &UmountArgs) -> Result<(), Failure> {
     let shown = m.point.display();
     if let Err(e) = unmount(&m.point, a.lazy) {
         let stale = stale || is_stale(&m.point) || e.raw_os_error() == Some(libc::ENOTCONN);
-        return Err(fail(failure_text(&m.point, &e, &holders(&m.point), stale)));
+        return Err(Failure::MountPoint(failure_text(
+            &m.point,
+            &e,
+            &holders(&m.point),
+            stale,
+        )));
     }
     if stale {
         eprintln!("envelopefs: {shown}: removed the stale mount of a daemon that had died");
@@ -176,7 +173,7 @@ pub fn umount(out: super::Output, a: &UmountArgs) -> Result<(), Failure> {
         let by_cipherdir = std::path::absolute(&a.path).is_ok_and(|p| p != m.point);
         if !wait_for_daemon(&m, a.lazy) && !a.lazy && by_cipherdir {
             if let Some(still) = mountpoint_of(Path::new(&m.source)) {
-                return Err(fail(format!(
+                return Err(Failure::MountPoint(format!(
                     "unmounted {shown}, but {} is still mounted at {}",
                     m.source,
                     still.display()

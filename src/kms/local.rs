@@ -125,13 +125,6 @@ pub struct LocalKeyService {
     clock: Clock,
 }
 
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// Default store location: `$XDG_DATA_HOME/envelopefs`, else `~/.local/share/envelopefs`.
 pub fn default_store_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {

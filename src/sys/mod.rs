@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
+mod clock;
 pub mod daemon;
 mod dir;
 mod handle;
@@ -21,6 +22,7 @@ mod positioned;
 mod process;
 mod sync;
 mod xattr;
+pub use clock::*;
 pub use dir::*;
 pub use handle::*;
 pub use owned::*;

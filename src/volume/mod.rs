@@ -137,7 +137,7 @@ impl Volume {
             master_key_arn: g.key_arn,
             master_key_material_id: g.key_material_id,
             wrapped_volume_key: B64.encode(&g.ciphertext_blob),
-            creation_date: crate::kms::local::now_secs(),
+            creation_date: crate::sys::now_secs(),
         };
         let made = if existed {
             None

@@ -7,7 +7,6 @@ use serde_json::{json, Value};
 
 use super::super::{print_result, Failure, Global};
 use super::read_pass;
-use crate::error::exitcodes;
 use crate::kms::audit::AuditFilter;
 use crate::kms::local::{fmt_time, KdfCost, LocalKeyService};
 
@@ -84,9 +83,9 @@ pub fn audit(g: &Global, a: AuditArgs) -> Result<(), Failure> {
             operation: a.operation,
         },
     )
-    .map_err(|e| Failure {
-        code: exitcodes::IO,
-        msg: format!("{}: {e}", crate::kms::audit::audit_path(&dir).display()),
+    .map_err(|source| Failure::Io {
+        what: crate::kms::audit::audit_path(&dir).display().to_string(),
+        source,
     })?;
     let v = serde_json::to_value(&recs).unwrap_or(Value::Null);
     let text: Vec<_> = recs

@@ -54,7 +54,7 @@ impl LocalKeyService {
             kdf,
             key,
             data: parking_lot::Mutex::new(data),
-            clock: Arc::new(super::now_secs),
+            clock: Arc::new(crate::sys::now_secs),
         };
         svc.write(&svc.data.lock())?;
         Ok(svc)
@@ -63,7 +63,7 @@ impl LocalKeyService {
     /// Open (unlock) an existing store; due deletions, rotations and
     /// expiries are carried out now.
     pub fn open(dir: &Path, pass: &str) -> Result<Self, KmsError> {
-        Self::open_with_clock(dir, pass, Arc::new(super::now_secs))
+        Self::open_with_clock(dir, pass, Arc::new(crate::sys::now_secs))
     }
 
     /// Open with a clock of the caller's (tests move time through this).

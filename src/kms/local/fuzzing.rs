@@ -7,7 +7,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use super::{parse_store_data, parse_store_file, Clock, KmsError, LocalKeyService};
+use super::{parse_store_file, Clock, KmsError, LocalKeyService};
 use crate::kms::store;
 
 impl LocalKeyService {
@@ -31,16 +31,6 @@ impl LocalKeyService {
             None => KmsError::WrongPassphrase(what.clone()),
             Some(why) => corrupt(why),
         })?;
-        let data = parse_store_data(&plain, &what)?;
-        let svc = LocalKeyService {
-            dir: dir.to_owned(),
-            store_id: f.store_id,
-            kdf: f.kdf,
-            key,
-            data: parking_lot::Mutex::new(data),
-            clock,
-        };
-        svc.maintain()?;
-        Ok(svc)
+        Self::from_unsealed(dir, f, key, &plain, &what, clock)
     }
 }

@@ -75,7 +75,20 @@ impl LocalKeyService {
         let raw = store::read_store(&p)?;
         let what = p.display().to_string();
         let (f, key, plain) = store::unlock(&raw, pass, &dir.display().to_string())?;
-        let data = parse_store_data(&plain, &what)?;
+        Self::from_unsealed(dir, f, key, &plain, &what, clock)
+    }
+
+    /// The service over a store whose contents were just unsealed with `key`;
+    /// what is due is carried out at once.
+    pub(super) fn from_unsealed(
+        dir: &Path,
+        f: store::StoreFile,
+        key: Zeroizing<[u8; 32]>,
+        plain: &[u8],
+        what: &str,
+        clock: Clock,
+    ) -> Result<Self, KmsError> {
+        let data = parse_store_data(plain, what)?;
         let svc = LocalKeyService {
             dir: dir.to_owned(),
             store_id: f.store_id,

@@ -1,4 +1,4 @@
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 fn main() {
     std::process::exit(envelopefs::cli::run());

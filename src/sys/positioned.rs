@@ -70,6 +70,45 @@ mod tests {
     use super::*;
     use std::os::fd::AsFd;
 
+    /// The loop itself, on scripted steps: EINTR repeats the step at the same
+    /// place, a short transfer continues where it stopped, another error
+    /// ends it with that error, a step of 0 ends it short.
+    #[test]
+    fn transfer_at_retries_eintr_and_continues_short_transfers() {
+        fn scripted(
+            len: usize,
+            script: &[libc::ssize_t],
+        ) -> (io::Result<usize>, Vec<(usize, libc::off_t)>) {
+            let mut calls = Vec::new();
+            let mut next = script.iter();
+            let r = transfer_at(len, 1000, |done, at| {
+                calls.push((done, at));
+                let &n = next.next().expect("the loop stepped past its script");
+                if n < 0 {
+                    // SAFETY: errno is this thread's; -n is the errno to report.
+                    unsafe { *libc::__errno_location() = -n as libc::c_int };
+                    return -1;
+                }
+                n
+            });
+            (r, calls)
+        }
+        let eintr = -(libc::EINTR as libc::ssize_t);
+        let (r, calls) = scripted(10, &[3, eintr, eintr, 4, 3]);
+        assert_eq!(r.unwrap(), 10);
+        assert_eq!(
+            calls,
+            [(0, 1000), (3, 1003), (3, 1003), (3, 1003), (7, 1007)]
+        );
+        let (r, calls) = scripted(10, &[6, 0]);
+        assert_eq!(r.unwrap(), 6);
+        assert_eq!(calls, [(0, 1000), (6, 1006)]);
+        let (r, calls) = scripted(10, &[2, -(libc::EIO as libc::ssize_t)]);
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO));
+        assert_eq!(calls, [(0, 1000), (2, 1002)]);
+        assert_eq!(scripted(0, &[]).0.unwrap(), 0);
+    }
+
     /// Whole buffers at an offset; a read past the end is short by exactly
     /// the missing bytes; a refused write gives its errno.
     #[test]

@@ -423,8 +423,8 @@ fn run_session(
 
 /// Readahead for the mount, in KiB: one max_write. The kernel offers FUSE
 /// only its default (128 KiB) at INIT, so a sequential read would go in
-/// 128 KiB requests; the mount's bdi takes more (root only). Measured on
-/// tmpfs: sequential reads +20 % (io_uring) to +30 % (/dev/fuse).
+/// 128 KiB requests; the mount's bdi takes more (root only). README has
+/// the A/B.
 const READAHEAD_KB: u32 = 1024;
 
 fn raise_readahead(mountpoint: &Path) {

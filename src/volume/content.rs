@@ -308,8 +308,8 @@ impl FileContent {
         let start = l.plain_offset(BlockIndex(blocks.start));
         // A large read is the kernel's readahead of a sequential reader: ask
         // the backing filesystem for the next stretch now, so that the disk
-        // works while this one is decrypted (backing readahead alone is
-        // 128 KiB; on disk +25-100 % sequential read, no change on tmpfs).
+        // works while this one is decrypted (the backing filesystem's own
+        // readahead is smaller than our reads; README has the A/B).
         if size >= PREFETCH_READ_MIN && end < psize {
             let next = l.cipher_offset(BlockIndex(blocks.end));
             sys::prefetch(fd, next, Self::cipher_len(vol, blocks.clone()) as u64);

@@ -126,7 +126,15 @@ impl Env {
     ) -> Mount {
         let mnt = self.path(mnt_name);
         std::fs::create_dir_all(&mnt).unwrap();
-        let log = self.path(&format!("{mnt_name}.log"));
+        // A log per daemon: a remount on the same point must not overwrite
+        // the log its predecessor is checked by.
+        let log = (0..)
+            .map(|k| match k {
+                0 => self.path(&format!("{mnt_name}.log")),
+                k => self.path(&format!("{mnt_name}.{k}.log")),
+            })
+            .find(|p| !p.exists())
+            .unwrap();
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe.

@@ -256,6 +256,7 @@ fn daemon_is_not_dumpable_and_works_in_root_dir() {
         m.unmount();
         // The debug option leaves it dumpable.
         let m = env.mount(&c, "m", &["--allow-core-dumps"]);
+        m.expect_log("--allow-core-dumps: the daemon stays dumpable");
         read_memory_without_ptrace(m.pid().unwrap()).expect("--allow-core-dumps");
         m.unmount();
     });
@@ -320,6 +321,7 @@ fn abort_writes_no_core_and_debug_core_holds_no_key() {
         assert!(!st.core_dumped(), "the daemon dumped core");
         // --allow-core-dumps: a core is written, and neither key is in it.
         let mut m = env.mount_with_setup(&c, "m", &["--allow-core-dumps"], unlimited_cores);
+        m.expect_log("--allow-core-dumps: the daemon stays dumpable");
         let backing = use_some_files(&c, &m);
         let (vk, dk) = keys_of(&env, &c, &backing);
         let pid = m.pid().unwrap();

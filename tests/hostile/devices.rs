@@ -180,7 +180,9 @@ fn allow_other_warns_when_others_may_write_the_cipher_directory() {
         ] {
             fs::set_permissions(&c, fs::Permissions::from_mode(mode)).unwrap();
             std::os::unix::fs::chown(&c, Some(owner), None).unwrap();
-            let log = env.mount(&c, "m", &["--allow-other"]).unmount();
+            let m = env.mount(&c, "m", &["--allow-other"]);
+            m.expect_log("is writable by");
+            let log = m.unmount();
             let line = log
                 .lines()
                 .find(|l| l.contains("is writable by"))

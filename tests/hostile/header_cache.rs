@@ -96,6 +96,8 @@ fn forged_reads_give_eio(xattr: bool) {
     ];
     for (victim, header, blocks) in cases {
         let p = bp(victim);
+        // Logged with the backing name: these files only.
+        m.expect_log(p.file_name().unwrap().to_str().unwrap());
         replace(xattr, &p, header, blocks);
         fresh_lookup(&m.p(victim), &p);
     }

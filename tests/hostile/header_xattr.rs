@@ -21,6 +21,7 @@ fn bytes_after_the_header_xattr_are_refused() {
         xattr_set(&bf, "user.envelopefs.header", &longer);
 
         let m = env.mount(&c, "m", &[]);
+        m.expect_log("file header is longer than this format's");
         let e = fs::read(m.p("f")).expect_err("a header with trailing bytes");
         assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
         // The untouched file still reads: the refusal is about that header.

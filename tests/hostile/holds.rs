@@ -247,6 +247,7 @@ fn idle_holder_loses_its_hold_after_30_s() {
         let env = Env::new();
         let c = env.init("v", &[]);
         let m = env.mount(&c, "m", &[]);
+        m.expect_log("snapshot hold dropped: its holder sent no heartbeat");
         fs::write(m.p("f"), b"before").unwrap();
         let f = open_w(&m.p("f"));
         let mut hold = HandHold::take(&c);
@@ -310,6 +311,7 @@ fn max_hold_ends_a_snapshot_cleanly() {
         let a = env.init("a", &[]);
         let b = env.init("b", &[]);
         let ma = env.mount(&a, "ma", &["--max-hold", "2"]);
+        ma.expect_log("held for the mount's --max-hold");
         let mb = env.mount(&b, "mb", &[]);
         for i in 0..10 {
             fs::write(ma.p(&format!("f{i}")), pattern(i, 10_000)).unwrap();
@@ -531,6 +533,7 @@ fn max_hold_bounds_a_holder_that_never_ends_a_line() {
         let env = Env::new();
         let c = env.init("v", &[]);
         let m = env.mount(&c, "m", &["--max-hold", "2"]);
+        m.expect_log("held for the mount's --max-hold");
         fs::write(m.p("w"), b"old").unwrap();
         let f = open_w(&m.p("w"));
         let mut hold = HandHold::take(&c);

@@ -101,6 +101,10 @@ fn trace_log_holds_no_plaintext_name() {
     let env = Env::new();
     let cipher = env.init("c", &[]);
     let m = env.mount_env(&cipher, "m", &[], &[("RUST_LOG", "trace")]);
+    m.expect_log("failed authentication");
+    // At trace level fuser's own warnings show: its session's unmount after
+    // `envelopefs umount` did it finds nothing to unmount.
+    m.expect_log("Failed to umount filesystem: Invalid argument");
     let mnt = m.mnt.clone();
     bounded(60, move || touch_every_name(&mnt));
 

@@ -182,6 +182,8 @@ fn planted_side_files_and_dir_ivs_are_never_opened() {
             plant(&iv);
             let watch = OpenWatch::new(&[&side, &iv]);
             let m = env.mount(&c, &format!("m{i}"), &[]);
+            m.expect_log("has a name that does not decrypt here");
+            m.expect_log("cannot read its envelopefs.diriv: not a regular file");
             // The long name is not shown (its name cannot be read); the
             // rest of the directory is.
             let names: Vec<String> = fs::read_dir(&m.mnt)

@@ -167,8 +167,7 @@ fn umount_right_after_a_crash_says_stale_and_lazy_clears_it() {
     let pid = m.pid().unwrap();
     // A crash: the daemon dies, the mount stays; its attributes are still
     // cached, so a stat of the mount point does not tell.
-    // SAFETY: kill with the pid of this test's own child.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    m.kill_daemon(libc::SIGKILL);
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::fs::metadata(format!("/proc/{pid}/fd")).is_ok()
         && std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| d.count() > 0)

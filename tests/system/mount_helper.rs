@@ -541,8 +541,7 @@ fn umount_of_a_stale_mount_says_lazy_clears_it() {
         .spawn()
         .unwrap();
     // A crash: the daemon dies, the mount stays.
-    // SAFETY: kill with the pid of this test's own child.
-    unsafe { libc::kill(m.pid().unwrap() as i32, libc::SIGKILL) };
+    m.kill_daemon(libc::SIGKILL);
     let p = m.mnt.clone();
     assert!(wait_until(10, || std::fs::metadata(&p)
         .is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))));
@@ -563,8 +562,7 @@ fn umount_of_a_stale_mount_says_lazy_clears_it() {
     let _ = holder.wait();
     // Without a holder, the stale mount goes with a plain umount.
     let m2 = env.mount(&cipher, "plain2", &[]);
-    // SAFETY: as above.
-    unsafe { libc::kill(m2.pid().unwrap() as i32, libc::SIGKILL) };
+    m2.kill_daemon(libc::SIGKILL);
     let p = m2.mnt.clone();
     assert!(wait_until(10, || std::fs::metadata(&p).is_err()));
     let out = env.run(&["umount", m2.mnt.to_str().unwrap()]);

@@ -233,3 +233,133 @@ fn reserved_names_are_einval_to_make_and_enoent_to_find() {
         m.unmount();
     });
 }
+
+/// Unmounts the tmpfs it names when dropped (after the volume's mount).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: std::path::PathBuf) -> Tmpfs {
+        fs::create_dir_all(&path).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount tmpfs at {}", path.display());
+        Tmpfs(path)
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The plaintext size of a backing file of i64::MAX bytes: the largest file.
+fn largest_plain_size(block_size: u64, header_len: u64) -> u64 {
+    let overhead = 8 + 12 + 16;
+    let cipher = i64::MAX as u64 - header_len;
+    let (full, rem) = (
+        cipher / (block_size + overhead),
+        cipher % (block_size + overhead),
+    );
+    full * block_size + rem.saturating_sub(overhead)
+}
+
+/// What pwrite of `data` at `offset`, ftruncate to `offset` and fallocate
+/// of one byte at `offset` say in the file `fd`.
+fn at_offset(fd: i32, offset: u64, data: &[u8]) -> [Result<i64, i32>; 3] {
+    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap();
+    let check = |r: i64| if r < 0 { Err(errno()) } else { Ok(r) };
+    let offset = offset as i64;
+    // SAFETY: `fd` is open; the buffer is valid for its length.
+    let written =
+        check(unsafe { libc::pwrite(fd, data.as_ptr().cast(), data.len(), offset) } as i64);
+    // SAFETY: `fd` is open.
+    let truncated = check(unsafe { libc::ftruncate(fd, offset) } as i64);
+    // SAFETY: `fd` is open; fallocate returns the error itself.
+    let allocated = match unsafe { libc::posix_fallocate(fd, offset, 1) } {
+        0 => Ok(0),
+        err => Err(err),
+    };
+    [written, truncated, allocated]
+}
+
+#[test]
+fn the_largest_file_size_is_exact_on_a_backing_that_holds_it() {
+    if !need_root("the_largest_file_size_is_exact_on_a_backing_that_holds_it") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        // tmpfs holds files up to i64::MAX bytes, as the daemon's limit assumes.
+        let _tmpfs = Tmpfs::mount(env.path("t"));
+        let reference = fs::File::create(env.path("t/reference")).unwrap();
+        let max = i64::MAX as u64;
+        assert_eq!(
+            at_offset(reference.as_raw_fd(), max - 1, b"z"),
+            [Ok(1), Ok(0), Ok(0)],
+            "tmpfs itself below its limit"
+        );
+        // At i64::MAX the write's end overflows the offset type (EINVAL).
+        assert_eq!(
+            at_offset(reference.as_raw_fd(), max, b"z"),
+            [Err(libc::EINVAL), Ok(0), Err(libc::EFBIG)],
+            "tmpfs itself at its limit"
+        );
+        drop(reference);
+        for (block_size, location) in [
+            (4096u64, "header"),
+            (4096, "xattr"),
+            (512, "header"),
+            (1 << 20, "xattr"),
+        ] {
+            let header_len = if location == "header" { 84 } else { 0 };
+            let limit = largest_plain_size(block_size, header_len);
+            let what = format!("block size {block_size}, key in {location}, limit {limit}");
+            let name = format!("{block_size}{location}");
+            let bs = block_size.to_string();
+            let c = env.init(
+                &format!("t/c{name}"),
+                &["--block-size", &bs, "--key-location", location],
+            );
+            let m = env.mount(&c, &format!("m{name}"), &[]);
+            let file = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(m.p("f"))
+                .unwrap();
+            let fd = file.as_raw_fd();
+            assert_eq!(
+                at_offset(fd, limit - 1, b"z"),
+                [Ok(1), Ok(0), Ok(0)],
+                "{what}: just below"
+            );
+            assert_eq!(
+                at_offset(fd, limit, b"z"),
+                [Err(libc::EFBIG), Ok(0), Err(libc::EFBIG)],
+                "{what}: at the limit"
+            );
+            assert_eq!(
+                at_offset(fd, limit + 1, b"z"),
+                [Err(libc::EFBIG), Err(libc::EFBIG), Err(libc::EFBIG)],
+                "{what}: past the limit"
+            );
+            // A write crossing the limit is cut short at it, and reads back.
+            // SAFETY: `fd` is open; the buffer is valid for its length.
+            let n = unsafe { libc::pwrite(fd, b"abcd".as_ptr().cast(), 4, (limit - 2) as i64) };
+            assert_eq!(n, 2, "{what}: a write crossing the limit");
+            let mut tail = [0u8; 4];
+            // SAFETY: `fd` is open; the buffer is valid for its length.
+            let n = unsafe { libc::pread(fd, tail.as_mut_ptr().cast(), 4, (limit - 2) as i64) };
+            assert_eq!((n, &tail[..2]), (2, &b"ab"[..]), "{what}: the tail");
+            assert_eq!(file.metadata().unwrap().len(), limit, "{what}: size");
+            drop(file);
+            m.unmount();
+        }
+    });
+}

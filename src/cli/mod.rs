@@ -320,7 +320,7 @@ struct Settings {
     #[arg(long)]
     plaintext_names: bool,
     /// Encoded names longer than this become hashed names with a side file (64..255).
-    #[arg(long, default_value_t = crate::crypto::names::DEFAULT_LONG_NAME_MAX)]
+    #[arg(long, default_value_t = crate::volume::DEFAULT_LONG_NAME_MAX)]
     long_name_max: u32,
 }
 
@@ -328,7 +328,7 @@ impl Settings {
     /// Checked before the key store is asked for a passphrase.
     fn options(&self) -> Result<InitOptions, Failure> {
         crate::volume::config::check_block_size(self.block_size)?;
-        if !(crate::crypto::names::MIN_LONG_NAME_MAX..=255).contains(&self.long_name_max) {
+        if !(crate::volume::MIN_LONG_NAME_MAX..=255).contains(&self.long_name_max) {
             return Err(Failure::Usage(
                 "--long-name-max must be from 64 to 255".into(),
             ));

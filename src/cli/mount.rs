@@ -328,7 +328,7 @@ fn serve(
     lock: Option<File>,
 ) -> Result<(), Failure> {
     let root = vol.root().to_owned();
-    crate::crypto::secmem::harden_daemon(a.allow_core_dumps);
+    crate::volume::harden_daemon(a.allow_core_dumps);
     let r = (|| -> Result<fuser::Session<EnvelopeFs>, Failure> {
         sys::umask(0);
         let limit = sys::raise_nofile_limit();

@@ -16,10 +16,9 @@ use parking_lot::Mutex;
 
 use super::interrupt::Interrupt;
 use super::{CopyError, Mode, Stats};
-use crate::crypto::names::BackingName;
 use crate::sys;
 use crate::volume::reencrypt::NEW_FILE_PIECE;
-use crate::volume::{FileContent, Volume, LOCK_FILE_NAME, USER_XATTR_PREFIX};
+use crate::volume::{BackingName, FileContent, Volume, LOCK_FILE_NAME, USER_XATTR_PREFIX};
 
 mod jobs;
 
@@ -239,93 +238,9 @@ impl<'a> Copier<'a> {
             self.entries.fetch_add(1, Ordering::Relaxed);
             let dname = self.dst_name(ddir.as_fd(), d_root, &plain, &path)?;
             match st.st_mode & libc::S_IFMT {
-                libc::S_IFDIR => {
-                    sys::mkdirat(ddir.as_fd(), &dname, 0o700).map_err(|e| cerr(&path, e))?;
-                    let dchild = Arc::new(
-                        sys::openat(ddir.as_fd(), &dname, libc::O_PATH | libc::O_DIRECTORY, 0)
-                            .map_err(|e| cerr(&path, e))?,
-                    );
-                    if let (false, Some(dv)) = (matches!(self.src, Source::Raw), self.dst) {
-                        if dv.names().uses_diriv() {
-                            crate::volume::write_diriv_at(dchild.as_fd())
-                                .map_err(|e| cerr(&path, e))?;
-                        }
-                    }
-                    let schild = Arc::new(
-                        sys::openat(sdir.as_fd(), &sname, libc::O_PATH | libc::O_DIRECTORY, 0)
-                            .map_err(|e| cerr(&path, e))?,
-                    );
-                    self.copy_xattrs(schild.as_fd(), dchild.as_fd(), None, None, true, &path)?;
-                    self.walk(&schild, false, &dchild, false, &path)?;
-                    self.dir_meta.lock().push((dchild, st));
-                }
-                libc::S_IFREG => {
-                    if st.st_nlink > 1 {
-                        let mut links = self.links.lock();
-                        if let Some((fdir, fname)) = links.get(&(st.st_dev, st.st_ino)) {
-                            let first = sys::openat(fdir.as_fd(), fname, libc::O_PATH, 0)
-                                .map_err(|e| cerr(&path, e))?;
-                            sys::linkat_fd(first.as_fd(), ddir.as_fd(), &dname)
-                                .map_err(|e| cerr(&path, e))?;
-                            continue;
-                        }
-                        links.insert((st.st_dev, st.st_ino), (ddir.clone(), dname.clone()));
-                    }
-                    drop(
-                        sys::create_new(ddir.as_fd(), &dname, libc::O_RDWR, 0o600)
-                            .map_err(|e| cerr(&path, e))?,
-                    );
-                    self.files.fetch_add(1, Ordering::Relaxed);
-                    self.bytes.fetch_add(st.st_size as u64, Ordering::Relaxed);
-                    let work = match &self.src {
-                        Source::Volume(sv, Mode::Reencrypt) => sv.plain_size(st.st_size as u64),
-                        _ => st.st_size as u64,
-                    };
-                    self.total_work.fetch_add(work, Ordering::Relaxed);
-                    self.jobs.lock().push(Job {
-                        src_dir: sdir.clone(),
-                        src_name: sname,
-                        dst_dir: ddir.clone(),
-                        dst_name: dname,
-                        st,
-                        path,
-                        work,
-                    });
-                }
-                libc::S_IFLNK => {
-                    let raw = sys::readlinkat(sdir.as_fd(), &sname).map_err(|e| cerr(&path, e))?;
-                    let target = match &self.src {
-                        Source::Volume(v, _) => match v.decrypt_symlink(&raw) {
-                            Some(t) => t,
-                            None => {
-                                self.skip(format!(
-                                    "{}: symlink target does not decrypt; not copied",
-                                    path.display()
-                                ));
-                                continue;
-                            }
-                        },
-                        _ => raw,
-                    };
-                    let stored = match (&self.src, self.dst) {
-                        (Source::Raw, _) | (_, None) => target,
-                        (_, Some(dv)) => {
-                            if target.len() > Volume::MAX_SYMLINK_TARGET {
-                                self.skip(format!(
-                                    "{}: symlink target too long to encrypt; not copied",
-                                    path.display()
-                                ));
-                                continue;
-                            }
-                            dv.encrypt_symlink(&target)
-                        }
-                    };
-                    sys::symlinkat(&stored, ddir.as_fd(), &dname).map_err(|e| cerr(&path, e))?;
-                    let fd = sys::openat(ddir.as_fd(), &dname, libc::O_PATH, 0)
-                        .map_err(|e| cerr(&path, e))?;
-                    self.set_meta(fd.as_fd(), &st, true)
-                        .map_err(|e| cerr(&path, e))?;
-                }
+                libc::S_IFDIR => self.copy_dir(sdir, &sname, ddir, &dname, st, &path)?,
+                libc::S_IFREG => self.queue_file(sdir, sname, ddir, dname, st, path)?,
+                libc::S_IFLNK => self.copy_symlink(sdir, &sname, ddir, &dname, &st, &path)?,
                 // Device nodes are inert behind a nodev mount, not in a
                 // snapshot on the host's filesystem: never re-created. A
                 // whiteout (0:0, overlayfs) is no device, and is copied.
@@ -345,6 +260,124 @@ impl<'a> Copier<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A directory: made, its IV written, its xattrs copied, then walked.
+    fn copy_dir(
+        &self,
+        sdir: &Arc<OwnedFd>,
+        sname: &OsStr,
+        ddir: &Arc<OwnedFd>,
+        dname: &OsStr,
+        st: libc::stat,
+        path: &Path,
+    ) -> Result<(), CopyError> {
+        sys::mkdirat(ddir.as_fd(), dname, 0o700).map_err(|e| cerr(path, e))?;
+        let dchild = Arc::new(
+            sys::openat(ddir.as_fd(), dname, libc::O_PATH | libc::O_DIRECTORY, 0)
+                .map_err(|e| cerr(path, e))?,
+        );
+        if let (false, Some(dv)) = (matches!(self.src, Source::Raw), self.dst) {
+            if dv.names().uses_diriv() {
+                crate::volume::write_diriv_at(dchild.as_fd()).map_err(|e| cerr(path, e))?;
+            }
+        }
+        let schild = Arc::new(
+            sys::openat(sdir.as_fd(), sname, libc::O_PATH | libc::O_DIRECTORY, 0)
+                .map_err(|e| cerr(path, e))?,
+        );
+        self.copy_xattrs(schild.as_fd(), dchild.as_fd(), None, None, true, path)?;
+        self.walk(&schild, false, &dchild, false, path)?;
+        self.dir_meta.lock().push((dchild, st));
+        Ok(())
+    }
+
+    /// A regular file: a further hard link of one already copied is linked;
+    /// otherwise an empty file is made now and its content queued as a job.
+    fn queue_file(
+        &self,
+        sdir: &Arc<OwnedFd>,
+        sname: OsString,
+        ddir: &Arc<OwnedFd>,
+        dname: OsString,
+        st: libc::stat,
+        path: PathBuf,
+    ) -> Result<(), CopyError> {
+        if st.st_nlink > 1 {
+            let mut links = self.links.lock();
+            if let Some((fdir, fname)) = links.get(&(st.st_dev, st.st_ino)) {
+                let first = sys::openat(fdir.as_fd(), fname, libc::O_PATH, 0)
+                    .map_err(|e| cerr(&path, e))?;
+                sys::linkat_fd(first.as_fd(), ddir.as_fd(), &dname).map_err(|e| cerr(&path, e))?;
+                return Ok(());
+            }
+            links.insert((st.st_dev, st.st_ino), (ddir.clone(), dname.clone()));
+        }
+        drop(
+            sys::create_new(ddir.as_fd(), &dname, libc::O_RDWR, 0o600)
+                .map_err(|e| cerr(&path, e))?,
+        );
+        self.files.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(st.st_size as u64, Ordering::Relaxed);
+        let work = match &self.src {
+            Source::Volume(sv, Mode::Reencrypt) => sv.plain_size(st.st_size as u64),
+            _ => st.st_size as u64,
+        };
+        self.total_work.fetch_add(work, Ordering::Relaxed);
+        self.jobs.lock().push(Job {
+            src_dir: sdir.clone(),
+            src_name: sname,
+            dst_dir: ddir.clone(),
+            dst_name: dname,
+            st,
+            path,
+            work,
+        });
+        Ok(())
+    }
+
+    /// A symlink: its target decrypted and encrypted anew as the copy needs;
+    /// one that does not decrypt or is too long to encrypt is skipped, said.
+    fn copy_symlink(
+        &self,
+        sdir: &Arc<OwnedFd>,
+        sname: &OsStr,
+        ddir: &Arc<OwnedFd>,
+        dname: &OsStr,
+        st: &libc::stat,
+        path: &Path,
+    ) -> Result<(), CopyError> {
+        let raw = sys::readlinkat(sdir.as_fd(), sname).map_err(|e| cerr(path, e))?;
+        let target = match &self.src {
+            Source::Volume(v, _) => match v.decrypt_symlink(&raw) {
+                Some(t) => t,
+                None => {
+                    self.skip(format!(
+                        "{}: symlink target does not decrypt; not copied",
+                        path.display()
+                    ));
+                    return Ok(());
+                }
+            },
+            _ => raw,
+        };
+        let stored = match (&self.src, self.dst) {
+            (Source::Raw, _) | (_, None) => target,
+            (_, Some(dv)) => {
+                if target.len() > Volume::MAX_SYMLINK_TARGET {
+                    self.skip(format!(
+                        "{}: symlink target too long to encrypt; not copied",
+                        path.display()
+                    ));
+                    return Ok(());
+                }
+                dv.encrypt_symlink(&target)
+            }
+        };
+        sys::symlinkat(&stored, ddir.as_fd(), dname).map_err(|e| cerr(path, e))?;
+        let fd = sys::openat(ddir.as_fd(), dname, libc::O_PATH, 0).map_err(|e| cerr(path, e))?;
+        self.set_meta(fd.as_fd(), st, true)
+            .map_err(|e| cerr(path, e))
     }
 
     /// Owner (as root), mode and times, onto an O_PATH descriptor.
@@ -382,8 +415,8 @@ impl<'a> Copier<'a> {
         &self,
         src: BorrowedFd<'_>,
         dst: BorrowedFd<'_>,
-        scrypto: Option<&crate::crypto::content::FileCrypto>,
-        dcrypto: Option<&crate::crypto::content::FileCrypto>,
+        scrypto: Option<&crate::volume::FileCrypto>,
+        dcrypto: Option<&crate::volume::FileCrypto>,
         is_dir: bool,
         path: &Path,
     ) -> Result<(), CopyError> {

@@ -216,7 +216,7 @@ impl Walker<'_> {
     fn xattrs(
         &mut self,
         fd: BorrowedFd<'_>,
-        fc: Option<&crate::crypto::content::FileCrypto>,
+        fc: Option<&crate::volume::FileCrypto>,
         p: &Path,
         b: &Path,
         is_dir: bool,

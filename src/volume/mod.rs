@@ -22,15 +22,16 @@ pub use config::{KeyLocation, VolumeConfig};
 pub use content::FileContent;
 // What the frontend (fs) needs of the crypto layer, through the volume.
 pub use crate::crypto::content::FileCrypto;
-pub use crate::crypto::names::{BackingName, DirContext, DIRIV_LEN, DIRIV_NAME};
+pub use crate::crypto::names::{
+    BackingName, DirContext, DEFAULT_LONG_NAME_MAX, DIRIV_LEN, DIRIV_NAME, MIN_LONG_NAME_MAX,
+};
+pub use crate::crypto::secmem::harden_daemon;
 use keycache::KeyCache;
 
 use crate::crypto::aead::Cipher;
 use crate::crypto::header::HEADER_LEN;
 use crate::crypto::keys::{derive, FileId, VolumeId, VolumeKey};
-use crate::crypto::names::{
-    EncryptedNames, NameTransform, PlaintextNames, DEFAULT_LONG_NAME_MAX, MIN_LONG_NAME_MAX,
-};
+use crate::crypto::names::{EncryptedNames, NameTransform, PlaintextNames};
 use crate::crypto::offsets::Layout;
 use crate::error::VolumeError;
 use crate::kms::{EncryptionContext, KeyService};

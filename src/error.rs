@@ -207,15 +207,17 @@ impl Failure {
     /// The failure a daemon's [`Failure::report`] tells of.
     pub fn from_report(report: &str) -> Failure {
         match report.split_once(' ') {
-            Some((code, msg)) => match code.parse() {
+            // Only a code a failure can have: not success, nor one the
+            // exit status would truncate.
+            Some((code, msg)) => match code.parse::<u8>() {
                 Ok(_) if crate::fault::planted("kms-relayed-exit-code") => {
                     Failure::MountFailed(msg.to_owned())
                 }
-                Ok(code) => Failure::Relayed {
-                    code,
+                Ok(code) if code != 0 => Failure::Relayed {
+                    code: i32::from(code),
                     msg: msg.to_owned(),
                 },
-                Err(_) => Failure::MountFailed(msg.to_owned()),
+                _ => Failure::MountFailed(msg.to_owned()),
             },
             None => Failure::MountFailed("the mount daemon exited".into()),
         }
@@ -358,6 +360,23 @@ mod tests {
         assert_eq!(
             (odd.exit_code(), odd.to_string()),
             (22, "the daemon said this".into())
+        );
+        // A code no failure has (success, out of range, negative) would
+        // make the waiting command exit as if mounted, or with another code.
+        for report in ["0 said zero", "256 too big", "-1 negative", "+22 signed"] {
+            let odd = Failure::from_report(report);
+            let msg = report.split_once(' ').unwrap().1;
+            assert_eq!(
+                (odd.exit_code(), odd.to_string()),
+                (22, msg.into()),
+                "{report}"
+            );
+        }
+        // A message of several lines comes back whole.
+        let two = Failure::from_report("23 first\nsecond");
+        assert_eq!(
+            (two.exit_code(), two.to_string()),
+            (23, "first\nsecond".into())
         );
         let mute = Failure::from_report("");
         assert_eq!(

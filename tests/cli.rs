@@ -144,6 +144,43 @@ fn zsh_and_fish_completions_name_the_subcommands() {
     assert!(out.stdout.is_empty());
 }
 
+/// A completion script written to a reader that went away ends quietly
+/// (141, nothing on stderr), as the other printing commands do; a full
+/// standard output is an I/O error (23) that says what it could not write.
+#[test]
+fn completions_to_a_closed_or_full_stdout() {
+    let env = Env::new();
+    let (rd, wr) = std::io::pipe().unwrap();
+    drop(rd);
+    let out = env
+        .cmd()
+        .args(["completions", "bash"])
+        .stdout(wr)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    assert!(err.is_empty(), "{err}");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = env
+        .cmd()
+        .args(["completions", "bash"])
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(23), "{err}");
+    assert_eq!(
+        err,
+        "envelopefs: cannot write the script: No space left on device (os error 28)\n"
+    );
+}
+
 #[test]
 fn man_writes_a_page_for_every_subcommand() {
     let env = Env::new();

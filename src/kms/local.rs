@@ -212,4 +212,7 @@ pub(crate) fn test_store(dir: &std::path::Path) -> LocalKeyService {
 #[cfg(test)]
 mod tests;
 
+// Opening with a raw store key exists only in the fuzz targets' build
+// (cargo fuzz sets `--cfg fuzzing`), not in the release library.
+#[cfg(fuzzing)]
 mod fuzzing;

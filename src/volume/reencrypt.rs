@@ -179,6 +179,89 @@ mod tests {
         }
     }
 
+    /// Sizes at and around block and piece boundaries, under both key
+    /// locations and the smallest and largest block sizes, each piece
+    /// written from its own thread in reverse order (all-zero ones left
+    /// out): the copy reads back exactly and has the backing size an
+    /// ordinary write of the same bytes gives.
+    #[test]
+    fn pieces_at_boundaries_read_back_as_ordinary_writes() {
+        use crate::volume::KeyLocation;
+        let p = NEW_FILE_PIECE;
+        for key_location in [KeyLocation::Header, KeyLocation::Xattr] {
+            for block_size in [512u32, 1 << 20] {
+                let tv = volume(InitOptions {
+                    block_size,
+                    key_location,
+                    ..InitOptions::default()
+                });
+                let v = &tv.vol;
+                let bs = u64::from(block_size);
+                let sizes = [
+                    1,
+                    bs - 1,
+                    bs,
+                    bs + 1,
+                    p - 1,
+                    p,
+                    p + 1,
+                    2 * p + bs,
+                    3 * p - 1,
+                ];
+                for (n, size) in sizes.into_iter().enumerate() {
+                    // The second piece all zeros (a hole), the rest a pattern.
+                    let plain: Vec<u8> = (0..size)
+                        .map(|i| {
+                            if (p..2 * p).contains(&i) {
+                                0
+                            } else {
+                                (i % 251 + 1) as u8
+                            }
+                        })
+                        .collect();
+                    let f = new_file(v, &format!("copy{n}"));
+                    let c = FileContent::new();
+                    c.create(v, f.as_fd()).unwrap();
+                    std::thread::scope(|s| {
+                        for i in (0..size.div_ceil(p)).rev() {
+                            let (c, f, plain) = (&c, &f, &plain);
+                            s.spawn(move || {
+                                let off = i * p;
+                                let data = &plain[off as usize..(off + p).min(size) as usize];
+                                if data.iter().any(|b| *b != 0) {
+                                    c.write_new_piece(v, f.as_fd(), size, off, data).unwrap();
+                                }
+                            });
+                        }
+                    });
+                    c.finish_new(v, f.as_fd(), size).unwrap();
+                    let o = new_file(v, &format!("ordinary{n}"));
+                    let w = FileContent::new();
+                    w.create(v, o.as_fd()).unwrap();
+                    assert_eq!(w.write(v, o.as_fd(), 0, &plain).unwrap(), plain.len());
+                    let what = format!("{key_location:?}, block size {bs}, size {size}");
+                    assert_eq!(
+                        f.metadata().unwrap().len(),
+                        o.metadata().unwrap().len(),
+                        "{what}: backing size"
+                    );
+                    let r = FileContent::new();
+                    let mut got = Vec::new();
+                    while (got.len() as u64) < size {
+                        let b = r.read(v, f.as_fd(), got.len() as u64, 1 << 20).unwrap();
+                        assert!(!b.is_empty(), "{what}: read ended early at {}", got.len());
+                        got.extend_from_slice(&b);
+                    }
+                    assert!(
+                        r.read(v, f.as_fd(), size, 4096).unwrap().is_empty(),
+                        "{what}"
+                    );
+                    assert!(got == plain, "{what}: content differs");
+                }
+            }
+        }
+    }
+
     #[test]
     fn misaligned_pieces_are_refused() {
         let tv = volume(InitOptions::default());

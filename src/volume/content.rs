@@ -56,20 +56,20 @@ impl FileContent {
 
     /// Write a fresh header (new data key) to a new, empty backing file.
     pub fn create(&self, vol: &Volume, fd: BorrowedFd<'_>) -> Result<(), ContentError> {
-        let mut g = self.crypto.write();
-        *g = Some(Self::write_header(vol, fd)?);
+        let mut state = self.crypto.write();
+        *state = Some(Self::write_header(vol, fd)?);
         Ok(())
     }
 
     fn write_header(vol: &Volume, fd: BorrowedFd<'_>) -> Result<Arc<FileCrypto>, ContentError> {
         let fid = FileId::random();
         let key = DataKey::random();
-        let h = FileHeader::seal(vol.volume_key(), vol.volume_id(), fid, &key);
+        let header = FileHeader::seal(vol.volume_key(), vol.volume_id(), fid, &key);
         match vol.config().key_location {
-            KeyLocation::Header => sys::pwrite_all(fd, h.as_bytes(), 0)?,
-            KeyLocation::Xattr => sys::fsetxattr(fd, HEADER_XATTR, h.as_bytes(), 0)?,
+            KeyLocation::Header => sys::pwrite_all(fd, header.as_bytes(), 0)?,
+            KeyLocation::Xattr => sys::fsetxattr(fd, HEADER_XATTR, header.as_bytes(), 0)?,
         }
-        vol.key_cache().insert(&h, &key);
+        vol.key_cache().insert(&header, &key);
         Ok(Arc::new(FileCrypto::new(fid, key)))
     }
 
@@ -147,11 +147,11 @@ impl FileContent {
         if let Some(c) = &*self.crypto.read() {
             return Ok(Some(c.clone()));
         }
-        let mut g = self.crypto.write();
-        if g.is_none() {
-            *g = Self::load(vol, fd, create)?;
+        let mut state = self.crypto.write();
+        if state.is_none() {
+            *state = Self::load(vol, fd, create)?;
         }
-        Ok(g.clone())
+        Ok(state.clone())
     }
 
     /// The file's header as stored (None for an empty file that has none).
@@ -223,19 +223,19 @@ impl FileContent {
         blocks: std::ops::Range<u64>,
         buf: &mut [u8],
     ) -> Result<usize, ContentError> {
-        let l = vol.layout();
+        let layout = vol.layout();
         if blocks.is_empty() {
             return Ok(0);
         }
         let first = BlockIndex(blocks.start);
         let lens: Vec<usize> = blocks
-            .map(|b| l.block_plain_len(BlockIndex(b), plain_size) as usize)
+            .map(|b| layout.block_plain_len(BlockIndex(b), plain_size) as usize)
             .collect();
         let clen: usize = lens.iter().map(|p| p + BLOCK_OVERHEAD as usize).sum();
         let Some(cbuf) = buf.get_mut(..clen) else {
             return Err(std::io::Error::other("read buffer smaller than the ciphertext").into());
         };
-        let got = sys::pread_exact_or_eof(fd, cbuf, l.cipher_offset(first))?;
+        let got = sys::pread_exact_or_eof(fd, cbuf, layout.cipher_offset(first))?;
         if got != cbuf.len() {
             return Err(corrupt(fd, format!("short read at block {}", first.0)));
         }
@@ -290,31 +290,31 @@ impl FileContent {
         size: u32,
         buf: &mut [u8],
     ) -> Result<usize, ContentError> {
-        let fc = self.crypto(vol, fd)?;
+        let file_crypto = self.crypto(vol, fd)?;
         let _g = self.crypto.read();
         let psize = Self::plain_size(vol, fd)?;
         if offset >= psize || size == 0 {
             return Ok(0);
         }
         let end = psize.min(offset + size as u64);
-        let l = vol.layout();
-        if planted("content-eio-partial-tail") && end == psize && psize % l.block_size() != 0 {
+        let layout = vol.layout();
+        if planted("content-eio-partial-tail") && end == psize && psize % layout.block_size() != 0 {
             return Err(corrupt(
                 fd,
                 "planted: a partial last block reads as corrupt".into(),
             ));
         }
-        let blocks = l.blocks_touched(offset, end - offset);
-        let start = l.plain_offset(BlockIndex(blocks.start));
+        let blocks = layout.blocks_touched(offset, end - offset);
+        let start = layout.plain_offset(BlockIndex(blocks.start));
         // A large read is the kernel's readahead of a sequential reader: ask
         // the backing filesystem for the next stretch now, so that the disk
         // works while this one is decrypted (the backing filesystem's own
         // readahead is smaller than our reads; README has the A/B).
         if size >= PREFETCH_READ_MIN && end < psize {
-            let next = l.cipher_offset(BlockIndex(blocks.end));
+            let next = layout.cipher_offset(BlockIndex(blocks.end));
             sys::prefetch(fd, next, Self::cipher_len(vol, blocks.clone()) as u64);
         }
-        let decrypted = Self::decrypt_range_into(vol, &fc, fd, psize, blocks, buf);
+        let decrypted = Self::decrypt_range_into(vol, &file_crypto, fd, psize, blocks, buf);
         if planted("content-empty-on-auth-failure") && decrypted.is_err() {
             return Ok(0);
         }
@@ -336,13 +336,13 @@ impl FileContent {
         size: u64,
         new_end: u64,
     ) -> Result<(), ContentError> {
-        let l = vol.layout();
-        if size % l.block_size() == 0 {
+        let layout = vol.layout();
+        if size % layout.block_size() == 0 {
             return Ok(());
         }
-        let b = l.block_of(size);
-        let bstart = l.plain_offset(b);
-        let new_len = (new_end - bstart).min(l.block_size()) as usize;
+        let b = layout.block_of(size);
+        let bstart = layout.plain_offset(b);
+        let new_len = (new_end - bstart).min(layout.block_size()) as usize;
         let mut plain = Self::decrypt_range(vol, fc, fd, size, b.0..b.0 + 1)?;
         let old_len = plain.len();
         plain.resize(new_len, 0);
@@ -351,7 +351,7 @@ impl FileContent {
         }
         let mut out = Vec::with_capacity(new_len + BLOCK_OVERHEAD as usize);
         fc.encrypt_blocks(b, &[&plain], &mut out);
-        sys::pwrite_all(fd, &out, l.cipher_offset(b))?;
+        sys::pwrite_all(fd, &out, layout.cipher_offset(b))?;
         Ok(())
     }
 
@@ -365,24 +365,24 @@ impl FileContent {
         if data.is_empty() {
             return Ok(0);
         }
-        let fc = self.crypto(vol, fd)?;
+        let file_crypto = self.crypto(vol, fd)?;
         let _g = self.crypto.write();
-        let l = vol.layout();
-        let bs = l.block_size();
+        let layout = vol.layout();
+        let bs = layout.block_size();
         let size = Self::plain_size(vol, fd)?;
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EFBIG))?;
-        let blocks = l.blocks_touched(offset, data.len() as u64);
+        let blocks = layout.blocks_touched(offset, data.len() as u64);
         // The old last block must become a full block before a later one is written.
-        if size % bs != 0 && l.block_of(size).0 < blocks.start {
-            Self::pad_last_block(vol, &fc, fd, size, end)?;
+        if size % bs != 0 && layout.block_of(size).0 < blocks.start {
+            Self::pad_last_block(vol, &file_crypto, fd, size, end)?;
         }
         let first = BlockIndex(blocks.start);
         let last = BlockIndex(blocks.end - 1);
         // The block's start and the part of it the write covers.
         let span = |b: BlockIndex| {
-            let bstart = l.plain_offset(b);
+            let bstart = layout.plain_offset(b);
             (bstart, offset.max(bstart), end.min(bstart + bs))
         };
         // A block the write covers from its start to its new end is encrypted
@@ -390,7 +390,7 @@ impl FileContent {
         // with its old content (or zeros) first.
         let merge = |b: BlockIndex| -> Result<Option<(BlockIndex, Vec<u8>)>, ContentError> {
             let (bstart, ws, we) = span(b);
-            let old_len = l.block_plain_len(b, size);
+            let old_len = layout.block_plain_len(b, size);
             if ws == bstart && we - bstart >= old_len {
                 return Ok(None);
             }
@@ -398,7 +398,7 @@ impl FileContent {
                 // Planted: merge into the previous block's old plaintext.
                 let neighbour = planted("content-merge-neighbour") && b.0 > 0;
                 let src = if neighbour { b.0 - 1 } else { b.0 };
-                Self::decrypt_range(vol, &fc, fd, size, src..src + 1)?
+                Self::decrypt_range(vol, &file_crypto, fd, size, src..src + 1)?
             } else {
                 Vec::new()
             };
@@ -425,14 +425,14 @@ impl FileContent {
         }
         if planted("content-drop-tail-block")
             && chunks.last().is_some_and(|p| (p.len() as u64) < bs)
-            && l.block_plain_len(last, size) == 0
+            && layout.block_plain_len(last, size) == 0
         {
             chunks.pop();
         }
         let total: usize = chunks.iter().map(|c| c.len()).sum();
         let mut out = Vec::with_capacity(total + chunks.len() * BLOCK_OVERHEAD as usize);
-        fc.encrypt_blocks(first, &chunks, &mut out);
-        sys::pwrite_all(fd, &out, l.cipher_offset(first))?;
+        file_crypto.encrypt_blocks(first, &chunks, &mut out);
+        sys::pwrite_all(fd, &out, layout.cipher_offset(first))?;
         Ok(data.len())
     }
 
@@ -442,38 +442,38 @@ impl FileContent {
         fd: BorrowedFd<'_>,
         new_size: u64,
     ) -> Result<(), ContentError> {
-        let fc = self.crypto(vol, fd)?;
+        let file_crypto = self.crypto(vol, fd)?;
         let _g = self.crypto.write();
-        let l = vol.layout();
+        let layout = vol.layout();
         let size = Self::plain_size(vol, fd)?;
         if new_size == size {
             // Still cut a torn tail, so the backing size is valid again.
-            let want = l.cipher_size(size);
+            let want = layout.cipher_size(size);
             if cipher_size(fd)? != want {
                 sys::ftruncate(fd, want)?;
             }
             return Ok(());
         }
         if new_size < size {
-            let rem = new_size % l.block_size();
+            let rem = new_size % layout.block_size();
             if rem != 0 {
-                let b = l.block_of(new_size);
-                let mut plain = Self::decrypt_range(vol, &fc, fd, size, b.0..b.0 + 1)?;
+                let b = layout.block_of(new_size);
+                let mut plain = Self::decrypt_range(vol, &file_crypto, fd, size, b.0..b.0 + 1)?;
                 if planted("content-stale-block") {
-                    planted::keep_stale(fc.file_id(), b, &plain);
+                    planted::keep_stale(file_crypto.file_id(), b, &plain);
                 }
                 plain.truncate(rem as usize);
                 let mut out = Vec::new();
-                fc.encrypt_blocks(b, &[&plain], &mut out);
-                sys::ftruncate(fd, l.cipher_size(new_size))?;
-                sys::pwrite_all(fd, &out, l.cipher_offset(b))?;
+                file_crypto.encrypt_blocks(b, &[&plain], &mut out);
+                sys::ftruncate(fd, layout.cipher_size(new_size))?;
+                sys::pwrite_all(fd, &out, layout.cipher_offset(b))?;
             } else {
-                sys::ftruncate(fd, l.cipher_size(new_size))?;
+                sys::ftruncate(fd, layout.cipher_size(new_size))?;
             }
         } else {
-            Self::pad_last_block(vol, &fc, fd, size, new_size)?;
+            Self::pad_last_block(vol, &file_crypto, fd, size, new_size)?;
             // The gap becomes all-zero ciphertext blocks: holes that read as zeros.
-            sys::ftruncate(fd, l.cipher_size(new_size))?;
+            sys::ftruncate(fd, layout.cipher_size(new_size))?;
         }
         Ok(())
     }
@@ -494,10 +494,10 @@ impl FileContent {
         let end = offset
             .checked_add(len)
             .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EFBIG))?;
-        let l = vol.layout();
+        let layout = vol.layout();
         // Reserve the backing space without changing the backing size.
-        let cs = l.cipher_offset(l.block_of(offset));
-        let ce = l.cipher_size(end.div_ceil(l.block_size()) * l.block_size());
+        let cs = layout.cipher_offset(layout.block_of(offset));
+        let ce = layout.cipher_size(end.div_ceil(layout.block_size()) * layout.block_size());
         if let Err(e) = sys::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, cs, ce - cs) {
             if e.raw_os_error() == Some(libc::ENOSPC) {
                 return Err(e.into());

@@ -319,12 +319,7 @@ pub fn serving(mut unmounter: fuser::SessionUnmounter, mountpoint: &Path, ready:
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn report_when_answering(mountpoint: &Path, pipe: Option<OwnedFd>, notify: Option<Arc<Notifier>>) {
-    // Any answer will do, an error too: the session serves.
-    let mp = mountpoint.to_owned();
-    let answered = super::mount::answer_by(Instant::now() + READY_TIMEOUT, move || {
-        let _ = std::fs::metadata(&mp);
-    });
-    if answered().is_none() {
+    if !answers_by(mountpoint, Instant::now() + READY_TIMEOUT) {
         log::error!(
             "{} did not answer in {} s: not reported ready",
             mountpoint.display(),
@@ -338,6 +333,30 @@ fn report_when_answering(mountpoint: &Path, pipe: Option<OwnedFd>, notify: Optio
     if let Some(n) = notify {
         n.ready(mountpoint);
     }
+}
+
+/// Whether the mount at `mountpoint` answers a stat by `deadline` (any
+/// answer, an error too: the session serves). A child process asks (see
+/// `sys::daemon::StatProbe` for why not a thread of ours).
+fn answers_by(mountpoint: &Path, deadline: Instant) -> bool {
+    let probe = match sys::daemon::StatProbe::start(mountpoint) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("cannot start the readiness check: {e}");
+            return false;
+        }
+    };
+    loop {
+        match probe.exited() {
+            Ok(Some(answered)) => return answered,
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    probe.kill_and_reap();
+    false
 }
 
 /// Fork into the background: the child detaches (new session, cwd `/`,

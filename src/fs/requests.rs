@@ -100,6 +100,9 @@ impl Filesystem for EnvelopeFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        if ino == INodeNo::ROOT && crate::fault::planted("daemon-slow-root-getattr") {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
         reply_attr(reply, self.get_attr(ino, fh));
     }
 

@@ -149,3 +149,74 @@ pub fn make_private_dirs(dir: &Path, mode: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// A child process that stats one path and exits: how a FUSE daemon asks
+/// its own mount whether it answers. The request must not come from the
+/// daemon's own process: one the daemon has read waits for its answer
+/// uninterruptibly, so a daemon killed before answering could never finish
+/// exiting, its /dev/fuse descriptor would stay open, and the mount would
+/// hang for ever instead of going stale. The child holds no descriptor of
+/// the daemon's, so the daemon's death aborts the connection and ends it.
+pub struct StatProbe {
+    pid: libc::pid_t,
+}
+
+impl StatProbe {
+    /// Fork the child. Safe to call with other threads running: the child
+    /// makes only async-signal-safe calls (close_range or close, stat,
+    /// _exit) on memory prepared before the fork.
+    pub fn start(path: &Path) -> io::Result<StatProbe> {
+        let c = cstr(path.as_os_str())?;
+        // For a kernel without close_range: every descriptor number below
+        // the open-file limit.
+        let max_fd = libc::c_int::try_from(nofile_limit()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: the child runs only async-signal-safe calls on `c`
+        // (allocated before the fork) and stack memory, and leaves by
+        // _exit, so no lock another thread held at the fork is taken and no
+        // destructor or atexit handler of the parent's runs in it.
+        let pid = check(unsafe { libc::fork() })?;
+        if pid == 0 {
+            // SAFETY: see above; closing every descriptor of the child's own
+            // table (copies of the parent's) leaves the parent's untouched.
+            unsafe {
+                if libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32) != 0 {
+                    for fd in 0..max_fd {
+                        libc::close(fd);
+                    }
+                }
+                let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+                libc::stat(c.as_ptr(), st.as_mut_ptr());
+                libc::_exit(0);
+            }
+        }
+        Ok(StatProbe { pid })
+    }
+
+    /// Whether the child has exited (reaping it): `Some(true)` when its
+    /// stat returned, whatever it returned.
+    pub fn exited(&self) -> io::Result<Option<bool>> {
+        let mut status = 0;
+        // SAFETY: waits only for our own child, status is a valid int.
+        let r = unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) };
+        match check(r) {
+            // SIGCHLD ignored (inherited from whoever started us): the
+            // kernel reaped it, and it exited.
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Ok(Some(true)),
+            Err(e) => Err(e),
+            Ok(0) => Ok(None),
+            _ => Ok(Some(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            )),
+        }
+    }
+
+    /// Kill the child and reap it; this waits for its stat to end (the
+    /// kill does not cut short a request the daemon has already read).
+    pub fn kill_and_reap(self) {
+        // SAFETY: our own child, not reaped yet, so the pid is still its.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+    }
+}

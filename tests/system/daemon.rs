@@ -520,3 +520,119 @@ fn shipped_systemd_units_pass_systemd_analyze_verify() {
         .lines()
         .any(|l| l.starts_with("/srv/cipher /srv/plain fuse.envelopefs ")));
 }
+
+/// A mount whose daemon may be wedged: on drop, aborts its FUSE connection
+/// through fusectl (nothing else frees a connection whose daemon cannot
+/// finish exiting), unmounts it lazily, and ends the mount command.
+#[cfg(feature = "fault-check")]
+struct WedgedGuard {
+    /// Canonical, found before mounting: resolving it later could hang.
+    mnt: PathBuf,
+    mount_cmd: Child,
+}
+
+/// The FUSE connection number (the device minor) of the mount at `mnt`.
+#[cfg(feature = "fault-check")]
+fn fuse_connection(mnt: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        let fuse = l.contains(" - fuse");
+        (fuse && f.get(4).map(Path::new) == Some(mnt))
+            .then(|| f[2].split_once(':').map(|(_, minor)| minor.to_owned()))?
+    })
+}
+
+#[cfg(feature = "fault-check")]
+impl Drop for WedgedGuard {
+    fn drop(&mut self) {
+        if let Some(n) = fuse_connection(&self.mnt) {
+            let conns = Path::new("/sys/fs/fuse/connections");
+            if !conns.join(&n).exists() {
+                let _ = Command::new("mount")
+                    .args(["-t", "fusectl", "none"])
+                    .arg(conns)
+                    .status();
+            }
+            let _ = std::fs::write(conns.join(&n).join("abort"), "1");
+            let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+        }
+        let _ = self.mount_cmd.kill();
+        let _ = self.mount_cmd.wait();
+    }
+}
+
+/// The child of `parent` running the mount: the daemon (its probe, a fork
+/// of it, is a grandchild).
+#[cfg(feature = "fault-check")]
+fn child_of(parent: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // After the `(comm)` field: state, then the parent's pid.
+        let ppid = stat.rsplit_once(") ")?.1.split(' ').nth(1)?;
+        (ppid.parse::<u32>().ok()? == parent).then_some(pid)
+    })
+}
+
+/// SIGKILL of the daemon while its own readiness check is being answered:
+/// the mount must go stale (ENOTCONN at once) and `umount -l` clear it. A
+/// FUSE request from inside the daemon's process waits uninterruptibly for
+/// an answer that never comes, so the killed daemon would never finish
+/// exiting, and every access to the mount would hang for ever.
+#[cfg(feature = "fault-check")]
+#[test]
+fn daemon_killed_while_checking_readiness_leaves_a_stale_mount_not_a_hung_one() {
+    if !need_root("daemon_killed_while_checking_readiness_leaves_a_stale_mount_not_a_hung_one") {
+        return;
+    }
+    let env = Env::new();
+    let cipher = env.init("c", &[]);
+    let mnt = env.path("m");
+    std::fs::create_dir(&mnt).unwrap();
+    let mnt = mnt.canonicalize().unwrap();
+    // Every getattr of the root takes 2 s: the readiness check's too.
+    let mount_cmd = env
+        .cmd()
+        .args(["mount", cipher.to_str().unwrap(), mnt.to_str().unwrap()])
+        .arg("--log-file")
+        .arg(env.path("d.log"))
+        .env("ENVELOPEFS_FAULT", "daemon-slow-root-getattr")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut g = WedgedGuard {
+        mnt: mnt.clone(),
+        mount_cmd,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fuse_connection(&mnt).is_none() {
+        assert!(Instant::now() < deadline, "not mounted in 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let daemon = child_of(g.mount_cmd.id()).expect("the daemon");
+    // Well inside the readiness check's 2 s getattr.
+    std::thread::sleep(Duration::from_millis(500));
+    signal(daemon, libc::SIGKILL);
+    // The mount command hears that the daemon is gone: it has finished
+    // exiting, its descriptors (the ready pipe, /dev/fuse) closed.
+    let st = wait_exit(&mut g.mount_cmd, 10);
+    assert_eq!(st.code(), Some(22), "{st}");
+    let mut said = String::new();
+    std::io::Read::read_to_string(g.mount_cmd.stderr.as_mut().unwrap(), &mut said).unwrap();
+    assert!(said.contains("the mount daemon exited"), "{said}");
+    // Stale: the connection is aborted (a request caught by the abort
+    // itself says ECONNABORTED; later ones ENOTCONN).
+    let m = mnt.clone();
+    let stat = bounded(10, move || loop {
+        match errno(std::fs::metadata(&m)) {
+            Some(libc::ECONNABORTED) => std::thread::sleep(Duration::from_millis(20)),
+            e => return e,
+        }
+    });
+    assert_eq!(stat, Some(libc::ENOTCONN));
+    let st = Command::new("umount").arg("-l").arg(&mnt).status().unwrap();
+    assert!(st.success(), "{st}");
+    assert!(fuse_connection(&mnt).is_none());
+}

@@ -218,8 +218,9 @@ enum Ended {
     Exited(std::process::ExitStatus),
     /// The test killed it (kill9, signal_and_wait): its status is the test's.
     KilledByTest,
-    /// It was still running 10 s after the unmount and was killed.
-    Hung,
+    /// It was still running 20 s after the unmount and was killed; what
+    /// `envelopefs umount` said.
+    Hung(String),
     /// Its end was already checked.
     Checked,
 }
@@ -321,7 +322,9 @@ impl Mount {
             Ended::Exited(st) if !st.success() && !signalled => {
                 wrong.push(format!("the daemon exited with {st}"))
             }
-            Ended::Hung => wrong.push("the daemon did not exit within 10 s of the unmount".into()),
+            Ended::Hung(umount) => wrong.push(format!(
+                "the daemon did not exit within 20 s of the unmount (umount: {umount})"
+            )),
             _ => {}
         }
         assert!(
@@ -453,13 +456,22 @@ impl Mount {
             return;
         };
         self.unmount_ms = Some(now_ms());
-        let _ = Command::new(BIN)
+        let umount = Command::new(BIN)
             .arg("umount")
             .arg(&self.mnt)
             .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
+            .output()
+            .map_or_else(
+                |e| format!("not run: {e}"),
+                |o| {
+                    format!(
+                        "{}, {}",
+                        o.status,
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    )
+                },
+            );
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(st)) = child.try_wait() {
                 self.ended = Some(Ended::Exited(st));
@@ -468,7 +480,7 @@ impl Mount {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                self.ended = Some(Ended::Hung);
+                self.ended = Some(Ended::Hung(umount));
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));

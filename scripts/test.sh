@@ -88,8 +88,11 @@ if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
   stage fault-injection-tests cargo test --release --features fault-check --test snapshot -- \
     fsck_reports_xattrs_it_cannot_read copies_fail_on_xattrs_they_cannot_read \
     snapshot_fails_when_the_mount_cannot_be_flushed failed_rmdir_reports_an_iv_it_cannot_put_back
+  stage fault-injection-daemon cargo test --release --features fault-check --test system -- \
+    daemon::daemon_killed_while_checking_readiness_leaves_a_stale_mount_not_a_hung_one
 else
   skipped_stage fault-injection-tests "needs root and /dev/fuse"
+  skipped_stage fault-injection-daemon "needs root and /dev/fuse"
 fi
 stage aws-kms-clippy cargo clippy --release --features aws-kms --all-targets -- -D warnings
 stage aws-kms-moto cargo test --release --features aws-kms --test aws_kms

@@ -89,7 +89,8 @@ if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
     fsck_reports_xattrs_it_cannot_read copies_fail_on_xattrs_they_cannot_read \
     snapshot_fails_when_the_mount_cannot_be_flushed failed_rmdir_reports_an_iv_it_cannot_put_back
   stage fault-injection-daemon cargo test --release --features fault-check --test system -- \
-    daemon::daemon_killed_while_checking_readiness_leaves_a_stale_mount_not_a_hung_one
+    daemon::daemon_killed_while_checking_readiness_leaves_a_stale_mount_not_a_hung_one \
+    lookup::umount_of_a_slow_daemon_is_not_busy_with_its_own_probe
 else
   skipped_stage fault-injection-tests "needs root and /dev/fuse"
   skipped_stage fault-injection-daemon "needs root and /dev/fuse"

@@ -108,6 +108,28 @@ pub(super) fn unmount(point: &Path, lazy: bool) -> std::io::Result<()> {
     }
 }
 
+/// How long a busy mount that no process holds is tried again: our own
+/// staleness probe may still be waiting for a slow daemon's answer.
+const PROBE_GRACE: Duration = Duration::from_secs(5);
+
+/// Unmount; EBUSY while no process holds the mount is our own probe (see
+/// `is_stale`), which lets go once the daemon answers, so it is tried again.
+fn unmount_when_free(point: &Path, lazy: bool) -> std::io::Result<()> {
+    let deadline = Instant::now() + PROBE_GRACE;
+    loop {
+        match unmount(point, lazy) {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && Instant::now() < deadline
+                    && holders(point).is_empty() =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// The daemon of the mount at `point` has died: opening and reading its
 /// root answers ENOTCONN (a stat may be answered from the attribute cache).
 /// Bounded: a live daemon may never answer.
@@ -156,7 +178,7 @@ fn holders(point: &Path) -> Vec<String> {
 pub fn umount(out: super::Output, a: &UmountArgs) -> Result<(), Failure> {
     let (m, stale) = find(&a.path)?;
     let shown = m.point.display();
-    if let Err(e) = unmount(&m.point, a.lazy) {
+    if let Err(e) = unmount_when_free(&m.point, a.lazy) {
         let stale = stale || is_stale(&m.point) || e.raw_os_error() == Some(libc::ENOTCONN);
         return Err(Failure::MountPoint(failure_text(
             &m.point,

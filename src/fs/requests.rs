@@ -322,6 +322,9 @@ impl Filesystem for EnvelopeFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if ino == INodeNo::ROOT && crate::fault::planted("fs-slow-root-opendir") {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        }
         reply_opened(reply, self.open_dir(ino));
     }
 

@@ -194,3 +194,27 @@ fn umount_right_after_a_crash_says_stale_and_lazy_clears_it() {
     let _ = holder.kill();
     let _ = holder.wait();
 }
+
+/// A daemon slow to list its root (a loaded machine) must not make `umount`
+/// fail with EBUSY: the staleness probe's own directory read, still waiting
+/// for the daemon, must not count as a user of the mount.
+#[cfg(feature = "fault-check")]
+#[test]
+fn umount_of_a_slow_daemon_is_not_busy_with_its_own_probe() {
+    if !need_root("umount_of_a_slow_daemon_is_not_busy_with_its_own_probe") {
+        return;
+    }
+    let env = Env::new();
+    let cipher = env.init("cipher", &[]);
+    let m = env.mount_env(
+        &cipher,
+        "plain",
+        &[],
+        &[("ENVELOPEFS_FAULT", "fs-slow-root-opendir")],
+    );
+    let mp = m.mnt.to_str().unwrap().to_owned();
+    let (out, _) = run_within(&env, 30, &["umount", &mp]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!listed_at(&m.mnt));
+    m.unmount();
+}

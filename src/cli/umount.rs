@@ -58,7 +58,7 @@ fn find(p: &Path) -> Result<(MountEntry, bool), Failure> {
     let (at, err) = mount_at(p);
     let stale = err
         .as_ref()
-        .is_some_and(|e| e.raw_os_error() == Some(libc::ENOTCONN));
+        .is_some_and(|e| matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED)));
     if let Some(m) = at.as_ref().filter(|m| is_envelopefs(m)) {
         return Ok((m.clone(), stale || is_stale(&m.point)));
     }
@@ -131,7 +131,9 @@ fn unmount_when_free(point: &Path, lazy: bool) -> std::io::Result<()> {
 }
 
 /// The daemon of the mount at `point` has died: opening and reading its
-/// root answers ENOTCONN (a stat may be answered from the attribute cache).
+/// root answers ENOTCONN (a stat may be answered from the attribute cache),
+/// or ECONNABORTED while the kernel is still aborting the connection (on
+/// io_uring the dead daemon's ring is torn down after its descriptors close).
 /// Bounded: a live daemon may never answer.
 fn is_stale(point: &Path) -> bool {
     let p = point.to_path_buf();
@@ -139,7 +141,7 @@ fn is_stale(point: &Path) -> bool {
         let r = std::fs::read_dir(p).and_then(|mut d| d.next().transpose());
         r.err().and_then(|e| e.raw_os_error())
     });
-    listed() == Some(Some(libc::ENOTCONN))
+    matches!(listed(), Some(Some(libc::ENOTCONN | libc::ECONNABORTED)))
 }
 
 /// Processes whose working directory, root or an open file lies under
@@ -179,7 +181,9 @@ pub fn umount(out: super::Output, a: &UmountArgs) -> Result<(), Failure> {
     let (m, stale) = find(&a.path)?;
     let shown = m.point.display();
     if let Err(e) = unmount_when_free(&m.point, a.lazy) {
-        let stale = stale || is_stale(&m.point) || e.raw_os_error() == Some(libc::ENOTCONN);
+        let stale = stale
+            || is_stale(&m.point)
+            || matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED));
         return Err(Failure::MountPoint(failure_text(
             &m.point,
             &e,

@@ -387,10 +387,15 @@ fn held_writes_leave_reads_stats_and_listings_served() {
         m.unmount();
         let m = env.mount(&c, "m", &["--threads", "2"]);
         if uring_offered() {
-            assert!(
-                m.thread_names().iter().any(|n| n.starts_with("fuser-ring")),
-                "the mount serves on io_uring"
-            );
+            // The queue threads start after the mount appears: wait for them.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !m.thread_names().iter().any(|n| n.starts_with("fuser-ring")) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the mount serves on io_uring"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
         let data = |i: usize| pattern(100 + i as u64, 128 * 1024);
         let files: Vec<fs::File> = (0..writers)

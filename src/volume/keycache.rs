@@ -239,16 +239,7 @@ mod tests {
     fn unmount_leaves_no_copy_of_volume_or_data_keys() {
         use std::os::fd::AsFd;
         let tv = crate::volume::testutil::volume(crate::volume::InitOptions::default());
-        let p = tv.vol.root().join("f");
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&p)
-            .unwrap();
-        let c = crate::volume::content::FileContent::new();
-        c.create(&tv.vol, f.as_fd()).unwrap();
+        let (f, c) = crate::volume::testutil::new_file(&tv, "f");
         c.write(&tv.vol, f.as_fd(), 0, b"some content").unwrap();
         let (vkey, dkey) =
             crate::volume::content::FileContent::keys_for_memory_scan_test(&tv.vol, f.as_fd())

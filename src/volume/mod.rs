@@ -488,6 +488,22 @@ pub(crate) mod testutil {
         let vol = Volume::open(&vdir, &ks, CacheOptions::default()).unwrap();
         TestVolume { _dir: dir, vol }
     }
+
+    /// A new empty file `name` in the volume's backing root, its header
+    /// written: a file as the frontend would create it.
+    pub fn new_file(tv: &TestVolume, name: &str) -> (std::fs::File, content::FileContent) {
+        use std::os::fd::AsFd;
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(tv.vol.root().join(name))
+            .unwrap();
+        let c = content::FileContent::new();
+        c.create(&tv.vol, f.as_fd()).unwrap();
+        (f, c)
+    }
 }
 
 #[cfg(test)]

@@ -123,15 +123,7 @@ impl Fixture {
         let mut stale = Vec::new();
         for (i, size) in SIZES.iter().enumerate() {
             let p = tv.vol.root().join(format!("f{i}"));
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
-                .open(&p)
-                .unwrap();
-            let c = FileContent::new();
-            c.create(&tv.vol, f.as_fd()).unwrap();
+            let (f, c) = super::testutil::new_file(&tv, &format!("f{i}"));
             let v1: Vec<u8> = (0..*size).map(|j| (j as u8).wrapping_mul(7) | 1).collect();
             c.write(&tv.vol, f.as_fd(), 0, &v1).unwrap();
             stale.push((std::fs::read(&p).unwrap(), backing_header(&tv, &p)));

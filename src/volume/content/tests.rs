@@ -2,23 +2,9 @@
 //! headers and torn writes.
 
 use super::*;
-use crate::volume::testutil::volume;
+use crate::volume::testutil::{new_file, volume};
 use crate::volume::InitOptions;
 use std::os::fd::AsFd;
-
-fn new_file(tv: &crate::volume::testutil::TestVolume, name: &str) -> (std::fs::File, FileContent) {
-    let p = tv.vol.root().join(name);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(p)
-        .unwrap();
-    let c = FileContent::new();
-    c.create(&tv.vol, f.as_fd()).unwrap();
-    (f, c)
-}
 
 fn check_model(opts: InitOptions) {
     let tv = volume(opts);

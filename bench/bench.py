@@ -54,8 +54,9 @@ def child_cpu(fn):
 
 
 class FS:
-    def __init__(self, name, work, backing_root):
+    def __init__(self, name, work, backing_root, mount_args=()):
         self.name, self.work, self.pid, self.proc = name, work, None, None
+        self.mount_args = list(mount_args)
         self.backing = os.path.join(backing_root, name + ".backing")
         self.mnt = os.path.join(work, name)
         os.makedirs(self.mnt, exist_ok=True)
@@ -71,7 +72,7 @@ class FS:
                 subprocess.run([BIN, "init", self.backing], env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             # envelopefs-devfuse: the same daemon kept on /dev/fuse.
             extra = ["--io-uring-depth", "0"] if self.name == "envelopefs-devfuse" else []
-            self.proc = subprocess.Popen([BIN, "mount", self.backing, self.mnt, "--foreground"] + extra, env=env,
+            self.proc = subprocess.Popen([BIN, "mount", self.backing, self.mnt, "--foreground"] + extra + self.mount_args, env=env,
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.pid = self.proc.pid
         elif self.name == "gocryptfs":
@@ -184,6 +185,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-io-uring", action="store_true", help="leave the kernel's FUSE-over-io_uring switch alone")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results"))
+    ap.add_argument("--only", help="comma-separated filesystems to run (plain and gocryptfs always run: the ratios need them)")
+    ap.add_argument("--mount-args", default="", help="extra arguments for envelopefs mount (A/B of a lever)")
     a = ap.parse_args()
     a.seq_mib, a.rand_mib, a.fio_secs, a.small_files = (256, 32, 3, 2000) if a.quick else (1024, 128, 10, 10000)
     if a.quick:
@@ -216,7 +219,10 @@ def main():
             pass
     names = ["plain", "envelopefs"] + (["envelopefs-devfuse"] if uring else []) + ["gocryptfs"] + \
         (["passthrough"] if os.path.exists(PT) else [])
-    fss = [FS(n, work, backing_root) for n in names]
+    if a.only:
+        keep = set(a.only.split(",")) | {"plain", "gocryptfs"}
+        names = [n for n in names if n in keep]
+    fss = [FS(n, work, backing_root, a.mount_args.split()) for n in names]
     results = {n: [] for n in names}
     try:
         for rnd in range(a.rounds):

@@ -185,13 +185,11 @@ fn kill9_keeps_every_fsynced_record() {
     });
 }
 
-#[test]
-fn full_backing_filesystem_reports_enospc_and_keeps_data() {
-    if !need_fuse("full_backing_filesystem_reports_enospc_and_keeps_data") {
-        return;
-    }
-    bounded(120, || {
-        let env = Env::new();
+/// A 2 MiB tmpfs to hold a volume; unmounted (lazily) on drop.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn new(env: &Env) -> SmallFs {
         let small = env.path("small");
         fs::create_dir(&small).unwrap();
         let st = std::process::Command::new("mount")
@@ -200,28 +198,157 @@ fn full_backing_filesystem_reports_enospc_and_keeps_data() {
             .status()
             .unwrap();
         assert!(st.success());
-        struct Unmount(std::path::PathBuf);
-        impl Drop for Unmount {
-            fn drop(&mut self) {
-                let _ = std::process::Command::new("umount")
-                    .arg("-l")
-                    .arg(&self.0)
-                    .status();
-            }
-        }
-        let _guard = Unmount(small.clone());
-        let c = small.join("c");
+        SmallFs(small)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// close(2) of `f`, with its error (std's drop ignores it).
+fn close(f: fs::File) -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    let fd = f.into_raw_fd();
+    // SAFETY: `fd` was just taken from a File, so it is open and owned here.
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// With writeback caching (the default) the kernel takes writes into its
+/// page cache and sends them later: a full backing filesystem is reported
+/// by fsync, or by close when no fsync came first, never dropped silently.
+/// What was written before stays intact, and the file that hit the limit
+/// holds nothing but what was written, holes and torn (EIO) blocks (after a
+/// remount: the disk's truth).
+#[test]
+fn full_backing_filesystem_reports_enospc_at_fsync_and_close() {
+    if !need_fuse("full_backing_filesystem_reports_enospc_at_fsync_and_close") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let small = SmallFs::new(&env);
+        let c = small.0.join("c");
         env.run_ok(&["init", c.to_str().unwrap()]);
         let m = env.mount(&c, "m", &[]);
         let keep = pattern(1, 300_000);
         fs::write(m.p("keep"), &keep).unwrap();
+        let chunk = pattern(2, 64 * 1024);
+        // Both made while there is room for their headers.
+        let f = fs::File::create(m.p("filler")).unwrap();
+        let g = fs::File::create(m.p("unsynced")).unwrap();
+        // Twice the filesystem: every write(2) lands in the page cache.
+        for _ in 0..64 {
+            (&f).write_all(&chunk).unwrap();
+        }
+        // Torn last blocks are logged (EIO) with their backing names.
+        let backing_name = |name: &str| {
+            let backing = backing_path(&c, &m.p(name));
+            let name = backing.file_name().unwrap().to_str().unwrap().to_owned();
+            m.expect_log(&name);
+            name
+        };
+        // The kernel reports the last failed WRITE: ENOSPC, or EIO when it
+        // extended the file past a block an earlier ENOSPC tore (logged).
+        let reported = |what: &str, err: std::io::Error, backing: &str| {
+            let tore = m
+                .log_text()
+                .lines()
+                .any(|l| l.contains("failed authentication") && l.contains(backing));
+            match err.raw_os_error() {
+                Some(libc::ENOSPC) => {}
+                Some(libc::EIO) if tore => {}
+                _ => panic!("{what}: {err} (a block of {backing} torn: {tore})"),
+            }
+        };
+        let err = f.sync_all().unwrap_err();
+        let mut torn = vec![backing_name("filler")];
+        reported("fsync", err, &torn[0]);
+        close(f).unwrap();
+        // No fsync: close reports it.
+        for _ in 0..4 {
+            (&g).write_all(&chunk).unwrap();
+        }
+        torn.push(backing_name("unsynced"));
+        let err = close(g).unwrap_err();
+        reported("close", err, &torn[1]);
+        m.unmount();
+        let m = env.mount(&c, "m2", &[]);
+        for name in &torn {
+            m.expect_log(name);
+        }
+        assert_eq!(
+            fs::read(m.p("keep")).unwrap(),
+            keep,
+            "data written before stays intact"
+        );
+        // The kernel sends cached pages in several WRITEs at once, so the
+        // one that failed may lie before one that succeeded: the filler is
+        // not a prefix, but each of its blocks reads as what was written,
+        // as a hole (zeros), or fails with EIO (torn): never other bytes.
+        let filler = fs::File::open(m.p("filler")).unwrap();
+        let len = filler.metadata().unwrap().len() as usize;
+        assert!(len < 64 * chunk.len(), "filler: {len} bytes");
+        let (mut written, mut holes, mut torn_blocks) = (0, 0, 0);
+        for start in (0..len).step_by(BLOCK) {
+            let mut buf = vec![0u8; BLOCK.min(len - start)];
+            match filler.read_exact_at(&mut buf, start as u64) {
+                Ok(())
+                    if buf
+                        .iter()
+                        .enumerate()
+                        .all(|(k, b)| *b == chunk[(start + k) % chunk.len()]) =>
+                {
+                    written += 1
+                }
+                Ok(()) if buf.iter().all(|b| *b == 0) => holes += 1,
+                Ok(()) => panic!("filler: block at {start} holds other bytes"),
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => torn_blocks += 1,
+                Err(e) => panic!("filler: block at {start}: {e}"),
+            }
+        }
+        eprintln!("filler: {written} blocks written, {holes} holes, {torn_blocks} torn");
+        drop(filler);
+        fs::remove_file(m.p("filler")).unwrap();
+        fs::remove_file(m.p("unsynced")).unwrap();
+        write_once_space_is_back(&m);
+        m.unmount();
+    });
+}
+
+/// With `--no-writeback-cache` each write(2) reaches the daemon: the one
+/// that finds the backing filesystem full fails with ENOSPC itself.
+#[test]
+fn full_backing_filesystem_reports_enospc_at_the_write_without_writeback() {
+    if !need_fuse("full_backing_filesystem_reports_enospc_at_the_write_without_writeback") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let small = SmallFs::new(&env);
+        let c = small.0.join("c");
+        env.run_ok(&["init", c.to_str().unwrap()]);
+        let m = env.mount(&c, "m", &["--no-writeback-cache"]);
+        let keep = pattern(1, 300_000);
+        fs::write(m.p("keep"), &keep).unwrap();
         let mut f = fs::File::create(m.p("filler")).unwrap();
         let chunk = pattern(2, 64 * 1024);
+        let mut written = 0;
         let err = loop {
             match f.write_all(&chunk) {
-                Ok(()) => {}
+                Ok(()) => written += 1,
                 Err(e) => break e,
             }
+            assert!(written < 64, "64 chunks into a 2 MiB filesystem");
         };
         assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
         drop(f);
@@ -243,21 +370,28 @@ fn full_backing_filesystem_reports_enospc_and_keeps_data() {
             blocks.len()
         );
         fs::remove_file(m.p("filler")).unwrap();
-        // The backing file's space comes back when the daemon closes it: on
-        // the kernel's FORGET, which is asynchronous (and with FUSE over
-        // io_uring travels apart from the other requests). Bounded wait.
-        let t0 = std::time::Instant::now();
-        loop {
-            match fs::write(m.p("after"), b"space again") {
-                Ok(()) => break,
-                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && t0.elapsed().as_secs() < 5 => {
-                    std::thread::sleep(std::time::Duration::from_millis(5))
-                }
-                Err(e) => panic!("write after freeing space: {e}"),
-            }
-        }
-        eprintln!("space freed after {:?}", t0.elapsed());
-        assert_eq!(fs::read(m.p("after")).unwrap(), b"space again");
+        write_once_space_is_back(&m);
         m.unmount();
     });
+}
+
+/// A small write succeeds once the space of removed files is back.
+fn write_once_space_is_back(m: &Mount) {
+    // The backing file's space comes back when the daemon closes it: on
+    // the kernel's FORGET, which is asynchronous (and with FUSE over
+    // io_uring travels apart from the other requests). Bounded wait.
+    let t0 = std::time::Instant::now();
+    loop {
+        let written = fs::File::create(m.p("after"))
+            .and_then(|mut f| f.write_all(b"space again").and_then(|()| f.sync_all()));
+        match written {
+            Ok(()) => break,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) && t0.elapsed().as_secs() < 5 => {
+                std::thread::sleep(std::time::Duration::from_millis(5))
+            }
+            Err(e) => panic!("write after freeing space: {e}"),
+        }
+    }
+    eprintln!("space freed after {:?}", t0.elapsed());
+    assert_eq!(fs::read(m.p("after")).unwrap(), b"space again");
 }

@@ -51,6 +51,13 @@ pub struct MountArgs {
     /// Seconds a data key stays cached at most.
     #[arg(long, default_value_t = crate::volume::keycache::DEFAULT_MAX_AGE.as_secs())]
     pub key_cache_max_age: u64,
+    /// Send each write to the daemon as it is made, instead of through the
+    /// kernel's page cache (FUSE writeback caching, on by default): errors
+    /// such as ENOSPC then surface at the write rather than at fsync or
+    /// close, and changes made to the cipher directory behind the mount are
+    /// seen at the next attribute refresh.
+    #[arg(long)]
+    pub no_writeback_cache: bool,
     /// FUSE worker threads.
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
@@ -340,6 +347,7 @@ fn serve(
             Arc::new(vol),
             FsOptions {
                 read_only: a.read_only,
+                writeback_cache: !a.no_writeback_cache,
             },
         )
         .map_err(|source| Failure::Io {

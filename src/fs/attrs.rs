@@ -186,7 +186,10 @@ impl EnvelopeFs {
             self.set_size(&node, size, fh)?;
         }
         if change.uid.is_some() || change.gid.is_some() {
-            sys::fchown_fd(node.fd().map_err(io)?.as_fd(), change.uid, change.gid).map_err(io)?;
+            let fd = node.fd().map_err(io)?;
+            let before = sys::fstat(fd.as_fd()).map_err(io)?;
+            sys::fchown_fd(fd.as_fd(), change.uid, change.gid).map_err(io)?;
+            killpriv::after_chown(change.caller, fd.as_fd(), &before).map_err(io)?;
         }
         if let Some(mode) = change.mode {
             if node.kind == FileType::Symlink {
@@ -196,8 +199,7 @@ impl EnvelopeFs {
             self.acl_after_chmod(&node, mode)?;
         }
         if change.size.is_some() {
-            // After the mode a truncate's SETATTR may carry: the kernel's,
-            // which keeps a setgid bit ext4 clears.
+            // The kernel leaves this to the daemon (FUSE_HANDLE_KILLPRIV_V2).
             killpriv::on_change(change.caller, node.fd().map_err(io)?.as_fd()).map_err(io)?;
         }
         if change.atime.is_some() || change.mtime.is_some() {

@@ -1,5 +1,7 @@
 //! File content through an open handle: read, write, fallocate and fsync.
-//! Flush has nothing to do (writes reach the backing file synchronously);
+//! Flush has nothing to do: each WRITE reaches the backing file before it
+//! is answered, and under writeback caching the kernel sends its dirty
+//! pages before FLUSH and FSYNC (and reports their errors there).
 //! copy_file_range is the kernel's, through read and write.
 
 use std::os::fd::AsFd;
@@ -45,7 +47,10 @@ impl EnvelopeFs {
         data: &[u8],
         write_flags: WriteFlags,
     ) -> Res<usize> {
-        // Page-cache writeback is not a caller's write (ext4 clears nothing on it).
+        // Page-cache writeback (FUSE_WRITE_CACHE) is not a caller's write:
+        // its fh is any of the file's writable handles, its uid/gid/pid are
+        // not valid, and the kernel writes through, with the caller, when
+        // setuid/setgid must go (killpriv.rs).
         let caller = (!write_flags.contains(WriteFlags::FUSE_WRITE_CACHE)).then_some(caller);
         // As the kernel's own filesystems: EFBIG at the limit, a short write up to it.
         let limit = self.size_limit();

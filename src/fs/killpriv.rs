@@ -1,16 +1,22 @@
 //! Setuid and setgid bits after another user changes a file (write,
-//! truncate, fallocate), cleared exactly when ext4 clears them
-//! (setattr_should_drop_suidgid): nothing for a caller with CAP_FSETID;
-//! otherwise setuid always, and setgid when the file is group-executable or
-//! the caller is not in the file's group.
+//! truncate, fallocate) or after a chown, cleared exactly when the kernel's
+//! own filesystems clear them. For a change (setattr_should_drop_suidgid):
+//! nothing for a caller with CAP_FSETID; otherwise setuid always, and
+//! setgid when the file is group-executable or the caller is not in the
+//! file's group. For a chown (chown_common): setuid always, setgid as for a
+//! change but judged on the group the file had before.
 //!
-//! The mount does not negotiate FUSE_HANDLE_KILLPRIV(_V2), so the kernel
-//! clears setuid, and setgid on group-executable files, itself (a SETATTR
-//! of the mode). It leaves setgid on a file that is not group-executable
-//! even when the caller is not in its group, which ext4 clears: that case
-//! is the daemon's, and is decided here with the caller's groups and
-//! capabilities read from /proc (the request carries only its fsuid, fsgid
-//! and pid).
+//! The mount negotiates FUSE_HANDLE_KILLPRIV_V2 (in return the kernel sets
+//! SB_NOSEC and stops asking for security.capability before every write),
+//! so the kernel sends no mode change of its own: all of this is the
+//! daemon's, decided with the caller's groups and capabilities read from
+//! /proc (the request carries only its fsuid, fsgid and pid). The kernel's
+//! KILL_SUIDGID flags (write, setattr, open) are derived from the same
+//! facts, so the daemon need not read them. A write from the page cache
+//! (FUSE_WRITE_CACHE) has no caller and clears nothing: the kernel writes
+//! through, with a caller, whenever a bit is to be cleared.
+//! security.capability stays the kernel's: it asks for it (while the inode
+//! is not S_NOSEC) and removes it through REMOVEXATTR.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -143,6 +149,35 @@ fn mode_after_change(mode: u32, file_gid: u32, creds: &Creds) -> u32 {
     kept
 }
 
+/// The mode the VFS leaves after a chown by `creds` of a non-directory
+/// whose group was `old_gid`.
+fn mode_after_chown(mode: u32, old_gid: u32, creds: &Creds) -> u32 {
+    let mut kept = mode & !libc::S_ISUID;
+    if mode & libc::S_ISGID != 0
+        && (mode & libc::S_IXGRP != 0 || !(creds.fsetid || creds.in_group(old_gid)))
+    {
+        kept &= !libc::S_ISGID;
+    }
+    kept
+}
+
+/// After `caller` changed the owner or group of the file behind `fd`, whose
+/// status before was `before`: clear setuid/setgid as the VFS would (the
+/// backing chown, made with the daemon's rights, may have kept some).
+pub fn after_chown(caller: Caller, fd: BorrowedFd<'_>, before: &libc::stat) -> io::Result<()> {
+    let mode = before.st_mode & 0o7777;
+    if before.st_mode & libc::S_IFMT == libc::S_IFDIR || mode & (libc::S_ISUID | libc::S_ISGID) == 0
+    {
+        return Ok(());
+    }
+    let kept = mode_after_chown(mode, before.st_gid, &Creds::of(caller));
+    let now = sys::fstat(fd)?.st_mode & 0o7777;
+    if now & !kept != 0 {
+        sys::fchmod_fd(fd, now & kept)?;
+    }
+    Ok(())
+}
+
 /// When `caller` changes the regular file behind `fd` (a write, a truncate,
 /// an fallocate): clear its setuid/setgid bits as ext4 would.
 /// Costs one fstat; /proc is read only for a file with either bit set.
@@ -194,6 +229,18 @@ mod tests {
             0o0755
         );
         assert_eq!(mode_after_change(0o6755, 0, &creds(&[], true)), 0o6755);
+    }
+
+    #[test]
+    fn chown_rule() {
+        let none = creds(&[], false);
+        let root = creds(&[], true);
+        assert_eq!(mode_after_chown(0o4755, 0, &root), 0o0755, "root too");
+        assert_eq!(mode_after_chown(0o6745, 0, &root), 0o2745);
+        assert_eq!(mode_after_chown(0o2757, 0, &root), 0o0757);
+        assert_eq!(mode_after_chown(0o2747, 0, &none), 0o0747, "not in group 0");
+        assert_eq!(mode_after_chown(0o2747, 65534, &none), 0o2747);
+        assert_eq!(mode_after_chown(0o0755, 0, &none), 0o0755);
     }
 
     #[test]

@@ -45,6 +45,11 @@ const TTL: Duration = Duration::from_secs(10);
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FsOptions {
     pub read_only: bool,
+    /// FUSE_WRITEBACK_CACHE: writes land in the kernel's page cache and
+    /// reach the daemon later, in large pieces; the kernel then owns size
+    /// and mtime while pages are dirty, and write errors surface at fsync
+    /// or close.
+    pub writeback_cache: bool,
 }
 
 struct FileHandleState {

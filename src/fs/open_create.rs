@@ -13,7 +13,9 @@ use crate::sys;
 
 /// The flags a file is opened with in the backing directory.
 fn open_backing_flags(flags: i32) -> i32 {
-    // The daemon reads for read-modify-write and computes offsets itself.
+    // The daemon reads for read-modify-write and computes offsets itself;
+    // under writeback caching the kernel also reads partial pages through a
+    // write-only handle, and appends at the size it keeps itself.
     let strip = libc::O_APPEND
         | libc::O_TRUNC
         | libc::O_DIRECT

@@ -83,6 +83,16 @@ impl Filesystem for EnvelopeFs {
         // Offered only when the kernel has FUSE over io_uring enabled; the
         // session uses it if the mount asked for ring entries.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_OVER_IO_URING);
+        // The daemon clears setuid/setgid itself (killpriv.rs); in return the
+        // kernel sets SB_NOSEC and stops asking for security.capability
+        // before every write.
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        if self.opts.writeback_cache {
+            let _ = config.add_capabilities(fuser::InitFlags::FUSE_WRITEBACK_CACHE);
+        }
+        // Times are stored with utimensat on the backing file, to the
+        // nanosecond; the kernel keeps mtime itself under writeback caching.
+        let _ = config.set_time_granularity(std::time::Duration::from_nanos(1));
         self.enable_acls(config);
         Ok(())
     }
@@ -290,7 +300,8 @@ impl Filesystem for EnvelopeFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Writes go to the backing file synchronously, so there is nothing to
+        // Writes go to the backing file before they are answered (and the
+        // kernel sends its cached pages before FLUSH), so there is nothing to
         // flush; ENOSYS tells the kernel to stop sending FLUSH on every close
         // (one round trip fewer per open file).
         reply.error(Errno::ENOSYS);

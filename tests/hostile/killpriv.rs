@@ -237,3 +237,75 @@ fn killpriv_user_namespace_root_has_no_fsetid() {
         "a user-namespace root kept the setgid bit through the mount"
     );
 }
+
+/// chown and chgrp clear setuid always (root's too) and setgid when the file
+/// is group-executable or the caller is neither in the file's group (before
+/// the change) nor holds CAP_FSETID: the VFS rule (chown_common), which the
+/// daemon applies itself since it handles FUSE_HANDLE_KILLPRIV_V2 (the
+/// kernel then sends no mode change of its own). The oracle is the same
+/// sequence on the local filesystem.
+#[test]
+fn chown_clears_setuid_and_setgid_as_the_vfs_does() {
+    if !need_root("killpriv::chown_clears_setuid_and_setgid_as_the_vfs_does") {
+        return;
+    }
+    let env = Env::shared();
+    let plain = env.path("plain");
+    fs::create_dir(&plain).unwrap();
+    fs::set_permissions(&plain, fs::Permissions::from_mode(0o777)).unwrap();
+    let cipher = env.init("c", &[]);
+    let m = env.mount(&cipher, "m", &["--allow-other"]);
+    let dir = m.p("d");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let mut cases = Vec::new();
+    for mode in [0o4755, 0o2747, 0o2757, 0o6745, 0o2745] {
+        for (uid, gid) in [(0, 0), (NOBODY, 0), (NOBODY, NOBODY)] {
+            for by_root in [true, false] {
+                cases.push((mode, uid, gid, by_root));
+            }
+        }
+    }
+    let mut scripts = (Vec::new(), Vec::new());
+    let mut files = Vec::new();
+    for (i, &(mode, uid, gid, by_root)) in cases.iter().enumerate() {
+        let (pf, mf) = (plain.join(format!("f{i}")), dir.join(format!("f{i}")));
+        for f in [&pf, &mf] {
+            fs::write(f, b"hello").unwrap();
+            std::os::unix::fs::chown(f, Some(uid), Some(gid)).unwrap();
+            fs::set_permissions(f, fs::Permissions::from_mode(mode)).unwrap();
+            let script = if by_root {
+                &mut scripts.0
+            } else {
+                &mut scripts.1
+            };
+            // Only the owner may chgrp; a refused one changes nothing.
+            script.push(format!(
+                "chgrp {NOBODY} {} 2>/dev/null || true",
+                f.display()
+            ));
+        }
+        files.push((pf, mf));
+    }
+    let (root_script, nobody_script) = (scripts.0.join("; "), scripts.1.join("; "));
+    let out = bounded(60, move || {
+        let root = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(root_script)
+            .output()
+            .unwrap();
+        (root, as_nobody(&nobody_script).output().unwrap())
+    });
+    assert!(out.0.status.success() && out.1.status.success());
+    let mut wrong = Vec::new();
+    for (&(mode, uid, gid, by_root), (pf, mf)) in cases.iter().zip(&files) {
+        let (want, got) = (mode_of(pf), mode_of(mf));
+        if want != got {
+            let who = if by_root { "root" } else { "nobody" };
+            wrong.push(format!(
+                "chgrp by {who} of {mode:04o} {uid}:{gid}: {got:04o}, the VFS gives {want:04o}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "modes after chgrp:\n{}", wrong.join("\n"));
+}

@@ -15,3 +15,4 @@ mod passphrase;
 mod readme;
 mod semantics;
 mod unprivileged;
+mod writeback;

@@ -85,7 +85,7 @@ fn open_w(p: &Path) -> fs::File {
     fs::OpenOptions::new().write(true).open(p).unwrap()
 }
 
-/// Writes `data` at the start of `f` on another thread (pinned to `cpu` when
+/// Writes `data` at the start of `f` and fsyncs it on another thread (pinned to `cpu` when
 /// given); the receiver gets the time it finished.
 fn spawn_write(mut f: fs::File, data: Vec<u8>, cpu: Option<usize>) -> Receiver<Instant> {
     let (tx, rx) = channel();
@@ -94,6 +94,9 @@ fn spawn_write(mut f: fs::File, data: Vec<u8>, cpu: Option<usize>) -> Receiver<I
             pin_to(c);
         }
         f.write_all(&data).unwrap();
+        // Under writeback caching write(2) ends in the page cache; the data
+        // reaches the daemon (and waits for the hold) at fsync.
+        f.sync_all().unwrap();
         let _ = tx.send(Instant::now());
     });
     rx

@@ -191,6 +191,39 @@ fn map_store_sync(f: &fs::File, len: usize, stores: &[(usize, &[u8])]) {
     }
 }
 
+/// With writeback caching a write past the largest file size lands in the
+/// page cache; the daemon refuses it when the kernel sends it, and fsync
+/// reports EFBIG. The file keeps what was written before.
+#[test]
+fn write_past_the_largest_size_fails_at_fsync() {
+    if !need_fuse("writeback::write_past_the_largest_size_fails_at_fsync") {
+        return;
+    }
+    bounded(60, || {
+        let env = Env::new();
+        let cipher = env.init("c", &[]);
+        let m = env.mount(&cipher, "m", &[]);
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(m.p("f"))
+            .unwrap();
+        f.write_all_at(b"y", 0).unwrap();
+        f.sync_all().unwrap();
+        // Past the daemon's limit (the backing file's is larger: overhead),
+        // below the kernel's.
+        f.write_all_at(b"z", i64::MAX as u64 - 4096).unwrap();
+        let err = f.sync_all().unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EFBIG), "fsync: {err}");
+        drop(f);
+        m.unmount();
+        let m = env.mount(&cipher, "m", &[]);
+        same_bytes(&fs::read(m.p("f")).unwrap(), b"y", "after a remount");
+        m.unmount();
+    });
+}
+
 /// `--no-writeback-cache` sends each write to the daemon at once.
 #[test]
 fn no_writeback_cache_writes_through() {

@@ -386,8 +386,10 @@ fn serve(
         cfg.io_uring_yield = !a.io_uring_no_yield;
         let hold = fs.hold_lock();
         let cipherdir = fs.volume().root().to_owned();
+        let shared = fs.clone();
         let session = fuser::Session::new(fs, mountpoint, &cfg)
             .map_err(|e| Failure::MountFailed(format!("mount failed: {e}")))?;
+        shared.set_notifier(session.notifier());
         if !a.read_only {
             let max_hold = a.max_hold.map(Duration::from_secs);
             if let Err(e) = crate::snapshot::control::serve(&cipherdir, hold, max_hold) {

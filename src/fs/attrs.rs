@@ -200,6 +200,7 @@ impl EnvelopeFs {
         }
         if change.size.is_some() {
             // The kernel leaves this to the daemon (FUSE_HANDLE_KILLPRIV_V2).
+            // The reply carries the new mode.
             killpriv::on_change(change.caller, node.fd().map_err(io)?.as_fd()).map_err(io)?;
         }
         if change.atime.is_some() || change.mtime.is_some() {

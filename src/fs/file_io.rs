@@ -62,7 +62,10 @@ impl EnvelopeFs {
         self.with_file(fh, |state| {
             let _changing = self.writable()?;
             if let Some(caller) = caller {
-                killpriv::on_change(caller, state.fd.as_fd()).map_err(io)?;
+                if killpriv::on_change(caller, state.fd.as_fd()).map_err(io)? {
+                    // No reply to a WRITE carries the mode.
+                    self.attrs_changed(&state.node);
+                }
             }
             state
                 .node
@@ -87,7 +90,9 @@ impl EnvelopeFs {
         }
         self.with_file(fh, |state| {
             let _changing = self.writable()?;
-            killpriv::on_change(caller, state.fd.as_fd()).map_err(io)?;
+            if killpriv::on_change(caller, state.fd.as_fd()).map_err(io)? {
+                self.attrs_changed(&state.node);
+            }
             state
                 .node
                 .content

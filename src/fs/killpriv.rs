@@ -12,7 +12,9 @@
 //! daemon's, decided with the caller's groups and capabilities read from
 //! /proc (the request carries only its fsuid, fsgid and pid). The kernel's
 //! KILL_SUIDGID flags (write, setattr, open) are derived from the same
-//! facts, so the daemon need not read them. A write from the page cache
+//! facts, so the daemon need not read them. No reply to a WRITE or a
+//! FALLOCATE carries the mode, so after clearing a bit there the daemon
+//! tells the kernel to drop its cached attributes. A write from the page cache
 //! (FUSE_WRITE_CACHE) has no caller and clears nothing: the kernel writes
 //! through, with a caller, whenever a bit is to be cleared.
 //! security.capability stays the kernel's: it asks for it (while the inode
@@ -179,19 +181,21 @@ pub fn after_chown(caller: Caller, fd: BorrowedFd<'_>, before: &libc::stat) -> i
 }
 
 /// When `caller` changes the regular file behind `fd` (a write, a truncate,
-/// an fallocate): clear its setuid/setgid bits as ext4 would.
-/// Costs one fstat; /proc is read only for a file with either bit set.
-pub fn on_change(caller: Caller, fd: BorrowedFd<'_>) -> io::Result<()> {
+/// an fallocate): clear its setuid/setgid bits as ext4 would; whether it
+/// cleared any. Costs one fstat; /proc is read only for a file with either
+/// bit set.
+pub fn on_change(caller: Caller, fd: BorrowedFd<'_>) -> io::Result<bool> {
     let st = sys::fstat(fd)?;
     let mode = st.st_mode & 0o7777;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG || mode & (libc::S_ISUID | libc::S_ISGID) == 0 {
-        return Ok(());
+        return Ok(false);
     }
     let after = mode_after_change(mode, st.st_gid, &Creds::of(caller));
-    if after != mode {
-        sys::fchmod_fd(fd, after)?;
+    if after == mode {
+        return Ok(false);
     }
-    Ok(())
+    sys::fchmod_fd(fd, after)?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -93,6 +93,9 @@ pub struct FsState {
     acls: AtomicBool,
     /// Taken shared by every change, exclusively by a snapshot's hold.
     gate: park::Gate,
+    /// Tells the kernel to drop what it caches of a node (set once the
+    /// session exists).
+    notifier: std::sync::OnceLock<fuser::Notifier>,
 }
 
 impl std::ops::Deref for EnvelopeFs {
@@ -149,7 +152,23 @@ impl EnvelopeFs {
             is_root_daemon: sys::geteuid() == 0,
             acls: AtomicBool::new(false),
             gate: park::Gate::new(),
+            notifier: std::sync::OnceLock::new(),
         })))
+    }
+
+    /// The session's notifier, for [`EnvelopeFs::attrs_changed`].
+    pub fn set_notifier(&self, notifier: fuser::Notifier) {
+        let _ = self.notifier.set(notifier);
+    }
+
+    /// The daemon changed attributes of `node` that the kernel caches and
+    /// no reply carries (a mode cleared on a write): drop the kernel's copy.
+    fn attrs_changed(&self, node: &Node) {
+        if let Some(notifier) = self.notifier.get() {
+            if let Err(err) = notifier.inval_inode(INodeNo(node.id), -1, 0) {
+                log::debug!("attribute invalidation of node {}: {err}", node.id);
+            }
+        }
     }
 
     /// The lock a snapshot takes exclusively to hold changes.

@@ -309,3 +309,63 @@ fn chown_clears_setuid_and_setgid_as_the_vfs_does() {
     }
     assert!(wrong.is_empty(), "modes after chgrp:\n{}", wrong.join("\n"));
 }
+
+/// The mode stat(1) shows: from the kernel's cache while it is valid (std's
+/// metadata asks statx for more than the basic fields, which makes FUSE ask
+/// the daemon every time).
+fn shown_mode(f: &Path) -> String {
+    let out = std::process::Command::new("stat")
+        .args(["-c", "%a"])
+        .arg(f)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The mode the kernel shows right after another user's write cleared
+/// setuid/setgid is the new one: the daemon clears the bits itself
+/// (FUSE_HANDLE_KILLPRIV_V2), so the kernel's cached mode must be dropped,
+/// with and without writeback caching.
+#[test]
+fn mode_shown_right_after_a_clearing_write_is_the_new_one() {
+    if !need_root("killpriv::mode_shown_right_after_a_clearing_write_is_the_new_one") {
+        return;
+    }
+    let env = Env::shared();
+    let cipher = env.init("c", &[]);
+    for (mnt, flags) in [("m", &[][..]), ("n", &["--no-writeback-cache"][..])] {
+        let mut flags = flags.to_vec();
+        flags.push("--allow-other");
+        let m = env.mount(&cipher, mnt, &flags);
+        let dir = m.p(mnt);
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+        let mut files = Vec::new();
+        for (i, (mode, after)) in [(0o4757, 0o0757), (0o2757, 0o0757), (0o2747, 0o0747)]
+            .into_iter()
+            .enumerate()
+        {
+            let f = dir.join(format!("f{i}"));
+            fs::write(&f, b"hello").unwrap();
+            fs::set_permissions(&f, fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(
+                shown_mode(&f),
+                format!("{mode:o}"),
+                "cached before the write"
+            );
+            files.push((f, mode, after));
+        }
+        for (f, mode, after) in &files {
+            let script = change("write", f);
+            let out = bounded(60, move || as_nobody(&script).output().unwrap());
+            assert!(out.status.success());
+            assert_eq!(
+                shown_mode(f),
+                format!("{after:o}"),
+                "{flags:?}: shown right after nobody's write to a {mode:04o} file"
+            );
+        }
+        m.unmount();
+    }
+}

@@ -110,7 +110,7 @@ class Mounted:
         self.fs.umount()
         LIVE.remove(self.fs)
         if not self.keep:
-            shutil.rmtree(self.fs.backing, ignore_errors=True)
+            subprocess.run(["rm", "-rf", "--one-file-system", self.fs.backing], timeout=CMD_TIMEOUT)
         return False
 
 
@@ -124,6 +124,7 @@ def sec_untar(name, a, work, tarballs, rec):
             os.mkdir(dest)
             wall, cpu = timed(fs, lambda: run(f"tar -xf {tb} -C {dest} && sync -f {dest}"))
             rec("untar_s", n, wall)
+            print(f"  untar {n}: {LABEL[name]} {wall:.1f} s", file=sys.stderr)
             if fs.pid:
                 rec("untar_daemon_cpu_s", n, cpu)
                 rec("rss_after_untar_MiB", n, bench.proc_mem(fs.pid, "VmRSS") / 1048576)
@@ -288,6 +289,9 @@ def parse():
     ap.add_argument("--big-gib", type=float, default=10, help="size of the big file (also run at a tenth of it)")
     ap.add_argument("--rand-ios", type=int, default=100000)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results"))
+    ap.add_argument("--show", action="store_true", help="only print and plot an existing scaling-disk.json")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the figures of an earlier scaling-disk.json that this run's sections do not make")
     a = ap.parse_args()
     if a.quick_scaling:
         a.untar_sizes, a.dir_sizes, a.node_sizes, a.big_gib, a.rand_ios = "2000,8000,20000", "2000,10000", \
@@ -300,14 +304,48 @@ def parse():
     return a
 
 
+def earlier_raw(path):
+    """The runs of an earlier result file, as {figure: {fs: {size: [values]}}}."""
+    try:
+        with open(path) as f:
+            table = json.load(f)["table"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {fig: {fs: {int(n): c["runs"] for n, c in per_size.items()} for fs, per_size in per_fs.items()}
+            for fig, per_fs in table.items()}
+
+
+def save(path, raw, meta):
+    table, slopes = summarize(raw)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"meta": meta, "table": table, "slopes": slopes}, f, indent=1)
+    os.replace(path + ".tmp", path)
+    return table, slopes
+
+
 def on_signal(signum, frame):
+    subprocess.run("ps -eo pid,ppid,pgid,etime,args >&2", shell=True)  # who was running when the signal came
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # one stop is enough: let the clean-up finish (its waits are bounded)
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def show(a):
+    """Print the table and draw the plot of an existing result file."""
+    path = os.path.join(a.out, "scaling-disk.json")
+    with open(path) as f:
+        j = json.load(f)
+    print(json.dumps(j["meta"]))
+    print_table(j["table"], j["slopes"])
+    plot(j["table"], j["slopes"], os.path.join(a.out, "scaling-disk.png"), j["meta"])
 
 
 def main():
     a = parse()
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    if a.show:
+        return show(a)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     knob = "/sys/module/fuse/parameters/enable_uring"
     if os.path.exists(knob) and open(knob).read().strip() == "Y":
         print("note: enable_uring is Y; envelopefs is still kept on /dev/fuse (--io-uring-depth 0)", file=sys.stderr)
@@ -320,6 +358,22 @@ def main():
         return rec
 
     t_start = time.time()
+    os.makedirs(a.out, exist_ok=True)
+    out = os.path.join(a.out, "scaling-disk.json")
+    kept = earlier_raw(out) if a.merge else {}
+    meta = {"backing": "disk (/var/tmp)", "rounds": a.rounds, "quick_scaling": a.quick_scaling,
+            "sections": a.sections, "untar_entries": a.untar_sizes, "dir_entries": a.dir_sizes,
+            "known_nodes": a.node_sizes, "big_file_MiB": a.big_mibs, "random_4k_writes": a.rand_ios,
+            "envelopefs_transport": "/dev/fuse",
+            "cpu": subprocess.run("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2", shell=True,
+                                  capture_output=True, text=True).stdout.strip(),
+            "nproc": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%d %H:%M"),
+            "linear_if_slope_at_most": LINEAR_SLOPE, "complete": False, "sections_done": []}
+
+    def save_all():
+        meta["run_s"] = round(time.time() - t_start)
+        return save(out, {**kept, **raw}, meta)
+
     try:
         with open(os.path.join(work, "pass"), "w") as f:
             f.write("bench passphrase\n")
@@ -327,8 +381,7 @@ def main():
         if "untar" in a.sections:
             for n in a.untar_sizes:
                 tb = os.path.join(work, f"tree{n}.tar")
-                got = make_tarball(tb, n)
-                tarballs.append((got, tb))
+                tarballs.append((make_tarball(tb, n), tb))
             print(f"tarballs made ({time.time() - t_start:.0f} s)", file=sys.stderr)
         names = [ENVELOPEFS, "gocryptfs", "plain"]
         for sec in a.sections:
@@ -345,21 +398,15 @@ def main():
                         sec_rss(name, a, work, rnd, recorder(name))
                     print(f"{sec} round {rnd + 1}/{a.rounds}: {LABEL[name]} done ({time.time() - t0:.0f} s, "
                           f"total {time.time() - t_start:.0f} s)", file=sys.stderr)
+                save_all()  # partial results survive an interruption
+            meta["sections_done"].append(sec)
+            save_all()
+        meta["complete"] = True
     finally:
         for fs in list(LIVE):
             fs.umount()
-        shutil.rmtree(work, ignore_errors=True)
-    table, slopes = summarize(raw)
-    meta = {"backing": "disk (/var/tmp)", "rounds": a.rounds, "quick_scaling": a.quick_scaling,
-            "untar_entries": [n for n, _ in tarballs], "dir_entries": a.dir_sizes, "known_nodes": a.node_sizes,
-            "big_file_MiB": a.big_mibs, "random_4k_writes": a.rand_ios, "envelopefs_transport": "/dev/fuse",
-            "cpu": subprocess.run("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2", shell=True,
-                                  capture_output=True, text=True).stdout.strip(),
-            "nproc": os.cpu_count(), "kernel": os.uname().release, "date": time.strftime("%Y-%m-%d %H:%M"),
-            "run_s": round(time.time() - t_start), "linear_if_slope_at_most": LINEAR_SLOPE}
-    os.makedirs(a.out, exist_ok=True)
-    with open(os.path.join(a.out, "scaling-disk.json"), "w") as f:
-        json.dump({"meta": meta, "table": table, "slopes": slopes}, f, indent=1)
+        subprocess.run(["rm", "-rf", "--one-file-system", work], timeout=CMD_TIMEOUT)
+    table, slopes = save_all()
     print(f"\nscaling, {meta['backing']}, {a.rounds} rounds, median (min-max) per size; seconds unless named; "
           f"slope = log-log slope smallest->largest size ({meta['run_s']} s in all)")
     print_table(table, slopes)

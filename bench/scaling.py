@@ -12,6 +12,10 @@ Sections (each size measured in every round; rounds interleave the filesystems):
   rss     daemon VmRSS with N known nodes (files made through the mount, spread
           over directories, then stat'ed in a fresh mount so the kernel holds them)
 
+On a 2-core VM the default sizes take about 40 minutes (untar 20, rss 8, big 6,
+dir 4); --quick-scaling takes about 6, and --sections runs a subset (with --merge,
+into an earlier result file).
+
 Writes bench/results/scaling-disk.json and scaling-disk.png (log-log, one line
 per filesystem) and prints a table and the log-log slope of each figure between
 its smallest and largest size. Run through scripts/bench.sh --scaling.
@@ -324,7 +328,6 @@ def save(path, raw, meta):
 
 
 def on_signal(signum, frame):
-    subprocess.run("ps -eo pid,ppid,pgid,etime,args >&2", shell=True)  # who was running when the signal came
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # one stop is enough: let the clean-up finish (its waits are bounded)
     raise KeyboardInterrupt(f"signal {signum}")

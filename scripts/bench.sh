@@ -3,6 +3,7 @@
 #   scripts/bench.sh [--quick] [--tmpfs] [--rounds N]   filesystem figures vs gocryptfs
 #   scripts/bench.sh --copies                           snapshot copy / import throughput
 #   scripts/bench.sh --blocks                           cargo bench of the block layer
+#   scripts/bench.sh --scaling [--quick-scaling] [--big-gib N]  how cost grows with size (bench/scaling.py --help)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$HOME/.cargo/bin:$PATH
@@ -15,5 +16,6 @@ cargo build --release --quiet --bin envelopefs --example passthrough
 case "${1:-}" in
   --blocks) exec cargo bench --bench blocks ;;
   --copies) exec bash bench/copies.sh ;;
+  --scaling) shift; exec python3 bench/scaling.py "$@" ;;
 esac
 exec python3 bench/bench.py "$@"

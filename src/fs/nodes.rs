@@ -9,10 +9,10 @@
 //! one inode generation, so a reused inode number gives ESTALE, never another
 //! file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use fuser::FileType;
 use parking_lot::Mutex;
@@ -96,6 +96,9 @@ struct Table {
     by_id: HashMap<u64, Arc<Node>>,
     by_inode: HashMap<(u64, u64), u64>,
     next_synthetic: u64,
+    /// Nodes that may hold an evictable descriptor, oldest first, so that
+    /// eviction visits candidates only, never the whole table.
+    evictable: VecDeque<Weak<Node>>,
 }
 
 pub struct NodeTable {
@@ -108,6 +111,11 @@ pub struct NodeTable {
 
 impl NodeTable {
     pub fn new(root_fd: OwnedFd, st: &libc::stat) -> NodeTable {
+        Self::with_budget(root_fd, st, None)
+    }
+
+    /// A table whose descriptor budget is `budget`, or half the open-file limit.
+    fn with_budget(root_fd: OwnedFd, st: &libc::stat, budget: Option<usize>) -> NodeTable {
         let root_fd = Arc::new(root_fd);
         // open_by_handle_at wants a real (not O_PATH) descriptor on the filesystem.
         let mount_fd = crate::sys::reopen(root_fd.as_fd(), libc::O_RDONLY | libc::O_DIRECTORY)
@@ -118,7 +126,7 @@ impl NodeTable {
             .and_then(|h| crate::sys::open_handle(mount_fd.as_fd(), &h).ok())
             .is_some();
         let limit = crate::sys::nofile_limit() as usize;
-        let budget = (limit / 2).max(32);
+        let budget = budget.unwrap_or((limit / 2).max(32));
         log::info!(
             "node table: descriptor budget {budget} of {limit}; file handles {}",
             if handles_work {
@@ -203,27 +211,41 @@ impl NodeTable {
         });
         table.by_inode.insert(key, id);
         table.by_id.insert(id, node.clone());
+        if node.mount_fd.is_some() {
+            table.evictable.push_back(Arc::downgrade(&node));
+            // Forgotten nodes leave dead entries behind: drop them before
+            // they outnumber the live ones.
+            if table.evictable.len() > 2 * table.by_id.len() + 64 {
+                table.evictable.retain(|w| w.strong_count() > 0);
+            }
+        }
         let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
         if open > self.budget {
-            self.evict(&table);
+            self.evict(&mut table);
         }
         Some(node)
     }
 
-    /// Close descriptors of idle nodes that can be reopened by handle.
-    fn evict(&self, t: &Table) {
+    /// Close descriptors of idle nodes that can be reopened by handle,
+    /// oldest first; a node whose descriptor is in use goes to the back.
+    fn evict(&self, t: &mut Table) {
         let target = self.budget * 3 / 4;
-        for n in t.by_id.values() {
+        for _ in 0..t.evictable.len() {
             if self.open.load(Ordering::Relaxed) <= target {
                 break;
             }
-            if n.mount_fd.is_none() || n.is_root() {
-                continue;
-            }
-            let mut g = n.fd.lock();
-            let Some(f) = g.as_ref().filter(|f| Arc::strong_count(f) == 1) else {
+            let Some(n) = t.evictable.pop_front().and_then(|w| w.upgrade()) else {
                 continue;
             };
+            let mut g = n.fd.lock();
+            let Some(f) = g.as_ref() else {
+                continue;
+            };
+            if Arc::strong_count(f) > 1 {
+                drop(g);
+                t.evictable.push_back(Arc::downgrade(&n));
+                continue;
+            }
             if n.handle.get().is_none() {
                 match crate::sys::file_handle(f.as_fd()) {
                     Some(h) => {
@@ -265,5 +287,46 @@ impl NodeTable {
         // The node's descriptor closes here, outside the table lock that
         // every request takes.
         drop(removed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    /// Eviction keeps the descriptors within budget by visiting candidates
+    /// only: its queue never outgrows the table, however many nodes come
+    /// and go.
+    #[test]
+    fn eviction_stays_in_budget_and_its_queue_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = crate::sys::open_dir_path(dir.path()).unwrap();
+        let st = crate::sys::fstat(root.as_fd()).unwrap();
+        let nodes = NodeTable::with_budget(root, &st, Some(64));
+        let root_fd = nodes.get(ROOT_ID).unwrap().fd().unwrap();
+        let mut live = Vec::new();
+        for i in 0..3000 {
+            let name = format!("f{i}");
+            std::fs::write(dir.path().join(&name), b"x").unwrap();
+            let fd =
+                crate::sys::openat(root_fd.as_fd(), OsStr::new(&name), libc::O_PATH, 0).unwrap();
+            let st = crate::sys::fstat(fd.as_fd()).unwrap();
+            let node = nodes.lookup(fd, &st).unwrap();
+            // Most nodes are forgotten at once, as after an unlink.
+            if i % 10 != 0 {
+                nodes.forget(node.id, 1);
+            } else {
+                live.push(node);
+            }
+            let queued = nodes.t.lock().evictable.len();
+            assert!(queued <= 2 * (live.len() + 2) + 65, "queue {queued} at {i}");
+        }
+        if nodes.handles_work {
+            assert!(nodes.open.load(Ordering::Relaxed) <= 64);
+            // An evicted node reopens from its handle.
+            let st = crate::sys::fstat(live[0].fd().unwrap().as_fd()).unwrap();
+            assert_eq!(st.st_ino, live[0].ino);
+        }
     }
 }

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
+/// Makes a name through the mount.
+type MakeName<'a> = dyn Fn(&Path) + 'a;
+
 fn missing(p: &Path) -> bool {
     errno(fs::symlink_metadata(p)) == Some(libc::ENOENT)
 }
@@ -31,7 +34,7 @@ fn a_name_made_through_the_mount_after_a_failed_lookup_shows_at_once() {
         fs::create_dir(m.p("elsewhere")).unwrap();
         fs::write(m.p("elsewhere/moved"), b"moved").unwrap();
         {
-            let makers: [(&str, &dyn Fn(&Path)); 6] = [
+            let makers: [(&str, &MakeName<'_>); 6] = [
                 ("create", &|p| fs::write(p, b"new").unwrap()),
                 ("mkdir", &|p| fs::create_dir(p).unwrap()),
                 ("symlink", &|p| symlink("target", p).unwrap()),

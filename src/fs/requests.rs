@@ -46,16 +46,6 @@ fn reply_entry(reply: ReplyEntry, result: Res<(Arc<Node>, FileAttr)>) {
     }
 }
 
-/// A/B switches of the directory levers (temporary): a comma list in
-/// ENVELOPEFS_DIR_AB, read once.
-fn ab(lever: &str) -> bool {
-    static LEVERS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    LEVERS
-        .get_or_init(|| std::env::var("ENVELOPEFS_DIR_AB").unwrap_or_default())
-        .split(',')
-        .any(|l| l == lever)
-}
-
 fn reply_empty(reply: ReplyEmpty, result: Res<()>) {
     match result {
         Ok(()) => reply.ok(),
@@ -98,16 +88,12 @@ impl Filesystem for EnvelopeFs {
         // session uses it if the mount asked for ring entries.
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_OVER_IO_URING);
         self.enable_acls(config);
-        let mut dir_flags = InitFlags::empty();
-        if !ab("noparallel") {
-            dir_flags |= InitFlags::FUSE_PARALLEL_DIROPS;
-        }
-        if ab("plusdo") {
-            dir_flags |= InitFlags::FUSE_DO_READDIRPLUS;
-        } else if !ab("noplus") {
-            dir_flags |= InitFlags::FUSE_READDIRPLUS_AUTO;
-        }
-        let _ = config.add_capabilities(dir_flags);
+        // Lookups and listings of one directory run side by side; every
+        // listing carries its entries' attributes (READDIRPLUS, not only
+        // after a lookup as READDIRPLUS_AUTO would: ls -l, du and rm -rf
+        // read a whole directory before they stat any entry).
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_DO_READDIRPLUS);
         Ok(())
     }
 
@@ -119,7 +105,7 @@ impl Filesystem for EnvelopeFs {
         match self.look_up(parent, name) {
             // Cached by the kernel as a negative entry: a name made through
             // the mount replaces it at once.
-            Err(Errno::ENOENT) if !ab("noneg") => reply.negative(&TTL),
+            Err(Errno::ENOENT) => reply.negative(&TTL),
             result => reply_entry(reply, result),
         }
     }
@@ -129,12 +115,6 @@ impl Filesystem for EnvelopeFs {
     }
 
     fn batch_forget(&self, _req: &Request, nodes: &[ForgetOne]) {
-        if ab("nobatch") {
-            for n in nodes {
-                self.nodes.forget(n.nodeid().0, n.nlookup());
-            }
-            return;
-        }
         let forgotten = nodes.iter().map(|n| (n.nodeid().0, n.nlookup()));
         self.nodes.forget_batch(forgotten);
     }
@@ -284,11 +264,7 @@ impl Filesystem for EnvelopeFs {
             fs.open(&req, ino, flags, reply));
         // Pages of an unchanged file stay cached across opens: every change
         // to its content goes through the kernel.
-        let keep = if ab("nokeep") {
-            FopenFlags::empty()
-        } else {
-            FopenFlags::FOPEN_KEEP_CACHE
-        };
+        let keep = FopenFlags::FOPEN_KEEP_CACHE;
         reply_opened_with(reply, self.open_file(ino, flags), keep);
     }
 

@@ -6,12 +6,12 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
-use fuser::{Errno, FileAttr, FileType, INodeNo, Request};
+use fuser::{Errno, FileAttr, FileType, Generation, INodeNo, ReplyDirectoryPlus, Request};
 use log::{error, warn};
 use parking_lot::Mutex;
 
 use super::acl_mode::NewKind;
-use super::{io, DirEntry, DirHandleState, EnvelopeFs, Handle, Listing, NameUse, Node, Res};
+use super::{io, DirEntry, DirHandleState, EnvelopeFs, Handle, Listing, NameUse, Node, Res, TTL};
 use crate::sys;
 use crate::volume::{self, BackingName, DIRIV_NAME};
 
@@ -139,10 +139,13 @@ impl EnvelopeFs {
     /// The entries of `dir`, names decrypted, with `.` and `..` first.
     fn list_entries(&self, dir: &Node) -> Res<Vec<DirEntry>> {
         let ctx = self.dir_ctx(dir)?;
-        let mut entries = vec![
-            (dir.id, FileType::Directory, OsString::from(".")),
-            (dir.id, FileType::Directory, OsString::from("..")),
-        ];
+        let dot = |name: &str| DirEntry {
+            id: dir.id,
+            kind: FileType::Directory,
+            name: OsString::from(name),
+            backing: None,
+        };
+        let mut entries = vec![dot("."), dot("..")];
         let (good, bad) = self
             .vol
             .list_dir(dir.fd().map_err(io)?.as_fd(), &ctx)
@@ -155,7 +158,12 @@ impl EnvelopeFs {
         }
         for entry in good {
             let id = self.nodes.id_for(dir.dev, entry.ino);
-            entries.push((id, kind_of(entry.dtype), entry.plain));
+            entries.push(DirEntry {
+                id,
+                kind: kind_of(entry.dtype),
+                name: entry.plain,
+                backing: Some(entry.backing),
+            });
         }
         Ok(entries)
     }
@@ -175,6 +183,11 @@ impl EnvelopeFs {
     /// (a rewinddir) reads the directory again, as Linux filesystems do, so
     /// that names made since opendir show.
     pub(super) fn dir_entries(&self, fh: u64, offset: u64) -> Res<Arc<Vec<DirEntry>>> {
+        self.listing(fh, offset).map(|(_, entries)| entries)
+    }
+
+    /// The directory and the entries of the listing `fh` (see `dir_entries`).
+    fn listing(&self, fh: u64, offset: u64) -> Res<(Arc<Node>, Arc<Vec<DirEntry>>)> {
         let handle = self.handles.lock().get(&fh).cloned().ok_or(Errno::EBADF)?;
         let Handle::Dir(state) = &*handle else {
             return Err(Errno::ENOTDIR);
@@ -184,7 +197,50 @@ impl EnvelopeFs {
             listing.entries = Arc::new(self.list_entries(&state.dir)?);
         }
         listing.fresh = false;
-        Ok(listing.entries.clone())
+        Ok((state.dir.clone(), listing.entries.clone()))
+    }
+
+    /// Fill a READDIRPLUS reply from the listing `fh` at `offset`. The
+    /// kernel counts a lookup of every entry it is sent but `.` and `..`, so
+    /// each is registered as a lookup, and taken back if it does not fit.
+    pub(super) fn fill_plus(
+        &self,
+        fh: u64,
+        offset: u64,
+        reply: &mut ReplyDirectoryPlus,
+    ) -> Res<()> {
+        let (dir, entries) = self.listing(fh, offset)?;
+        for (index, entry) in entries.iter().enumerate().skip(offset as usize) {
+            let next = (index + 1) as u64;
+            let looked_up = entry
+                .backing
+                .as_ref()
+                .map(|backing| self.lookup_backing(&dir, backing));
+            let full = match looked_up {
+                Some(Ok((node, attr))) => {
+                    let full = reply.add(
+                        INodeNo(node.id),
+                        next,
+                        &entry.name,
+                        &TTL,
+                        &attr,
+                        Generation(0),
+                    );
+                    if full {
+                        self.nodes.forget(node.id, 1);
+                    }
+                    full
+                }
+                // `.` and `..`, or an entry gone or unreadable since the
+                // listing was read: shown as READDIR shows it, and a lookup
+                // then says what became of it.
+                _ => reply.add_without_lookup(INodeNo(entry.id), next, entry.kind, &entry.name),
+            };
+            if full {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn sync_dir(&self, ino: INodeNo, datasync: bool) -> Res<()> {

@@ -57,8 +57,14 @@ struct FileHandleState {
     fd: OwnedFd,
 }
 
-/// A directory entry as a listing gives it: node ID, kind, name.
-type DirEntry = (u64, FileType, OsString);
+/// A directory entry as a listing gives it: node ID, kind, name, and the
+/// backing name READDIRPLUS looks it up by (none for `.` and `..`).
+struct DirEntry {
+    id: u64,
+    kind: FileType,
+    name: OsString,
+    backing: Option<OsString>,
+}
 
 struct DirHandleState {
     dir: Arc<Node>,

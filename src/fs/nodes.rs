@@ -20,6 +20,15 @@ use parking_lot::Mutex;
 use crate::volume::FileContent;
 
 pub const ROOT_ID: u64 = 1;
+
+/// Nodes in the node table, root included, as last changed: one table per
+/// daemon, read by the control socket's `NODES`.
+static KNOWN_NODES: AtomicUsize = AtomicUsize::new(0);
+
+/// How many nodes the kernel holds lookups of (see `KNOWN_NODES`).
+pub fn known_nodes() -> usize {
+    KNOWN_NODES.load(Ordering::Relaxed)
+}
 const SYNTHETIC_BASE: u64 = 1 << 62;
 
 /// A node's descriptor for the length of one operation.
@@ -159,6 +168,7 @@ impl NodeTable {
         let mut t = table.t.lock();
         t.by_inode.insert((st.st_dev, st.st_ino), ROOT_ID);
         t.by_id.insert(ROOT_ID, node);
+        KNOWN_NODES.store(t.by_id.len(), Ordering::Relaxed);
         drop(t);
         table
     }
@@ -211,6 +221,7 @@ impl NodeTable {
         });
         table.by_inode.insert(key, id);
         table.by_id.insert(id, node.clone());
+        KNOWN_NODES.store(table.by_id.len(), Ordering::Relaxed);
         if node.mount_fd.is_some() {
             table.evictable.push_back(Arc::downgrade(&node));
             // Forgotten nodes leave dead entries behind: drop them before
@@ -261,32 +272,45 @@ impl NodeTable {
 
     /// The kernel forgot `count` lookups of node `id`.
     pub fn forget(&self, id: u64, count: u64) {
-        if id == ROOT_ID {
-            return;
-        }
-        let removed = {
+        self.forget_batch([(id, count)]);
+    }
+
+    /// The kernel forgot lookups of several nodes (ID, count): one pass
+    /// under the table lock.
+    pub fn forget_batch(&self, forgotten: impl IntoIterator<Item = (u64, u64)>) {
+        let mut removed = Vec::new();
+        {
             let mut table = self.t.lock();
-            let gone = match table.by_id.get(&id) {
-                Some(node) => {
-                    let cur = node.lookups.load(Ordering::Relaxed);
-                    node.lookups
-                        .store(cur.saturating_sub(count), Ordering::Relaxed);
-                    cur <= count
-                }
-                None => false,
-            };
-            let removed = if gone { table.by_id.remove(&id) } else { None };
-            if let Some(node) = &removed {
-                table.by_inode.remove(&(node.dev, node.ino));
-                if node.fd.lock().is_some() {
-                    self.open.fetch_sub(1, Ordering::Relaxed);
+            for (id, count) in forgotten {
+                if let Some(node) = self.forget_one(&mut table, id, count) {
+                    removed.push(node);
                 }
             }
-            removed
-        };
-        // The node's descriptor closes here, outside the table lock that
+            KNOWN_NODES.store(table.by_id.len(), Ordering::Relaxed);
+        }
+        // The nodes' descriptors close here, outside the table lock that
         // every request takes.
         drop(removed);
+    }
+
+    /// Take `count` lookups off node `id`; the node, if that was its last.
+    fn forget_one(&self, table: &mut Table, id: u64, count: u64) -> Option<Arc<Node>> {
+        if id == ROOT_ID {
+            return None;
+        }
+        let node = table.by_id.get(&id)?;
+        let cur = node.lookups.load(Ordering::Relaxed);
+        node.lookups
+            .store(cur.saturating_sub(count), Ordering::Relaxed);
+        if cur > count {
+            return None;
+        }
+        let node = table.by_id.remove(&id)?;
+        table.by_inode.remove(&(node.dev, node.ino));
+        if node.fd.lock().is_some() {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+        }
+        Some(node)
     }
 }
 

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use fuser::{
-    Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    Errno, FileAttr, FileHandle, Filesystem, FopenFlags, ForgetOne, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::attrs::SetAttr;
@@ -61,8 +61,12 @@ fn reply_attr(reply: ReplyAttr, result: Res<FileAttr>) {
 }
 
 fn reply_opened(reply: ReplyOpen, result: Res<u64>) {
+    reply_opened_with(reply, result, FopenFlags::empty());
+}
+
+fn reply_opened_with(reply: ReplyOpen, result: Res<u64>, flags: FopenFlags) {
     match result {
-        Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+        Ok(fh) => reply.opened(FileHandle(fh), flags),
         Err(err) => reply.error(err),
     }
 }
@@ -94,6 +98,12 @@ impl Filesystem for EnvelopeFs {
         // nanosecond; the kernel keeps mtime itself under writeback caching.
         let _ = config.set_time_granularity(std::time::Duration::from_nanos(1));
         self.enable_acls(config);
+        // Lookups and listings of one directory run side by side; every
+        // listing carries its entries' attributes (READDIRPLUS, not only
+        // after a lookup as READDIRPLUS_AUTO would: ls -l, du and rm -rf
+        // read a whole directory before they stat any entry).
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_PARALLEL_DIROPS | InitFlags::FUSE_DO_READDIRPLUS);
         Ok(())
     }
 
@@ -102,11 +112,21 @@ impl Filesystem for EnvelopeFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        reply_entry(reply, self.look_up(parent, name));
+        match self.look_up(parent, name) {
+            // Cached by the kernel as a negative entry: a name made through
+            // the mount replaces it at once.
+            Err(Errno::ENOENT) => reply.negative(&TTL),
+            result => reply_entry(reply, result),
+        }
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
         self.nodes.forget(ino.0, nlookup);
+    }
+
+    fn batch_forget(&self, _req: &Request, nodes: &[ForgetOne]) {
+        let forgotten = nodes.iter().map(|n| (n.nodeid().0, n.nlookup()));
+        self.nodes.forget_batch(forgotten);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -252,7 +272,10 @@ impl Filesystem for EnvelopeFs {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         park_while_held!(if flags.0 & libc::O_TRUNC != 0, self, reply, fs, req = req.clone() =>
             fs.open(&req, ino, flags, reply));
-        reply_opened(reply, self.open_file(ino, flags));
+        // Pages of an unchanged file stay cached across opens: every change
+        // to its content goes through the kernel.
+        let keep = FopenFlags::FOPEN_KEEP_CACHE;
+        reply_opened_with(reply, self.open_file(ino, flags), keep);
     }
 
     fn read(
@@ -351,12 +374,27 @@ impl Filesystem for EnvelopeFs {
             Ok(entries) => entries,
             Err(err) => return reply.error(err),
         };
-        for (index, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*ino), (index + 1) as u64, *kind, name) {
+        for (index, entry) in entries.iter().enumerate().skip(offset as usize) {
+            let next = (index + 1) as u64;
+            if reply.add(INodeNo(entry.id), next, entry.kind, &entry.name) {
                 break;
             }
         }
         reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        match self.fill_plus(fh.0, offset, &mut reply) {
+            Ok(()) => reply.ok(),
+            Err(err) => reply.error(err),
+        }
     }
 
     fn releasedir(

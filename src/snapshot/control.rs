@@ -6,7 +6,9 @@
 //! disconnects, sends no complete line for `HOLDER_TIMEOUT`, or still holds when the
 //! mount's `--max-hold` has passed loses the hold: the daemon logs it and,
 //! if the holder is still there, answers `DROPPED <why>` and hangs up (so a
-//! snapshot can never freeze the mount for longer than that).
+//! snapshot can never freeze the mount for longer than that). Client
+//! `NODES`, daemon `NODES <n>`: how many nodes the kernel holds lookups of
+//! (tests check it returns to about zero once the kernel's caches drop).
 //! The socket lives in a 0700 runtime directory of the daemon's user and
 //! is named after the cipher directory's device and inode.
 
@@ -83,7 +85,13 @@ fn handle(conn: UnixStream, hold: &parking_lot::RwLock<()>, max_hold: Option<Dur
     let _ = conn.set_read_timeout(Some(HOLDER_TIMEOUT));
     let mut r = BufReader::new(conn);
     let mut line = String::new();
-    if r.read_line(&mut line).is_err() || line.trim() != "HOLD" {
+    let read = r.read_line(&mut line);
+    if read.is_ok() && line.trim() == "NODES" {
+        let answer = format!("NODES {}\n", crate::fs::nodes::known_nodes());
+        let _ = w.write_all(answer.as_bytes());
+        return;
+    }
+    if read.is_err() || line.trim() != "HOLD" {
         let _ = w.write_all(b"ERR expected HOLD\n");
         return;
     }

@@ -9,6 +9,7 @@ mod common;
 
 mod acl;
 mod daemon;
+mod dir_cache;
 mod lookup;
 mod mount_helper;
 mod passphrase;

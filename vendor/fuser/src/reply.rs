@@ -329,9 +329,45 @@ impl ReplyEntry {
         ));
     }
 
+    /// Reply that the name does not exist, and let the kernel cache that
+    /// answer for `entry_ttl` (node ID 0: "same as -ENOENT, but with valid
+    /// timeout"); an ENOENT error caches nothing.
+    pub fn negative(self, entry_ttl: &Duration) {
+        let attr = attr_without_inode(INodeNo(0), FileType::RegularFile);
+        self.reply.send_ll(&ll::ResponseStruct::new_entry(
+            INodeNo(0),
+            Generation(0),
+            &(&attr).into(),
+            Duration::ZERO,
+            *entry_ttl,
+        ));
+    }
+
     /// Reply to a request with the given error code
     pub fn error(self, err: Errno) {
         self.reply.error(err);
+    }
+}
+
+/// The attributes of an entry the reply does not hand to the kernel as an
+/// inode: only its number and kind are read.
+fn attr_without_inode(ino: INodeNo, kind: FileType) -> FileAttr {
+    FileAttr {
+        ino,
+        size: 0,
+        blocks: 0,
+        atime: std::time::SystemTime::UNIX_EPOCH,
+        mtime: std::time::SystemTime::UNIX_EPOCH,
+        ctime: std::time::SystemTime::UNIX_EPOCH,
+        crtime: std::time::SystemTime::UNIX_EPOCH,
+        kind,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
     }
 }
 
@@ -828,15 +864,39 @@ impl ReplyDirectoryPlus {
         attr: &FileAttr,
         generation: Generation,
     ) -> bool {
+        let _ = ino; // the node ID is `attr.ino`
         let name = name.as_ref();
         self.buf.push(&DirEntryPlus::new(
-            ino,
+            attr.ino,
             generation,
             DirEntOffset(offset),
             name,
             *ttl,
             attr.into(),
             *ttl,
+        ))
+    }
+
+    /// Add a bare entry, its number `ino` and kind only, as READDIR gives
+    /// it: node ID 0 makes no inode in the kernel, so it counts no lookup
+    /// (what `.` and `..` need, or an entry that could not be looked up).
+    /// Returns true if the buffer is full.
+    #[must_use]
+    pub fn add_without_lookup<T: AsRef<OsStr>>(
+        &mut self,
+        ino: INodeNo,
+        offset: u64,
+        kind: FileType,
+        name: T,
+    ) -> bool {
+        self.buf.push(&DirEntryPlus::new(
+            INodeNo(0),
+            Generation(0),
+            DirEntOffset(offset),
+            name.as_ref(),
+            Duration::ZERO,
+            (&attr_without_inode(ino, kind)).into(),
+            Duration::ZERO,
         ))
     }
 

@@ -85,11 +85,19 @@ impl Filesystem for Pt {
         let _ = c.set_max_write(1 << 20);
         let _ = c.set_max_readahead(1 << 20);
         let _ = c.add_capabilities(fuser::InitFlags::FUSE_OVER_IO_URING);
+        // The kernel-side levers envelopefs mounts with, so that the
+        // comparison is of the daemons, not of the kernel's caching. Aside:
+        // READDIRPLUS (no readdirplus here) and KILLPRIV_V2 (without xattrs
+        // the kernel asks for security.capability once, then never again).
+        let _ = c.add_capabilities(
+            fuser::InitFlags::FUSE_WRITEBACK_CACHE | fuser::InitFlags::FUSE_PARALLEL_DIROPS,
+        );
         Ok(())
     }
     fn lookup(&self, _r: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.child(parent, name).and_then(|p| self.entry(&p)) {
             Ok(a) => reply.entry(&TTL, &a, Generation(0)),
+            Err(Errno::ENOENT) => reply.negative(&TTL),
             Err(e) => reply.error(e),
         }
     }
@@ -242,16 +250,18 @@ impl Filesystem for Pt {
     }
     fn open(&self, _r: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let r = self.path(ino).and_then(|p| {
+            // Under writeback caching the kernel reads partial pages through
+            // write-only handles too.
             let acc = flags.0 & libc::O_ACCMODE;
             OpenOptions::new()
-                .read(acc != libc::O_WRONLY)
+                .read(true)
                 .write(acc != libc::O_RDONLY)
                 .custom_flags(flags.0 & libc::O_TRUNC)
                 .open(p)
                 .map_err(errno)
         });
         match r {
-            Ok(f) => reply.opened(FileHandle(self.fh(f)), FopenFlags::empty()),
+            Ok(f) => reply.opened(FileHandle(self.fh(f)), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(e),
         }
     }

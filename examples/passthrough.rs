@@ -398,14 +398,6 @@ impl Filesystem for Pt {
     }
 }
 
-/// A number from the environment, or `default`.
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 3 {
@@ -425,7 +417,7 @@ fn main() {
         MountOption::FSName("passthrough".into()),
         MountOption::DefaultPermissions,
     ];
-    cfg.n_threads = Some(env_or("PT_THREADS", 4));
+    cfg.n_threads = Some(4);
     cfg.clone_fd = true;
     cfg.io_uring_depth = std::env::var("PT_IO_URING_DEPTH")
         .ok()
@@ -433,11 +425,6 @@ fn main() {
         .unwrap_or(4);
     // The same scheduling as envelopefs's queue threads (PT_IO_URING_YIELD=0: normal class).
     cfg.io_uring_yield = std::env::var("PT_IO_URING_YIELD").map_or(true, |v| v != "0");
-    // The same /dev/fuse transport as envelopefs (its --dev-fuse-* flags).
-    cfg.dev_fuse_spin = std::time::Duration::from_micros(env_or("PT_DEV_FUSE_SPIN_US", 0));
-    cfg.dev_fuse_yield = env_or("PT_DEV_FUSE_YIELD", 1u8) != 0;
-    cfg.dev_fuse_spinners = env_or("PT_DEV_FUSE_SPINNERS", 1);
-    cfg.dev_fuse_pin = env_or("PT_DEV_FUSE_PIN", 0u8) != 0;
     let session = match fuser::Session::new(fs, &args[2], &cfg) {
         Ok(s) => s,
         Err(e) => {

@@ -71,22 +71,6 @@ pub struct MountArgs {
     /// class, with a watchdog that lifts a thread that waits for its CPU).
     #[arg(long)]
     pub io_uring_no_yield: bool,
-    /// On /dev/fuse: microseconds a worker polls its descriptor without
-    /// blocking after a request, so that the next one needs no wake-up
-    /// (0 = block at once).
-    #[arg(long, value_name = "MICROSECONDS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
-    pub dev_fuse_spin_us: u64,
-    /// On /dev/fuse: poll in the idle scheduling class, so that polling
-    /// takes only CPU time nothing else wants (workers serve requests in the
-    /// normal class).
-    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
-    pub dev_fuse_yield: bool,
-    /// On /dev/fuse: workers that may poll at the same time.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub dev_fuse_spinners: usize,
-    /// On /dev/fuse: pin each worker to one CPU (round robin).
-    #[arg(long, value_name = "BOOL", default_value_t = false, action = clap::ArgAction::Set)]
-    pub dev_fuse_pin: bool,
     /// Debugging: let the daemon stay dumpable, so its owner can attach a
     /// debugger and it may dump core (volume and data keys stay out of core
     /// files; per-request key schedules, the names key and plaintext may not).
@@ -400,10 +384,6 @@ fn serve(
         cfg.clone_fd = true;
         cfg.io_uring_depth = usize::from(a.io_uring_depth);
         cfg.io_uring_yield = !a.io_uring_no_yield;
-        cfg.dev_fuse_spin = Duration::from_micros(a.dev_fuse_spin_us);
-        cfg.dev_fuse_yield = a.dev_fuse_yield;
-        cfg.dev_fuse_spinners = a.dev_fuse_spinners;
-        cfg.dev_fuse_pin = a.dev_fuse_pin;
         let hold = fs.hold_lock();
         let cipherdir = fs.volume().root().to_owned();
         let shared = fs.clone();

@@ -27,7 +27,7 @@ impl Channel {
     }
 
     /// Receives data up to the capacity of the given buffer (can block).
-    pub(crate) fn receive(&self, buffer: &mut [u8]) -> nix::Result<usize> {
+    fn receive(&self, buffer: &mut [u8]) -> nix::Result<usize> {
         nix::unistd::read(&self.0, buffer)
     }
 
@@ -54,39 +54,6 @@ impl Channel {
         // Since write/writev syscalls are threadsafe, we can simply create
         // a sender by using the same file and use it in other threads.
         ChannelSender(self.0.clone())
-    }
-
-    /// The channels of `n` workers, each with whether its descriptor is read
-    /// by that worker alone: with `clone_fd`, every worker but the last gets
-    /// a clone (or shares this one where cloning fails); the last reads this one.
-    pub(crate) fn for_workers(self, n: usize, clone_fd: bool) -> io::Result<Vec<(Channel, bool)>> {
-        let Some(others) = n.checked_sub(1) else {
-            return Err(io::Error::other("n_threads"));
-        };
-        let mut channels = Vec::with_capacity(n);
-        for _ in 0..others {
-            if !clone_fd {
-                channels.push((self.clone(), false));
-                continue;
-            }
-            #[cfg(target_os = "linux")]
-            {
-                // envelopefs fork: a user mounted through fusermount3
-                // may not open /dev/fuse itself: share the one fd.
-                match self.clone_fd() {
-                    Ok(cloned) => channels.push((cloned, true)),
-                    Err(e) => {
-                        log::debug!("FUSE_DEV_IOC_CLONE unavailable ({e}): threads share one fd");
-                        channels.push((self.clone(), false));
-                    }
-                }
-            }
-            #[cfg(not(target_os = "linux"))]
-            return Err(io::Error::other("clone_fd is only supported on Linux"));
-        }
-        let alone = channels.iter().all(|(_, alone)| *alone);
-        channels.push((self, alone));
-        Ok(channels)
     }
 
     /// Clone the FUSE device fd using FUSE_DEV_IOC_CLONE ioctl.

@@ -84,8 +84,6 @@ mod access_flags;
 mod bsd_file_flags;
 mod channel;
 mod dev_fuse;
-#[cfg(target_os = "linux")]
-mod dev_fuse_wait;
 /// Experimental APIs
 #[cfg(feature = "experimental")]
 pub mod experimental;

@@ -281,29 +281,44 @@ impl<FS: Filesystem> Session<FS> {
             ));
         }
 
+        let Some(n_threads_minus_one) = n_threads.checked_sub(1) else {
+            return Err(io::Error::other("n_threads"));
+        };
+
         let mut filesystem = Arc::new(filesystem);
 
+        let mut channels = Vec::with_capacity(n_threads);
+
+        for _ in 0..n_threads_minus_one {
+            if config.clone_fd {
+                #[cfg(target_os = "linux")]
+                {
+                    // envelopefs fork: a user mounted through fusermount3
+                    // may not open /dev/fuse itself: share the one fd.
+                    match ch.clone_fd() {
+                        Ok(cloned) => channels.push(cloned),
+                        Err(e) => {
+                            debug!("FUSE_DEV_IOC_CLONE unavailable ({e}): threads share one fd");
+                            channels.push(ch.clone());
+                        }
+                    }
+                    continue;
+                }
+                #[cfg(not(target_os = "linux"))]
+                {
+                    return Err(io::Error::other("clone_fd is only supported on Linux"));
+                }
+            } else {
+                channels.push(ch.clone());
+            }
+        }
         #[cfg(target_os = "linux")]
         let channels_main = ch.clone();
-        let channels = ch.for_workers(n_threads, config.clone_fd)?;
-
-        // The /dev/fuse levers; not with io_uring, whose queue threads serve.
-        #[cfg(target_os = "linux")]
-        let wait = crate::dev_fuse_wait::WaitShared::new(
-            crate::dev_fuse_wait::WaitConfig {
-                spin: config.dev_fuse_spin,
-                yield_cpu: config.dev_fuse_yield,
-                spinners: config.dev_fuse_spinners,
-                pin: config.dev_fuse_pin,
-            }
-            .unless(uring_payload.is_some()),
-        );
-        #[cfg(target_os = "linux")]
-        let wait = Arc::new(wait);
+        channels.push(ch);
 
         let mut threads = Vec::with_capacity(n_threads);
 
-        for (i, (ch, alone)) in channels.into_iter().enumerate() {
+        for (i, ch) in channels.into_iter().enumerate() {
             let thread_name = format!("fuser-{i}");
             let event_loop = SessionEventLoop {
                 thread_name: thread_name.clone(),
@@ -312,22 +327,11 @@ impl<FS: Filesystem> Session<FS> {
                 allowed,
                 session_owner,
             };
-            #[cfg(target_os = "linux")]
-            let wait = wait.clone();
-            threads.push(thread::Builder::new().name(thread_name).spawn(move || {
-                #[cfg(target_os = "linux")]
-                let receive = {
-                    let mut waiter = wait.waiter(i);
-                    drop(wait);
-                    move |ch: &Channel, buf: &mut [u8]| waiter.receive(ch, buf, alone)
-                };
-                #[cfg(not(target_os = "linux"))]
-                let receive = move |ch: &Channel, buf: &mut [u8]| {
-                    let _ = (i, alone);
-                    ch.receive_retrying(buf)
-                };
-                event_loop.event_loop(receive)
-            })?);
+            threads.push(
+                thread::Builder::new()
+                    .name(thread_name)
+                    .spawn(move || event_loop.event_loop())?,
+            );
         }
 
         #[cfg(target_os = "linux")]
@@ -586,11 +590,7 @@ pub(crate) struct SessionEventLoop<FS: Filesystem> {
 }
 
 impl<FS: Filesystem> SessionEventLoop<FS> {
-    /// `receive`: reads the next request from the channel (see `dev_fuse_wait`).
-    fn event_loop(
-        &self,
-        mut receive: impl FnMut(&Channel, &mut [u8]) -> nix::Result<usize>,
-    ) -> io::Result<()> {
+    fn event_loop(&self) -> io::Result<()> {
         // Buffer for receiving requests from the kernel. Only one is allocated and
         // it is reused immediately after dispatching to conserve memory and allocations.
         let mut buf = FuseReadBuf::new();
@@ -598,7 +598,7 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
         loop {
             // Read the next request from the given channel to kernel driver
             // The kernel driver makes sure that we get exactly one request per read
-            match receive(&self.ch, buf) {
+            match self.ch.receive_retrying(buf) {
                 Ok(size) => match RequestWithSender::new(self.ch.sender(), &buf[..size]) {
                     // Dispatch request
                     Some(req) => {

@@ -26,17 +26,6 @@ pub struct Config {
     /// idle scheduling class, so that the process a reply wakes stays on its
     /// CPU (`uring_sched`); a watchdog returns a starving thread to normal.
     pub io_uring_yield: bool,
-    /// /dev/fuse (envelopefs fork): after a request, a worker with a cloned
-    /// descriptor polls it without blocking for this long before it blocks
-    /// (`dev_fuse_wait`); zero: it blocks at once.
-    pub dev_fuse_spin: std::time::Duration,
-    /// /dev/fuse (envelopefs fork): poll in the idle scheduling class (the
-    /// workers serve and block in the normal class).
-    pub dev_fuse_yield: bool,
-    /// /dev/fuse (envelopefs fork): workers that may poll at the same time.
-    pub dev_fuse_spinners: usize,
-    /// /dev/fuse (envelopefs fork): pin worker `i` to the `i`-th allowed CPU.
-    pub dev_fuse_pin: bool,
 }
 
 /// Mount options accepted by the FUSE filesystem type

@@ -24,19 +24,32 @@ NAMES = [("plain", "plain"), ("envelopefs", "envelopefs (io_uring)"),
          ("passthrough", "passthrough")]
 
 
-def cell(v, fmt):
-    if v is None:
-        return "–"
+def num(v, fmt):
     if fmt == "k":
-        return f"{v / 1000:.1f} k"
+        return f"{v / 1000:.1f}"
     return fmt.format(v)
 
 
+def cell(t, fmt):
+    """Median, and the range over the rounds when they differ."""
+    if not t or t.get("median") is None:
+        return "–"
+    med = num(t["median"], fmt) + (" k" if fmt == "k" else "")
+    lo, hi = num(t["min"], fmt), num(t["max"], fmt)
+    return med if lo == hi else f"{med} ({lo}–{hi})"
+
+
 def main(path):
-    t = json.load(open(path))["table"]
+    j = json.load(open(path))
+    t = j["table"]
     names = [(k, h) for k, h in NAMES if k in t["seq_write_MiBps"]]
+    if not j.get("meta", {}).get("fuse_io_uring", True):
+        names = [(k, "envelopefs (/dev/fuse)" if k == "envelopefs" else h) for k, h in names]
     ratios = [k for k in ("envelopefs", "envelopefs-devfuse") if k in dict(names)]
     hdr = ["figure"] + [h for _, h in names] + [f"{dict(names)[k]} / gocryptfs" for k in ratios]
+    vs_pt = "passthrough" in dict(names) and "envelopefs" in dict(names)
+    if vs_pt:
+        hdr.append(f"{dict(names)['envelopefs']} / passthrough")
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
     for key, label, fmt in ROWS:
@@ -44,12 +57,16 @@ def main(path):
             continue
         row = [label]
         for k, _ in names:
-            v = t[key].get(k, {}).get("median")
-            row.append("–" if k in ("plain",) and key.startswith("daemon") else cell(v, fmt))
+            row.append("–" if k in ("plain",) and key.startswith("daemon") else cell(t[key].get(k), fmt))
         for k in ratios:
             r = t[key].get(f"{k}_vs_gocryptfs")
             row.append("–" if r is None or key.startswith("daemon") else
                        (f"{1 / r:.2f}× the CPU" if key.startswith("cpu") else f"{r:.2f}×"))
+        if vs_pt:
+            e, p = t[key].get("envelopefs", {}).get("median"), t[key].get("passthrough", {}).get("median")
+            better_high = key.endswith("ps") or key.endswith("iops")
+            row.append("–" if not e or not p or key.startswith(("daemon", "cpu")) else
+                       f"{(e / p if better_high else p / e) * 100:.0f} %")
         print("| " + " | ".join(row) + " |")
 
 

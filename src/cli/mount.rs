@@ -347,7 +347,10 @@ fn serve(
             Arc::new(vol),
             FsOptions {
                 read_only: a.read_only,
-                writeback_cache: !a.no_writeback_cache,
+                // A read-only mount writes nothing, and under writeback
+                // caching the kernel would keep its own size and mtime of a
+                // cached file, blind to a read-write mount's changes.
+                writeback_cache: !a.no_writeback_cache && !a.read_only,
             },
         )
         .map_err(|source| Failure::Io {

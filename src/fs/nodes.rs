@@ -57,6 +57,9 @@ pub struct Node {
     /// Known to have no `security.capability`, no default ACL (xattrs.rs).
     pub no_fcaps: super::xattrs::KnownAbsent,
     pub no_default_acl: super::xattrs::KnownAbsent,
+    /// The backing file's ctime (s, ns) and size at the last open, for a
+    /// read-only mount's KEEP_CACHE (open_create.rs).
+    pub opened_as: Mutex<Option<(i64, i64, i64)>>,
 }
 
 impl Node {
@@ -164,6 +167,7 @@ impl NodeTable {
             diriv: std::sync::OnceLock::new(),
             no_fcaps: Default::default(),
             no_default_acl: Default::default(),
+            opened_as: Mutex::new(None),
         });
         let mut t = table.t.lock();
         t.by_inode.insert((st.st_dev, st.st_ino), ROOT_ID);
@@ -218,6 +222,7 @@ impl NodeTable {
             diriv: std::sync::OnceLock::new(),
             no_fcaps: Default::default(),
             no_default_acl: Default::default(),
+            opened_as: Mutex::new(None),
         });
         table.by_inode.insert(key, id);
         table.by_id.insert(id, node.clone());

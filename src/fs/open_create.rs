@@ -2,7 +2,7 @@
 //! content header before anyone can open it.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use fuser::{Errno, FileAttr, FileType, INodeNo, OpenFlags, Request};
@@ -10,6 +10,15 @@ use fuser::{Errno, FileAttr, FileType, INodeNo, OpenFlags, Request};
 use super::acl_mode::NewKind;
 use super::{content_err, io, EnvelopeFs, FileHandleState, Handle, Node, Res};
 use crate::sys;
+
+/// Whether the backing file behind `fd` has the ctime and size it had when
+/// `node` was last opened (then the pages the kernel kept are still right).
+fn unchanged_since_last_open(node: &Node, fd: BorrowedFd<'_>) -> Res<bool> {
+    let st = sys::fstat(fd).map_err(io)?;
+    let now = (st.st_ctime, st.st_ctime_nsec, st.st_size);
+    let before = node.opened_as.lock().replace(now);
+    Ok(before == Some(now))
+}
 
 /// The flags a file is opened with in the backing directory.
 fn open_backing_flags(flags: i32) -> i32 {
@@ -28,7 +37,9 @@ fn open_backing_flags(flags: i32) -> i32 {
 }
 
 impl EnvelopeFs {
-    pub(super) fn open_file(&self, ino: INodeNo, flags: OpenFlags) -> Res<u64> {
+    /// Open a regular file: its handle, and whether the kernel may keep the
+    /// pages it caches of it (FOPEN_KEEP_CACHE).
+    pub(super) fn open_file(&self, ino: INodeNo, flags: OpenFlags) -> Res<(u64, bool)> {
         let node = self.node(ino)?;
         if node.kind != FileType::RegularFile {
             return Err(Errno::EINVAL);
@@ -63,7 +74,11 @@ impl EnvelopeFs {
                 .truncate(&self.vol, fd.as_fd(), 0)
                 .map_err(content_err)?;
         }
-        Ok(self.new_fh(Handle::File(FileHandleState { node, fd })))
+        // Every change a read-write mount's file sees goes through its kernel;
+        // a read-only mount may share the volume with a read-write one.
+        let keep_cache = !self.opts.read_only || unchanged_since_last_open(&node, fd.as_fd())?;
+        let fh = self.new_fh(Handle::File(FileHandleState { node, fd }));
+        Ok((fh, keep_cache))
     }
 
     /// Create and open a regular file: its attributes and handle.

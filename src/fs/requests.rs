@@ -273,9 +273,14 @@ impl Filesystem for EnvelopeFs {
         park_while_held!(if flags.0 & libc::O_TRUNC != 0, self, reply, fs, req = req.clone() =>
             fs.open(&req, ino, flags, reply));
         // Pages of an unchanged file stay cached across opens: every change
-        // to its content goes through the kernel.
-        let keep = FopenFlags::FOPEN_KEEP_CACHE;
-        reply_opened_with(reply, self.open_file(ino, flags), keep);
+        // to its content goes through the kernel (on a read-only mount,
+        // only while the backing file is unchanged).
+        let opened = self.open_file(ino, flags);
+        let keep = match opened {
+            Ok((_, true)) => FopenFlags::FOPEN_KEEP_CACHE,
+            _ => FopenFlags::empty(),
+        };
+        reply_opened_with(reply, opened.map(|(fh, _)| fh), keep);
     }
 
     fn read(

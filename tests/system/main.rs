@@ -14,6 +14,7 @@ mod lookup;
 mod mount_helper;
 mod passphrase;
 mod readme;
+mod review17;
 mod semantics;
 mod unprivileged;
 mod writeback;

@@ -205,6 +205,7 @@ impl EnvelopeFs {
         }
         if change.atime.is_some() || change.mtime.is_some() {
             let times = [timespec(change.atime), timespec(change.mtime)];
+            let _times = node.times.lock();
             sys::utimens_fd(node.fd().map_err(io)?.as_fd(), &times).map_err(io)?;
         }
         self.node_attr(&node)

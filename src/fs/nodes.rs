@@ -60,6 +60,9 @@ pub struct Node {
     /// The backing file's ctime (s, ns) and size at the last open, for a
     /// read-only mount's KEEP_CACHE (open_create.rs).
     pub opened_as: Mutex<Option<(i64, i64, i64)>>,
+    /// Orders a page-cache WRITE, which keeps the backing mtime, and a
+    /// SETATTR of the times (file_io.rs).
+    pub times: Mutex<()>,
 }
 
 impl Node {
@@ -168,6 +171,7 @@ impl NodeTable {
             no_fcaps: Default::default(),
             no_default_acl: Default::default(),
             opened_as: Mutex::new(None),
+            times: Mutex::new(()),
         });
         let mut t = table.t.lock();
         t.by_inode.insert((st.st_dev, st.st_ino), ROOT_ID);
@@ -223,6 +227,7 @@ impl NodeTable {
             no_fcaps: Default::default(),
             no_default_acl: Default::default(),
             opened_as: Mutex::new(None),
+            times: Mutex::new(()),
         });
         table.by_inode.insert(key, id);
         table.by_id.insert(id, node.clone());

@@ -77,7 +77,6 @@ fn read_only_mount_sees_changes_of_the_read_write_mount_on_reopen() {
 /// changes it; here it kept the creation time, while the page it sent later
 /// stamped the backing file with the time of that WRITE.
 #[test]
-#[ignore = "open bug: the WRITE from the page cache moves a new file's mtime"]
 fn new_files_mtime_is_the_same_after_close_and_remount() {
     if !need_fuse("review17::new_files_mtime_is_the_same_after_close_and_remount") {
         return;

@@ -87,11 +87,12 @@ impl Filesystem for Pt {
         let _ = c.add_capabilities(fuser::InitFlags::FUSE_OVER_IO_URING);
         // The kernel-side levers envelopefs mounts with, so that the
         // comparison is of the daemons, not of the kernel's caching. Aside:
-        // READDIRPLUS (no readdirplus here) and KILLPRIV_V2 (without xattrs
-        // the kernel asks for security.capability once, then never again).
-        let _ = c.add_capabilities(
-            fuser::InitFlags::FUSE_WRITEBACK_CACHE | fuser::InitFlags::FUSE_PARALLEL_DIROPS,
-        );
+        // READDIRPLUS (no readdirplus here), KILLPRIV_V2 (without xattrs the
+        // kernel asks for security.capability once, then never again) and
+        // writeback caching: this example names nodes by inode number
+        // without holding the inodes, and an inode number reused while the
+        // kernel still caches the old inode (dirty times keep it) breaks it.
+        let _ = c.add_capabilities(fuser::InitFlags::FUSE_PARALLEL_DIROPS);
         Ok(())
     }
     fn lookup(&self, _r: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

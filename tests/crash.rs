@@ -236,10 +236,7 @@ fn full_backing_filesystem_reports_enospc_at_fsync_and_close() {
     }
     bounded(120, || {
         let env = Env::new();
-        let small = SmallFs::new(&env);
-        let c = small.0.join("c");
-        env.run_ok(&["init", c.to_str().unwrap()]);
-        let m = env.mount(&c, "m", &[]);
+        let (_small, c, m) = volume_on_small_fs(&env, &[]);
         let keep = pattern(1, 300_000);
         fs::write(m.p("keep"), &keep).unwrap();
         let chunk = pattern(2, 64 * 1024);
@@ -334,10 +331,7 @@ fn full_backing_filesystem_reports_enospc_at_the_write_without_writeback() {
     }
     bounded(120, || {
         let env = Env::new();
-        let small = SmallFs::new(&env);
-        let c = small.0.join("c");
-        env.run_ok(&["init", c.to_str().unwrap()]);
-        let m = env.mount(&c, "m", &["--no-writeback-cache"]);
+        let (_small, c, m) = volume_on_small_fs(&env, &["--no-writeback-cache"]);
         let keep = pattern(1, 300_000);
         fs::write(m.p("keep"), &keep).unwrap();
         let mut f = fs::File::create(m.p("filler")).unwrap();
@@ -394,4 +388,14 @@ fn write_once_space_is_back(m: &Mount) {
     }
     eprintln!("space freed after {:?}", t0.elapsed());
     assert_eq!(fs::read(m.p("after")).unwrap(), b"space again");
+}
+
+/// A volume on a small filesystem of its own, mounted with `args`: the
+/// filesystem (unmounted when dropped), the cipher directory, the mount.
+fn volume_on_small_fs(env: &Env, args: &[&str]) -> (SmallFs, std::path::PathBuf, Mount) {
+    let small = SmallFs::new(env);
+    let c = small.0.join("c");
+    env.run_ok(&["init", c.to_str().unwrap()]);
+    let m = env.mount(&c, "m", args);
+    (small, c, m)
 }

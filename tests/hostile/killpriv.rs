@@ -197,14 +197,7 @@ fn killpriv_user_namespace_root_has_no_fsetid() {
         return;
     }
     let env = Env::shared();
-    let plain = env.path("plain");
-    fs::create_dir(&plain).unwrap();
-    fs::set_permissions(&plain, fs::Permissions::from_mode(0o777)).unwrap();
-    let cipher = env.init("c", &[]);
-    let m = env.mount(&cipher, "m", &["--allow-other"]);
-    let dir = m.p("d");
-    fs::create_dir(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let (plain, cipher, m, dir) = oracle_and_mount(&env);
     let (pf, mf) = (plain.join("f"), dir.join("f"));
     for f in [&pf, &mf] {
         fs::write(f, b"hello").unwrap();
@@ -250,14 +243,7 @@ fn chown_clears_setuid_and_setgid_as_the_vfs_does() {
         return;
     }
     let env = Env::shared();
-    let plain = env.path("plain");
-    fs::create_dir(&plain).unwrap();
-    fs::set_permissions(&plain, fs::Permissions::from_mode(0o777)).unwrap();
-    let cipher = env.init("c", &[]);
-    let m = env.mount(&cipher, "m", &["--allow-other"]);
-    let dir = m.p("d");
-    fs::create_dir(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let (plain, cipher, m, dir) = oracle_and_mount(&env);
     let mut cases = Vec::new();
     for mode in [0o4755, 0o2747, 0o2757, 0o6745, 0o2745] {
         for (uid, gid) in [(0, 0), (NOBODY, 0), (NOBODY, NOBODY)] {
@@ -368,4 +354,19 @@ fn mode_shown_right_after_a_clearing_write_is_the_new_one() {
         }
         m.unmount();
     }
+}
+
+/// A world-writable local directory (the oracle) and a world-writable
+/// directory in an `--allow-other` mount: the volume, the mount, the
+/// directory.
+fn oracle_and_mount(env: &Env) -> (PathBuf, PathBuf, Mount, PathBuf) {
+    let plain = env.path("plain");
+    fs::create_dir(&plain).unwrap();
+    fs::set_permissions(&plain, fs::Permissions::from_mode(0o777)).unwrap();
+    let cipher = env.init("c", &[]);
+    let m = env.mount(&cipher, "m", &["--allow-other"]);
+    let dir = m.p("d");
+    fs::create_dir(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
+    (plain, cipher, m, dir)
 }

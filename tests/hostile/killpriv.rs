@@ -197,7 +197,7 @@ fn killpriv_user_namespace_root_has_no_fsetid() {
         return;
     }
     let env = Env::shared();
-    let (plain, cipher, m, dir) = oracle_and_mount(&env);
+    let (plain, cipher, _m, dir) = oracle_and_mount(&env);
     let (pf, mf) = (plain.join("f"), dir.join("f"));
     for f in [&pf, &mf] {
         fs::write(f, b"hello").unwrap();
@@ -243,7 +243,7 @@ fn chown_clears_setuid_and_setgid_as_the_vfs_does() {
         return;
     }
     let env = Env::shared();
-    let (plain, cipher, m, dir) = oracle_and_mount(&env);
+    let (plain, _cipher, _m, dir) = oracle_and_mount(&env);
     let mut cases = Vec::new();
     for mode in [0o4755, 0o2747, 0o2757, 0o6745, 0o2745] {
         for (uid, gid) in [(0, 0), (NOBODY, 0), (NOBODY, NOBODY)] {

@@ -67,35 +67,35 @@ impl EnvelopeFs {
                     self.attrs_changed(&state.node);
                 }
             }
-            if caller.is_some() {
-                return state
-                    .node
-                    .content
-                    .write(&self.vol, state.fd.as_fd(), offset, data)
-                    .map_err(content_err);
-            }
             // The kernel keeps mtime under writeback caching and sends it
             // (SETATTR) when it changes it, also before or beside the pages:
             // the WRITE of a page must not move it.
-            let _times = state.node.times.lock();
-            let before = sys::fstat(state.fd.as_fd()).map_err(io)?;
+            let page_write = match caller {
+                Some(_) => None,
+                None => {
+                    let times = state.node.times.lock();
+                    Some((times, sys::fstat(state.fd.as_fd()).map_err(io)?))
+                }
+            };
             let written = state
                 .node
                 .content
                 .write(&self.vol, state.fd.as_fd(), offset, data)
                 .map_err(content_err)?;
-            let kept = [
-                libc::timespec {
-                    tv_sec: 0,
-                    tv_nsec: libc::UTIME_OMIT,
-                },
-                libc::timespec {
-                    tv_sec: before.st_mtime,
-                    tv_nsec: before.st_mtime_nsec,
-                },
-            ];
-            if let Err(err) = sys::utimens_fd(state.fd.as_fd(), &kept) {
-                log::debug!("mtime of node {} after a page write: {err}", state.node.id);
+            if let Some((_times, before)) = page_write {
+                let kept = [
+                    libc::timespec {
+                        tv_sec: 0,
+                        tv_nsec: libc::UTIME_OMIT,
+                    },
+                    libc::timespec {
+                        tv_sec: before.st_mtime,
+                        tv_nsec: before.st_mtime_nsec,
+                    },
+                ];
+                if let Err(err) = sys::utimens_fd(state.fd.as_fd(), &kept) {
+                    log::debug!("mtime of node {} after a page write: {err}", state.node.id);
+                }
             }
             Ok(written)
         })

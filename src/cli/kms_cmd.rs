@@ -123,9 +123,42 @@ fn ctx(s: &Option<String>) -> Result<EncryptionContext, Failure> {
     }
 }
 
-fn b64(s: &str, what: &str) -> Result<Vec<u8>, Failure> {
-    B64.decode(s.trim())
+/// Longest file a blob argument reads (far above any KMS blob).
+const MAX_BLOB_ARG: u64 = 1 << 20;
+
+/// A blob argument as the AWS CLI takes it: `fileb://PATH` is the file's
+/// raw bytes, `file://PATH` the file's text as base64, anything else base64.
+fn blob_arg(s: &str, what: &str) -> Result<Vec<u8>, Failure> {
+    let text;
+    let b64_text = if let Some(p) = s.strip_prefix("fileb://") {
+        return read_arg_file(p, what).map(|b| b.to_vec());
+    } else if let Some(p) = s.strip_prefix("file://") {
+        let raw = read_arg_file(p, what)?;
+        text = String::from_utf8(raw.to_vec()).map_err(|_| Failure::NotBase64(what.to_owned()))?;
+        text.as_str()
+    } else {
+        s
+    };
+    B64.decode(b64_text.trim())
         .map_err(|_| Failure::NotBase64(what.to_owned()))
+}
+
+/// The bytes of a file named in an argument (a path the user gave, so a
+/// pipe such as /dev/stdin is fine), at most [`MAX_BLOB_ARG`] bytes.
+fn read_arg_file(path: &str, what: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
+    use std::io::Read;
+    let fail = |e: std::io::Error| usage(format!("{what}: cannot read {path}: {e}"));
+    let f = std::fs::File::open(path).map_err(fail)?;
+    let mut buf = zeroize::Zeroizing::new(Vec::new());
+    f.take(MAX_BLOB_ARG + 1)
+        .read_to_end(&mut buf)
+        .map_err(fail)?;
+    if buf.len() as u64 > MAX_BLOB_ARG {
+        return Err(usage(format!(
+            "{what}: {path} is over {MAX_BLOB_ARG} bytes"
+        )));
+    }
+    Ok(buf)
 }
 
 fn read_pass(file: &Option<PathBuf>, new: bool) -> Result<zeroize::Zeroizing<String>, Failure> {

@@ -88,6 +88,23 @@ pub struct KeyRecord {
     pub on_demand_rotations: u32,
     #[serde(default)]
     import: Option<ImportParams>,
+    /// SYMMETRIC_DEFAULT, RSA_2048, ECC_NIST_P256, ...; fixed at creation.
+    #[serde(default = "symmetric_default")]
+    pub key_spec: String,
+    /// ENCRYPT_DECRYPT, SIGN_VERIFY or KEY_AGREEMENT; fixed at creation.
+    #[serde(default = "encrypt_decrypt")]
+    pub key_usage: String,
+    /// Tag keys and values (TagResource).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn symmetric_default() -> String {
+    "SYMMETRIC_DEFAULT".into()
+}
+
+fn encrypt_decrypt() -> String {
+    "ENCRYPT_DECRYPT".into()
 }
 
 impl KeyRecord {

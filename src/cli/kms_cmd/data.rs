@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::super::{print_result, Failure, Global};
-use super::{b64, ctx, usage};
+use super::{blob_arg, ctx, usage};
 use crate::kms::KeyService;
 
 #[derive(Args, Debug)]
@@ -30,7 +30,7 @@ pub struct EncryptArgs {
     /// Key ID, key ARN, alias name or alias ARN.
     #[arg(long)]
     key_id: String,
-    /// Base64 plaintext.
+    /// The plaintext: base64, fileb://FILE (raw bytes) or file://FILE (base64 text).
     #[arg(long)]
     plaintext: String,
     /// KEY=VALUE,... or a JSON object; decrypt must give the same.
@@ -40,7 +40,7 @@ pub struct EncryptArgs {
 
 #[derive(Args, Debug)]
 pub struct DecryptArgs {
-    /// The blob from encrypt or generate-data-key (base64).
+    /// The blob from encrypt or generate-data-key: base64, fileb://FILE or file://FILE.
     #[arg(long)]
     ciphertext_blob: String,
     /// Fail unless the blob is under this key (key ID, ARN or alias).
@@ -53,7 +53,7 @@ pub struct DecryptArgs {
 
 #[derive(Args, Debug)]
 pub struct ReEncryptArgs {
-    /// The blob from encrypt or generate-data-key (base64).
+    /// The blob from encrypt or generate-data-key: base64, fileb://FILE or file://FILE.
     #[arg(long)]
     ciphertext_blob: String,
     /// The key to encrypt under (key ID, ARN or alias).
@@ -87,10 +87,7 @@ pub fn generate_data_key(g: &Global, a: GenerateDataKeyArgs) -> Result<(), Failu
 }
 
 pub fn encrypt(g: &Global, a: EncryptArgs) -> Result<(), Failure> {
-    let pt = zeroize::Zeroizing::new(
-        B64.decode(a.plaintext.trim())
-            .map_err(|_| usage("ValidationException: --plaintext must be base64"))?,
-    );
+    let pt = zeroize::Zeroizing::new(blob_arg(&a.plaintext, "--plaintext")?);
     let ks = g.open_store()?;
     let (blob, arn, mat) = ks.encrypt(&a.key_id, &pt, &ctx(&a.encryption_context)?)?;
     let v = json!({"CiphertextBlob": B64.encode(&blob), "KeyId": arn, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT", "KeyMaterialId": mat});
@@ -99,7 +96,7 @@ pub fn encrypt(g: &Global, a: EncryptArgs) -> Result<(), Failure> {
 }
 
 pub fn decrypt(g: &Global, a: DecryptArgs) -> Result<(), Failure> {
-    let blob = b64(&a.ciphertext_blob, "the blob")?;
+    let blob = blob_arg(&a.ciphertext_blob, "the blob")?;
     let ks = g.open_store()?;
     let d = ks.decrypt(&blob, &ctx(&a.encryption_context)?, a.key_id.as_deref())?;
     let v = json!({
@@ -113,7 +110,7 @@ pub fn decrypt(g: &Global, a: DecryptArgs) -> Result<(), Failure> {
 }
 
 pub fn re_encrypt(g: &Global, a: ReEncryptArgs) -> Result<(), Failure> {
-    let blob = b64(&a.ciphertext_blob, "the blob")?;
+    let blob = blob_arg(&a.ciphertext_blob, "the blob")?;
     let ks = g.open_store()?;
     let (nb, src, dst, mat) = ks.re_encrypt(
         &blob,

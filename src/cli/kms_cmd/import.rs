@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::super::{print_result, Failure, Global};
-use super::{b64, usage};
+use super::{blob_arg, usage};
 use crate::kms::local::IMPORT_WRAPPING_ALGORITHM;
 use crate::kms::KeyService;
 
@@ -96,7 +96,7 @@ pub fn wrap_key_material(g: &Global, a: WrapArgs) -> Result<(), Failure> {
     if m.len() != 32 {
         return Err(usage("key material must be exactly 32 bytes"));
     }
-    let pk = b64(&a.public_key, "the public key")?;
+    let pk = blob_arg(&a.public_key, "the public key")?;
     let ks = g.open_store()?;
     let id = ks.key_id_of(&a.key_id)?;
     let w = crate::kms::local::wrap_key_material(&pk, &id, &m)?;
@@ -126,7 +126,7 @@ fn check_expiration(model: Option<&str>, valid_to: Option<u64>) -> Result<(), Fa
 
 pub fn import_key_material(g: &Global, a: ImportArgs) -> Result<(), Failure> {
     check_expiration(a.expiration_model.as_deref(), a.valid_to)?;
-    let blob = b64(&a.encrypted_key_material, "the encrypted key material")?;
+    let blob = blob_arg(&a.encrypted_key_material, "the encrypted key material")?;
     let ks = g.open_store()?;
     let id = ks.import_key_material(&a.key_id, &a.import_token, &blob, a.valid_to)?;
     print_result(

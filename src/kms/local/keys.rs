@@ -145,6 +145,9 @@ impl LocalKeyService {
             next_rotation_date: managed.then_some(now + 365 * DAY),
             on_demand_rotations: 0,
             import: None,
+            key_spec: super::symmetric_default(),
+            key_usage: super::encrypt_decrypt(),
+            tags: BTreeMap::new(),
         };
         d.keys.push(rec.clone());
         rec

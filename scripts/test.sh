@@ -11,6 +11,7 @@ command -v setfattr >/dev/null || need_apt+=(attr)
 command -v setfacl >/dev/null || need_apt+=(acl)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v script >/dev/null || need_apt+=(bsdutils) # script(1): progress bars under a pty
+command -v openssl >/dev/null || need_apt+=(openssl) # the asymmetric-key tests' oracle
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null

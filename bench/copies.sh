@@ -11,7 +11,7 @@ export ENVELOPEFS_KEYSTORE=$W/ks
 echo "copy bench" > "$W/pass"
 export ENVELOPEFS_PASSPHRASE_FILE=$W/pass
 "$BIN" kms create-key >/dev/null
-KEY=$("$BIN" kms create-key)
+KEY=$("$BIN" kms create-key --query KeyMetadata.KeyId --output text)
 mkdir -p "$W/large" "$W/small"
 for i in 1 2 3 4; do head -c 268435456 /dev/urandom > "$W/large/f$i"; done
 for i in $(seq 1 10000); do head -c 4096 /dev/urandom > "$W/small/f$i"; done 2>/dev/null

@@ -161,7 +161,20 @@ fn volumes_on_aws_kms() {
         ok(&env, &url, &["rewrap", c.to_str().unwrap()]);
         // aws -> local -> aws copies mount under their new keys.
         let local = env.path("local");
-        let lk = ok(&env, &url, &["kms", "create-key"]).trim().to_owned();
+        let lk = ok(
+            &env,
+            &url,
+            &[
+                "kms",
+                "create-key",
+                "--query",
+                "KeyMetadata.KeyId",
+                "--output",
+                "text",
+            ],
+        )
+        .trim()
+        .to_owned();
         ok(
             &env,
             &url,

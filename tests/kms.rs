@@ -234,3 +234,62 @@ fn volumes_across_rotation_disable_rewrap_and_backup() {
             .any(|e| e["encryptionContext"]["envelopefs:volume-id"].is_string()));
     });
 }
+
+/// The issue's seed example, as AWS documents it: `generate-data-key` with
+/// no output flag prints the AWS CLI's JSON (four-space indent, the key's
+/// ARN in KeyId), not a bare blob; `--output text` is the AWS CLI's
+/// tab-separated line of the same fields in key order, and `--query` picks
+/// one field (quoted in JSON, bare in text).
+#[test]
+fn seed_example_generate_data_key_prints_aws_json_by_default() {
+    let env = Env::new();
+    let k = json(&env, &["kms", "create-key"]);
+    let arn = k["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    let id = k["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    env.run_ok(&[
+        "kms",
+        "create-alias",
+        "--alias-name",
+        "alias/ExampleAlias",
+        "--target-key-id",
+        &id,
+    ]);
+    let seed = [
+        "kms",
+        "generate-data-key",
+        "--key-id",
+        "alias/ExampleAlias",
+        "--key-spec",
+        "AES_256",
+    ];
+    let out = env.run_ok(&seed);
+    assert!(out.starts_with("{\n    \""), "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let fields: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["CiphertextBlob", "KeyId", "KeyMaterialId", "Plaintext"],
+        "{out}"
+    );
+    assert_eq!(v["KeyId"], arn.as_str());
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let pt = b64.decode(v["Plaintext"].as_str().unwrap()).unwrap();
+    assert_eq!(pt.len(), 32);
+    // The same result as AWS's text form: one line, fields in key order.
+    let mut text_args = seed.to_vec();
+    text_args.extend(["--output", "text"]);
+    let line = env.run_ok(&text_args);
+    let cols: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
+    assert_eq!(cols.len(), 4, "{line:?}");
+    assert!(b64.decode(cols[0]).unwrap().len() > 32, "{line:?}");
+    assert_eq!(cols[1], arn, "{line:?}");
+    assert_eq!(b64.decode(cols[3]).unwrap().len(), 32, "{line:?}");
+    assert_eq!(line.lines().count(), 1, "{line:?}");
+    // --query: one field, quoted in JSON, bare in text.
+    let mut q = seed.to_vec();
+    q.extend(["--query", "KeyId"]);
+    assert_eq!(env.run_ok(&q), format!("\"{arn}\"\n"));
+    q.extend(["--output", "text"]);
+    assert_eq!(env.run_ok(&q), format!("{arn}\n"));
+}

@@ -10,11 +10,12 @@ mod kms_cmd;
 mod logging;
 mod mount;
 mod options;
+mod output;
 mod umount;
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::error::exitcodes;
@@ -24,12 +25,8 @@ use crate::kms::passphrase::PassphraseSource;
 use crate::kms::{KeyService, KmsError};
 use crate::volume::{InitOptions, KeyLocation, Volume, VolumeConfig};
 
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, Default)]
-pub enum Output {
-    #[default]
-    Text,
-    Json,
-}
+use output::OutputFormat;
+pub use output::{print_result, Output};
 
 #[derive(Args, Debug, Clone)]
 pub struct Global {
@@ -49,8 +46,20 @@ pub struct Global {
         env = "ENVELOPEFS_EXTPASS"
     )]
     pub extpass: Vec<std::ffi::OsString>,
-    /// Result format.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    /// Result format: json, the default of kms commands (as the AWS CLI
+    /// prints it), or text: the AWS CLI's tab-separated text form of that
+    /// JSON for kms commands, each command's own text (the default) for
+    /// the others.
+    #[arg(long = "output", global = true, value_enum, value_name = "FORMAT")]
+    pub output_format: Option<OutputFormat>,
+    /// Print only this part of the JSON result, as the AWS CLI's --query
+    /// (JMESPath): field names joined by dots, each optionally followed by
+    /// [N], [*] or [] (KeyMetadata.Arn, Keys[*].KeyId). Other commands
+    /// then print JSON.
+    #[arg(long, global = true, value_name = "EXPRESSION")]
+    pub query: Option<String>,
+    /// How results print, from --output, --query and the command.
+    #[arg(skip)]
     pub output: Output,
 }
 
@@ -342,21 +351,6 @@ impl Settings {
     }
 }
 
-/// Prints a command's result on stdout. A reader that went away (`| head`)
-/// ends the command quietly; nothing else is left to say.
-pub fn print_result(out: Output, value: &serde_json::Value, text: &str) {
-    use std::io::Write;
-    let body = match out {
-        Output::Json => serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string()),
-        Output::Text => text.to_owned(),
-    };
-    let mut stdout = std::io::stdout().lock();
-    let r = writeln!(stdout, "{body}").and_then(|()| stdout.flush());
-    if let Err(e) = r {
-        std::process::exit(Failure::stdout("cannot write the result", e).tell())
-    }
-}
-
 fn config_json(cfg: &VolumeConfig, dir: &Path) -> serde_json::Value {
     json!({
         "CipherDir": dir.display().to_string(),
@@ -391,7 +385,10 @@ fn config_text(cfg: &VolumeConfig, dir: &Path) -> String {
     )
 }
 
-fn run_cmd(cli: Cli) -> Result<(), Failure> {
+fn run_cmd(mut cli: Cli) -> Result<(), Failure> {
+    let kms = matches!(cli.cmd, Command::Kms(_));
+    cli.global.output = Output::resolve(cli.global.output_format, kms, cli.global.query.is_some())?;
+    output::set_query(cli.global.query.as_deref())?;
     let g = &cli.global;
     match cli.cmd {
         Command::Init {

@@ -238,10 +238,12 @@ pub fn kms_exit_code(e: &KmsError) -> i32 {
     match e {
         KmsError::NotFound(_) | KmsError::AccessDenied(_) => NOT_FOUND,
         KmsError::Disabled(_) | KmsError::InvalidState(_) => KEY_STATE,
-        KmsError::InvalidCiphertext | KmsError::IncorrectKey(_) => INVALID_CIPHERTEXT,
+        KmsError::InvalidCiphertext | KmsError::IncorrectKey(_) | KmsError::InvalidSignature => {
+            INVALID_CIPHERTEXT
+        }
         KmsError::Validation(_) | KmsError::AlreadyExists(_) => VALIDATION,
         KmsError::LimitExceeded(_) => LIMIT_EXCEEDED,
-        KmsError::UnsupportedOperation(_) => UNSUPPORTED,
+        KmsError::UnsupportedOperation(_) | KmsError::InvalidKeyUsage(_) => UNSUPPORTED,
         KmsError::IncorrectKeyMaterial(_)
         | KmsError::InvalidImportToken(_)
         | KmsError::ExpiredImportToken(_) => IMPORT,

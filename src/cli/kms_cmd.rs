@@ -3,6 +3,7 @@
 //! kms_cmd/ by theme: keys, aliases and rotation; imported material; data
 //! keys and blobs; the store as a whole.
 
+mod asym;
 mod data;
 mod import;
 mod keys;
@@ -20,7 +21,7 @@ use crate::kms::EncryptionContext;
 
 #[derive(Subcommand, Debug)]
 pub enum KmsCommand {
-    /// Create a symmetric customer managed key.
+    /// Create a customer managed key: symmetric, or an asymmetric key pair.
     CreateKey(keys::CreateKeyArgs),
     /// Show a key's metadata: state, origin, dates, material.
     DescribeKey(keys::KeyArg),
@@ -76,6 +77,18 @@ pub enum KmsCommand {
     ChangePassphrase(store::ChangePassphraseArgs),
     /// Read the audit log.
     Audit(store::AuditArgs),
+    /// The public key of an asymmetric key (DER SubjectPublicKeyInfo, base64).
+    GetPublicKey(asym::GetPublicKeyArgs),
+    /// Sign a message or its digest with a SIGN_VERIFY key.
+    Sign(asym::SignArgs),
+    /// Verify a signature (an invalid one is KMSInvalidSignatureException).
+    Verify(asym::VerifyArgs),
+    /// The ECDH shared secret of a KEY_AGREEMENT key and another party's public key.
+    DeriveSharedSecret(asym::DeriveSharedSecretArgs),
+    /// A key pair, its private key also encrypted under a symmetric key.
+    GenerateDataKeyPair(asym::GenerateDataKeyPairArgs),
+    /// A key pair with its private key only encrypted under a symmetric key.
+    GenerateDataKeyPairWithoutPlaintext(asym::GenerateDataKeyPairArgs),
 }
 
 pub fn run(g: &Global, c: KmsCommand) -> Result<(), Failure> {
@@ -109,6 +122,14 @@ pub fn run(g: &Global, c: KmsCommand) -> Result<(), Failure> {
         ImportBackup(a) => store::import_backup(g, a),
         ChangePassphrase(a) => store::change_passphrase(g, a),
         Audit(a) => store::audit(g, a),
+        GetPublicKey(a) => asym::get_public_key(g, a),
+        Sign(a) => asym::sign(g, a),
+        Verify(a) => asym::verify(g, a),
+        DeriveSharedSecret(a) => asym::derive_shared_secret(g, a),
+        GenerateDataKeyPair(a) => asym::generate_data_key_pair(g, a),
+        GenerateDataKeyPairWithoutPlaintext(a) => {
+            asym::generate_data_key_pair_without_plaintext(g, a)
+        }
     }
 }
 

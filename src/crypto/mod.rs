@@ -3,6 +3,7 @@
 //! the disk.
 
 pub mod aead;
+pub mod asym;
 pub mod content;
 pub mod header;
 pub mod keys;

@@ -20,6 +20,7 @@ use super::store::KdfParams;
 use super::{EncryptionContext, KmsError};
 
 mod aliases;
+pub mod asymmetric;
 mod backup;
 mod blobs;
 mod import;

@@ -36,6 +36,10 @@ pub enum KmsError {
     LimitExceeded(String),
     #[error("UnsupportedOperationException: {0}")]
     UnsupportedOperation(String),
+    #[error("InvalidKeyUsageException: {0}")]
+    InvalidKeyUsage(String),
+    #[error("KMSInvalidSignatureException: the signature is not valid")]
+    InvalidSignature,
     #[error("IncorrectKeyMaterialException: {0}")]
     IncorrectKeyMaterial(String),
     #[error("InvalidImportTokenException: {0}")]
@@ -76,6 +80,8 @@ impl KmsError {
             KmsError::AlreadyExists(_) => "AlreadyExistsException",
             KmsError::LimitExceeded(_) => "LimitExceededException",
             KmsError::UnsupportedOperation(_) => "UnsupportedOperationException",
+            KmsError::InvalidKeyUsage(_) => "InvalidKeyUsageException",
+            KmsError::InvalidSignature => "KMSInvalidSignatureException",
             KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
             KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
             KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",

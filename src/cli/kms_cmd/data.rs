@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::super::{print_result, Failure, Global};
 use super::{blob_arg, ctx, usage};
+use crate::kms::local::asymmetric::SYMMETRIC_DEFAULT;
 use crate::kms::KeyService;
 
 #[derive(Args, Debug)]
@@ -33,9 +34,14 @@ pub struct EncryptArgs {
     /// The plaintext: base64, fileb://FILE (raw bytes) or file://FILE (base64 text).
     #[arg(long)]
     plaintext: String,
-    /// KEY=VALUE,... or a JSON object; decrypt must give the same.
+    /// KEY=VALUE,... or a JSON object; decrypt must give the same
+    /// (symmetric keys only).
     #[arg(long)]
     encryption_context: Option<String>,
+    /// SYMMETRIC_DEFAULT, or RSAES_OAEP_SHA_1 / RSAES_OAEP_SHA_256 with an RSA
+    /// ENCRYPT_DECRYPT key (plaintext at most 214/190, 342/318 or 470/446 bytes).
+    #[arg(long, default_value = "SYMMETRIC_DEFAULT")]
+    encryption_algorithm: String,
 }
 
 #[derive(Args, Debug)]
@@ -43,12 +49,17 @@ pub struct DecryptArgs {
     /// The blob from encrypt or generate-data-key: base64, fileb://FILE or file://FILE.
     #[arg(long)]
     ciphertext_blob: String,
-    /// Fail unless the blob is under this key (key ID, ARN or alias).
+    /// Fail unless the blob is under this key (key ID, ARN or alias);
+    /// required for an RSA key's ciphertext.
     #[arg(long)]
     key_id: Option<String>,
     /// The encryption context the blob was made with.
     #[arg(long)]
     encryption_context: Option<String>,
+    /// SYMMETRIC_DEFAULT, or the RSAES_OAEP_SHA_1 / RSAES_OAEP_SHA_256 the
+    /// ciphertext was made with (then --key-id is required).
+    #[arg(long, default_value = "SYMMETRIC_DEFAULT")]
+    encryption_algorithm: String,
 }
 
 #[derive(Args, Debug)]
@@ -89,22 +100,38 @@ pub fn generate_data_key(g: &Global, a: GenerateDataKeyArgs) -> Result<(), Failu
 pub fn encrypt(g: &Global, a: EncryptArgs) -> Result<(), Failure> {
     let pt = zeroize::Zeroizing::new(blob_arg(&a.plaintext, "--plaintext")?);
     let ks = g.open_store()?;
-    let (blob, arn, mat) = ks.encrypt(&a.key_id, &pt, &ctx(&a.encryption_context)?)?;
-    let v = json!({"CiphertextBlob": B64.encode(&blob), "KeyId": arn, "EncryptionAlgorithm": "SYMMETRIC_DEFAULT", "KeyMaterialId": mat});
-    print_result(g.output, &v, &B64.encode(&blob));
+    let context = ctx(&a.encryption_context)?;
+    let alg = a.encryption_algorithm;
+    let v = if alg == SYMMETRIC_DEFAULT {
+        let (blob, arn, mat) = ks.encrypt(&a.key_id, &pt, &context)?;
+        json!({"CiphertextBlob": B64.encode(&blob), "KeyId": arn, "EncryptionAlgorithm": alg, "KeyMaterialId": mat})
+    } else {
+        let (blob, arn) = ks.encrypt_asymmetric(&a.key_id, &pt, &alg, &context)?;
+        json!({"CiphertextBlob": B64.encode(&blob), "KeyId": arn, "EncryptionAlgorithm": alg})
+    };
+    let text = v["CiphertextBlob"].as_str().unwrap_or_default().to_owned();
+    print_result(g.output, &v, &text);
     Ok(())
 }
 
 pub fn decrypt(g: &Global, a: DecryptArgs) -> Result<(), Failure> {
     let blob = blob_arg(&a.ciphertext_blob, "the blob")?;
     let ks = g.open_store()?;
-    let d = ks.decrypt(&blob, &ctx(&a.encryption_context)?, a.key_id.as_deref())?;
-    let v = json!({
+    let d = ks.decrypt_with_algorithm(
+        &blob,
+        &ctx(&a.encryption_context)?,
+        a.key_id.as_deref(),
+        &a.encryption_algorithm,
+    )?;
+    let mut v = json!({
         "KeyId": d.key_arn,
         "Plaintext": B64.encode(&d.plaintext[..]),
-        "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-        "KeyMaterialId": d.key_material_id,
+        "EncryptionAlgorithm": a.encryption_algorithm,
     });
+    // AWS names the key material of symmetric decryption only.
+    if !d.key_material_id.is_empty() {
+        v["KeyMaterialId"] = json!(d.key_material_id);
+    }
     print_result(g.output, &v, &B64.encode(&d.plaintext[..]));
     Ok(())
 }

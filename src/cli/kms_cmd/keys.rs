@@ -4,6 +4,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::super::{print_result, Failure, Global};
+use crate::kms::local::asymmetric::{algorithm_list, SYMMETRIC_DEFAULT};
 use crate::kms::local::{fmt_time, KeyRecord, LocalKeyService};
 use crate::kms::KeyService;
 
@@ -12,9 +13,17 @@ pub struct CreateKeyArgs {
     /// A description of the key (shown by describe-key and list-keys).
     #[arg(long, default_value = "")]
     description: String,
-    /// AWS_KMS (material made here) or EXTERNAL (imported material).
+    /// AWS_KMS (material made here) or EXTERNAL (imported material; symmetric keys only here).
     #[arg(long, default_value = "AWS_KMS")]
     origin: String,
+    /// SYMMETRIC_DEFAULT, RSA_2048|3072|4096, ECC_NIST_P256|P384|P521 or
+    /// ECC_SECG_P256K1 (AWS's HMAC, ML-DSA, Ed25519 and SM2 specs are not implemented here).
+    #[arg(long, default_value = "SYMMETRIC_DEFAULT")]
+    key_spec: String,
+    /// ENCRYPT_DECRYPT (RSA, symmetric), SIGN_VERIFY (RSA, ECC) or
+    /// KEY_AGREEMENT (NIST ECC); fixed for the key's life.
+    #[arg(long, default_value = "ENCRYPT_DECRYPT")]
+    key_usage: String,
 }
 
 /// The one key a subcommand acts on.
@@ -88,16 +97,18 @@ fn metadata(ks: &LocalKeyService, r: &KeyRecord) -> Value {
         "CreationDate": r.creation_date,
         "Enabled": r.key_state == "Enabled",
         "Description": r.description,
-        "KeyUsage": "ENCRYPT_DECRYPT",
+        "KeyUsage": r.key_usage,
         "KeyState": r.key_state,
         "Origin": r.origin,
         "KeyManager": r.key_manager,
-        "KeySpec": "SYMMETRIC_DEFAULT",
-        "CustomerMasterKeySpec": "SYMMETRIC_DEFAULT",
-        "EncryptionAlgorithms": ["SYMMETRIC_DEFAULT"],
+        "KeySpec": r.key_spec,
+        "CustomerMasterKeySpec": r.key_spec,
         "MultiRegion": false,
     });
-    if !r.current_material.is_empty() {
+    let (field, algorithms) = algorithm_list(&r.key_spec, &r.key_usage);
+    m[field] = json!(algorithms);
+    // AWS shows the current material of symmetric keys only (the ones that rotate).
+    if !r.current_material.is_empty() && r.key_spec == SYMMETRIC_DEFAULT {
         m["CurrentKeyMaterialId"] = json!(r.current_material);
     }
     if let Some(d) = r.deletion_date {
@@ -118,7 +129,7 @@ fn metadata(ks: &LocalKeyService, r: &KeyRecord) -> Value {
 
 pub fn create_key(g: &Global, a: CreateKeyArgs) -> Result<(), Failure> {
     let ks = g.open_or_create_store()?;
-    let r = ks.create_key(&a.description, &a.origin)?;
+    let r = ks.create_key_with_spec(&a.description, &a.origin, &a.key_spec, &a.key_usage)?;
     print_result(
         g.output,
         &json!({ "KeyMetadata": metadata(&ks, &r) }),

@@ -29,7 +29,7 @@ impl LocalKeyService {
     }
 
     /// Encrypt under the key's current material; (blob, key ARN, material ID).
-    fn encrypt_inner(
+    pub(super) fn encrypt_inner(
         &self,
         key: &str,
         plaintext: &[u8],
@@ -48,6 +48,7 @@ impl LocalKeyService {
             .find(|r| r.key_id == id)
             .ok_or_else(|| KmsError::NotFound(key.to_owned()))?;
         self.usable(rec)?;
+        self.require_symmetric(rec, "SYMMETRIC_DEFAULT encryption")?;
         let mat = rec
             .current()
             .and_then(|m| m.material.as_ref().map(|x| (m, x)))
@@ -96,6 +97,7 @@ impl LocalKeyService {
             )));
         };
         self.usable(rec)?;
+        self.require_symmetric(rec, "SYMMETRIC_DEFAULT decryption")?;
         let mat = rec
             .materials
             .iter()

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    fmt_time, new_material, Audit, KeyRecord, LocalKeyService, StoreData, DAY, DEFAULT_ALIAS,
-    DISABLED, ENABLED, PENDING_DELETION, PENDING_IMPORT,
+    asymmetric, fmt_time, new_material, Audit, KeyRecord, LocalKeyService, StoreData, DAY,
+    DEFAULT_ALIAS, DISABLED, ENABLED, PENDING_DELETION, PENDING_IMPORT,
 };
 use crate::kms::KmsError;
 
@@ -101,21 +101,62 @@ impl LocalKeyService {
 
     /// Create a symmetric key (`origin` AWS_KMS or EXTERNAL).
     pub fn create_key(&self, description: &str, origin: &str) -> Result<KeyRecord, KmsError> {
+        self.create_key_with_spec(
+            description,
+            origin,
+            asymmetric::SYMMETRIC_DEFAULT,
+            asymmetric::ENCRYPT_DECRYPT,
+        )
+    }
+
+    /// CreateKey with a KeySpec and KeyUsage (AWS's rule of which spec
+    /// allows which usage); an asymmetric key's pair is made here.
+    pub fn create_key_with_spec(
+        &self,
+        description: &str,
+        origin: &str,
+        key_spec: &str,
+        key_usage: &str,
+    ) -> Result<KeyRecord, KmsError> {
         self.audited("CreateKey", None, |a| {
             if origin != "AWS_KMS" && origin != "EXTERNAL" {
                 return Err(KmsError::Validation(format!(
                     "Origin must be AWS_KMS or EXTERNAL, not {origin}"
                 )));
             }
+            let spec = asymmetric::check_spec_usage(key_spec, key_usage)?;
             let now = self.now();
-            let rec = self.update(|d| Ok(Self::new_key(d, description, false, origin, now)))?;
+            let rec = match spec {
+                None => self.update(|d| Ok(Self::new_key(d, description, false, origin, now)))?,
+                Some(_) if origin != "AWS_KMS" => {
+                    return Err(KmsError::UnsupportedOperation(format!(
+                        "the local key service makes asymmetric keys with Origin AWS_KMS only, not {origin}"
+                    )))
+                }
+                Some(spec) => {
+                    // Made before taking the store's lock: RSA takes seconds.
+                    let pkcs8 = crate::crypto::asym::generate(spec).map_err(|e| {
+                        KmsError::Unavailable(format!("{} key generation: {e}", spec.name()))
+                    })?;
+                    self.update(|d| {
+                        Ok(Self::new_asymmetric_key(
+                            d,
+                            description,
+                            spec,
+                            key_usage,
+                            &pkcs8,
+                            now,
+                        ))
+                    })?
+                }
+            };
             a.key_arn = Some(self.arn(&rec.key_id));
             a.material = Some(rec.current_material.clone()).filter(|m| !m.is_empty());
             Ok(rec)
         })
     }
 
-    fn new_key(
+    pub(super) fn new_key(
         d: &mut StoreData,
         description: &str,
         managed: bool,

@@ -9,6 +9,7 @@ use crate::kms::KmsError;
 
 impl LocalKeyService {
     fn rotation_state_check(&self, r: &KeyRecord) -> Result<(), KmsError> {
+        self.refuse_asymmetric_rotation(r)?;
         match r.key_state.as_str() {
             ENABLED if r.origin == "EXTERNAL" => Err(KmsError::UnsupportedOperation(format!(
                 "{} has imported key material: automatic rotation is not supported",
@@ -69,6 +70,7 @@ impl LocalKeyService {
     /// Returns the new key material ID.
     pub fn rotate_key_on_demand(&self, key: &str) -> Result<String, KmsError> {
         self.manage("RotateKeyOnDemand", key, |r, now| {
+            self.refuse_asymmetric_rotation(r)?;
             self.usable(r)?;
             if r.origin == "EXTERNAL" {
                 return Err(KmsError::UnsupportedOperation(format!(

@@ -241,7 +241,10 @@ pub fn kms_exit_code(e: &KmsError) -> i32 {
         KmsError::InvalidCiphertext | KmsError::IncorrectKey(_) | KmsError::InvalidSignature => {
             INVALID_CIPHERTEXT
         }
-        KmsError::Validation(_) | KmsError::AlreadyExists(_) => VALIDATION,
+        KmsError::Validation(_)
+        | KmsError::AlreadyExists(_)
+        | KmsError::Tag(_)
+        | KmsError::InvalidMarker(_) => VALIDATION,
         KmsError::LimitExceeded(_) => LIMIT_EXCEEDED,
         KmsError::UnsupportedOperation(_) | KmsError::InvalidKeyUsage(_) => UNSUPPORTED,
         KmsError::IncorrectKeyMaterial(_)

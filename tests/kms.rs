@@ -293,3 +293,63 @@ fn seed_example_generate_data_key_prints_aws_json_by_default() {
     q.extend(["--output", "text"]);
     assert_eq!(env.run_ok(&q), format!("{arn}\n"));
 }
+
+/// `--query` forms outside the supported subset are a usage error before
+/// the command runs; describe-key's text form is the AWS CLI's.
+#[test]
+fn query_and_text_output_of_kms_commands() {
+    let env = Env::new();
+    let k = json(&env, &["kms", "create-key"]);
+    let id = k["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let out = env.run(&["kms", "create-key", "--query", "KeyMetadata | KeyId"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        out.stdout.is_empty() && err.starts_with("envelopefs: --query "),
+        "{err}"
+    );
+    assert_eq!(
+        json(&env, &["kms", "list-keys"])["Keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let q = [
+        "kms",
+        "list-keys",
+        "--query",
+        "Keys[*].KeyId",
+        "--output",
+        "text",
+    ];
+    assert_eq!(env.run_ok(&q), format!("{id}\n"));
+    let q = ["kms", "list-keys", "--query", "Keys[0].KeyId"];
+    assert_eq!(env.run_ok(&q), format!("\"{id}\"\n"));
+    let text = env.run_ok(&["kms", "describe-key", "--key-id", &id, "--output", "text"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[1], "ENCRYPTIONALGORITHMS\tSYMMETRIC_DEFAULT",
+        "{text}"
+    );
+    assert!(lines[0].starts_with("KEYMETADATA\t"), "{text}");
+    assert!(
+        lines[0].split('\t').any(|c| c == id) && lines[0].contains("\tTrue\t"),
+        "{text}"
+    );
+    // Other commands: their own text, or JSON when asked or queried.
+    let c = env.init("c", &[]);
+    let info = env.run_ok(&["info", c.to_str().unwrap()]);
+    assert!(info.starts_with("cipher dir:"), "{info}");
+    let q = ["info", c.to_str().unwrap(), "--query", "BlockSize"];
+    assert_eq!(env.run_ok(&q), "4096\n");
+    let out = env.run(&[
+        "info",
+        c.to_str().unwrap(),
+        "--query",
+        "BlockSize",
+        "--output",
+        "text",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}

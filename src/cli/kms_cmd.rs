@@ -7,7 +7,9 @@ mod asym;
 mod data;
 mod import;
 mod keys;
+mod pages;
 mod store;
+mod tags;
 
 use std::path::PathBuf;
 
@@ -26,7 +28,7 @@ pub enum KmsCommand {
     /// Show a key's metadata: state, origin, dates, material.
     DescribeKey(keys::KeyArg),
     /// List the key IDs and ARNs in the store.
-    ListKeys,
+    ListKeys(keys::ListKeysArgs),
     /// List the aliases in the store, with the keys they point to.
     ListAliases(keys::ListAliasesArgs),
     /// Create an alias (alias/NAME) for a key.
@@ -52,7 +54,7 @@ pub enum KmsCommand {
     /// Rotate a key's material now (older material still decrypts).
     RotateKeyOnDemand(keys::KeyArg),
     /// List a key's past rotations.
-    ListKeyRotations(keys::KeyArg),
+    ListKeyRotations(keys::ListKeyRotationsArgs),
     /// A wrapping public key (X25519, for HPKE) and a 24-hour import token.
     GetParametersForImport(import::GetParametersArgs),
     /// Seal key material for import-key-material (a local helper; no aws counterpart).
@@ -69,6 +71,18 @@ pub enum KmsCommand {
     Decrypt(data::DecryptArgs),
     /// Decrypt a blob and encrypt its plaintext under another key.
     ReEncrypt(data::ReEncryptArgs),
+    /// A data key's blob only (its plaintext is never shown).
+    GenerateDataKeyWithoutPlaintext(data::GenerateDataKeyWithoutPlaintextArgs),
+    /// Random bytes (1..1024), base64.
+    GenerateRandom(data::GenerateRandomArgs),
+    /// Change a key's description.
+    UpdateKeyDescription(tags::UpdateKeyDescriptionArgs),
+    /// Add or change tags of a key (at most 50 a key).
+    TagResource(tags::TagResourceArgs),
+    /// Remove tags from a key.
+    UntagResource(tags::UntagResourceArgs),
+    /// List a key's tags.
+    ListResourceTags(tags::ListResourceTagsArgs),
     /// Write the store, encrypted under a backup passphrase, to FILE.
     ExportBackup(store::ExportBackupArgs),
     /// Create the store (which must not exist) from a backup FILE.
@@ -96,7 +110,7 @@ pub fn run(g: &Global, c: KmsCommand) -> Result<(), Failure> {
     match c {
         CreateKey(a) => keys::create_key(g, a),
         DescribeKey(a) => keys::describe_key(g, a),
-        ListKeys => keys::list_keys(g),
+        ListKeys(a) => keys::list_keys(g, a),
         ListAliases(a) => keys::list_aliases(g, a),
         CreateAlias(a) => keys::create_alias(g, a),
         UpdateAlias(a) => keys::update_alias(g, a),
@@ -118,6 +132,12 @@ pub fn run(g: &Global, c: KmsCommand) -> Result<(), Failure> {
         Encrypt(a) => data::encrypt(g, a),
         Decrypt(a) => data::decrypt(g, a),
         ReEncrypt(a) => data::re_encrypt(g, a),
+        GenerateDataKeyWithoutPlaintext(a) => data::generate_data_key_without_plaintext(g, a),
+        GenerateRandom(a) => data::generate_random(g, a),
+        UpdateKeyDescription(a) => tags::update_key_description(g, a),
+        TagResource(a) => tags::tag_resource(g, a),
+        UntagResource(a) => tags::untag_resource(g, a),
+        ListResourceTags(a) => tags::list_resource_tags(g, a),
         ExportBackup(a) => store::export_backup(g, a),
         ImportBackup(a) => store::import_backup(g, a),
         ChangePassphrase(a) => store::change_passphrase(g, a),

@@ -26,10 +26,16 @@ mod blobs;
 mod import;
 mod keys;
 mod open;
+mod pages;
+mod random;
 mod rotation;
+mod tags;
 
 pub use super::store::{parse_store_file, KdfCost, STORE_FILE};
 pub use import::wrap_key_material;
+pub use pages::{Page, PageRequest, Rotation};
+pub use random::MAX_RANDOM_BYTES;
+pub use tags::MAX_TAGS_PER_KEY;
 
 pub const DEFAULT_ALIAS: &str = "alias/envelopefs/default";
 pub const DAY: u64 = 86_400;

@@ -46,6 +46,10 @@ pub enum KmsError {
     InvalidImportToken(String),
     #[error("ExpiredImportTokenException: {0}")]
     ExpiredImportToken(String),
+    #[error("TagException: {0}")]
+    Tag(String),
+    #[error("InvalidMarkerException: {0}")]
+    InvalidMarker(String),
     #[error("KMS unavailable: {0}")]
     Unavailable(String),
     #[error("wrong passphrase for the key store at {0}")]
@@ -85,6 +89,8 @@ impl KmsError {
             KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
             KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
             KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
+            KmsError::Tag(_) => "TagException",
+            KmsError::InvalidMarker(_) => "InvalidMarkerException",
             KmsError::Unavailable(_) => "Unavailable",
             KmsError::WrongPassphrase(_) => "WrongPassphrase",
             KmsError::NoStore(_) => "NoKeyStore",

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::super::{print_result, Failure, Global};
 use super::{blob_arg, ctx, usage};
 use crate::kms::local::asymmetric::SYMMETRIC_DEFAULT;
-use crate::kms::KeyService;
+use crate::kms::{KeyService, KmsError};
 
 #[derive(Args, Debug)]
 pub struct GenerateDataKeyArgs {
@@ -24,6 +24,29 @@ pub struct GenerateDataKeyArgs {
     /// KEY=VALUE,... or a JSON object.
     #[arg(long)]
     encryption_context: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateDataKeyWithoutPlaintextArgs {
+    /// Key ID, key ARN, alias name or alias ARN.
+    #[arg(long)]
+    key_id: String,
+    /// AES_256 or AES_128 (or give --number-of-bytes; one of the two).
+    #[arg(long)]
+    key_spec: Option<String>,
+    /// Length of the data key in bytes (1..1024), instead of --key-spec.
+    #[arg(long)]
+    number_of_bytes: Option<usize>,
+    /// KEY=VALUE,... or a JSON object.
+    #[arg(long)]
+    encryption_context: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateRandomArgs {
+    /// How many random bytes (1..1024).
+    #[arg(long)]
+    number_of_bytes: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -70,6 +93,9 @@ pub struct ReEncryptArgs {
     /// The key to encrypt under (key ID, ARN or alias).
     #[arg(long)]
     destination_key_id: String,
+    /// Fail unless the blob is under this key (key ID, ARN or alias).
+    #[arg(long)]
+    source_key_id: Option<String>,
     /// The encryption context the blob was made with.
     #[arg(long)]
     source_encryption_context: Option<String>,
@@ -139,9 +165,10 @@ pub fn decrypt(g: &Global, a: DecryptArgs) -> Result<(), Failure> {
 pub fn re_encrypt(g: &Global, a: ReEncryptArgs) -> Result<(), Failure> {
     let blob = blob_arg(&a.ciphertext_blob, "the blob")?;
     let ks = g.open_store()?;
-    let (nb, src, dst, mat) = ks.re_encrypt(
+    let (nb, src, dst, mat) = ks.re_encrypt_from(
         &blob,
         &ctx(&a.source_encryption_context)?,
+        a.source_key_id.as_deref(),
         &a.destination_key_id,
         &ctx(&a.destination_encryption_context)?,
     )?;
@@ -154,5 +181,47 @@ pub fn re_encrypt(g: &Global, a: ReEncryptArgs) -> Result<(), Failure> {
         "DestinationKeyMaterialId": mat,
     });
     print_result(g.output, &v, &B64.encode(&nb));
+    Ok(())
+}
+
+/// A data key's length from exactly one of KeySpec and NumberOfBytes, as
+/// AWS takes them.
+fn data_key_length(
+    key_spec: Option<&str>,
+    number_of_bytes: Option<usize>,
+) -> Result<usize, KmsError> {
+    match (key_spec, number_of_bytes) {
+        (Some(_), Some(_)) | (None, None) => Err(KmsError::Validation(
+            "give either --key-spec or --number-of-bytes, not both nor neither".into(),
+        )),
+        (Some("AES_256"), None) => Ok(32),
+        (Some("AES_128"), None) => Ok(16),
+        (Some(s), None) => Err(KmsError::Validation(format!(
+            "KeySpec must be AES_256 or AES_128, not {s}"
+        ))),
+        (None, Some(n)) => Ok(n),
+    }
+}
+
+pub fn generate_data_key_without_plaintext(
+    g: &Global,
+    a: GenerateDataKeyWithoutPlaintextArgs,
+) -> Result<(), Failure> {
+    let n = data_key_length(a.key_spec.as_deref(), a.number_of_bytes)?;
+    let context = ctx(&a.encryption_context)?;
+    let ks = g.open_store()?;
+    let (blob, arn, mat) = ks.generate_data_key_without_plaintext(&a.key_id, n, &context)?;
+    let v = json!({"CiphertextBlob": B64.encode(&blob), "KeyId": arn, "KeyMaterialId": mat});
+    print_result(g.output, &v, "");
+    Ok(())
+}
+
+pub fn generate_random(g: &Global, a: GenerateRandomArgs) -> Result<(), Failure> {
+    let n = a
+        .number_of_bytes
+        .ok_or_else(|| KmsError::Validation("NumberOfBytes is required".into()))?;
+    let ks = g.open_store()?;
+    let bytes = ks.generate_random(n)?;
+    print_result(g.output, &json!({"Plaintext": B64.encode(&bytes[..])}), "");
     Ok(())
 }

@@ -4,6 +4,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::super::{print_result, Failure, Global};
+use super::pages::{listed, PageArgs};
 use crate::kms::local::asymmetric::{algorithm_list, SYMMETRIC_DEFAULT};
 use crate::kms::local::{fmt_time, KeyRecord, LocalKeyService};
 use crate::kms::KeyService;
@@ -35,10 +36,27 @@ pub struct KeyArg {
 }
 
 #[derive(Args, Debug)]
+pub struct ListKeysArgs {
+    #[command(flatten)]
+    page: PageArgs,
+}
+
+#[derive(Args, Debug)]
 pub struct ListAliasesArgs {
     /// Only the aliases of this key (key ID or key ARN).
     #[arg(long)]
     key_id: Option<String>,
+    #[command(flatten)]
+    page: PageArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ListKeyRotationsArgs {
+    /// Key ID, key ARN, alias name or alias ARN.
+    #[arg(long)]
+    key_id: String,
+    #[command(flatten)]
+    page: PageArgs,
 }
 
 #[derive(Args, Debug)]
@@ -150,35 +168,27 @@ pub fn describe_key(g: &Global, a: KeyArg) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn list_keys(g: &Global) -> Result<(), Failure> {
+pub fn list_keys(g: &Global, a: ListKeysArgs) -> Result<(), Failure> {
     let ks = g.open_store()?;
-    let keys = ks.list_keys();
-    let v: Vec<_> = keys
-        .iter()
-        .map(|r| json!({"KeyId": r.key_id, "KeyArn": ks.arn(&r.key_id)}))
-        .collect();
-    let text: Vec<_> = keys
-        .iter()
-        .map(|r| format!("{}\t{}", r.key_id, ks.arn(&r.key_id)))
-        .collect();
-    print_result(g.output, &json!({ "Keys": v }), &text.join("\n"));
+    let v = listed(
+        &a.page,
+        "Keys",
+        |req| ks.list_keys_page(req),
+        |r| json!({"KeyId": r.key_id, "KeyArn": ks.arn(&r.key_id)}),
+    )?;
+    print_result(g.output, &v, "");
     Ok(())
 }
 
 pub fn list_aliases(g: &Global, a: ListAliasesArgs) -> Result<(), Failure> {
     let ks = g.open_store()?;
-    let filter = a.key_id.map(|k| ks.key_id_of(&k)).transpose()?;
-    let al: Vec<_> = ks
-        .list_aliases()
-        .into_iter()
-        .filter(|(_, k)| filter.as_ref().is_none_or(|f| f == k))
-        .collect();
-    let v: Vec<_> = al
-        .iter()
-        .map(|(a, k)| json!({"AliasName": a, "AliasArn": ks.alias_arn(a), "TargetKeyId": k}))
-        .collect();
-    let text: Vec<_> = al.iter().map(|(a, k)| format!("{a}\t{k}")).collect();
-    print_result(g.output, &json!({ "Aliases": v }), &text.join("\n"));
+    let v = listed(
+        &a.page,
+        "Aliases",
+        |req| ks.list_aliases_page(a.key_id.as_deref(), req),
+        |(a, k)| json!({"AliasName": a, "AliasArn": ks.alias_arn(a), "TargetKeyId": k}),
+    )?;
+    print_result(g.output, &v, "");
     Ok(())
 }
 
@@ -257,38 +267,22 @@ pub fn rotate_key_on_demand(g: &Global, a: KeyArg) -> Result<(), Failure> {
     Ok(())
 }
 
-pub fn list_key_rotations(g: &Global, a: KeyArg) -> Result<(), Failure> {
+pub fn list_key_rotations(g: &Global, a: ListKeyRotationsArgs) -> Result<(), Failure> {
     let ks = g.open_store()?;
-    let r = ks.describe(&a.key_id)?;
-    let rot: Vec<_> = r
-        .materials
-        .iter()
-        .filter(|m| m.rotation_type == "AUTOMATIC" || m.rotation_type == "ON_DEMAND")
-        .map(|m| {
+    let v = listed(
+        &a.page,
+        "Rotations",
+        |req| ks.list_key_rotations_page(&a.key_id, req),
+        |r| {
             json!({
                 "KeyId": r.key_id,
-                "KeyMaterialId": m.id,
-                "KeyMaterialState": if m.id == r.current_material { "CURRENT" } else { "NON_CURRENT" },
-                "RotationDate": m.created,
-                "RotationType": m.rotation_type,
+                "KeyMaterialId": r.key_material_id,
+                "KeyMaterialState": if r.current { "CURRENT" } else { "NON_CURRENT" },
+                "RotationDate": r.rotation_date,
+                "RotationType": r.rotation_type,
             })
-        })
-        .collect();
-    let text: Vec<_> = rot
-        .iter()
-        .map(|v| {
-            format!(
-                "{}\t{}\t{}",
-                v["KeyMaterialId"].as_str().unwrap_or(""),
-                v["RotationType"].as_str().unwrap_or(""),
-                v["KeyMaterialState"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
-    print_result(
-        g.output,
-        &json!({"Rotations": rot, "Truncated": false}),
-        &text.join("\n"),
-    );
+        },
+    )?;
+    print_result(g.output, &v, "");
     Ok(())
 }

@@ -139,9 +139,28 @@ impl LocalKeyService {
         destination_key: &str,
         destination_context: &EncryptionContext,
     ) -> Result<(Vec<u8>, String, String, String), KmsError> {
+        self.re_encrypt_from(
+            blob,
+            source_context,
+            None,
+            destination_key,
+            destination_context,
+        )
+    }
+
+    /// ReEncrypt with its SourceKeyId: as [`Self::re_encrypt`], but a blob
+    /// of another key than `source_key` is an IncorrectKeyException.
+    pub fn re_encrypt_from(
+        &self,
+        blob: &[u8],
+        source_context: &EncryptionContext,
+        source_key: Option<&str>,
+        destination_key: &str,
+        destination_context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, String, String, String), KmsError> {
         self.audited("ReEncrypt", Some(destination_key), |a| {
             a.context = Some(destination_context.clone());
-            let d = self.decrypt_inner(blob, source_context, None)?;
+            let d = self.decrypt_inner(blob, source_context, source_key)?;
             let (nb, arn, mat) =
                 self.encrypt_inner(destination_key, &d.plaintext, destination_context)?;
             a.material = Some(mat.clone());
@@ -161,22 +180,7 @@ impl KeyService for LocalKeyService {
         bytes: usize,
         context: &EncryptionContext,
     ) -> Result<GeneratedDataKey, KmsError> {
-        self.audited("GenerateDataKey", Some(key), |a| {
-            a.context = Some(context.clone());
-            if bytes == 0 || bytes > 1024 {
-                return Err(KmsError::Validation("NumberOfBytes must be 1..1024".into()));
-            }
-            let mut pt = Zeroizing::new(vec![0u8; bytes]);
-            crate::crypto::random_bytes(&mut pt);
-            let (blob, arn, mat) = self.encrypt_inner(key, &pt, context)?;
-            a.material = Some(mat.clone());
-            Ok(GeneratedDataKey {
-                plaintext: pt,
-                ciphertext_blob: blob,
-                key_arn: arn,
-                key_material_id: mat,
-            })
-        })
+        self.new_data_key("GenerateDataKey", key, bytes, context)
     }
 
     fn decrypt(

@@ -65,8 +65,10 @@ pub fn set_query(text: Option<&str>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Prints a command's result on stdout. A reader that went away (`| head`)
-/// ends the command quietly; nothing else is left to say.
+/// Prints a command's result on stdout: `text` is the command's own text
+/// (which kms commands never print), `value` the JSON the other outputs
+/// come from. A reader that went away (`| head`) ends the command quietly;
+/// nothing else is left to say.
 pub fn print_result(out: Output, value: &Value, text: &str) {
     use std::io::Write;
     let body = render(out, QUERY.get(), value, text);

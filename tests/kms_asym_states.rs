@@ -391,6 +391,11 @@ fn sign_checks_message_type_length_and_algorithm_as_aws() {
             "InvalidKeyUsageException",
             26,
         ),
+        (
+            sign("aGk=", "RAW", "ED25519_SHA_512"),
+            "InvalidKeyUsageException",
+            26,
+        ),
     ] {
         fails(&env, &args, error, code);
     }

@@ -492,3 +492,38 @@ impl LocalKeyService {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{test_store, LocalKeyService};
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn the_private_key_is_sealed_in_the_store_and_signs_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = test_store(dir.path());
+        let rec = ks
+            .create_key_with_spec("s", "AWS_KMS", "ECC_NIST_P256", "SIGN_VERIFY")
+            .unwrap();
+        let private = rec.current().unwrap().material.clone().unwrap();
+        let (sig, _) = ks.sign(&rec.key_id, b"m", "RAW", "ECDSA_SHA_256").unwrap();
+        let public = ks.get_public_key(&rec.key_id).unwrap().public_key;
+        let store = std::fs::read(LocalKeyService::store_path(dir.path())).unwrap();
+        let audit = std::fs::read(dir.path().join("audit.log")).unwrap();
+        for (what, bytes) in [("store", &store), ("audit log", &audit)] {
+            // Past the PKCS#8 header: the private scalar itself.
+            assert!(!contains(bytes, &private.as_bytes()[48..88]), "{what}");
+        }
+        drop(ks);
+        let ks = LocalKeyService::open(dir.path(), "test passphrase").unwrap();
+        ks.verify(&rec.key_id, b"m", "RAW", &sig, "ECDSA_SHA_256")
+            .unwrap();
+        assert_eq!(ks.get_public_key(&rec.key_id).unwrap().public_key, public);
+        let (sig2, _) = ks.sign(&rec.key_id, b"m", "RAW", "ECDSA_SHA_256").unwrap();
+        ks.verify(&rec.key_id, b"m", "RAW", &sig2, "ECDSA_SHA_256")
+            .unwrap();
+    }
+}

@@ -345,11 +345,18 @@ fn openssl_oaep_ciphertexts_decrypt_with_kms_decrypt_within_aws_size_limits() {
     let mut with_ctx: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
     with_ctx.extend_from_slice(&["--encryption-context", "a=b"]);
     fails(&env, &with_ctx, "ValidationException", 18);
-    // The wrong algorithm for the key, either way round.
-    let a = enc("SYMMETRIC_DEFAULT", &id);
+    // Not one of AWS's encryption algorithms; one no key here allows.
     fails(
         &env,
-        &a.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        &enc("RSAES_PKCS1_V1_5", &id),
+        "ValidationException",
+        18,
+    );
+    fails(&env, &enc("SM2PKE", &id), "InvalidKeyUsageException", 26);
+    // The wrong algorithm for the key, either way round.
+    fails(
+        &env,
+        &enc("SYMMETRIC_DEFAULT", &id),
         "InvalidKeyUsageException",
         26,
     );
@@ -357,10 +364,9 @@ fn openssl_oaep_ciphertexts_decrypt_with_kms_decrypt_within_aws_size_limits() {
         .as_str()
         .unwrap()
         .to_owned();
-    let a = enc("RSAES_OAEP_SHA_256", &sym);
     fails(
         &env,
-        &a.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        &enc("RSAES_OAEP_SHA_256", &sym),
         "InvalidKeyUsageException",
         26,
     );

@@ -332,3 +332,71 @@ fn asymmetric_keys_follow_the_key_state_table_and_never_rotate() {
         "a public key in the audit log"
     );
 }
+
+#[test]
+fn sign_checks_message_type_length_and_algorithm_as_aws() {
+    let env = Env::new();
+    let id = create(&env, "ECC_NIST_P256", "SIGN_VERIFY");
+    let max = write(&env, "max", &[7u8; 4096]);
+    let over = write(&env, "over", &[7u8; 4097]);
+    let short_digest = write(&env, "d31", &[7u8; 31]);
+    let sign = |msg: &str, kind: &str, alg: &str| -> Vec<String> {
+        [
+            "kms",
+            "sign",
+            "--key-id",
+            &id,
+            "--message",
+            msg,
+            "--message-type",
+            kind,
+            "--signing-algorithm",
+            alg,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let ok = sign(&fileb(&max), "RAW", "ECDSA_SHA_256");
+    json(&env, &ok.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+    for (args, error, code) in [
+        (
+            sign(&fileb(&over), "RAW", "ECDSA_SHA_256"),
+            "ValidationException",
+            18,
+        ),
+        (
+            sign(&fileb(&short_digest), "DIGEST", "ECDSA_SHA_256"),
+            "ValidationException",
+            18,
+        ),
+        (sign("", "RAW", "ECDSA_SHA_256"), "ValidationException", 18),
+        (
+            sign("aGk=", "EXTERNAL_MU", "ECDSA_SHA_256"),
+            "ValidationException",
+            18,
+        ),
+        (
+            sign("aGk=", "RAW", "ECDSA_SHA_1"),
+            "ValidationException",
+            18,
+        ),
+        (
+            sign("aGk=", "RAW", "ECDSA_SHA_384"),
+            "InvalidKeyUsageException",
+            26,
+        ),
+        (
+            sign("aGk=", "RAW", "RSASSA_PSS_SHA_256"),
+            "InvalidKeyUsageException",
+            26,
+        ),
+        (
+            sign("aGk=", "RAW", "ED25519_SHA_512"),
+            "InvalidKeyUsageException",
+            26,
+        ),
+    ] {
+        fails(&env, &args, error, code);
+    }
+}

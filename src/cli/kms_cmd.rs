@@ -23,7 +23,7 @@ use crate::kms::EncryptionContext;
 
 #[derive(Subcommand, Debug)]
 pub enum KmsCommand {
-    /// Create a customer managed key: symmetric, or an asymmetric key pair.
+    /// Create a symmetric customer managed key, or an asymmetric key pair (--key-spec).
     CreateKey(keys::CreateKeyArgs),
     /// Show a key's metadata: state, origin, dates, material.
     DescribeKey(keys::KeyArg),

@@ -54,6 +54,7 @@ where
             KmsError::AccessDenied(format!("{msg} (KMS also answers this for a deleted key)"))
         }
         Some("ValidationException") => KmsError::Validation(msg),
+        Some("InvalidKeyUsageException") => KmsError::InvalidKeyUsage(msg),
         Some(code) => KmsError::Unavailable(format!("{op}: {code}: {msg}")),
         None => match &e {
             SdkError::TimeoutError(_) => {

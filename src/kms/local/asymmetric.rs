@@ -34,6 +34,15 @@ const AWS_ONLY_SPECS: [&str; 9] = [
     "HMAC_512",
 ];
 
+/// Signing algorithms AWS KMS has for key specs not implemented here: a key
+/// of this service never allows them.
+const AWS_ONLY_SIGNING: [&str; 4] = [
+    "ED25519_SHA_512",
+    "ED25519_PH_SHA_512",
+    "ML_DSA_SHAKE_256",
+    "SM2DSA",
+];
+
 /// Messages and digests to sign or verify: AWS's 1..4096 bytes.
 const MAX_MESSAGE: usize = 4096;
 
@@ -148,6 +157,16 @@ fn message<'a>(bytes: &'a [u8], message_type: &str) -> Result<Message<'a>, KmsEr
             "MessageType {t} is not RAW or DIGEST"
         ))),
     }
+}
+
+/// One of AWS's EncryptionAlgorithm values (SM2PKE, China's, no key here allows).
+fn check_encryption_algorithm(alg: &str) -> Result<(), KmsError> {
+    if alg == SYMMETRIC_DEFAULT || alg == "SM2PKE" || EncryptionAlgorithm::parse(alg).is_some() {
+        return Ok(());
+    }
+    Err(KmsError::Validation(format!(
+        "EncryptionAlgorithm {alg} is not SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256"
+    )))
 }
 
 fn asym_err(e: AsymError) -> KmsError {
@@ -284,13 +303,16 @@ impl LocalKeyService {
         spec: KeySpec,
         alg: &str,
     ) -> Result<SigningAlgorithm, KmsError> {
-        let a = SigningAlgorithm::parse(alg).ok_or_else(|| {
-            KmsError::Validation(format!("SigningAlgorithm {alg} is not a known algorithm"))
-        })?;
-        if !spec.signing_algorithms().contains(&a) {
-            return Err(self.usage_err(rec, &format!("SigningAlgorithm {alg}")));
+        match SigningAlgorithm::parse(alg) {
+            Some(a) if spec.signing_algorithms().contains(&a) => Ok(a),
+            Some(_) => Err(self.usage_err(rec, &format!("SigningAlgorithm {alg}"))),
+            None if AWS_ONLY_SIGNING.contains(&alg) => {
+                Err(self.usage_err(rec, &format!("SigningAlgorithm {alg}")))
+            }
+            None => Err(KmsError::Validation(format!(
+                "SigningAlgorithm {alg} is not a known algorithm"
+            ))),
         }
-        Ok(a)
     }
 
     /// Sign: (signature, key ARN).
@@ -358,6 +380,7 @@ impl LocalKeyService {
         context: &EncryptionContext,
     ) -> Result<(Vec<u8>, String), KmsError> {
         self.audited("Encrypt", Some(key), |a| {
+            check_encryption_algorithm(alg)?;
             let (rec, spec, pkcs8) = self.asymmetric_key(a, key, ENCRYPT_DECRYPT, alg)?;
             let alg = self.encryption_algorithm(&rec, alg, context)?;
             let max = alg.max_plaintext(spec);
@@ -396,11 +419,7 @@ impl LocalKeyService {
                     "KeyId is required to decrypt with EncryptionAlgorithm {alg}"
                 ))
             })?;
-            if alg != SYMMETRIC_DEFAULT && EncryptionAlgorithm::parse(alg).is_none() {
-                return Err(KmsError::Validation(format!(
-                    "EncryptionAlgorithm {alg} is not SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1 or RSAES_OAEP_SHA_256"
-                )));
-            }
+            check_encryption_algorithm(alg)?;
             let (rec, spec, pkcs8) = self.asymmetric_key(a, key, ENCRYPT_DECRYPT, alg)?;
             let alg = self.encryption_algorithm(&rec, alg, context)?;
             let plaintext = asym::decrypt(spec, &pkcs8, alg, blob).map_err(asym_err)?;
@@ -471,5 +490,40 @@ impl LocalKeyService {
                 key_pair_spec: spec.name(),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{test_store, LocalKeyService};
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn the_private_key_is_sealed_in_the_store_and_signs_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = test_store(dir.path());
+        let rec = ks
+            .create_key_with_spec("s", "AWS_KMS", "ECC_NIST_P256", "SIGN_VERIFY")
+            .unwrap();
+        let private = rec.current().unwrap().material.clone().unwrap();
+        let (sig, _) = ks.sign(&rec.key_id, b"m", "RAW", "ECDSA_SHA_256").unwrap();
+        let public = ks.get_public_key(&rec.key_id).unwrap().public_key;
+        let store = std::fs::read(LocalKeyService::store_path(dir.path())).unwrap();
+        let audit = std::fs::read(dir.path().join("audit.log")).unwrap();
+        for (what, bytes) in [("store", &store), ("audit log", &audit)] {
+            // Past the PKCS#8 header: the private scalar itself.
+            assert!(!contains(bytes, &private.as_bytes()[48..88]), "{what}");
+        }
+        drop(ks);
+        let ks = LocalKeyService::open(dir.path(), "test passphrase").unwrap();
+        ks.verify(&rec.key_id, b"m", "RAW", &sig, "ECDSA_SHA_256")
+            .unwrap();
+        assert_eq!(ks.get_public_key(&rec.key_id).unwrap().public_key, public);
+        let (sig2, _) = ks.sign(&rec.key_id, b"m", "RAW", "ECDSA_SHA_256").unwrap();
+        ks.verify(&rec.key_id, b"m", "RAW", &sig2, "ECDSA_SHA_256")
+            .unwrap();
     }
 }

@@ -239,7 +239,9 @@ pub fn kms_exit_code(e: &KmsError) -> i32 {
         KmsError::NotFound(_) | KmsError::AccessDenied(_) => NOT_FOUND,
         KmsError::Disabled(_) | KmsError::InvalidState(_) => KEY_STATE,
         KmsError::InvalidCiphertext | KmsError::IncorrectKey(_) => INVALID_CIPHERTEXT,
-        KmsError::Validation(_) | KmsError::AlreadyExists(_) => VALIDATION,
+        KmsError::Validation(_) | KmsError::AlreadyExists(_) | KmsError::InvalidAliasName(_) => {
+            VALIDATION
+        }
         KmsError::LimitExceeded(_) => LIMIT_EXCEEDED,
         KmsError::UnsupportedOperation(_) => UNSUPPORTED,
         KmsError::IncorrectKeyMaterial(_)

@@ -55,6 +55,10 @@ pub struct KeyMaterial {
     pub rotation_type: String,
     #[serde(default)]
     pub valid_to: Option<u64>,
+    /// Imported with ImportType NEW_KEY_MATERIAL, waiting for
+    /// RotateKeyOnDemand to make it current (AWS's PENDING_ROTATION).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending_rotation: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -172,6 +176,7 @@ fn new_material(kind: &str, now: u64) -> KeyMaterial {
         material: Some(enc),
         rotation_type: kind.into(),
         valid_to: None,
+        pending_rotation: false,
     }
 }
 

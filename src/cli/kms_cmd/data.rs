@@ -6,18 +6,19 @@ use clap::Args;
 use serde_json::json;
 
 use super::super::{print_result, Failure, Global};
-use super::{blob_arg, ctx, usage};
-use crate::kms::KeyService;
+use super::{blob_arg, ctx};
+use crate::kms::{KeyService, KmsError};
 
 #[derive(Args, Debug)]
 pub struct GenerateDataKeyArgs {
     /// Key ID, key ARN, alias name or alias ARN.
     #[arg(long)]
     key_id: String,
-    /// AES_256 or AES_128 (or give --number-of-bytes).
-    #[arg(long, default_value = "AES_256")]
-    key_spec: String,
-    /// Length of the data key in bytes, instead of --key-spec.
+    /// AES_256 or AES_128, or give --number-of-bytes (not both). AWS
+    /// requires one of the two; here neither means AES_256.
+    #[arg(long)]
+    key_spec: Option<String>,
+    /// Length of the data key in bytes (1 to 1024), instead of --key-spec.
     #[arg(long)]
     number_of_bytes: Option<usize>,
     /// KEY=VALUE,... or a JSON object.
@@ -68,12 +69,7 @@ pub struct ReEncryptArgs {
 }
 
 pub fn generate_data_key(g: &Global, a: GenerateDataKeyArgs) -> Result<(), Failure> {
-    let n = match (a.number_of_bytes, a.key_spec.as_str()) {
-        (Some(n), _) => n,
-        (None, "AES_256") => 32,
-        (None, "AES_128") => 16,
-        (None, s) => return Err(usage(format!("ValidationException: unknown key spec {s}"))),
-    };
+    let n = data_key_length(a.key_spec.as_deref(), a.number_of_bytes)?;
     let ks = g.open_store()?;
     let d = ks.generate_data_key(&a.key_id, n, &ctx(&a.encryption_context)?)?;
     let v = json!({
@@ -84,6 +80,21 @@ pub fn generate_data_key(g: &Global, a: GenerateDataKeyArgs) -> Result<(), Failu
     });
     print_result(g.output, &v, &B64.encode(&d.ciphertext_blob));
     Ok(())
+}
+
+/// The data key's length from `--key-spec` or `--number-of-bytes`.
+fn data_key_length(spec: Option<&str>, bytes: Option<usize>) -> Result<usize, KmsError> {
+    match (spec, bytes) {
+        (Some(_), Some(_)) => Err(KmsError::Validation(
+            "give KeySpec or NumberOfBytes, not both".into(),
+        )),
+        (None, Some(n)) => Ok(n),
+        (None | Some("AES_256"), None) => Ok(32),
+        (Some("AES_128"), None) => Ok(16),
+        (Some(s), None) => Err(KmsError::Validation(format!(
+            "KeySpec must be AES_256 or AES_128, not {s}"
+        ))),
+    }
 }
 
 pub fn encrypt(g: &Global, a: EncryptArgs) -> Result<(), Failure> {

@@ -163,6 +163,7 @@ fn place_material(
                 digest: dg,
                 rotation_type: "IMPORT".into(),
                 valid_to,
+                pending_rotation: false,
             };
             let id = m.id.clone();
             r.materials.push(m);

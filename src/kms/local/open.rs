@@ -108,7 +108,13 @@ impl LocalKeyService {
             return Ok((Self::open(dir, &pass)?, false));
         }
         let pass = src.new_passphrase()?;
-        Ok((Self::create(dir, &pass, KdfCost::default())?, true))
+        // Whether the store exists is decided under the store lock, in
+        // `create`: when another process created it since the look above,
+        // that store is the one to open.
+        match Self::create(dir, &pass, KdfCost::default()) {
+            Err(KmsError::AlreadyExists(_)) => Ok((Self::open(dir, &pass)?, false)),
+            created => Ok((created?, true)),
+        }
     }
 
     /// Replace the clock (tests only need this through the library).

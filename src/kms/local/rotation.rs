@@ -69,6 +69,7 @@ impl LocalKeyService {
     /// Returns the new key material ID.
     pub fn rotate_key_on_demand(&self, key: &str) -> Result<String, KmsError> {
         self.manage("RotateKeyOnDemand", key, |r, now| {
+            self.unsupported_for_managed(r, "on-demand rotation")?;
             self.usable(r)?;
             if r.origin == "EXTERNAL" {
                 return Err(KmsError::UnsupportedOperation(format!(

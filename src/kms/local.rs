@@ -28,7 +28,7 @@ mod open;
 mod rotation;
 
 pub use super::store::{parse_store_file, KdfCost, STORE_FILE};
-pub use import::wrap_key_material;
+pub use import::{wrap_key_material, ImportType};
 
 pub const DEFAULT_ALIAS: &str = "alias/envelopefs/default";
 pub const DAY: u64 = 86_400;
@@ -66,6 +66,9 @@ struct ImportParams {
     token: String,
     private_key: Zeroizing<String>,
     valid_to: u64,
+    /// GetParametersForImport's WrappingAlgorithm, which the key pair is for.
+    #[serde(default = "import::hpke_wrapping")]
+    wrapping_algorithm: String,
 }
 
 #[derive(Serialize, Deserialize, Clone)]

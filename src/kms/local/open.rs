@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use super::keys::missing_material;
 use super::{
     new_material, parse_store_data, Audit, Clock, KdfCost, LocalKeyService, StoreData, DAY,
     ENABLED, PENDING_DELETION, PENDING_IMPORT,
@@ -253,7 +254,7 @@ impl LocalKeyService {
                         events.push(("ExpireKeyMaterial", k.key_id.clone(), Some(m.id.clone())));
                     }
                 }
-                if expired && k.key_state != PENDING_DELETION {
+                if expired && k.key_state != PENDING_DELETION && missing_material(k) {
                     k.key_state = PENDING_IMPORT.into();
                 }
                 if k.key_state == ENABLED

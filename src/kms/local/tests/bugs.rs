@@ -16,9 +16,11 @@ fn cancelled_deletion_of_a_key_without_material_stays_pending_import() {
     ));
     // Imported, then its material deleted.
     let gone = f.ks.create_key("byok2", "EXTERNAL").unwrap().key_id;
-    let (token, pk, _) = f.ks.get_parameters_for_import(&gone).unwrap();
+    let (token, pk, _) =
+        f.ks.get_parameters_for_import(&gone, IMPORT_WRAPPING_ALGORITHM, None)
+            .unwrap();
     let wrapped = wrap_key_material(&pk, &gone, &[9u8; 32]).unwrap();
-    f.ks.import_key_material(&gone, &token, &wrapped, None)
+    f.ks.import_key_material(&gone, &token, &wrapped, None, EXISTING)
         .unwrap();
     f.ks.delete_imported_key_material(&gone).unwrap();
     f.ks.schedule_key_deletion(&gone, Some(7)).unwrap();
@@ -26,9 +28,11 @@ fn cancelled_deletion_of_a_key_without_material_stays_pending_import() {
     assert_eq!(f.state(&gone), PENDING_IMPORT);
     // With its material, the key comes back Disabled, as AWS documents.
     let kept = f.ks.create_key("byok3", "EXTERNAL").unwrap().key_id;
-    let (token, pk, _) = f.ks.get_parameters_for_import(&kept).unwrap();
+    let (token, pk, _) =
+        f.ks.get_parameters_for_import(&kept, IMPORT_WRAPPING_ALGORITHM, None)
+            .unwrap();
     let wrapped = wrap_key_material(&pk, &kept, &[8u8; 32]).unwrap();
-    f.ks.import_key_material(&kept, &token, &wrapped, None)
+    f.ks.import_key_material(&kept, &token, &wrapped, None, EXISTING)
         .unwrap();
     f.ks.schedule_key_deletion(&kept, Some(7)).unwrap();
     f.ks.cancel_key_deletion(&kept).unwrap();
@@ -138,4 +142,67 @@ fn bad_alias_names_are_invalid_alias_name_exceptions() {
         KmsError::InvalidAliasName("x".into()).name(),
         "InvalidAliasNameException"
     );
+}
+
+/// Import `material` into `k` with HPKE wrapping.
+fn import(f: &Fixture, k: &str, material: &[u8; 32], how: ImportType) -> Result<String, KmsError> {
+    let (token, pk, _) =
+        f.ks.get_parameters_for_import(k, IMPORT_WRAPPING_ALGORITHM, None)
+            .unwrap();
+    let wrapped = wrap_key_material(&pk, k, material).unwrap();
+    f.ks.import_key_material(k, &token, &wrapped, None, how)
+}
+
+#[test]
+fn imported_keys_rotate_on_demand_to_new_key_material() {
+    let f = fixture();
+    let k = f.ks.create_key("byok", "EXTERNAL").unwrap().key_id;
+    let first = import(&f, &k, &[1u8; 32], EXISTING).unwrap();
+    let old_blob = f.ks.encrypt(&k, b"old", &ctx()).unwrap().0;
+    // Nothing to rotate to yet.
+    assert!(matches!(
+        f.ks.rotate_key_on_demand(&k),
+        Err(KmsError::UnsupportedOperation(_))
+    ));
+    let second = import(&f, &k, &[2u8; 32], ImportType::NewKeyMaterial).unwrap();
+    assert_ne!(first, second);
+    // Pending rotation: not current until the rotation.
+    assert_eq!(f.ks.describe(&k).unwrap().current_material, first);
+    assert_eq!(f.ks.encrypt(&k, b"x", &ctx()).unwrap().2, first);
+    assert!(matches!(
+        import(&f, &k, &[1u8; 32], ImportType::NewKeyMaterial),
+        Err(KmsError::IncorrectKeyMaterial(_))
+    ));
+    assert!(matches!(
+        import(&f, &k, &[3u8; 32], ImportType::NewKeyMaterial),
+        Err(KmsError::InvalidState(_))
+    ));
+    assert_eq!(f.ks.rotate_key_on_demand(&k).unwrap(), second);
+    let r = f.ks.describe(&k).unwrap();
+    assert_eq!(r.current_material, second);
+    assert_eq!(r.on_demand_rotations, 1);
+    let new_blob = f.ks.encrypt(&k, b"new", &ctx()).unwrap();
+    assert_eq!(new_blob.2, second);
+    // Both materials belong to the key now: with either missing it is
+    // PendingImport, and each comes back with EXISTING_KEY_MATERIAL.
+    f.ks.delete_imported_key_material(&k).unwrap();
+    import(&f, &k, &[2u8; 32], EXISTING).unwrap();
+    assert_eq!(f.state(&k), PENDING_IMPORT);
+    assert!(matches!(
+        import(&f, &k, &[4u8; 32], EXISTING),
+        Err(KmsError::IncorrectKeyMaterial(_))
+    ));
+    assert_eq!(import(&f, &k, &[1u8; 32], EXISTING).unwrap(), first);
+    assert_eq!(f.state(&k), ENABLED);
+    for (blob, want) in [(&old_blob, &b"old"[..]), (&new_blob.0, &b"new"[..])] {
+        assert_eq!(
+            &f.ks.decrypt(blob, &ctx(), None).unwrap().plaintext[..],
+            want
+        );
+    }
+    // Automatic rotation stays refused for imported keys, as in AWS.
+    assert!(matches!(
+        f.ks.enable_key_rotation(&k, None),
+        Err(KmsError::UnsupportedOperation(_))
+    ));
 }

@@ -243,6 +243,7 @@ pub fn kms_exit_code(e: &KmsError) -> i32 {
         }
         KmsError::Validation(_)
         | KmsError::AlreadyExists(_)
+        | KmsError::InvalidAliasName(_)
         | KmsError::Tag(_)
         | KmsError::InvalidMarker(_) => VALIDATION,
         KmsError::LimitExceeded(_) => LIMIT_EXCEEDED,

@@ -347,6 +347,8 @@ fn json_output_uses_pascal_case_keys_everywhere() {
                 "generate-data-key",
                 "--key-id",
                 &key,
+                "--key-spec",
+                "AES_256",
                 "--encryption-context",
                 "a=b",
             ],

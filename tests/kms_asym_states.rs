@@ -259,7 +259,14 @@ fn asymmetric_keys_follow_the_key_state_table_and_never_rotate() {
         assert_eq!(s["KeyRotationEnabled"], false);
         fails(
             &env,
-            &["kms", "generate-data-key", "--key-id", k],
+            &[
+                "kms",
+                "generate-data-key",
+                "--key-id",
+                k,
+                "--key-spec",
+                "AES_256",
+            ],
             "InvalidKeyUsageException",
             26,
         );

@@ -17,6 +17,16 @@ impl EncryptionContext {
         self
     }
 
+    /// AWS's rule for the map: every key at least one character long.
+    pub fn check(&self) -> Result<(), super::KmsError> {
+        if self.0.contains_key("") {
+            return Err(super::KmsError::Validation(
+                "encryption context keys must have length greater than or equal to 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Canonical bytes: count, then (len, key, len, value) in key order.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();

@@ -32,7 +32,7 @@ mod rotation;
 mod tags;
 
 pub use super::store::{parse_store_file, KdfCost, STORE_FILE};
-pub use import::wrap_key_material;
+pub use import::{wrap_key_material, ImportType};
 pub use pages::{Page, PageRequest, Rotation};
 pub use random::MAX_RANDOM_BYTES;
 pub use tags::MAX_TAGS_PER_KEY;
@@ -62,6 +62,10 @@ pub struct KeyMaterial {
     pub rotation_type: String,
     #[serde(default)]
     pub valid_to: Option<u64>,
+    /// Imported with ImportType NEW_KEY_MATERIAL, waiting for
+    /// RotateKeyOnDemand to make it current (AWS's PENDING_ROTATION).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending_rotation: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -69,6 +73,9 @@ struct ImportParams {
     token: String,
     private_key: Zeroizing<String>,
     valid_to: u64,
+    /// GetParametersForImport's WrappingAlgorithm, which the key pair is for.
+    #[serde(default = "import::hpke_wrapping")]
+    wrapping_algorithm: String,
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -179,6 +186,7 @@ fn new_material(kind: &str, now: u64) -> KeyMaterial {
         material: Some(enc),
         rotation_type: kind.into(),
         valid_to: None,
+        pending_rotation: false,
     }
 }
 

@@ -30,6 +30,8 @@ pub enum KmsError {
     AccessDenied(String),
     #[error("ValidationException: {0}")]
     Validation(String),
+    #[error("InvalidAliasNameException: {0}")]
+    InvalidAliasName(String),
     #[error("AlreadyExistsException: {0}")]
     AlreadyExists(String),
     #[error("LimitExceededException: {0}")]
@@ -81,6 +83,7 @@ impl KmsError {
             KmsError::IncorrectKey(_) => "IncorrectKeyException",
             KmsError::AccessDenied(_) => "AccessDeniedException",
             KmsError::Validation(_) => "ValidationException",
+            KmsError::InvalidAliasName(_) => "InvalidAliasNameException",
             KmsError::AlreadyExists(_) => "AlreadyExistsException",
             KmsError::LimitExceeded(_) => "LimitExceededException",
             KmsError::UnsupportedOperation(_) => "UnsupportedOperationException",

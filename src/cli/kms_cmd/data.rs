@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::super::{print_result, Failure, Global};
-use super::{blob_arg, ctx, usage};
+use super::{blob_arg, ctx};
 use crate::kms::local::asymmetric::SYMMETRIC_DEFAULT;
 use crate::kms::{KeyService, KmsError};
 
@@ -15,10 +15,10 @@ pub struct GenerateDataKeyArgs {
     /// Key ID, key ARN, alias name or alias ARN.
     #[arg(long)]
     key_id: String,
-    /// AES_256 or AES_128 (or give --number-of-bytes).
-    #[arg(long, default_value = "AES_256")]
-    key_spec: String,
-    /// Length of the data key in bytes, instead of --key-spec.
+    /// AES_256 or AES_128; exactly one of --key-spec and --number-of-bytes.
+    #[arg(long)]
+    key_spec: Option<String>,
+    /// Length of the data key in bytes (1 to 1024), instead of --key-spec.
     #[arg(long)]
     number_of_bytes: Option<usize>,
     /// KEY=VALUE,... or a JSON object.
@@ -105,12 +105,7 @@ pub struct ReEncryptArgs {
 }
 
 pub fn generate_data_key(g: &Global, a: GenerateDataKeyArgs) -> Result<(), Failure> {
-    let n = match (a.number_of_bytes, a.key_spec.as_str()) {
-        (Some(n), _) => n,
-        (None, "AES_256") => 32,
-        (None, "AES_128") => 16,
-        (None, s) => return Err(usage(format!("ValidationException: unknown key spec {s}"))),
-    };
+    let n = data_key_length(a.key_spec.as_deref(), a.number_of_bytes)?;
     let ks = g.open_store()?;
     let d = ks.generate_data_key(&a.key_id, n, &ctx(&a.encryption_context)?)?;
     let v = json!({

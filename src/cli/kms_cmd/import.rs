@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::super::{print_result, Failure, Global};
 use super::{blob_arg, usage};
-use crate::kms::local::IMPORT_WRAPPING_ALGORITHM;
+use crate::kms::local::{ImportType, IMPORT_WRAPPING_ALGORITHM};
 use crate::kms::KeyService;
 
 #[derive(Args, Debug)]
@@ -17,9 +17,16 @@ pub struct GetParametersArgs {
     /// The EXTERNAL key to import material into (key ID or ARN).
     #[arg(long)]
     key_id: String,
-    /// How the material is to be wrapped (only this one is offered).
+    /// How the material is to be wrapped: RSAES_OAEP_SHA_256,
+    /// RSA_AES_KEY_WRAP_SHA_256, RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_1
+    /// (AWS's), or HPKE_X25519_HKDF_SHA256_AES_256_GCM (ours, for
+    /// wrap-key-material, and the default here; AWS requires the argument).
     #[arg(long, default_value = IMPORT_WRAPPING_ALGORITHM)]
     wrapping_algorithm: String,
+    /// RSA_2048, RSA_3072 or RSA_4096 for the RSA algorithms (default
+    /// RSA_2048 here; AWS requires it); none for HPKE.
+    #[arg(long)]
+    wrapping_key_spec: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -52,6 +59,11 @@ pub struct ImportArgs {
     /// Seconds since the epoch.
     #[arg(long)]
     valid_to: Option<u64>,
+    /// EXISTING_KEY_MATERIAL (the default: the key's first material, or
+    /// material it had before) or NEW_KEY_MATERIAL (further material for a
+    /// symmetric key, made current by rotate-key-on-demand).
+    #[arg(long, default_value = "EXISTING_KEY_MATERIAL")]
+    import_type: String,
 }
 
 #[derive(Args, Debug)]
@@ -62,19 +74,18 @@ pub struct ExternalKeyArg {
 }
 
 pub fn get_parameters_for_import(g: &Global, a: GetParametersArgs) -> Result<(), Failure> {
-    if a.wrapping_algorithm != IMPORT_WRAPPING_ALGORITHM {
-        return Err(usage(format!(
-            "ValidationException: the only wrapping algorithm here is {IMPORT_WRAPPING_ALGORITHM}"
-        )));
-    }
     let ks = g.open_store()?;
-    let (token, pk, valid_to) = ks.get_parameters_for_import(&a.key_id)?;
+    let (token, pk, valid_to) = ks.get_parameters_for_import(
+        &a.key_id,
+        &a.wrapping_algorithm,
+        a.wrapping_key_spec.as_deref(),
+    )?;
     let v = json!({
         "KeyId": ks.resolve(&a.key_id)?,
         "ImportToken": token,
         "PublicKey": B64.encode(&pk),
         "ParametersValidTo": valid_to,
-        "WrappingAlgorithm": IMPORT_WRAPPING_ALGORITHM,
+        "WrappingAlgorithm": a.wrapping_algorithm,
     });
     print_result(
         g.output,
@@ -126,9 +137,10 @@ fn check_expiration(model: Option<&str>, valid_to: Option<u64>) -> Result<(), Fa
 
 pub fn import_key_material(g: &Global, a: ImportArgs) -> Result<(), Failure> {
     check_expiration(a.expiration_model.as_deref(), a.valid_to)?;
+    let import_type = ImportType::parse(&a.import_type)?;
     let blob = blob_arg(&a.encrypted_key_material, "the encrypted key material")?;
     let ks = g.open_store()?;
-    let id = ks.import_key_material(&a.key_id, &a.import_token, &blob, a.valid_to)?;
+    let id = ks.import_key_material(&a.key_id, &a.import_token, &blob, a.valid_to, import_type)?;
     print_result(
         g.output,
         &json!({"KeyId": ks.resolve(&a.key_id)?, "KeyMaterialId": id}),

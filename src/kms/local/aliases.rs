@@ -4,31 +4,32 @@ use super::{LocalKeyService, PENDING_DELETION};
 use crate::kms::KmsError;
 
 impl LocalKeyService {
-    pub fn validate_alias(name: &str, user: bool) -> Result<(), KmsError> {
-        let body = name.strip_prefix("alias/").ok_or_else(|| {
-            KmsError::Validation(format!("alias {name:?} must begin with alias/"))
-        })?;
-        if body.is_empty()
-            || name.len() > 256
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '_' | '-'))
-        {
-            return Err(KmsError::Validation(format!(
-                "alias {name:?} must match ^alias/[a-zA-Z0-9:/_-]+$"
-            )));
+    /// AWS's alias rules: `alias/` and a name, 1 to 256 characters in all,
+    /// of `[a-zA-Z0-9/_-]`; `alias/aws/` is reserved for managed keys, and
+    /// here `alias/envelopefs/` too (the default key's).
+    pub fn validate_alias(name: &str) -> Result<(), KmsError> {
+        let invalid = |why: &str| Err(KmsError::InvalidAliasName(format!("{name:?} {why}")));
+        let Some(body) = name.strip_prefix("alias/") else {
+            return invalid("must begin with alias/");
+        };
+        if body.is_empty() || name.len() > 256 {
+            return invalid("must be alias/ and a name, 1 to 256 characters in all");
         }
-        if user && (name.starts_with("alias/envelopefs/") || name.starts_with("alias/aws/")) {
-            return Err(KmsError::Validation(format!(
-                "alias {name:?} uses a reserved prefix"
-            )));
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-'))
+        {
+            return invalid("may contain only a-z, A-Z, 0-9, /, _ and -");
+        }
+        if name.starts_with("alias/aws/") || name.starts_with("alias/envelopefs/") {
+            return invalid("uses a reserved prefix (alias/aws/, alias/envelopefs/)");
         }
         Ok(())
     }
 
     pub fn create_alias(&self, alias: &str, target: &str) -> Result<(), KmsError> {
         self.audited("CreateAlias", Some(target), |_| {
-            Self::validate_alias(alias, true)?;
+            Self::validate_alias(alias)?;
             self.update(|d| {
                 let id = self.mgmt_id(d, target)?;
                 if d.aliases.contains_key(alias) {
@@ -48,7 +49,7 @@ impl LocalKeyService {
 
     pub fn update_alias(&self, alias: &str, target: &str) -> Result<(), KmsError> {
         self.audited("UpdateAlias", Some(target), |_| {
-            Self::validate_alias(alias, true)?;
+            Self::validate_alias(alias)?;
             self.update(|d| {
                 if !d.aliases.contains_key(alias) {
                     return Err(KmsError::NotFound(format!("Alias {alias} is not found.")));
@@ -66,7 +67,7 @@ impl LocalKeyService {
 
     pub fn delete_alias(&self, alias: &str) -> Result<(), KmsError> {
         self.audited("DeleteAlias", Some(alias), |_| {
-            Self::validate_alias(alias, true)?;
+            Self::validate_alias(alias)?;
             self.update(|d| {
                 d.aliases
                     .remove(alias)

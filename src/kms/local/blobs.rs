@@ -35,6 +35,7 @@ impl LocalKeyService {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<(Vec<u8>, String, String), KmsError> {
+        context.check()?;
         if plaintext.is_empty() || plaintext.len() > 4096 {
             return Err(KmsError::Validation(
                 "Plaintext must be 1 to 4096 bytes".into(),
@@ -72,6 +73,7 @@ impl LocalKeyService {
         context: &EncryptionContext,
         key: Option<&str>,
     ) -> Result<DecryptedKey, KmsError> {
+        context.check()?;
         if blob.len() < BLOB_PREFIX || &blob[..4] != BLOB_MAGIC {
             return Err(KmsError::InvalidCiphertext);
         }
@@ -193,7 +195,8 @@ impl KeyService for LocalKeyService {
             context: Some(context.clone()),
             ..Audit::default()
         };
-        if blob.len() >= 20 {
+        // Only a blob of ours names its key; other bytes name nothing.
+        if blob.len() >= 20 && &blob[..4] == BLOB_MAGIC {
             if let Ok(u) = uuid::Uuid::from_slice(&blob[4..20]) {
                 a.key_arn = Some(self.arn(&u.to_string()));
             }

@@ -340,10 +340,27 @@ impl LocalKeyService {
                     self.arn(&r.key_id)
                 )));
             }
-            r.key_state = DISABLED.into();
+            // A key whose imported material is gone cannot be used until
+            // it is imported again.
+            r.key_state = if missing_material(r) {
+                PENDING_IMPORT
+            } else {
+                DISABLED
+            }
+            .into();
             r.deletion_date = None;
             r.pending_window_in_days = None;
             Ok(())
         })
     }
+}
+
+/// An EXTERNAL key lacks material it needs: none was ever imported, or a
+/// material permanently associated with it was deleted or expired.
+pub(super) fn missing_material(r: &KeyRecord) -> bool {
+    r.origin == "EXTERNAL"
+        && (r.materials.is_empty()
+            || r.materials
+                .iter()
+                .any(|m| !m.pending_rotation && m.material.is_none()))
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
+use super::keys::missing_material;
 use super::{
     new_material, parse_store_data, Audit, Clock, KdfCost, LocalKeyService, StoreData, DAY,
     ENABLED, PENDING_DELETION, PENDING_IMPORT,
@@ -108,7 +109,13 @@ impl LocalKeyService {
             return Ok((Self::open(dir, &pass)?, false));
         }
         let pass = src.new_passphrase()?;
-        Ok((Self::create(dir, &pass, KdfCost::default())?, true))
+        // Whether the store exists is decided under the store lock, in
+        // `create`: when another process created it since the look above,
+        // that store is the one to open.
+        match Self::create(dir, &pass, KdfCost::default()) {
+            Err(KmsError::AlreadyExists(_)) => Ok((Self::open(dir, &pass)?, false)),
+            created => Ok((created?, true)),
+        }
     }
 
     /// Replace the clock (tests only need this through the library).
@@ -247,7 +254,7 @@ impl LocalKeyService {
                         events.push(("ExpireKeyMaterial", k.key_id.clone(), Some(m.id.clone())));
                     }
                 }
-                if expired && k.key_state != PENDING_DELETION {
+                if expired && k.key_state != PENDING_DELETION && missing_material(k) {
                     k.key_state = PENDING_IMPORT.into();
                 }
                 if k.key_state == ENABLED

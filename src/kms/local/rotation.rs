@@ -71,18 +71,16 @@ impl LocalKeyService {
     pub fn rotate_key_on_demand(&self, key: &str) -> Result<String, KmsError> {
         self.manage("RotateKeyOnDemand", key, |r, now| {
             self.refuse_asymmetric_rotation(r)?;
+            self.unsupported_for_managed(r, "on-demand rotation")?;
             self.usable(r)?;
-            if r.origin == "EXTERNAL" {
-                return Err(KmsError::UnsupportedOperation(format!(
-                    "{} has imported key material: import new material to rotate it",
-                    self.arn(&r.key_id)
-                )));
-            }
             if r.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS {
                 return Err(KmsError::LimitExceeded(format!(
                     "{} has had its {MAX_ON_DEMAND_ROTATIONS} on-demand rotations",
                     self.arn(&r.key_id)
                 )));
+            }
+            if r.origin == "EXTERNAL" {
+                return self.rotate_to_imported(r);
             }
             let m = new_material("ON_DEMAND", now);
             let id = m.id.clone();
@@ -91,5 +89,26 @@ impl LocalKeyService {
             r.on_demand_rotations += 1;
             Ok(id)
         })
+    }
+
+    /// On-demand rotation of an imported key: the material imported with
+    /// ImportType NEW_KEY_MATERIAL becomes current.
+    fn rotate_to_imported(&self, r: &mut KeyRecord) -> Result<String, KmsError> {
+        let arn = self.arn(&r.key_id);
+        let Some(m) = r
+            .materials
+            .iter_mut()
+            .find(|m| m.pending_rotation && m.material.is_some())
+        else {
+            return Err(KmsError::UnsupportedOperation(format!(
+                "{arn} has imported key material: import new material with ImportType NEW_KEY_MATERIAL first"
+            )));
+        };
+        m.pending_rotation = false;
+        m.rotation_type = "ON_DEMAND".into();
+        let id = m.id.clone();
+        r.current_material = id.clone();
+        r.on_demand_rotations += 1;
+        Ok(id)
     }
 }

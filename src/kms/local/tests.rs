@@ -5,6 +5,8 @@ use super::*;
 use crate::kms::audit;
 use crate::kms::KeyService;
 
+const EXISTING: ImportType = ImportType::ExistingKeyMaterial;
+
 struct Fixture {
     _dir: tempfile::TempDir,
     ks: LocalKeyService,
@@ -307,11 +309,11 @@ fn managed_default_key_rules() {
     ));
     assert!(matches!(
         f.ks.update_alias(DEFAULT_ALIAS, &d),
-        Err(KmsError::Validation(_))
+        Err(KmsError::InvalidAliasName(_))
     ));
     assert!(matches!(
         f.ks.delete_alias(DEFAULT_ALIAS),
-        Err(KmsError::Validation(_))
+        Err(KmsError::InvalidAliasName(_))
     ));
 }
 
@@ -320,7 +322,7 @@ fn alias_rules() {
     let f = fixture();
     let k = f.ks.create_key("k", "AWS_KMS").unwrap().key_id;
     let k2 = f.ks.create_key("k2", "AWS_KMS").unwrap().key_id;
-    f.ks.create_alias("alias/app:prod_1-x/y", &k).unwrap();
+    f.ks.create_alias("alias/app_prod_1-x/y", &k).unwrap();
     for bad in [
         "app",
         "alias/",
@@ -330,36 +332,39 @@ fn alias_rules() {
         "alias/aws/x",
     ] {
         assert!(
-            matches!(f.ks.create_alias(bad, &k), Err(KmsError::Validation(_))),
+            matches!(
+                f.ks.create_alias(bad, &k),
+                Err(KmsError::InvalidAliasName(_))
+            ),
             "{bad}"
         );
     }
     assert!(matches!(
-        f.ks.create_alias("alias/app:prod_1-x/y", &k2),
+        f.ks.create_alias("alias/app_prod_1-x/y", &k2),
         Err(KmsError::AlreadyExists(_))
     ));
     // Cryptographic operations take all four identifiers.
     let arn = f.ks.arn(&k);
-    let alias_arn = f.ks.alias_arn("alias/app:prod_1-x/y");
+    let alias_arn = f.ks.alias_arn("alias/app_prod_1-x/y");
     for id in [
         k.as_str(),
         arn.as_str(),
-        "alias/app:prod_1-x/y",
+        "alias/app_prod_1-x/y",
         alias_arn.as_str(),
     ] {
         f.ks.encrypt(id, b"x", &ctx()).unwrap();
     }
     // Management operations take key ID or ARN only.
     assert!(matches!(
-        f.ks.disable_key("alias/app:prod_1-x/y"),
+        f.ks.disable_key("alias/app_prod_1-x/y"),
         Err(KmsError::Validation(_))
     ));
     f.ks.disable_key(&arn).unwrap();
-    f.ks.update_alias("alias/app:prod_1-x/y", &k2).unwrap();
-    assert_eq!(f.ks.key_id_of("alias/app:prod_1-x/y").unwrap(), k2);
-    f.ks.delete_alias("alias/app:prod_1-x/y").unwrap();
+    f.ks.update_alias("alias/app_prod_1-x/y", &k2).unwrap();
+    assert_eq!(f.ks.key_id_of("alias/app_prod_1-x/y").unwrap(), k2);
+    f.ks.delete_alias("alias/app_prod_1-x/y").unwrap();
     assert!(matches!(
-        f.ks.key_id_of("alias/app:prod_1-x/y"),
+        f.ks.key_id_of("alias/app_prod_1-x/y"),
         Err(KmsError::NotFound(_))
     ));
     assert!(matches!(
@@ -374,22 +379,24 @@ fn imported_key_material() {
     let k = f.ks.create_key("byok", "EXTERNAL").unwrap().key_id;
     assert!(f.ks.describe(&k).unwrap().current_material.is_empty());
     let material = [42u8; 32];
-    let (token, pk, valid) = f.ks.get_parameters_for_import(&k).unwrap();
+    let (token, pk, valid) =
+        f.ks.get_parameters_for_import(&k, IMPORT_WRAPPING_ALGORITHM, None)
+            .unwrap();
     assert_eq!(valid, f.clock.load(Ordering::SeqCst) + DAY);
     let wrapped = wrap_key_material(&pk, &k, &material).unwrap();
     assert!(matches!(
-        f.ks.import_key_material(&k, "bad token", &wrapped, None),
+        f.ks.import_key_material(&k, "bad token", &wrapped, None, EXISTING),
         Err(KmsError::InvalidImportToken(_))
     ));
     let mut bad = wrapped.clone();
     bad[40] ^= 1;
     assert!(matches!(
-        f.ks.import_key_material(&k, &token, &bad, None),
+        f.ks.import_key_material(&k, &token, &bad, None, EXISTING),
         Err(KmsError::InvalidCiphertext)
     ));
     let in_a_week = f.clock.load(Ordering::SeqCst) + 7 * DAY;
     let mid =
-        f.ks.import_key_material(&k, &token, &wrapped, Some(in_a_week))
+        f.ks.import_key_material(&k, &token, &wrapped, Some(in_a_week), EXISTING)
             .unwrap();
     assert_eq!(f.state(&k), ENABLED);
     let blob = f.ks.encrypt(&k, b"byok", &ctx()).unwrap().0;
@@ -400,16 +407,20 @@ fn imported_key_material() {
         f.ks.decrypt(&blob, &ctx(), None),
         Err(KmsError::InvalidState(_))
     ));
-    let (t2, pk2, _) = f.ks.get_parameters_for_import(&k).unwrap();
+    let (t2, pk2, _) =
+        f.ks.get_parameters_for_import(&k, IMPORT_WRAPPING_ALGORITHM, None)
+            .unwrap();
     let other = wrap_key_material(&pk2, &k, &[7u8; 32]).unwrap();
     assert!(matches!(
-        f.ks.import_key_material(&k, &t2, &other, None),
+        f.ks.import_key_material(&k, &t2, &other, None, EXISTING),
         Err(KmsError::IncorrectKeyMaterial(_))
     ));
-    let (t3, pk3, _) = f.ks.get_parameters_for_import(&k).unwrap();
+    let (t3, pk3, _) =
+        f.ks.get_parameters_for_import(&k, IMPORT_WRAPPING_ALGORITHM, None)
+            .unwrap();
     let same = wrap_key_material(&pk3, &k, &material).unwrap();
     assert_eq!(
-        f.ks.import_key_material(&k, &t3, &same, Some(in_a_week))
+        f.ks.import_key_material(&k, &t3, &same, Some(in_a_week), EXISTING)
             .unwrap(),
         mid
     );
@@ -422,17 +433,19 @@ fn imported_key_material() {
     f.reopen();
     assert_eq!(f.state(&k), PENDING_IMPORT);
     // An expired import token is refused.
-    let (t4, pk4, _) = f.ks.get_parameters_for_import(&k).unwrap();
+    let (t4, pk4, _) =
+        f.ks.get_parameters_for_import(&k, IMPORT_WRAPPING_ALGORITHM, None)
+            .unwrap();
     f.advance_days(2);
     let w4 = wrap_key_material(&pk4, &k, &material).unwrap();
     assert!(matches!(
-        f.ks.import_key_material(&k, &t4, &w4, None),
+        f.ks.import_key_material(&k, &t4, &w4, None, EXISTING),
         Err(KmsError::ExpiredImportToken(_))
     ));
     // Not for AWS_KMS keys; no automatic rotation for imported keys.
     let normal = f.ks.create_key("n", "AWS_KMS").unwrap().key_id;
     assert!(matches!(
-        f.ks.get_parameters_for_import(&normal),
+        f.ks.get_parameters_for_import(&normal, IMPORT_WRAPPING_ALGORITHM, None),
         Err(KmsError::UnsupportedOperation(_))
     ));
 }
@@ -573,3 +586,5 @@ fn time_format() {
     assert_eq!(fmt_time(0), "1970-01-01T00:00:00Z");
     assert_eq!(fmt_time(1_800_000_000), "2027-01-15T08:00:00Z");
 }
+
+mod bugs;

@@ -26,7 +26,7 @@ use crate::kms::{KeyService, KmsError};
 use crate::volume::{InitOptions, KeyLocation, Volume, VolumeConfig};
 
 use output::OutputFormat;
-pub use output::{print_result, Output};
+pub use output::{print_aws, print_result, Output};
 
 #[derive(Args, Debug, Clone)]
 pub struct Global {

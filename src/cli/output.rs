@@ -82,6 +82,12 @@ pub fn print_result(out: Output, value: &Value, text: &str) {
     }
 }
 
+/// Prints a `kms` command's result: its JSON, or the AWS CLI's text form
+/// of it (a `kms` command has no text of its own).
+pub fn print_aws(out: Output, value: &Value) {
+    print_result(out, value, "")
+}
+
 /// What [`print_result`] writes, newline included; None for nothing (an
 /// empty JSON object, as the AWS CLI prints nothing for it).
 pub fn render(out: Output, query: Option<&Query>, value: &Value, text: &str) -> Option<String> {

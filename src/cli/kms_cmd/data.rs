@@ -5,7 +5,7 @@ use base64::Engine;
 use clap::Args;
 use serde_json::json;
 
-use super::super::{print_result, Failure, Global};
+use super::super::{print_aws, Failure, Global};
 use super::{blob_arg, ctx};
 use crate::kms::local::asymmetric::SYMMETRIC_DEFAULT;
 use crate::kms::{KeyService, KmsError};
@@ -114,7 +114,7 @@ pub fn generate_data_key(g: &Global, a: GenerateDataKeyArgs) -> Result<(), Failu
         "KeyId": d.key_arn,
         "KeyMaterialId": d.key_material_id,
     });
-    print_result(g.output, &v, &B64.encode(&d.ciphertext_blob));
+    print_aws(g.output, &v);
     Ok(())
 }
 
@@ -130,8 +130,7 @@ pub fn encrypt(g: &Global, a: EncryptArgs) -> Result<(), Failure> {
         let (blob, arn) = ks.encrypt_asymmetric(&a.key_id, &pt, &alg, &context)?;
         json!({"CiphertextBlob": B64.encode(&blob), "KeyId": arn, "EncryptionAlgorithm": alg})
     };
-    let text = v["CiphertextBlob"].as_str().unwrap_or_default().to_owned();
-    print_result(g.output, &v, &text);
+    print_aws(g.output, &v);
     Ok(())
 }
 
@@ -153,7 +152,7 @@ pub fn decrypt(g: &Global, a: DecryptArgs) -> Result<(), Failure> {
     if !d.key_material_id.is_empty() {
         v["KeyMaterialId"] = json!(d.key_material_id);
     }
-    print_result(g.output, &v, &B64.encode(&d.plaintext[..]));
+    print_aws(g.output, &v);
     Ok(())
 }
 
@@ -175,7 +174,7 @@ pub fn re_encrypt(g: &Global, a: ReEncryptArgs) -> Result<(), Failure> {
         "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
         "DestinationKeyMaterialId": mat,
     });
-    print_result(g.output, &v, &B64.encode(&nb));
+    print_aws(g.output, &v);
     Ok(())
 }
 
@@ -207,7 +206,7 @@ pub fn generate_data_key_without_plaintext(
     let ks = g.open_store()?;
     let (blob, arn, mat) = ks.generate_data_key_without_plaintext(&a.key_id, n, &context)?;
     let v = json!({"CiphertextBlob": B64.encode(&blob), "KeyId": arn, "KeyMaterialId": mat});
-    print_result(g.output, &v, "");
+    print_aws(g.output, &v);
     Ok(())
 }
 
@@ -217,6 +216,6 @@ pub fn generate_random(g: &Global, a: GenerateRandomArgs) -> Result<(), Failure>
         .ok_or_else(|| KmsError::Validation("NumberOfBytes is required".into()))?;
     let ks = g.open_store()?;
     let bytes = ks.generate_random(n)?;
-    print_result(g.output, &json!({"Plaintext": B64.encode(&bytes[..])}), "");
+    print_aws(g.output, &json!({"Plaintext": B64.encode(&bytes[..])}));
     Ok(())
 }

@@ -7,7 +7,7 @@ use base64::Engine;
 use clap::Args;
 use serde_json::json;
 
-use super::super::{print_result, Failure, Global};
+use super::super::{print_aws, Failure, Global};
 use super::{blob_arg, usage};
 use crate::kms::local::{ImportType, IMPORT_WRAPPING_ALGORITHM};
 use crate::kms::KeyService;
@@ -87,15 +87,7 @@ pub fn get_parameters_for_import(g: &Global, a: GetParametersArgs) -> Result<(),
         "ParametersValidTo": valid_to,
         "WrappingAlgorithm": a.wrapping_algorithm,
     });
-    print_result(
-        g.output,
-        &v,
-        &format!(
-            "{}\t{}",
-            B64.encode(&pk),
-            v["ImportToken"].as_str().unwrap_or("")
-        ),
-    );
+    print_aws(g.output, &v);
     Ok(())
 }
 
@@ -111,11 +103,7 @@ pub fn wrap_key_material(g: &Global, a: WrapArgs) -> Result<(), Failure> {
     let ks = g.open_store()?;
     let id = ks.key_id_of(&a.key_id)?;
     let w = crate::kms::local::wrap_key_material(&pk, &id, &m)?;
-    print_result(
-        g.output,
-        &json!({"EncryptedKeyMaterial": B64.encode(&w)}),
-        &B64.encode(&w),
-    );
+    print_aws(g.output, &json!({"EncryptedKeyMaterial": B64.encode(&w)}));
     Ok(())
 }
 
@@ -141,10 +129,9 @@ pub fn import_key_material(g: &Global, a: ImportArgs) -> Result<(), Failure> {
     let blob = blob_arg(&a.encrypted_key_material, "the encrypted key material")?;
     let ks = g.open_store()?;
     let id = ks.import_key_material(&a.key_id, &a.import_token, &blob, a.valid_to, import_type)?;
-    print_result(
+    print_aws(
         g.output,
         &json!({"KeyId": ks.resolve(&a.key_id)?, "KeyMaterialId": id}),
-        &id,
     );
     Ok(())
 }

@@ -3,10 +3,10 @@
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::super::{print_result, Failure, Global};
+use super::super::{print_aws, Failure, Global};
 use super::pages::{listed, PageArgs};
 use crate::kms::local::asymmetric::{algorithm_list, SYMMETRIC_DEFAULT};
-use crate::kms::local::{fmt_time, KeyRecord, LocalKeyService};
+use crate::kms::local::{KeyRecord, LocalKeyService};
 use crate::kms::KeyService;
 
 #[derive(Args, Debug)]
@@ -148,23 +148,14 @@ fn metadata(ks: &LocalKeyService, r: &KeyRecord) -> Value {
 pub fn create_key(g: &Global, a: CreateKeyArgs) -> Result<(), Failure> {
     let ks = g.open_or_create_store()?;
     let r = ks.create_key_with_spec(&a.description, &a.origin, &a.key_spec, &a.key_usage)?;
-    print_result(
-        g.output,
-        &json!({ "KeyMetadata": metadata(&ks, &r) }),
-        &r.key_id,
-    );
+    print_aws(g.output, &json!({ "KeyMetadata": metadata(&ks, &r) }));
     Ok(())
 }
 
 pub fn describe_key(g: &Global, a: KeyArg) -> Result<(), Failure> {
     let ks = g.open_store()?;
     let r = ks.describe(&a.key_id)?;
-    let text = format!("{}\t{}\t{}", r.key_id, r.key_state, r.description);
-    print_result(
-        g.output,
-        &json!({ "KeyMetadata": metadata(&ks, &r) }),
-        &text,
-    );
+    print_aws(g.output, &json!({ "KeyMetadata": metadata(&ks, &r) }));
     Ok(())
 }
 
@@ -176,7 +167,7 @@ pub fn list_keys(g: &Global, a: ListKeysArgs) -> Result<(), Failure> {
         |req| ks.list_keys_page(req),
         |r| json!({"KeyId": r.key_id, "KeyArn": ks.arn(&r.key_id)}),
     )?;
-    print_result(g.output, &v, "");
+    print_aws(g.output, &v);
     Ok(())
 }
 
@@ -188,7 +179,7 @@ pub fn list_aliases(g: &Global, a: ListAliasesArgs) -> Result<(), Failure> {
         |req| ks.list_aliases_page(a.key_id.as_deref(), req),
         |(a, k)| json!({"AliasName": a, "AliasArn": ks.alias_arn(a), "TargetKeyId": k}),
     )?;
-    print_result(g.output, &v, "");
+    print_aws(g.output, &v);
     Ok(())
 }
 
@@ -219,11 +210,7 @@ pub fn schedule_key_deletion(g: &Global, a: ScheduleKeyDeletionArgs) -> Result<(
     let (when, days) = ks.schedule_key_deletion(&a.key_id, a.pending_window_in_days)?;
     let arn = ks.resolve(&a.key_id)?;
     let v = json!({"KeyId": arn, "DeletionDate": when, "KeyState": "PendingDeletion", "PendingWindowInDays": days});
-    print_result(
-        g.output,
-        &v,
-        &format!("{arn} will be deleted at {}", fmt_time(when)),
-    );
+    print_aws(g.output, &v);
     Ok(())
 }
 
@@ -231,7 +218,7 @@ pub fn cancel_key_deletion(g: &Global, a: KeyArg) -> Result<(), Failure> {
     let ks = g.open_store()?;
     ks.cancel_key_deletion(&a.key_id)?;
     let arn = ks.resolve(&a.key_id)?;
-    print_result(g.output, &json!({"KeyId": arn}), &arn);
+    print_aws(g.output, &json!({"KeyId": arn}));
     Ok(())
 }
 
@@ -252,17 +239,16 @@ pub fn get_key_rotation_status(g: &Global, a: KeyArg) -> Result<(), Failure> {
         v["RotationPeriodInDays"] = json!(days);
         v["NextRotationDate"] = json!(next);
     }
-    print_result(g.output, &v, &format!("{on}"));
+    print_aws(g.output, &v);
     Ok(())
 }
 
 pub fn rotate_key_on_demand(g: &Global, a: KeyArg) -> Result<(), Failure> {
     let ks = g.open_store()?;
     let m = ks.rotate_key_on_demand(&a.key_id)?;
-    print_result(
+    print_aws(
         g.output,
         &json!({"KeyId": ks.key_id_of(&a.key_id)?, "KeyMaterialId": m}),
-        &m,
     );
     Ok(())
 }
@@ -283,6 +269,6 @@ pub fn list_key_rotations(g: &Global, a: ListKeyRotationsArgs) -> Result<(), Fai
             })
         },
     )?;
-    print_result(g.output, &v, "");
+    print_aws(g.output, &v);
     Ok(())
 }

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::super::{print_result, Failure, Global};
+use super::super::{print_aws, Failure, Global};
 use super::read_pass;
 use crate::kms::audit::AuditFilter;
-use crate::kms::local::{fmt_time, KdfCost, LocalKeyService};
+use crate::kms::local::{KdfCost, LocalKeyService};
 
 #[derive(Args, Debug)]
 pub struct ExportBackupArgs {
@@ -88,18 +88,6 @@ pub fn audit(g: &Global, a: AuditArgs) -> Result<(), Failure> {
         source,
     })?;
     let v = serde_json::to_value(&recs).unwrap_or(Value::Null);
-    let text: Vec<_> = recs
-        .iter()
-        .map(|r| {
-            format!(
-                "{}\t{}\t{}\t{}",
-                fmt_time(r.time),
-                r.operation,
-                r.key_arn.as_deref().unwrap_or("-"),
-                r.outcome
-            )
-        })
-        .collect();
-    print_result(g.output, &json!({"Events": v}), &text.join("\n"));
+    print_aws(g.output, &json!({"Events": v}));
     Ok(())
 }

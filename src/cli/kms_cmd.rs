@@ -72,7 +72,7 @@ pub enum KmsCommand {
     /// Decrypt a blob and encrypt its plaintext under another key.
     ReEncrypt(data::ReEncryptArgs),
     /// A data key's blob only (its plaintext is never shown).
-    GenerateDataKeyWithoutPlaintext(data::GenerateDataKeyWithoutPlaintextArgs),
+    GenerateDataKeyWithoutPlaintext(data::GenerateDataKeyArgs),
     /// Random bytes (1..1024), base64.
     GenerateRandom(data::GenerateRandomArgs),
     /// Change a key's description.

@@ -27,22 +27,6 @@ pub struct GenerateDataKeyArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct GenerateDataKeyWithoutPlaintextArgs {
-    /// Key ID, key ARN, alias name or alias ARN.
-    #[arg(long)]
-    key_id: String,
-    /// AES_256 or AES_128 (or give --number-of-bytes; one of the two).
-    #[arg(long)]
-    key_spec: Option<String>,
-    /// Length of the data key in bytes (1..1024), instead of --key-spec.
-    #[arg(long)]
-    number_of_bytes: Option<usize>,
-    /// KEY=VALUE,... or a JSON object.
-    #[arg(long)]
-    encryption_context: Option<String>,
-}
-
-#[derive(Args, Debug)]
 pub struct GenerateRandomArgs {
     /// How many random bytes (1..1024).
     #[arg(long)]
@@ -199,7 +183,7 @@ fn data_key_length(
 
 pub fn generate_data_key_without_plaintext(
     g: &Global,
-    a: GenerateDataKeyWithoutPlaintextArgs,
+    a: GenerateDataKeyArgs,
 ) -> Result<(), Failure> {
     let n = data_key_length(a.key_spec.as_deref(), a.number_of_bytes)?;
     let context = ctx(&a.encryption_context)?;

@@ -181,15 +181,7 @@ impl LocalKeyService {
                 m.id
             )));
         }
-        let m = KeyMaterial {
-            id: uuid::Uuid::new_v4().to_string(),
-            created: now,
-            material: Some(encm),
-            digest: dg,
-            rotation_type: "IMPORT".into(),
-            valid_to,
-            pending_rotation: true,
-        };
+        let m = imported_material(encm, dg, valid_to, now, true);
         let id = m.id.clone();
         r.materials.push(m);
         Ok(id)
@@ -261,6 +253,25 @@ fn material_of_length(material: Zeroizing<Vec<u8>>) -> Result<Zeroizing<Vec<u8>>
     Ok(material)
 }
 
+/// A new version of imported material.
+fn imported_material(
+    material_b64: Zeroizing<String>,
+    digest: String,
+    valid_to: Option<u64>,
+    now: u64,
+    pending_rotation: bool,
+) -> KeyMaterial {
+    KeyMaterial {
+        id: uuid::Uuid::new_v4().to_string(),
+        created: now,
+        material: Some(material_b64),
+        digest,
+        rotation_type: "IMPORT".into(),
+        valid_to,
+        pending_rotation,
+    }
+}
+
 /// Put EXISTING_KEY_MATERIAL in place: the first import makes the key's
 /// material and its current one; a re-import must bring the bytes of a
 /// material the key has. Returns the material ID.
@@ -273,15 +284,7 @@ fn place_material(
     let encm = Zeroizing::new(B64.encode(material));
     let dg = digest(&encm);
     if r.materials.is_empty() {
-        let m = KeyMaterial {
-            id: uuid::Uuid::new_v4().to_string(),
-            created: now,
-            material: Some(encm),
-            digest: dg,
-            rotation_type: "IMPORT".into(),
-            valid_to,
-            pending_rotation: false,
-        };
+        let m = imported_material(encm, dg, valid_to, now, false);
         let id = m.id.clone();
         r.current_material = id.clone();
         r.materials.push(m);

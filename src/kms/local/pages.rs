@@ -144,13 +144,15 @@ impl LocalKeyService {
         page(&LIST_ALIASES, items, req)
     }
 
-    /// ListKeyRotations: the key's rotations by date.
+    /// ListKeyRotations: the key's rotations by date. As AWS, refused on
+    /// an asymmetric key (rotation is for symmetric encryption keys).
     pub fn list_key_rotations_page(
         &self,
         key: &str,
         req: PageRequest,
     ) -> Result<Page<Rotation>, KmsError> {
         let r = self.describe(key)?;
+        self.refuse_asymmetric_rotation(&r)?;
         let items = r
             .materials
             .iter()

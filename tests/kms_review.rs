@@ -1,0 +1,60 @@
+//! An adversarial review of asymmetric keys and the AWS CLI output
+//! machinery: each test is a finding, failing on the code it was found in.
+
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn json(env: &Env, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend_from_slice(&["--output", "json"]);
+    serde_json::from_str(&env.run_ok(&a)).unwrap()
+}
+
+/// Runs a kms command that must fail: this exit code, nothing on stdout,
+/// one line on stderr naming the AWS error.
+fn fails(env: &Env, args: &[&str], code: i32, name: &str) {
+    let out = env.run(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("envelopefs: {name}: ")),
+        "{args:?}: want {name}, got {err}"
+    );
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
+    assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+}
+
+fn create(env: &Env, extra: &[&str]) -> String {
+    let mut args = vec!["kms", "create-key"];
+    args.extend_from_slice(extra);
+    json(env, &args)["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn list_key_rotations_is_refused_on_asymmetric_keys() {
+    // AWS: rotation is for symmetric encryption keys only, and
+    // ListKeyRotations names UnsupportedOperationException for the others.
+    let env = Env::new();
+    for (spec, usage) in [
+        ("ECC_NIST_P256", "SIGN_VERIFY"),
+        ("ECC_NIST_P384", "KEY_AGREEMENT"),
+        ("RSA_2048", "ENCRYPT_DECRYPT"),
+    ] {
+        let id = create(&env, &["--key-spec", spec, "--key-usage", usage]);
+        for extra in [&[][..], &["--limit", "10"][..]] {
+            let mut args = vec!["kms", "list-key-rotations", "--key-id", &id];
+            args.extend_from_slice(extra);
+            fails(&env, &args, 26, "UnsupportedOperationException");
+        }
+    }
+    let sym = create(&env, &[]);
+    let r = json(&env, &["kms", "list-key-rotations", "--key-id", &sym]);
+    assert_eq!(r, serde_json::json!({"Rotations": []}));
+}

@@ -58,3 +58,60 @@ fn list_key_rotations_is_refused_on_asymmetric_keys() {
     let r = json(&env, &["kms", "list-key-rotations", "--key-id", &sym]);
     assert_eq!(r, serde_json::json!({"Rotations": []}));
 }
+
+fn next_marker(env: &Env, args: &[&str]) -> String {
+    let mut a = args.to_vec();
+    a.extend_from_slice(&["--limit", "1"]);
+    let page = json(env, &a);
+    assert_eq!(page["Truncated"], true, "{page}");
+    page["NextMarker"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_marker_of_one_key_is_refused_on_another() {
+    // Markers are positions in one key's list: another key's list would
+    // silently start somewhere in the middle and skip items.
+    let env = Env::new();
+    let a = create(&env, &[]);
+    let b = create(&env, &[]);
+    for (key, tags) in [(&a, ["m", "n", "o"]), (&b, ["a", "b", "z"])] {
+        for t in tags {
+            let tag = format!("TagKey={t},TagValue=v");
+            env.run_ok(&["kms", "tag-resource", "--key-id", key, "--tags", &tag]);
+        }
+        env.run_ok(&["kms", "rotate-key-on-demand", "--key-id", key]);
+        env.run_ok(&["kms", "rotate-key-on-demand", "--key-id", key]);
+    }
+    for (alias, key) in [("alias/a1", &a), ("alias/a2", &a), ("alias/b1", &b)] {
+        env.run_ok(&[
+            "kms",
+            "create-alias",
+            "--alias-name",
+            alias,
+            "--target-key-id",
+            key,
+        ]);
+    }
+    for list in ["list-resource-tags", "list-key-rotations", "list-aliases"] {
+        let m = next_marker(&env, &["kms", list, "--key-id", &a]);
+        // Good for the key it came from ...
+        let page = json(&env, &["kms", list, "--key-id", &a, "--marker", &m]);
+        assert!(page["Truncated"].is_boolean(), "{list}: {page}");
+        // ... refused on another.
+        fails(
+            &env,
+            &["kms", list, "--key-id", &b, "--marker", &m],
+            18,
+            "InvalidMarkerException",
+        );
+    }
+    // list-aliases: a marker of the whole list is not one of a key's.
+    let m = next_marker(&env, &["kms", "list-aliases"]);
+    fails(
+        &env,
+        &["kms", "list-aliases", "--key-id", &a, "--marker", &m],
+        18,
+        "InvalidMarkerException",
+    );
+    json(&env, &["kms", "list-aliases", "--marker", &m]);
+}

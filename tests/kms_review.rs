@@ -115,3 +115,52 @@ fn a_marker_of_one_key_is_refused_on_another() {
     );
     json(&env, &["kms", "list-aliases", "--marker", &m]);
 }
+
+#[test]
+fn tags_refuse_control_characters_as_aws_does() {
+    // AWS's tag pattern is [\p{L}\p{Z}\p{N}_.:/=+\-@]: white space means the
+    // Unicode separators, not tabs or line breaks (which would also break
+    // the lines of --output text).
+    let env = Env::new();
+    let id = create(&env, &[]);
+    for tag in [
+        "TagKey=a\nb,TagValue=v",
+        "TagKey=a\tb,TagValue=v",
+        "TagKey=a\rb,TagValue=v",
+        "TagKey=k,TagValue=v\tw",
+        "TagKey=k,TagValue=line\n",
+        "TagKey=k,TagValue=\u{85}",
+    ] {
+        fails(
+            &env,
+            &["kms", "tag-resource", "--key-id", &id, "--tags", tag],
+            18,
+            "TagException",
+        );
+    }
+    fails(
+        &env,
+        &[
+            "kms",
+            "untag-resource",
+            "--key-id",
+            &id,
+            "--tag-keys",
+            "a\tb",
+        ],
+        18,
+        "TagException",
+    );
+    // Unicode space separators are white space to AWS.
+    let spaced = "TagKey=a b\u{a0}c\u{2028}d\u{3000},TagValue=x\u{2029}y";
+    env.run_ok(&["kms", "tag-resource", "--key-id", &id, "--tags", spaced]);
+    let text = env.run_ok(&[
+        "kms",
+        "list-resource-tags",
+        "--key-id",
+        &id,
+        "--output",
+        "text",
+    ]);
+    assert_eq!(text, "TAGS\ta b\u{a0}c\u{2028}d\u{3000}\tx\u{2029}y\n");
+}

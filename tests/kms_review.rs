@@ -164,3 +164,44 @@ fn tags_refuse_control_characters_as_aws_does() {
     ]);
     assert_eq!(text, "TAGS\ta b\u{a0}c\u{2028}d\u{3000}\tx\u{2029}y\n");
 }
+
+#[test]
+fn list_key_rotations_lists_rotations_in_the_order_they_were_made() {
+    // Rotations within one second (dates are whole seconds) must still
+    // come in the order they were made, the current one last.
+    let env = Env::new();
+    let id = create(&env, &[]);
+    let made: Vec<String> = (0..6)
+        .map(|_| {
+            let r = json(&env, &["kms", "rotate-key-on-demand", "--key-id", &id]);
+            r["KeyMaterialId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let listed = json(&env, &["kms", "list-key-rotations", "--key-id", &id]);
+    let ids: Vec<&str> = listed["Rotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["KeyMaterialId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, made);
+    let last = &listed["Rotations"][5];
+    assert_eq!(last["KeyMaterialState"], "CURRENT", "{listed}");
+    let mut paged = Vec::new();
+    let mut marker: Option<String> = None;
+    loop {
+        let mut args = vec!["kms", "list-key-rotations", "--key-id", &id, "--limit", "4"];
+        if let Some(m) = &marker {
+            args.extend(["--marker", m]);
+        }
+        let page = json(&env, &args);
+        for r in page["Rotations"].as_array().unwrap() {
+            paged.push(r["KeyMaterialId"].as_str().unwrap().to_owned());
+        }
+        match page["NextMarker"].as_str() {
+            Some(m) => marker = Some(m.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, made);
+}

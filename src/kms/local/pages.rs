@@ -157,8 +157,10 @@ impl LocalKeyService {
         )
     }
 
-    /// ListKeyRotations: the key's rotations by date. As AWS, refused on
-    /// an asymmetric key (rotation is for symmetric encryption keys).
+    /// ListKeyRotations: the key's rotations in the order they were made
+    /// (the key's materials are only ever added, and dates are whole
+    /// seconds). As AWS, refused on an asymmetric key (rotation is for
+    /// symmetric encryption keys).
     pub fn list_key_rotations_page(
         &self,
         key: &str,
@@ -169,8 +171,9 @@ impl LocalKeyService {
         let items = r
             .materials
             .iter()
-            .filter(|m| m.rotation_type == "AUTOMATIC" || m.rotation_type == "ON_DEMAND")
-            .map(|m| {
+            .enumerate()
+            .filter(|(_, m)| m.rotation_type == "AUTOMATIC" || m.rotation_type == "ON_DEMAND")
+            .map(|(made, m)| {
                 let rot = Rotation {
                     key_id: r.key_id.clone(),
                     key_material_id: m.id.clone(),
@@ -178,7 +181,7 @@ impl LocalKeyService {
                     rotation_date: m.created,
                     rotation_type: m.rotation_type.clone(),
                 };
-                (dated(m.created, &m.id), rot)
+                (format!("{made:010}"), rot)
             })
             .collect();
         page(&LIST_KEY_ROTATIONS, &r.key_id, items, req)

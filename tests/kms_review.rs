@@ -205,3 +205,124 @@ fn list_key_rotations_lists_rotations_in_the_order_they_were_made() {
     }
     assert_eq!(paged, made);
 }
+
+fn b64(v: &Value) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(v.as_str().unwrap())
+        .unwrap()
+}
+
+fn write(env: &Env, name: &str, bytes: &[u8]) -> String {
+    let p = env.path(name);
+    std::fs::write(&p, bytes).unwrap();
+    format!("fileb://{}", p.display())
+}
+
+#[test]
+fn hostile_peer_keys_and_ciphertexts_get_one_clean_aws_error() {
+    let env = Env::new();
+    let agree = create(
+        &env,
+        &[
+            "--key-spec",
+            "ECC_NIST_P256",
+            "--key-usage",
+            "KEY_AGREEMENT",
+        ],
+    );
+    let p384 = create(
+        &env,
+        &[
+            "--key-spec",
+            "ECC_NIST_P384",
+            "--key-usage",
+            "KEY_AGREEMENT",
+        ],
+    );
+    let rsa = create(
+        &env,
+        &["--key-spec", "RSA_2048", "--key-usage", "ENCRYPT_DECRYPT"],
+    );
+    let public = |k: &str| b64(&json(&env, &["kms", "get-public-key", "--key-id", k])["PublicKey"]);
+    let own = public(&agree);
+    let mut off_curve = own.clone();
+    *off_curve.last_mut().unwrap() ^= 1;
+    let derive = |peer: &str| {
+        let mut a = vec!["kms", "derive-shared-secret", "--key-id", &agree];
+        a.extend(["--key-agreement-algorithm", "ECDH", "--public-key", peer]);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    for (name, peer) in [
+        ("other curve", public(&p384)),
+        ("rsa", public(&rsa)),
+        ("off curve", off_curve),
+        ("truncated", own[..30].to_vec()),
+        ("raw point", own[own.len() - 65..].to_vec()),
+        ("garbage", vec![0x30; 91]),
+        ("empty", vec![]),
+    ] {
+        let file = write(&env, name, &peer);
+        let args = derive(&file);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        fails(&env, &args, 18, "ValidationException");
+    }
+    // The key's own public key is a peer like any other.
+    let args = derive(&write(&env, "own", &own));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_eq!(b64(&json(&env, &args)["SharedSecret"]).len(), 32);
+
+    // RSA-OAEP: every failure is the same error, word for word.
+    let ct = json(
+        &env,
+        &[
+            "kms",
+            "encrypt",
+            "--key-id",
+            &rsa,
+            "--plaintext",
+            "aGk=",
+            "--encryption-algorithm",
+            "RSAES_OAEP_SHA_256",
+        ],
+    );
+    let ct = b64(&ct["CiphertextBlob"]);
+    let mut tampered = ct.clone();
+    tampered[100] ^= 1;
+    let mut longer = ct.clone();
+    longer.push(0);
+    let mut errors = Vec::new();
+    for (name, blob, alg) in [
+        ("tampered", tampered, "RSAES_OAEP_SHA_256"),
+        ("short", ct[..255].to_vec(), "RSAES_OAEP_SHA_256"),
+        ("long", longer, "RSAES_OAEP_SHA_256"),
+        ("zeros", vec![0; 256], "RSAES_OAEP_SHA_256"),
+        ("ones", vec![0xff; 256], "RSAES_OAEP_SHA_256"),
+        ("other hash", ct.clone(), "RSAES_OAEP_SHA_1"),
+    ] {
+        let file = write(&env, name, &blob);
+        let args = [
+            "kms",
+            "decrypt",
+            "--key-id",
+            &rsa,
+            "--ciphertext-blob",
+            &file,
+            "--encryption-algorithm",
+            alg,
+        ];
+        fails(&env, &args, 17, "InvalidCiphertextException");
+        errors.push(env.run(&args).stderr);
+    }
+    errors.dedup();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let audit = std::fs::read_to_string(env.path("ks").join("audit.log")).unwrap();
+    let decrypts: Vec<&str> = audit
+        .lines()
+        .filter(|l| l.contains("\"Decrypt\""))
+        .collect();
+    assert_eq!(decrypts.len(), 12);
+    assert!(decrypts
+        .iter()
+        .all(|l| l.contains("InvalidCiphertextException")));
+}

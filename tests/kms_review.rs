@@ -326,3 +326,28 @@ fn hostile_peer_keys_and_ciphertexts_get_one_clean_aws_error() {
         .iter()
         .all(|l| l.contains("InvalidCiphertextException")));
 }
+
+#[test]
+fn asymmetric_decrypt_checks_the_ciphertext_length_as_aws_api_does() {
+    // CiphertextBlob is 1 to 6144 bytes in AWS's API: outside that it is a
+    // ValidationException, before the key is even looked at.
+    let env = Env::new();
+    let rsa = create(
+        &env,
+        &["--key-spec", "RSA_2048", "--key-usage", "ENCRYPT_DECRYPT"],
+    );
+    for (name, len) in [("empty", 0), ("huge", 6145)] {
+        let file = write(&env, name, &vec![1; len]);
+        let args = [
+            "kms",
+            "decrypt",
+            "--key-id",
+            &rsa,
+            "--ciphertext-blob",
+            &file,
+            "--encryption-algorithm",
+            "RSAES_OAEP_SHA_1",
+        ];
+        fails(&env, &args, 18, "ValidationException");
+    }
+}

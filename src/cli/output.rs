@@ -390,6 +390,21 @@ fn is_ident_start(c: char) -> bool {
 }
 
 fn eval(steps: &[Step], v: &Value) -> Value {
+    // As in JMESPath, `[]` flattens what all of the query left of it gives
+    // (a projection included), and projects the rest over that.
+    if let Some(f) = steps.iter().rposition(|s| *s == Step::Flatten) {
+        let Value::Array(left) = eval(&steps[..f], v) else {
+            return Value::Null;
+        };
+        let flat: Vec<&Value> = left
+            .iter()
+            .flat_map(|x| match x {
+                Value::Array(inner) => inner.iter().collect::<Vec<_>>(),
+                other => vec![other],
+            })
+            .collect();
+        return project(&steps[f + 1..], flat.into_iter());
+    }
     let Some((step, rest)) = steps.split_first() else {
         return v.clone();
     };
@@ -405,16 +420,6 @@ fn eval(steps: &[Step], v: &Value) -> Value {
                 .map_or(Value::Null, |x| eval(rest, x))
         }
         (Step::Each, Value::Array(a)) => project(rest, a.iter()),
-        (Step::Flatten, Value::Array(a)) => {
-            let flat: Vec<&Value> = a
-                .iter()
-                .flat_map(|x| match x {
-                    Value::Array(inner) => inner.iter().collect::<Vec<_>>(),
-                    other => vec![other],
-                })
-                .collect();
-            project(rest, flat.into_iter())
-        }
         _ => Value::Null,
     }
 }
@@ -572,5 +577,22 @@ mod tests {
             json!({"Plaintext": "", "KeyId": "", "N": 7,
                 "Keys": [{"A": ""}, {"B": true}], "List": ["", "", null]})
         );
+    }
+
+    #[test]
+    fn a_flatten_applies_to_the_whole_projection_to_its_left() {
+        // JMESPath: `[]` flattens what everything left of it gives, so
+        // `Keys[*].L[]` is one list, not one list per key.
+        let v = json!({"Keys": [{"L": [1, 2]}, {"L": [3]}, {"M": 0}],
+            "Deep": [{"A": [{"B": [1]}, {"B": [2, 3]}]}, {"A": [{"B": [4]}]}]});
+        let q = |s: &str| Query::parse(s).unwrap().apply(&v);
+        assert_eq!(q("Keys[*].L[]"), json!([1, 2, 3]));
+        assert_eq!(q("Keys[].L[]"), json!([1, 2, 3]));
+        assert_eq!(q("Keys[*].L"), json!([[1, 2], [3]]));
+        assert_eq!(q("Keys[*].L[0]"), json!([1, 3]));
+        assert_eq!(q("Keys[*].L[][0]"), json!([]));
+        assert_eq!(q("Deep[].A[].B[]"), json!([1, 2, 3, 4]));
+        assert_eq!(q("Deep[*].A[*].B[0]"), json!([[1, 2], [4]]));
+        assert_eq!(q("Keys[0].L[]"), json!([1, 2]));
     }
 }

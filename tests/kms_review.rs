@@ -351,3 +351,32 @@ fn asymmetric_decrypt_checks_the_ciphertext_length_as_aws_api_does() {
         fails(&env, &args, 18, "ValidationException");
     }
 }
+
+#[test]
+fn list_key_rotations_takes_a_key_id_or_arn_not_an_alias() {
+    // AWS's KeyId of ListKeyRotations is a key ID or key ARN, as
+    // ListResourceTags' (which refuses an alias here already).
+    let env = Env::new();
+    let id = create(&env, &[]);
+    env.run_ok(&[
+        "kms",
+        "create-alias",
+        "--alias-name",
+        "alias/r",
+        "--target-key-id",
+        &id,
+    ]);
+    for list in ["list-key-rotations", "list-resource-tags"] {
+        fails(
+            &env,
+            &["kms", list, "--key-id", "alias/r"],
+            18,
+            "ValidationException",
+        );
+    }
+    let arn = json(&env, &["kms", "describe-key", "--key-id", &id])["KeyMetadata"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    json(&env, &["kms", "list-key-rotations", "--key-id", &arn]);
+}

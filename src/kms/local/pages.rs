@@ -157,16 +157,21 @@ impl LocalKeyService {
         )
     }
 
-    /// ListKeyRotations: the key's rotations in the order they were made
-    /// (the key's materials are only ever added, and dates are whole
-    /// seconds). As AWS, refused on an asymmetric key (rotation is for
-    /// symmetric encryption keys).
+    /// ListKeyRotations (a key ID or key ARN): the key's rotations in the
+    /// order they were made (the key's materials are only ever added, and
+    /// dates are whole seconds). As AWS, refused on an asymmetric key
+    /// (rotation is for symmetric encryption keys).
     pub fn list_key_rotations_page(
         &self,
         key: &str,
         req: PageRequest,
     ) -> Result<Page<Rotation>, KmsError> {
-        let r = self.describe(key)?;
+        let r = {
+            let d = self.data.lock();
+            let id = self.mgmt_id(&d, key)?;
+            d.keys.iter().find(|r| r.key_id == id).cloned()
+        }
+        .ok_or_else(|| KmsError::NotFound(format!("Key '{key}' does not exist")))?;
         self.refuse_asymmetric_rotation(&r)?;
         let items = r
             .materials

@@ -190,7 +190,9 @@ fn read_arg_file(path: &str, what: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, 
     use std::io::Read;
     let fail = |e: std::io::Error| usage(format!("{what}: cannot read {path}: {e}"));
     let f = std::fs::File::open(path).map_err(fail)?;
-    let mut buf = zeroize::Zeroizing::new(Vec::new());
+    // Room for the whole cap at once: a buffer that grew would leave
+    // unwiped copies of a plaintext behind.
+    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(MAX_BLOB_ARG as usize + 1));
     f.take(MAX_BLOB_ARG + 1)
         .read_to_end(&mut buf)
         .map_err(fail)?;

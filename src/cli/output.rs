@@ -3,10 +3,12 @@
 //! derived from that JSON; and `--query`, the single-field subset of
 //! JMESPath that picks one part of the JSON before it is printed.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use clap::ValueEnum;
 use serde_json::Value;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::Failure;
 
@@ -68,7 +70,9 @@ pub fn set_query(text: Option<&str>) -> Result<(), Failure> {
 /// Prints a command's result on stdout: `text` is the command's own text
 /// (which kms commands never print), `value` the JSON the other outputs
 /// come from. A reader that went away (`| head`) ends the command quietly;
-/// nothing else is left to say.
+/// nothing else is left to say. A result may hold a plaintext or private
+/// key: what is printed is made in one zeroized buffer (the caller wipes
+/// `value` with [`wipe`]).
 pub fn print_result(out: Output, value: &Value, text: &str) {
     use std::io::Write;
     let body = render(out, QUERY.get(), value, text);
@@ -88,51 +92,112 @@ pub fn print_aws(out: Output, value: &Value) {
     print_result(out, value, "")
 }
 
-/// What [`print_result`] writes, newline included; None for nothing (an
-/// empty JSON object, as the AWS CLI prints nothing for it).
-pub fn render(out: Output, query: Option<&Query>, value: &Value, text: &str) -> Option<String> {
-    if out == Output::Text {
-        return Some(format!("{text}\n"));
-    }
-    let picked;
-    let value = match query {
-        Some(q) => {
-            picked = q.apply(value);
-            &picked
-        }
-        None => value,
-    };
-    match out {
-        Output::Json if value.as_object().is_some_and(|m| m.is_empty()) => None,
-        Output::Json => Some(aws_json(value) + "\n"),
-        _ => {
-            let mut s = String::new();
-            aws_text(value, None, None, &mut s);
-            Some(s)
-        }
+/// Prints a `kms` result with a secret (a data key, a plaintext) as the
+/// base64 `field`: moved into the JSON, not serialized into it (a copy
+/// `json!` made would be left unwiped), and wiped once printed.
+pub fn print_aws_secret(out: Output, mut value: Value, field: &str, secret: &[u8]) {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+    value[field] = Value::String(b64);
+    print_aws(out, &value);
+    wipe(&mut value);
+}
+
+/// Zeroizes every string of a result (its plaintexts and private keys)
+/// once it is printed.
+pub fn wipe(value: &mut Value) {
+    match value {
+        Value::String(s) => s.zeroize(),
+        Value::Array(a) => a.iter_mut().for_each(wipe),
+        Value::Object(m) => m.values_mut().for_each(wipe),
+        _ => {}
     }
 }
 
+/// What [`print_result`] writes, newline included; None for nothing (an
+/// empty JSON object, as the AWS CLI prints nothing for it). Made at its
+/// exact size, so no grown-out-of copy of a secret is left unzeroized.
+pub fn render(
+    out: Output,
+    query: Option<&Query>,
+    value: &Value,
+    text: &str,
+) -> Option<Zeroizing<String>> {
+    if out == Output::Text {
+        return Some(exactly(|w| writeln!(w, "{text}")));
+    }
+    let mut picked = query.map(|q| q.apply(value));
+    let value = picked.as_ref().unwrap_or(value);
+    let body = match out {
+        Output::Json if value.as_object().is_some_and(|m| m.is_empty()) => None,
+        Output::Json => Some(aws_json(value)),
+        _ => Some(exactly(|w| aws_text(value, None, None, w))),
+    };
+    if let Some(p) = picked.as_mut() {
+        wipe(p);
+    }
+    body
+}
+
+/// Counts what is written, to size a buffer before writing into it.
+#[derive(Default)]
+struct Counter(usize);
+
+impl std::fmt::Write for Counter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0 += s.len();
+        Ok(())
+    }
+}
+
+impl std::io::Write for Counter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What `write` writes, in a zeroized string allocated once at its size.
+fn exactly(write: impl Fn(&mut dyn std::fmt::Write) -> std::fmt::Result) -> Zeroizing<String> {
+    let mut n = Counter::default();
+    let _ = write(&mut n);
+    let mut s = Zeroizing::new(String::with_capacity(n.0));
+    // Writing to a String cannot fail.
+    let _ = write(&mut *s);
+    s
+}
+
 /// JSON as the AWS CLI v2 prints it: `json.dump(indent=4, ensure_ascii=False)`.
-fn aws_json(value: &Value) -> String {
+fn aws_json(value: &Value) -> Zeroizing<String> {
     use serde::Serialize;
-    let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    match value.serialize(&mut ser) {
-        Ok(()) => String::from_utf8(buf).unwrap_or_else(|_| value.to_string()),
-        Err(_) => value.to_string(),
+    let pretty = |w: &mut dyn std::io::Write| {
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(w, fmt);
+        value.serialize(&mut ser)
+    };
+    let mut n = Counter::default();
+    let _ = pretty(&mut n);
+    let mut buf = Zeroizing::new(Vec::with_capacity(n.0 + 1));
+    let _ = pretty(&mut *buf);
+    buf.push(b'\n');
+    // serde_json writes UTF-8; a failure leaves bytes that are not.
+    match std::str::from_utf8(&buf) {
+        Ok(text) => exactly(|w| w.write_str(text)),
+        Err(_) => exactly(|w| writeln!(w, "{value}")),
     }
 }
 
 /// A scalar as Python's `str()` shows it in the AWS CLI's text output.
-fn scalar(v: &Value) -> String {
+fn scalar(v: &Value) -> Cow<'_, str> {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => Cow::Borrowed(s),
         Value::Bool(true) => "True".into(),
         Value::Bool(false) => "False".into(),
         Value::Null => "None".into(),
-        other => other.to_string(),
+        other => other.to_string().into(),
     }
 }
 
@@ -145,20 +210,22 @@ fn is_scalar(v: &Value) -> bool {
 /// sits under one; then its lists and dicts, each under its own key. A
 /// list of dicts is one line per dict, the columns being every scalar key
 /// any of them has; a list of scalars under a key is one line per item.
-fn aws_text(item: &Value, identifier: Option<&str>, keys: Option<&[String]>, out: &mut String) {
+fn aws_text(item: &Value, identifier: Option<&str>, keys: Option<&[String]>, out: Out) -> Wrote {
     match item {
         Value::Object(m) => text_dict(m, identifier, keys, out),
         Value::Array(a) => text_list(a, identifier, out),
-        s => {
-            out.push_str(&scalar(s));
-            out.push('\n');
-        }
+        s => writeln!(out, "{}", scalar(s)),
     }
 }
 
-fn text_list(items: &[Value], identifier: Option<&str>, out: &mut String) {
+/// Where the text form is written (a counter, then the buffer), straight
+/// from the values: no copy of a string is made on the way.
+type Out<'a> = &'a mut dyn std::fmt::Write;
+type Wrote = std::fmt::Result;
+
+fn text_list(items: &[Value], identifier: Option<&str>, out: Out) -> Wrote {
     if items.is_empty() {
-        return;
+        return Ok(());
     }
     if items.iter().any(Value::is_object) {
         let mut keys: Vec<String> = items
@@ -170,33 +237,42 @@ fn text_list(items: &[Value], identifier: Option<&str>, out: &mut String) {
         keys.sort();
         keys.dedup();
         for el in items {
-            aws_text(el, identifier, Some(&keys), out);
+            aws_text(el, identifier, Some(&keys), out)?;
         }
     } else if items.iter().any(Value::is_array) {
         let scalars: Vec<&Value> = items.iter().filter(|v| is_scalar(v)).collect();
         if !scalars.is_empty() {
-            text_scalars(&scalars, identifier, out);
+            text_scalars(&scalars, identifier, out)?;
         }
         for nested in items.iter().filter(|v| !is_scalar(v)) {
-            aws_text(nested, identifier, None, out);
+            aws_text(nested, identifier, None, out)?;
         }
     } else {
-        text_scalars(&items.iter().collect::<Vec<_>>(), identifier, out);
+        text_scalars(&items.iter().collect::<Vec<_>>(), identifier, out)?;
     }
+    Ok(())
 }
 
-fn text_scalars(items: &[&Value], identifier: Option<&str>, out: &mut String) {
+/// One tab-separated line.
+fn text_line<'a>(fields: impl Iterator<Item = Cow<'a, str>>, out: Out) -> Wrote {
+    for (i, f) in fields.enumerate() {
+        if i > 0 {
+            out.write_char('\t')?;
+        }
+        out.write_str(&f)?;
+    }
+    out.write_char('\n')
+}
+
+fn text_scalars(items: &[&Value], identifier: Option<&str>, out: Out) -> Wrote {
     match identifier {
         Some(id) => {
             for v in items {
-                out.push_str(&format!("{}\t{}\n", id.to_uppercase(), scalar(v)));
+                writeln!(out, "{}\t{}", id.to_uppercase(), scalar(v))?;
             }
+            Ok(())
         }
-        None => {
-            let line: Vec<String> = items.iter().map(|v| scalar(v)).collect();
-            out.push_str(&line.join("\t"));
-            out.push('\n');
-        }
+        None => text_line(items.iter().map(|v| scalar(v)), out),
     }
 }
 
@@ -204,9 +280,9 @@ fn text_dict(
     m: &serde_json::Map<String, Value>,
     identifier: Option<&str>,
     keys: Option<&[String]>,
-    out: &mut String,
-) {
-    let mut scalars: Vec<(&String, String)> = Vec::new();
+    out: Out,
+) -> Wrote {
+    let mut scalars: Vec<(&String, Cow<str>)> = Vec::new();
     let mut nested: Vec<(&String, &Value)> = Vec::new();
     match keys {
         // A dict of a list: the list's columns, empty where it has none.
@@ -227,19 +303,19 @@ fn text_dict(
         }
     }
     // In key order whatever order the map keeps.
-    scalars.sort();
+    scalars.sort_by(|a, b| a.0.cmp(b.0));
     nested.sort_by(|a, b| a.0.cmp(b.0));
-    let mut scalars: Vec<String> = scalars.into_iter().map(|(_, v)| v).collect();
     if !scalars.is_empty() {
-        if let Some(id) = identifier {
-            scalars.insert(0, id.to_uppercase());
-        }
-        out.push_str(&scalars.join("\t"));
-        out.push('\n');
+        let id = identifier.map(|id| Cow::Owned(id.to_uppercase()));
+        text_line(
+            id.into_iter().chain(scalars.into_iter().map(|(_, v)| v)),
+            out,
+        )?;
     }
     for (k, v) in nested {
-        aws_text(v, Some(k), None, out);
+        aws_text(v, Some(k), None, out)?;
     }
+    Ok(())
 }
 
 /// One step of a query.
@@ -331,6 +407,21 @@ fn is_ident_start(c: char) -> bool {
 }
 
 fn eval(steps: &[Step], v: &Value) -> Value {
+    // As in JMESPath, `[]` flattens what all of the query left of it gives
+    // (a projection included), and projects the rest over that.
+    if let Some(f) = steps.iter().rposition(|s| *s == Step::Flatten) {
+        let Value::Array(left) = eval(&steps[..f], v) else {
+            return Value::Null;
+        };
+        let flat: Vec<&Value> = left
+            .iter()
+            .flat_map(|x| match x {
+                Value::Array(inner) => inner.iter().collect::<Vec<_>>(),
+                other => vec![other],
+            })
+            .collect();
+        return project(&steps[f + 1..], flat.into_iter());
+    }
     let Some((step, rest)) = steps.split_first() else {
         return v.clone();
     };
@@ -346,16 +437,6 @@ fn eval(steps: &[Step], v: &Value) -> Value {
                 .map_or(Value::Null, |x| eval(rest, x))
         }
         (Step::Each, Value::Array(a)) => project(rest, a.iter()),
-        (Step::Flatten, Value::Array(a)) => {
-            let flat: Vec<&Value> = a
-                .iter()
-                .flat_map(|x| match x {
-                    Value::Array(inner) => inner.iter().collect::<Vec<_>>(),
-                    other => vec![other],
-                })
-                .collect();
-            project(rest, flat.into_iter())
-        }
         _ => Value::Null,
     }
 }
@@ -376,9 +457,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn shown(out: Output, q: Option<&Query>, v: &Value, text: &str) -> Option<String> {
+        render(out, q, v, text).map(|s| s.to_string())
+    }
+
     fn text(v: &Value) -> String {
         let mut s = String::new();
-        aws_text(v, None, None, &mut s);
+        aws_text(v, None, None, &mut s).unwrap();
         s
     }
 
@@ -413,12 +498,12 @@ mod tests {
     fn json_is_indented_by_four_and_empty_objects_print_nothing() {
         let v = json!({"KeyId": "ü", "N": [1]});
         assert_eq!(
-            render(Output::Json, None, &v, "").unwrap(),
+            shown(Output::Json, None, &v, "").unwrap(),
             "{\n    \"KeyId\": \"ü\",\n    \"N\": [\n        1\n    ]\n}\n"
         );
-        assert_eq!(render(Output::Json, None, &json!({}), ""), None);
+        assert_eq!(shown(Output::Json, None, &json!({}), ""), None);
         assert_eq!(
-            render(Output::Text, None, &v, "own text").unwrap(),
+            shown(Output::Text, None, &v, "own text").unwrap(),
             "own text\n"
         );
     }
@@ -448,14 +533,11 @@ mod tests {
         assert_eq!(q("Plaintext.X"), Value::Null);
         // A scalar prints quoted in JSON, bare in text.
         let p = Query::parse("Plaintext").unwrap();
-        assert_eq!(
-            render(Output::Json, Some(&p), &v, "").unwrap(),
-            "\"UA==\"\n"
-        );
-        assert_eq!(render(Output::AwsText, Some(&p), &v, "").unwrap(), "UA==\n");
+        assert_eq!(shown(Output::Json, Some(&p), &v, "").unwrap(), "\"UA==\"\n");
+        assert_eq!(shown(Output::AwsText, Some(&p), &v, "").unwrap(), "UA==\n");
         let ids = Query::parse("Keys[*].KeyId").unwrap();
         assert_eq!(
-            render(Output::AwsText, Some(&ids), &v, "").unwrap(),
+            shown(Output::AwsText, Some(&ids), &v, "").unwrap(),
             "a\tb\n"
         );
         for bad in [
@@ -488,5 +570,46 @@ mod tests {
         assert_eq!(r(Some(Json), false, false), Some(Output::Json));
         assert_eq!(r(Some(Text), false, false), Some(Output::Text));
         assert_eq!(r(Some(Text), false, true), None);
+    }
+
+    #[test]
+    fn a_rendered_result_is_one_buffer_of_its_exact_size() {
+        // A buffer that grew left its earlier allocations, copies of any
+        // plaintext or private key in the result, to the allocator unwiped.
+        let secret = "S".repeat(5000);
+        let v = json!({"Plaintext": secret, "KeyId": "arn:k", "N": 7,
+            "Keys": [{"A": secret}, {"B": true}], "List": ["x", secret, null]});
+        let query = Query::parse("Keys[*].A").unwrap();
+        for out in [Output::Json, Output::AwsText, Output::Text] {
+            for q in [None, Some(&query)] {
+                let body = render(out, q, &v, &secret).unwrap();
+                assert!(body.contains(&secret), "{out:?} {q:?}");
+                assert_eq!(body.capacity(), body.len(), "{out:?} {q:?}");
+            }
+        }
+        let mut wiped = v.clone();
+        wipe(&mut wiped);
+        assert_eq!(
+            wiped,
+            json!({"Plaintext": "", "KeyId": "", "N": 7,
+                "Keys": [{"A": ""}, {"B": true}], "List": ["", "", null]})
+        );
+    }
+
+    #[test]
+    fn a_flatten_applies_to_the_whole_projection_to_its_left() {
+        // JMESPath: `[]` flattens what everything left of it gives, so
+        // `Keys[*].L[]` is one list, not one list per key.
+        let v = json!({"Keys": [{"L": [1, 2]}, {"L": [3]}, {"M": 0}],
+            "Deep": [{"A": [{"B": [1]}, {"B": [2, 3]}]}, {"A": [{"B": [4]}]}]});
+        let q = |s: &str| Query::parse(s).unwrap().apply(&v);
+        assert_eq!(q("Keys[*].L[]"), json!([1, 2, 3]));
+        assert_eq!(q("Keys[].L[]"), json!([1, 2, 3]));
+        assert_eq!(q("Keys[*].L"), json!([[1, 2], [3]]));
+        assert_eq!(q("Keys[*].L[0]"), json!([1, 3]));
+        assert_eq!(q("Keys[*].L[][0]"), json!([]));
+        assert_eq!(q("Deep[].A[].B[]"), json!([1, 2, 3, 4]));
+        assert_eq!(q("Deep[*].A[*].B[0]"), json!([[1, 2], [4]]));
+        assert_eq!(q("Keys[0].L[]"), json!([1, 2]));
     }
 }

@@ -5,8 +5,9 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use clap::Args;
-use serde_json::json;
+use serde_json::{json, Value};
 
+use super::super::output::wipe;
 use super::super::{print_result, Failure, Global};
 use super::{blob_arg, ctx};
 use crate::kms::local::asymmetric::algorithm_list;
@@ -124,14 +125,15 @@ pub fn derive_shared_secret(g: &Global, a: DeriveSharedSecretArgs) -> Result<(),
     let peer = blob_arg(&a.public_key, "--public-key")?;
     let ks = g.open_store()?;
     let (secret, arn) = ks.derive_shared_secret(&a.key_id, &a.key_agreement_algorithm, &peer)?;
-    let secret = zeroize::Zeroizing::new(B64.encode(&secret[..]));
-    let v = json!({
+    let mut v = json!({
         "KeyId": arn,
-        "SharedSecret": secret.as_str(),
         "KeyAgreementAlgorithm": a.key_agreement_algorithm,
         "KeyOrigin": "AWS_KMS",
     });
-    print_result(g.output, &v, &secret);
+    // Moved in, not serialized in (json! would leave a copy unwiped).
+    v["SharedSecret"] = Value::String(B64.encode(&secret[..]));
+    print_result(g.output, &v, v["SharedSecret"].as_str().unwrap_or_default());
+    wipe(&mut v);
     Ok(())
 }
 
@@ -156,9 +158,10 @@ fn generate_pair(
         "KeyMaterialId": p.key_material_id,
     });
     if let Some(pt) = &p.private_key_plaintext {
-        v["PrivateKeyPlaintext"] = json!(B64.encode(&pt[..]));
+        v["PrivateKeyPlaintext"] = Value::String(B64.encode(&pt[..]));
     }
     print_result(g.output, &v, &blob);
+    wipe(&mut v);
     Ok(())
 }
 

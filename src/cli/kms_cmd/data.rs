@@ -5,6 +5,7 @@ use base64::Engine;
 use clap::Args;
 use serde_json::json;
 
+use super::super::output::print_aws_secret;
 use super::super::{print_aws, Failure, Global};
 use super::{blob_arg, ctx};
 use crate::kms::local::asymmetric::SYMMETRIC_DEFAULT;
@@ -94,11 +95,10 @@ pub fn generate_data_key(g: &Global, a: GenerateDataKeyArgs) -> Result<(), Failu
     let d = ks.generate_data_key(&a.key_id, n, &ctx(&a.encryption_context)?)?;
     let v = json!({
         "CiphertextBlob": B64.encode(&d.ciphertext_blob),
-        "Plaintext": B64.encode(&d.plaintext[..]),
         "KeyId": d.key_arn,
         "KeyMaterialId": d.key_material_id,
     });
-    print_aws(g.output, &v);
+    print_aws_secret(g.output, v, "Plaintext", &d.plaintext);
     Ok(())
 }
 
@@ -129,14 +129,13 @@ pub fn decrypt(g: &Global, a: DecryptArgs) -> Result<(), Failure> {
     )?;
     let mut v = json!({
         "KeyId": d.key_arn,
-        "Plaintext": B64.encode(&d.plaintext[..]),
         "EncryptionAlgorithm": a.encryption_algorithm,
     });
     // AWS names the key material of symmetric decryption only.
     if !d.key_material_id.is_empty() {
         v["KeyMaterialId"] = json!(d.key_material_id);
     }
-    print_aws(g.output, &v);
+    print_aws_secret(g.output, v, "Plaintext", &d.plaintext);
     Ok(())
 }
 
@@ -200,6 +199,6 @@ pub fn generate_random(g: &Global, a: GenerateRandomArgs) -> Result<(), Failure>
         .ok_or_else(|| KmsError::Validation("NumberOfBytes is required".into()))?;
     let ks = g.open_store()?;
     let bytes = ks.generate_random(n)?;
-    print_aws(g.output, &json!({"Plaintext": B64.encode(&bytes[..])}));
+    print_aws_secret(g.output, json!({}), "Plaintext", &bytes);
     Ok(())
 }

@@ -46,6 +46,9 @@ const AWS_ONLY_SIGNING: [&str; 4] = [
 /// Messages and digests to sign or verify: AWS's 1..4096 bytes.
 const MAX_MESSAGE: usize = 4096;
 
+/// A CiphertextBlob of AWS's API: 1..6144 bytes.
+const MAX_CIPHERTEXT: usize = 6144;
+
 fn spec_names() -> String {
     let mut v = vec![SYMMETRIC_DEFAULT];
     v.extend(ALL_SPECS.iter().map(|s| s.name()));
@@ -420,6 +423,11 @@ impl LocalKeyService {
                 ))
             })?;
             check_encryption_algorithm(alg)?;
+            if blob.is_empty() || blob.len() > MAX_CIPHERTEXT {
+                return Err(KmsError::Validation(format!(
+                    "CiphertextBlob must be 1 to {MAX_CIPHERTEXT} bytes"
+                )));
+            }
             let (rec, spec, pkcs8) = self.asymmetric_key(a, key, ENCRYPT_DECRYPT, alg)?;
             let alg = self.encryption_algorithm(&rec, alg, context)?;
             let plaintext = asym::decrypt(spec, &pkcs8, alg, blob).map_err(asym_err)?;

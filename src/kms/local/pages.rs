@@ -3,10 +3,11 @@
 //! the page before; a page says whether more follow (`Truncated`).
 //!
 //! Items are listed in a fixed order of a position string; a marker is
-//! the operation's name and the next item's position, base64url. A marker
+//! the operation's name, the key whose list it is (empty for a list of all
+//! keys or aliases) and the next item's position, base64url. A marker
 //! stays good when items come or go between pages (the next page starts
-//! at the first item at or after it), and one of another operation, or
-//! not ours at all, is an InvalidMarkerException.
+//! at the first item at or after it); one of another operation or another
+//! key's list, or not ours at all, is an InvalidMarkerException.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine;
@@ -69,24 +70,31 @@ const LIST_RESOURCE_TAGS: Listing = Listing {
     default: 50,
 };
 
-fn marker_of(op: &str, position: &str) -> String {
-    B64URL.encode(format!("{op}\n{position}"))
+fn marker_of(op: &str, scope: &str, position: &str) -> String {
+    B64URL.encode(format!("{op}\n{scope}\n{position}"))
 }
 
-/// The position a marker of `op` points at.
-fn position_of(op: &str, marker: &str) -> Result<String, KmsError> {
-    let bad = || KmsError::InvalidMarker(format!("{marker:?} is not a marker of {op}"));
+/// The position a marker of `op` over the list of `scope` points at.
+fn position_of(op: &str, scope: &str, marker: &str) -> Result<String, KmsError> {
+    let bad = || {
+        let of = if scope.is_empty() { "" } else { " of this key" };
+        KmsError::InvalidMarker(format!("{marker:?} is not a marker of {op}{of}"))
+    };
     let raw = B64URL.decode(marker).map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
-    text.strip_prefix(op)
-        .and_then(|t| t.strip_prefix('\n'))
-        .map(str::to_owned)
-        .ok_or_else(bad)
+    let (marker_op, rest) = text.split_once('\n').ok_or_else(bad)?;
+    let (marker_scope, position) = rest.split_once('\n').ok_or_else(bad)?;
+    if marker_op != op || marker_scope != scope {
+        return Err(bad());
+    }
+    Ok(position.to_owned())
 }
 
-/// One page of `items` (each with its position), as `l` pages them.
+/// One page of `items` (each with its position) of the list of `scope`
+/// (a key ID, or empty), as `l` pages them.
 fn page<T>(
     l: &Listing,
+    scope: &str,
     mut items: Vec<(String, T)>,
     req: PageRequest,
 ) -> Result<Page<T>, KmsError> {
@@ -100,13 +108,13 @@ fn page<T>(
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let start = match req.marker {
         Some(m) => {
-            let from = position_of(l.op, m)?;
+            let from = position_of(l.op, scope, m)?;
             items.partition_point(|(p, _)| *p < from)
         }
         None => 0,
     };
     let end = items.len().min(start + limit as usize);
-    let next_marker = items.get(end).map(|(p, _)| marker_of(l.op, p));
+    let next_marker = items.get(end).map(|(p, _)| marker_of(l.op, scope, p));
     let items = items.drain(start.min(end)..end).map(|(_, t)| t).collect();
     Ok(Page { items, next_marker })
 }
@@ -124,7 +132,7 @@ impl LocalKeyService {
             .into_iter()
             .map(|r| (dated(r.creation_date, &r.key_id), r))
             .collect();
-        page(&LIST_KEYS, items, req)
+        page(&LIST_KEYS, "", items, req)
     }
 
     /// ListAliases: (alias, key ID) by alias name, only the aliases of
@@ -141,21 +149,36 @@ impl LocalKeyService {
             .filter(|(_, k)| only.as_ref().is_none_or(|o| o == k))
             .map(|(a, k)| (a.clone(), (a, k)))
             .collect();
-        page(&LIST_ALIASES, items, req)
+        page(
+            &LIST_ALIASES,
+            only.as_deref().unwrap_or_default(),
+            items,
+            req,
+        )
     }
 
-    /// ListKeyRotations: the key's rotations by date.
+    /// ListKeyRotations (a key ID or key ARN): the key's rotations in the
+    /// order they were made (the key's materials are only ever added, and
+    /// dates are whole seconds). As AWS, refused on an asymmetric key
+    /// (rotation is for symmetric encryption keys).
     pub fn list_key_rotations_page(
         &self,
         key: &str,
         req: PageRequest,
     ) -> Result<Page<Rotation>, KmsError> {
-        let r = self.describe(key)?;
+        let r = {
+            let d = self.data.lock();
+            let id = self.mgmt_id(&d, key)?;
+            d.keys.iter().find(|r| r.key_id == id).cloned()
+        }
+        .ok_or_else(|| KmsError::NotFound(format!("Key '{key}' does not exist")))?;
+        self.refuse_asymmetric_rotation(&r)?;
         let items = r
             .materials
             .iter()
-            .filter(|m| m.rotation_type == "AUTOMATIC" || m.rotation_type == "ON_DEMAND")
-            .map(|m| {
+            .enumerate()
+            .filter(|(_, m)| m.rotation_type == "AUTOMATIC" || m.rotation_type == "ON_DEMAND")
+            .map(|(made, m)| {
                 let rot = Rotation {
                     key_id: r.key_id.clone(),
                     key_material_id: m.id.clone(),
@@ -163,10 +186,10 @@ impl LocalKeyService {
                     rotation_date: m.created,
                     rotation_type: m.rotation_type.clone(),
                 };
-                (dated(m.created, &m.id), rot)
+                (format!("{made:010}"), rot)
             })
             .collect();
-        page(&LIST_KEY_ROTATIONS, items, req)
+        page(&LIST_KEY_ROTATIONS, &r.key_id, items, req)
     }
 
     /// ListResourceTags: (tag key, tag value) by tag key, in any key state.
@@ -175,17 +198,19 @@ impl LocalKeyService {
         key: &str,
         req: PageRequest,
     ) -> Result<Page<(String, String)>, KmsError> {
-        let tags = {
+        let (id, tags) = {
             let d = self.data.lock();
             let id = self.mgmt_id(&d, key)?;
-            d.keys
+            let tags = d
+                .keys
                 .iter()
                 .find(|r| r.key_id == id)
                 .map(|r| r.tags.clone())
-                .unwrap_or_default()
+                .unwrap_or_default();
+            (id, tags)
         };
         let items = tags.into_iter().map(|(k, v)| (k.clone(), (k, v))).collect();
-        page(&LIST_RESOURCE_TAGS, items, req)
+        page(&LIST_RESOURCE_TAGS, &id, items, req)
     }
 }
 
@@ -208,8 +233,13 @@ mod tests {
                 let mut seen = Vec::new();
                 let mut marker: Option<String> = None;
                 loop {
-                    let p =
-                        page(&LIST_KEYS, numbers(n), req(Some(limit), marker.as_deref())).unwrap();
+                    let p = page(
+                        &LIST_KEYS,
+                        "",
+                        numbers(n),
+                        req(Some(limit), marker.as_deref()),
+                    )
+                    .unwrap();
                     assert!(p.items.len() <= limit as usize);
                     seen.extend(p.items);
                     match p.next_marker {
@@ -224,9 +254,9 @@ mod tests {
 
     #[test]
     fn limits_markers_and_defaults_are_checked_as_aws_checks_them() {
-        let all = page(&LIST_ALIASES, numbers(120), req(None, None)).unwrap();
+        let all = page(&LIST_ALIASES, "", numbers(120), req(None, None)).unwrap();
         assert_eq!(all.items.len(), 50, "ListAliases defaults to 50");
-        let all = page(&LIST_RESOURCE_TAGS, numbers(60), req(None, None)).unwrap();
+        let all = page(&LIST_RESOURCE_TAGS, "", numbers(60), req(None, None)).unwrap();
         assert_eq!(all.items.len(), 50);
         for (l, bad) in [
             (&LIST_KEYS, 1001),
@@ -234,28 +264,37 @@ mod tests {
             (&LIST_RESOURCE_TAGS, 51),
         ] {
             for limit in [0, bad] {
-                let e = page(l, numbers(3), req(Some(limit), None)).unwrap_err();
+                let e = page(l, "", numbers(3), req(Some(limit), None)).unwrap_err();
                 assert!(
                     matches!(e, KmsError::Validation(_)),
                     "{} {limit}: {e}",
                     l.op
                 );
             }
-            assert!(page(l, numbers(3), req(Some(bad - 1), None)).is_ok());
+            assert!(page(l, "", numbers(3), req(Some(bad - 1), None)).is_ok());
         }
         // A marker of another operation, or none of ours.
-        let p = page(&LIST_KEYS, numbers(5), req(Some(2), None)).unwrap();
+        let p = page(&LIST_KEYS, "", numbers(5), req(Some(2), None)).unwrap();
         let m = p.next_marker.unwrap();
-        let e = page(&LIST_ALIASES, numbers(5), req(Some(2), Some(&m))).unwrap_err();
+        let e = page(&LIST_ALIASES, "", numbers(5), req(Some(2), Some(&m))).unwrap_err();
         assert_eq!(e.name(), "InvalidMarkerException");
+        // A marker of one key's list, on another key's or the whole list.
+        let k1 = page(&LIST_RESOURCE_TAGS, "k1", numbers(5), req(Some(2), None)).unwrap();
+        let k1 = k1.next_marker.unwrap();
+        for scope in ["k2", ""] {
+            let e = page(&LIST_RESOURCE_TAGS, scope, numbers(5), req(None, Some(&k1)));
+            assert_eq!(e.unwrap_err().name(), "InvalidMarkerException", "{scope}");
+        }
+        let e = page(&LIST_RESOURCE_TAGS, "k1", numbers(5), req(None, Some(&m)));
+        assert_eq!(e.unwrap_err().name(), "InvalidMarkerException");
         for junk in ["", "!!", "bm90IG91cnM", "TGlzdEtleXM"] {
-            let e = page(&LIST_KEYS, numbers(5), req(None, Some(junk))).unwrap_err();
+            let e = page(&LIST_KEYS, "", numbers(5), req(None, Some(junk))).unwrap_err();
             assert_eq!(e.name(), "InvalidMarkerException", "{junk:?}");
         }
         // The next item gone: the page starts at the one after it.
         let mut fewer = numbers(5);
         fewer.remove(2);
-        let p = page(&LIST_KEYS, fewer, req(Some(2), Some(&m))).unwrap();
+        let p = page(&LIST_KEYS, "", fewer, req(Some(2), Some(&m))).unwrap();
         assert_eq!(p.items, vec![3, 4]);
         assert!(p.next_marker.is_none());
     }

@@ -1,7 +1,8 @@
 //! Tags and descriptions of customer managed keys: TagResource,
 //! UntagResource and UpdateKeyDescription, with AWS's rules: tag keys of
-//! 1-128 characters and values of 0-256, letters, digits, white space and
-//! `_ . : / = + - @` only, no `aws:` prefix (reserved for AWS), at most 50
+//! 1-128 characters and values of 0-256, letters, digits, Unicode space
+//! separators and `_ . : / = + - @` only (AWS's `[\p{L}\p{Z}\p{N}_.:/=+\-@]`:
+//! no tab or line break), no `aws:` prefix (reserved for AWS), at most 50
 //! tags a key; descriptions of at most 8192 characters. As every
 //! management operation, they take a key ID or key ARN (not an alias) and
 //! are refused on a key pending deletion and on the managed default key.
@@ -23,10 +24,12 @@ fn check_tag_part(what: &str, s: &str, min: usize, max: usize) -> Result<(), Kms
             "{what} {s:?} must be {min} to {max} characters long, not {n}"
         )));
     }
-    let allowed = |c: char| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c);
+    // \p{Z}: the white space that is not a control character.
+    let space = |c: char| c.is_whitespace() && !c.is_control();
+    let allowed = |c: char| c.is_alphanumeric() || space(c) || "_.:/=+-@".contains(c);
     if let Some(c) = s.chars().find(|c| !allowed(*c)) {
         return Err(KmsError::Tag(format!(
-            "{what} {s:?} has the character {c:?}: tags take letters, digits, white space and _ . : / = + - @"
+            "{what} {s:?} has the character {c:?}: tags take letters, digits, spaces and _ . : / = + - @"
         )));
     }
     Ok(())
@@ -128,6 +131,10 @@ mod tests {
         assert_eq!(name(check_tag_key("AwS:x")), "TagException");
         assert_eq!(name(check_tag_key("a,b")), "TagException");
         assert_eq!(name(check_tag_key("a*")), "TagException");
+        for control in ["a\tb", "a\nb", "a\rb", "\u{85}", "\u{b}"] {
+            assert_eq!(name(check_tag_key(control)), "TagException", "{control:?}");
+        }
+        check_tag_key("a b\u{a0}c\u{2028}d\u{3000}").unwrap();
         check_tag_part("v", "", 0, MAX_TAG_VALUE_CHARS).unwrap();
         assert_eq!(
             name(check_tag_part(

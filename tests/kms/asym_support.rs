@@ -1,6 +1,5 @@
 //! Helpers of the asymmetric-key tests: the CLI in JSON, exact AWS errors,
 //! and openssl as the oracle.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -3,11 +3,7 @@
 //! generate-random, update-key-description, tags, pagination of the list
 //! commands, and re-encrypt's --source-key-id.
 
-#![allow(clippy::disallowed_methods)] // tests create fixtures with std
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn json(env: &Env, args: &[&str]) -> Value {

@@ -1,12 +1,8 @@
 //! The key service through the CLI, and volumes across key changes.
 
-#![allow(clippy::disallowed_methods)] // tests create fixtures with std
-
-mod common;
-
 use std::fs;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn json(env: &Env, args: &[&str]) -> Value {

@@ -1,11 +1,7 @@
 //! Issue 18's "Bugs found" that show at the command line, and AWS's openssl
 //! recipe for wrapping imported key material.
 
-#![allow(clippy::disallowed_methods)] // tests create fixtures with std
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn json(env: &Env, args: &[&str]) -> Value {

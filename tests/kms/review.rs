@@ -1,11 +1,7 @@
 //! An adversarial review of asymmetric keys and the AWS CLI output
 //! machinery: each test is a finding, failing on the code it was found in.
 
-#![allow(clippy::disallowed_methods)] // tests create fixtures with std
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn json(env: &Env, args: &[&str]) -> Value {

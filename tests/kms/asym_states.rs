@@ -2,13 +2,8 @@
 //! describe-key and get-public-key fields, and the key-state table (disabled,
 //! pending deletion, no rotation, the wrong key usage).
 
-#![allow(clippy::disallowed_methods)] // tests create fixtures with std
-
-mod asym_support;
-mod common;
-
-use asym_support::*;
-use common::*;
+use crate::asym_support::*;
+use crate::common::*;
 
 #[test]
 fn create_key_applies_aws_spec_and_usage_rules_and_describes_them() {

@@ -2,15 +2,10 @@
 //! with the test's key store: the signature it makes must verify with
 //! openssl, and a changed release must not.
 
-#![allow(clippy::disallowed_methods)] // tests create fixtures with std
-
-mod asym_support;
-mod common;
-
 use std::process::Command;
 
-use asym_support::have_openssl;
-use common::*;
+use crate::asym_support::have_openssl;
+use crate::common::*;
 
 /// The shell lines of the README block marked `<!-- readme-test: NAME -->`.
 fn readme_block(name: &str) -> String {

@@ -5,15 +5,10 @@
 //! Where the key service keeps the private key (so openssl cannot act with
 //! it), our crypto layer meets openssl's own keys instead.
 
-#![allow(clippy::disallowed_methods)] // tests create fixtures with std
-
-mod asym_support;
-mod common;
-
-use asym_support::*;
+use crate::asym_support::*;
+use crate::common::*;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use common::*;
 use envelopefs::crypto::asym::{self, EncryptionAlgorithm, KeySpec, Message, SigningAlgorithm};
 
 /// Sign through the CLI; the signature is also checked by `kms verify`.

@@ -1,0 +1,18 @@
+//! The key service through the CLI: AWS KMS's operations, shapes and
+//! errors, asymmetric keys against openssl, imported key material, and
+//! volumes across key changes.
+
+#![allow(clippy::disallowed_methods)] // tests create fixtures with std
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod asym_support;
+
+mod asym;
+mod asym_states;
+mod basics;
+mod bugs;
+mod ops;
+mod readme;
+mod review;

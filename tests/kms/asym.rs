@@ -5,8 +5,8 @@
 //! Where the key service keeps the private key (so openssl cannot act with
 //! it), our crypto layer meets openssl's own keys instead.
 
-use crate::asym_support::*;
 use crate::common::*;
+use crate::support::*;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use envelopefs::crypto::asym::{self, EncryptionAlgorithm, KeySpec, Message, SigningAlgorithm};

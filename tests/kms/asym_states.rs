@@ -2,8 +2,8 @@
 //! describe-key and get-public-key fields, and the key-state table (disabled,
 //! pending deletion, no rotation, the wrong key usage).
 
-use crate::asym_support::*;
 use crate::common::*;
+use crate::support::*;
 
 #[test]
 fn create_key_applies_aws_spec_and_usage_rules_and_describes_them() {

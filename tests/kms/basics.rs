@@ -3,13 +3,8 @@
 use std::fs;
 
 use crate::common::*;
+use crate::support::json;
 use serde_json::Value;
-
-fn json(env: &Env, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.extend_from_slice(&["--output", "json"]);
-    serde_json::from_str(&env.run_ok(&a)).unwrap()
-}
 
 #[test]
 fn generate_data_key_is_aws_shaped_and_decrypts() {

@@ -2,13 +2,8 @@
 //! recipe for wrapping imported key material.
 
 use crate::common::*;
+use crate::support::json;
 use serde_json::Value;
-
-fn json(env: &Env, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.extend_from_slice(&["--output", "json"]);
-    serde_json::from_str(&env.run_ok(&a)).unwrap()
-}
 
 /// The command fails with this AWS error name on stderr and nothing on stdout.
 fn fails_with(env: &Env, args: &[&str], error: &str) {

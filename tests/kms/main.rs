@@ -7,7 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod asym_support;
+mod support;
 
 mod asym;
 mod asym_states;

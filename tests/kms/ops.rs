@@ -4,26 +4,8 @@
 //! commands, and re-encrypt's --source-key-id.
 
 use crate::common::*;
+use crate::support::{fails_named as fails, json};
 use serde_json::Value;
-
-fn json(env: &Env, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.extend_from_slice(&["--output", "json"]);
-    serde_json::from_str(&env.run_ok(&a)).unwrap()
-}
-
-/// Runs a kms command that must fail: this exit code, nothing on stdout,
-/// one line on stderr naming the AWS error.
-fn fails(env: &Env, args: &[&str], code: i32, name: &str) {
-    let out = env.run(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-    assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
-    assert!(
-        err.starts_with(&format!("envelopefs: {name}")),
-        "{args:?}: {err}"
-    );
-}
 
 fn b64(s: &Value) -> Vec<u8> {
     use base64::Engine;

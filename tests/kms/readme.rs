@@ -4,8 +4,8 @@
 
 use std::process::Command;
 
-use crate::asym_support::have_openssl;
 use crate::common::*;
+use crate::support::have_openssl;
 
 /// The shell lines of the README block marked `<!-- readme-test: NAME -->`.
 fn readme_block(name: &str) -> String {

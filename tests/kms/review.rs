@@ -2,27 +2,8 @@
 //! machinery: each test is a finding, failing on the code it was found in.
 
 use crate::common::*;
+use crate::support::{fails_named as fails, json};
 use serde_json::Value;
-
-fn json(env: &Env, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.extend_from_slice(&["--output", "json"]);
-    serde_json::from_str(&env.run_ok(&a)).unwrap()
-}
-
-/// Runs a kms command that must fail: this exit code, nothing on stdout,
-/// one line on stderr naming the AWS error.
-fn fails(env: &Env, args: &[&str], code: i32, name: &str) {
-    let out = env.run(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.starts_with(&format!("envelopefs: {name}: ")),
-        "{args:?}: want {name}, got {err}"
-    );
-    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
-    assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
-    assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-}
 
 fn create(env: &Env, extra: &[&str]) -> String {
     let mut args = vec!["kms", "create-key"];

@@ -1,4 +1,4 @@
-//! Helpers of the asymmetric-key tests: the CLI in JSON, exact AWS errors,
+//! Helpers of the key-service tests: the CLI in JSON, exact AWS errors,
 //! and openssl as the oracle.
 
 use std::path::PathBuf;
@@ -33,6 +33,20 @@ pub fn fails<S: AsRef<str>>(env: &Env, args: &[S], error: &str, code: i32) {
     assert!(err.contains(error), "{args:?}: want {error}, got {err}");
     assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
     assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
+}
+
+/// Runs a kms command that must fail: this exit code, nothing on stdout,
+/// one line on stderr starting with the AWS error `name`.
+pub fn fails_named(env: &Env, args: &[&str], code: i32, name: &str) {
+    let out = env.run(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("envelopefs: {name}")),
+        "{args:?}: want {name}, got {err}"
+    );
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    assert!(out.stdout.is_empty(), "{args:?} printed on stdout");
+    assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
 }
 
 pub fn create(env: &Env, spec: &str, usage: &str) -> String {

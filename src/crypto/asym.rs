@@ -90,7 +90,7 @@ impl KeySpec {
     }
 
     /// The modulus length of an RSA key, in bytes.
-    fn rsa_bytes(self) -> usize {
+    pub fn rsa_bytes(self) -> usize {
         match self {
             KeySpec::Rsa2048 => 256,
             KeySpec::Rsa3072 => 384,
@@ -389,6 +389,42 @@ pub fn encrypt(
     let n = key
         .encrypt(alg.oaep(), plaintext, &mut out, None)
         .map_err(|_| AsymError::Failed("RSA-OAEP encryption"))?
+        .len();
+    out.truncate(n);
+    Ok(out)
+}
+
+/// The RSA spec of a PKCS#8 RSA private key, by its modulus length.
+pub fn rsa_spec_of(pkcs8: &[u8]) -> Option<KeySpec> {
+    let len = PrivateDecryptingKey::from_pkcs8(pkcs8)
+        .ok()?
+        .key_size_bytes();
+    ALL_SPECS
+        .into_iter()
+        .find(|s| s.is_rsa() && s.rsa_bytes() == len)
+}
+
+/// AES key unwrap with padding (RFC 5649) under a 256-bit key.
+pub fn aes_key_unwrap_padded(kek: &[u8], wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>, AsymError> {
+    use aws_lc_rs::key_wrap::{AesKek, KeyWrapPadded, AES_256};
+    let kek = AesKek::new(&AES_256, kek).map_err(|_| AsymError::BadCiphertext)?;
+    let mut out = Zeroizing::new(vec![0u8; wrapped.len()]);
+    let n = kek
+        .unwrap_with_padding(wrapped, &mut out)
+        .map_err(|_| AsymError::BadCiphertext)?
+        .len();
+    out.truncate(n);
+    Ok(out)
+}
+
+/// AES key wrap with padding (RFC 5649) under a 256-bit key.
+pub fn aes_key_wrap_padded(kek: &[u8], key: &[u8]) -> Result<Vec<u8>, AsymError> {
+    use aws_lc_rs::key_wrap::{AesKek, KeyWrapPadded, AES_256};
+    let kek = AesKek::new(&AES_256, kek).map_err(|_| AsymError::Failed("AES key wrap"))?;
+    let mut out = vec![0u8; key.len() + 15];
+    let n = kek
+        .wrap_with_padding(key, &mut out)
+        .map_err(|_| AsymError::Failed("AES key wrap"))?
         .len();
     out.truncate(n);
     Ok(out)

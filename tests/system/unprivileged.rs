@@ -641,8 +641,10 @@ fn mount_waits_for_a_daemon_going_away() {
     let pid = first.pid().unwrap() as i32;
     // SAFETY: signals to the test's own child.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
-    // Retried: on a loaded machine the kernel may still count the file just
-    // written as busy for a moment (umount(8) then fails with EBUSY).
+    // Retried: the kernel counts the file just written as busy until the
+    // daemon has answered its (asynchronous) RELEASE, which a daemon stopped
+    // too early never does (umount(8) then fails with EBUSY): between tries
+    // it runs for a moment to answer it.
     let st = bounded(20, {
         let mnt = mnt.clone();
         move || {
@@ -658,7 +660,11 @@ fn mount_waits_for_a_daemon_going_away() {
                     return s;
                 }
                 st = Some(s);
+                // SAFETY: signals to the test's own child.
+                unsafe { libc::kill(pid, libc::SIGCONT) };
                 std::thread::sleep(Duration::from_millis(200));
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGSTOP) };
             }
             st.unwrap()
         }

@@ -474,6 +474,47 @@ pub fn derive_shared_secret(
     })
 }
 
+/// The spec of a DER SubjectPublicKeyInfo public key: an RSA key of one of
+/// the RSA specs, or a point on one of the NIST curves; None otherwise.
+pub fn public_key_spec(spki: &[u8]) -> Option<KeySpec> {
+    if let Ok(k) = PublicEncryptingKey::from_der(spki) {
+        let len = k.key_size_bytes();
+        return ALL_SPECS
+            .into_iter()
+            .find(|s| s.is_rsa() && s.rsa_bytes() == len);
+    }
+    ALL_SPECS.into_iter().filter(|s| s.is_nist_ecc()).find(|s| {
+        s.ecdh().is_some_and(|alg| {
+            agreement::ParsedPublicKey::try_from(&agreement::UnparsedPublicKey::new(alg, spki))
+                .is_ok_and(|p| p.format() == agreement::ParsedPublicKeyFormat::X509)
+        })
+    })
+}
+
+/// ECDH of a fresh ephemeral key with a recipient's public key (DER SPKI on
+/// the curve of `spec`): the ephemeral public key as DER SPKI, and the raw
+/// shared secret (the x-coordinate, as KMS DeriveSharedSecret returns it).
+pub fn ecdh_ephemeral(
+    spec: KeySpec,
+    peer_spki: &[u8],
+) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>), AsymError> {
+    use aws_lc_rs::encoding::PublicKeyX509Der;
+    let alg = spec.ecdh().ok_or(AsymError::BadPublicKey(spec.name()))?;
+    let fail = |_| AsymError::Failed("ephemeral ECDH");
+    let ours = agreement::PrivateKey::generate(alg).map_err(fail)?;
+    let public = ours.compute_public_key().map_err(fail)?;
+    let der: PublicKeyX509Der = public.as_der().map_err(fail)?;
+    let peer =
+        agreement::ParsedPublicKey::try_from(&agreement::UnparsedPublicKey::new(alg, peer_spki))
+            .ok()
+            .filter(|p| p.format() == agreement::ParsedPublicKeyFormat::X509)
+            .ok_or(AsymError::BadPublicKey(spec.name()))?;
+    let z = agreement::agree(&ours, peer, AsymError::BadPublicKey(spec.name()), |s| {
+        Ok(zeroizing(s))
+    })?;
+    Ok((der.as_ref().to_vec(), z))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,18 +1,29 @@
 //! The per-file header: the file's random ID and its data key, wrapped under a
-//! key derived from the volume key with the volume ID and file ID bound in.
+//! key derived from the volume key (format 1) or from a write session's key
+//! (format 2), with the volume ID and file ID bound in.
 //!
-//! Layout (84 bytes):
+//! Format 1 (84 bytes):
 //! `magic "EFSH" | version u8 = 1 | reserved [3] = 0 | file_id [16] |
 //!  nonce [12] | wrapped data key [32] | tag [16]`
+//! Format 2 (100 bytes):
+//! `magic "EFSH" | version u8 = 2 | reserved [3] = 0 | file_id [16] |
+//!  session_id [16] | nonce [12] | wrapped data key [32] | tag [16]`
 
 use super::aead::{Cipher, NONCE_LEN, TAG_LEN};
-use super::keys::{derive, DataKey, FileId, VolumeId, VolumeKey, KEY_LEN};
+use super::keys::{derive, DataKey, FileId, SessionKey, VolumeId, VolumeKey, KEY_LEN};
+use super::recipient::SessionId;
 use super::secmem::scrub_stack;
 
+/// The header length of format 1.
 pub const HEADER_LEN: usize = 84;
+/// The header length of format 2 (write-only volumes).
+pub const HEADER_V2_LEN: usize = 100;
+pub const MAX_HEADER_LEN: usize = HEADER_V2_LEN;
 const MAGIC: &[u8; 4] = b"EFSH";
 const VERSION: u8 = 1;
+const VERSION_2: u8 = 2;
 const PREFIX_LEN: usize = 24; // magic, version, reserved, file_id: the authenticated prefix
+const PREFIX_V2_LEN: usize = 40; // and the session ID
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HeaderError {
@@ -30,7 +41,10 @@ pub enum HeaderError {
 #[derive(Clone, PartialEq, Eq)]
 pub struct FileHeader {
     pub file_id: FileId,
-    bytes: [u8; HEADER_LEN],
+    /// The write session whose key wraps the data key (format 2).
+    session: Option<SessionId>,
+    len: usize,
+    bytes: [u8; MAX_HEADER_LEN],
 }
 
 impl std::fmt::Debug for FileHeader {
@@ -46,6 +60,15 @@ fn wrap_key(vk: &VolumeKey, vid: &VolumeId, fid: &FileId) -> Cipher {
         vk.expose(),
         &vid.0,
         &[b"envelopefs data-key wrap v1", &fid.0],
+    );
+    Cipher::new(k.expose())
+}
+
+fn wrap_key_v2(s: &SessionKey, vid: &VolumeId, fid: &FileId) -> Cipher {
+    let k = derive(
+        s.expose(),
+        &vid.0,
+        &[b"envelopefs data-key wrap v2", &fid.0],
     );
     Cipher::new(k.expose())
 }
@@ -72,7 +95,7 @@ impl FileHeader {
         file_id: FileId,
         key: &DataKey,
     ) -> FileHeader {
-        let mut b = [0u8; HEADER_LEN];
+        let mut b = [0u8; MAX_HEADER_LEN];
         b[..4].copy_from_slice(MAGIC);
         b[4] = VERSION;
         b[8..24].copy_from_slice(&file_id.0);
@@ -84,7 +107,119 @@ impl FileHeader {
         let tag = wrap_key(vk, vid, &file_id).seal(&nonce, &a, &mut rest[..KEY_LEN]);
         let _ = head;
         b[68..84].copy_from_slice(&tag);
-        FileHeader { file_id, bytes: b }
+        FileHeader {
+            file_id,
+            session: None,
+            len: HEADER_LEN,
+            bytes: b,
+        }
+    }
+
+    /// Wrap `key` for the file `file_id` under the session key `s` (format 2).
+    pub fn seal_v2(
+        s: &SessionKey,
+        session: SessionId,
+        vid: &VolumeId,
+        file_id: FileId,
+        key: &DataKey,
+    ) -> FileHeader {
+        let h = Self::seal_v2_unscrubbed(s, session, vid, file_id, key);
+        scrub_stack();
+        h
+    }
+
+    #[inline(never)]
+    fn seal_v2_unscrubbed(
+        s: &SessionKey,
+        session: SessionId,
+        vid: &VolumeId,
+        file_id: FileId,
+        key: &DataKey,
+    ) -> FileHeader {
+        let mut b = [0u8; MAX_HEADER_LEN];
+        b[..4].copy_from_slice(MAGIC);
+        b[4] = VERSION_2;
+        b[8..24].copy_from_slice(&file_id.0);
+        b[24..40].copy_from_slice(&session.0);
+        let nonce: [u8; NONCE_LEN] = super::random_array();
+        b[40..52].copy_from_slice(&nonce);
+        b[52..84].copy_from_slice(key.expose());
+        let a = aad(&b[..PREFIX_V2_LEN], vid);
+        let tag = wrap_key_v2(s, vid, &file_id).seal(&nonce, &a, &mut b[52..84]);
+        b[84..100].copy_from_slice(&tag);
+        FileHeader {
+            file_id,
+            session: Some(session),
+            len: HEADER_V2_LEN,
+            bytes: b,
+        }
+    }
+
+    /// Parse a header of the length the volume's format gives (84 or 100).
+    pub fn parse_for(raw: &[u8], header_len: usize) -> Result<FileHeader, HeaderError> {
+        if header_len == HEADER_V2_LEN {
+            Self::parse_v2(raw)
+        } else {
+            Self::parse(raw)
+        }
+    }
+
+    /// Parse a format 2 header (100 bytes, version 2).
+    pub fn parse_v2(raw: &[u8]) -> Result<FileHeader, HeaderError> {
+        if raw.len() < HEADER_V2_LEN {
+            return Err(HeaderError::Short(raw.len()));
+        }
+        if raw.len() > HEADER_V2_LEN {
+            return Err(HeaderError::Long(raw.len()));
+        }
+        if &raw[..4] != MAGIC || raw[4] != VERSION_2 || raw[5..8] != [0, 0, 0] {
+            return Err(HeaderError::BadMagic);
+        }
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        bytes.copy_from_slice(raw);
+        let mut fid = [0u8; 16];
+        fid.copy_from_slice(&raw[8..24]);
+        let mut sid = [0u8; 16];
+        sid.copy_from_slice(&raw[24..40]);
+        Ok(FileHeader {
+            file_id: FileId(fid),
+            session: Some(SessionId(sid)),
+            len: HEADER_V2_LEN,
+            bytes,
+        })
+    }
+
+    /// The write session of a format 2 header.
+    pub fn session(&self) -> Option<SessionId> {
+        self.session
+    }
+
+    /// Unwrap a format 2 header's data key with its session's key.
+    pub fn open_v2(&self, s: &SessionKey, vid: &VolumeId) -> Result<DataKey, HeaderError> {
+        let r = self.open_v2_unscrubbed(s, vid);
+        scrub_stack();
+        r
+    }
+
+    #[inline(never)]
+    fn open_v2_unscrubbed(&self, s: &SessionKey, vid: &VolumeId) -> Result<DataKey, HeaderError> {
+        if self.len != HEADER_V2_LEN {
+            return Err(HeaderError::Auth);
+        }
+        let b = &self.bytes;
+        let nonce: [u8; NONCE_LEN] = b[40..52].try_into().map_err(|_| HeaderError::Auth)?;
+        let tag: [u8; TAG_LEN] = b[84..100].try_into().map_err(|_| HeaderError::Auth)?;
+        let mut key = DataKey::zeroed();
+        key.expose_mut().copy_from_slice(&b[52..84]);
+        wrap_key_v2(s, vid, &self.file_id)
+            .open(
+                &nonce,
+                &aad(&b[..PREFIX_V2_LEN], vid),
+                key.expose_mut(),
+                &tag,
+            )
+            .map_err(|_| HeaderError::Auth)?;
+        Ok(key)
     }
 
     pub fn parse(raw: &[u8]) -> Result<FileHeader, HeaderError> {
@@ -99,21 +234,23 @@ impl FileHeader {
         if &raw[..4] != MAGIC || raw[4] != VERSION || raw[5..8] != [0, 0, 0] {
             return Err(HeaderError::BadMagic);
         }
-        let mut bytes = [0u8; HEADER_LEN];
-        bytes.copy_from_slice(&raw[..HEADER_LEN]);
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        bytes[..HEADER_LEN].copy_from_slice(&raw[..HEADER_LEN]);
         if crate::fault::planted("fuzz-header-roundtrip") {
-            bytes.copy_within(1.., 0); // drops the first byte
+            bytes[..HEADER_LEN].copy_within(1.., 0); // drops the first byte
         }
         let mut fid = [0u8; 16];
         fid.copy_from_slice(&raw[8..24]);
         Ok(FileHeader {
             file_id: FileId(fid),
+            session: None,
+            len: HEADER_LEN,
             bytes,
         })
     }
 
-    pub fn as_bytes(&self) -> &[u8; HEADER_LEN] {
-        &self.bytes
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 
     /// Unwrap the data key; fails if the header was edited or belongs to another volume.
@@ -127,6 +264,9 @@ impl FileHeader {
     /// Decrypts in place in the key arena: the data key never sits on the stack.
     #[inline(never)]
     fn open_unscrubbed(&self, vk: &VolumeKey, vid: &VolumeId) -> Result<DataKey, HeaderError> {
+        if self.len != HEADER_LEN {
+            return Err(HeaderError::Auth);
+        }
         let b = &self.bytes;
         let nonce: [u8; NONCE_LEN] = b[24..36].try_into().map_err(|_| HeaderError::Auth)?;
         let tag: [u8; TAG_LEN] = b[68..84].try_into().map_err(|_| HeaderError::Auth)?;
@@ -172,7 +312,7 @@ mod tests {
         );
         // Every single bit flip is detected.
         for i in 0..HEADER_LEN * 8 {
-            let mut raw = *h.as_bytes();
+            let mut raw = h.as_bytes().to_vec();
             raw[i / 8] ^= 1 << (i % 8);
             let r = FileHeader::parse(&raw).and_then(|h| h.open(&vk, &vid));
             assert!(r.is_err(), "bit {i}");
@@ -228,7 +368,7 @@ mod tests {
             FileId([3; 16]),
             &DataKey::random(),
         );
-        let raw = *h.as_bytes();
+        let raw: [u8; HEADER_LEN] = h.as_bytes().try_into().unwrap();
         assert_eq!(&raw[..8], b"EFSH\x01\0\0\0");
         assert_eq!(&raw[8..24], &[3; 16]);
         assert_eq!(
@@ -252,7 +392,7 @@ mod tests {
             );
         }
         let p = FileHeader::parse(&raw).unwrap();
-        assert_eq!((p.file_id, p.as_bytes()), (FileId([3; 16]), &raw));
+        assert_eq!((p.file_id, p.as_bytes()), (FileId([3; 16]), &raw[..]));
         assert_eq!(p, h);
     }
 
@@ -276,7 +416,9 @@ mod tests {
         let opened = FileHeader::parse(&raw).unwrap().open(&vk, &vid).unwrap();
         assert_eq!(opened.expose(), &dk);
 
-        let sealed = *FileHeader::seal(&vk, &vid, FileId(fid), &DataKey::from_bytes(dk)).as_bytes();
+        let sealed = FileHeader::seal(&vk, &vid, FileId(fid), &DataKey::from_bytes(dk))
+            .as_bytes()
+            .to_vec();
         let (nonce, tag) = (
             sealed[24..36].try_into().unwrap(),
             sealed[68..].try_into().unwrap(),
@@ -293,5 +435,62 @@ mod tests {
         let h = FileHeader::seal(&vk, &v1, FileId([3; 16]), &DataKey::random());
         let other = VolumeKey::random();
         assert_eq!(h.rewrap((&other, &v1), (&vk, &v2)), Err(HeaderError::Auth));
+    }
+
+    #[test]
+    fn v2_round_trip_binding_and_every_bit() {
+        let s = SessionKey::random();
+        let (sid, vid, dk) = (SessionId([6; 16]), VolumeId([1; 16]), DataKey::random());
+        let h = FileHeader::seal_v2(&s, sid, &vid, FileId([9; 16]), &dk);
+        assert_eq!(h.as_bytes().len(), HEADER_V2_LEN);
+        assert_eq!(&h.as_bytes()[..8], b"EFSH\x02\0\0\0");
+        assert_eq!(&h.as_bytes()[24..40], &[6; 16]);
+        let p = FileHeader::parse_v2(h.as_bytes()).unwrap();
+        assert_eq!(p.session(), Some(sid));
+        assert_eq!(p.open_v2(&s, &vid).unwrap().expose(), dk.expose());
+        assert_eq!(
+            p.open_v2(&SessionKey::random(), &vid).unwrap_err(),
+            HeaderError::Auth
+        );
+        assert_eq!(
+            p.open_v2(&s, &VolumeId([2; 16])).unwrap_err(),
+            HeaderError::Auth
+        );
+        // A v2 header is never a v1 one and the other way round.
+        assert_eq!(FileHeader::parse(h.as_bytes()), Err(HeaderError::Long(100)));
+        let v1 = FileHeader::seal(&VolumeKey::random(), &vid, FileId([9; 16]), &dk);
+        assert_eq!(
+            FileHeader::parse_v2(v1.as_bytes()),
+            Err(HeaderError::Short(84))
+        );
+        for i in 0..HEADER_V2_LEN * 8 {
+            let mut raw = h.as_bytes().to_vec();
+            raw[i / 8] ^= 1 << (i % 8);
+            let r = FileHeader::parse_for(&raw, HEADER_V2_LEN).and_then(|h| h.open_v2(&s, &vid));
+            assert!(r.is_err(), "bit {i}");
+        }
+    }
+
+    /// FORMAT.md's v2 header from `derive` and `Cipher` alone: key
+    /// `HKDF(S, volume ID, "envelopefs data-key wrap v2" || file ID)`,
+    /// associated data `bytes 0..40 || volume ID`.
+    #[test]
+    fn v2_header_format_matches_the_spec() {
+        let (s, vid, fid, sid, dk) = ([1u8; 32], [2u8; 16], [3u8; 16], [4u8; 16], [5u8; 32]);
+        let key = derive(&s, &vid, &[b"envelopefs data-key wrap v2", &fid]);
+        let mut raw = [0u8; HEADER_V2_LEN];
+        raw[..5].copy_from_slice(b"EFSH\x02");
+        raw[8..24].copy_from_slice(&fid);
+        raw[24..40].copy_from_slice(&sid);
+        raw[40..52].copy_from_slice(&[6; 12]);
+        raw[52..84].copy_from_slice(&dk);
+        let aad = [&raw[..40], &vid[..]].concat();
+        let tag = Cipher::new(key.expose()).seal(&[6; 12], &aad, &mut raw[52..84]);
+        raw[84..].copy_from_slice(&tag);
+        let opened = FileHeader::parse_v2(&raw)
+            .unwrap()
+            .open_v2(&SessionKey::from_bytes(s), &VolumeId(vid))
+            .unwrap();
+        assert_eq!(opened.expose(), &dk);
     }
 }

@@ -76,6 +76,10 @@ secret_key!(
 );
 secret_key!(DataKey, "A file's own random 256-bit data key.");
 secret_key!(SubKey, "A key derived from another key for one purpose.");
+secret_key!(
+    SessionKey,
+    "A write session's key (format 2): wraps the data keys, names, symlink targets and directory xattrs of one session."
+);
 
 /// HKDF-SHA256 expand of `ikm` with `salt` and `info` into a 32-byte subkey.
 pub fn derive(ikm: &[u8; KEY_LEN], salt: &[u8], info: &[&[u8]]) -> SubKey {
@@ -94,6 +98,30 @@ fn derive_unscrubbed(ikm: &[u8; KEY_LEN], salt: &[u8], info: &[&[u8]]) -> SubKey
     hk.expand(&info, out.expose_mut())
         .expect("32 bytes is a valid HKDF output length");
     out
+}
+
+/// HKDF-SHA256 of an input key of any length (an ECDH secret, a public
+/// key's fingerprint) into a 32-byte subkey.
+pub fn derive_from_slice(ikm: &[u8], salt: &[u8], info: &[&[u8]]) -> SubKey {
+    let k = derive_from_slice_unscrubbed(ikm, salt, info);
+    scrub_stack();
+    k
+}
+
+#[inline(never)]
+fn derive_from_slice_unscrubbed(ikm: &[u8], salt: &[u8], info: &[&[u8]]) -> SubKey {
+    let hk = Hkdf::<Sha256>::new(Some(salt), ikm);
+    let mut out = SubKey::zeroed();
+    hk.expand(&info.concat(), out.expose_mut())
+        .expect("32 bytes is a valid HKDF output length");
+    out
+}
+
+/// HMAC-SHA256 of the concatenated `parts` under `key` (HKDF's extract step
+/// is exactly that HMAC, with the key as its salt).
+pub fn hmac(key: &[u8; KEY_LEN], parts: &[&[u8]]) -> [u8; 32] {
+    let (mac, _) = Hkdf::<Sha256>::extract(Some(key), &parts.concat());
+    mac.into()
 }
 
 /// A file's random 128-bit identity, bound into its header and every block.

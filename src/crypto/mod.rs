@@ -8,7 +8,9 @@ pub mod content;
 pub mod header;
 pub mod keys;
 pub mod names;
+pub mod names_v2;
 pub mod offsets;
+pub mod recipient;
 pub mod secmem;
 
 /// Fill a buffer from the OS random source.

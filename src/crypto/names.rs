@@ -64,16 +64,29 @@ pub enum NameError {
 pub struct BackingName {
     pub name: OsString,
     pub side: Option<Vec<u8>>,
+    /// Format 2: every entry has a side file, sealed under the writing
+    /// session's key only when the entry is made (a lookup makes no session).
+    pub plain_for_side: Option<PlainName>,
 }
 
 impl BackingName {
-    /// The side file's name, for a long name.
+    /// The side file's name, for a long name (format 1) or any name (format 2).
     pub fn side_name(&self) -> Option<OsString> {
-        self.side.as_ref().map(|_| {
+        (self.side.is_some() || self.plain_for_side.is_some()).then(|| {
             let mut n = self.name.clone();
             n.push(LONGNAME_SUFFIX);
             n
         })
+    }
+}
+
+/// A plaintext name that never shows in `Debug` (so never in a log).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PlainName(pub OsString);
+
+impl std::fmt::Debug for PlainName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlainName(<redacted>)")
     }
 }
 
@@ -115,6 +128,7 @@ impl NameTransform for PlaintextNames {
         Ok(BackingName {
             name: name.to_owned(),
             side: None,
+            plain_for_side: None,
         })
     }
 
@@ -189,11 +203,13 @@ impl NameTransform for EncryptedNames {
             Ok(BackingName {
                 name: OsString::from_vec(enc),
                 side: None,
+                plain_for_side: None,
             })
         } else {
             Ok(BackingName {
                 name: Self::long_name(&enc),
                 side: Some(enc),
+                plain_for_side: None,
             })
         }
     }
@@ -214,21 +230,26 @@ impl NameTransform for EncryptedNames {
     fn to_plain(&self, dir: &DirContext, encoded: &[u8]) -> Option<OsString> {
         let ct = B64URL.decode(encoded).ok()?;
         let pt = self.siv().decrypt([&dir.iv[..]], &ct).ok()?;
-        if pt.is_empty()
-            || pt.len() > 255
-            || pt.contains(&b'/')
-            || pt.contains(&0)
-            || pt == b"."
-            || (pt == b".." && !crate::fault::planted("fuzz-names-dotdot"))
-        {
-            return None;
-        }
-        Some(OsString::from_vec(pt))
+        valid_name(pt)
     }
 
     fn uses_diriv(&self) -> bool {
         true
     }
+}
+
+/// A decrypted name, if it is one a directory can hold.
+pub(crate) fn valid_name(pt: Vec<u8>) -> Option<OsString> {
+    if pt.is_empty()
+        || pt.len() > 255
+        || pt.contains(&b'/')
+        || pt.contains(&0)
+        || pt == b"."
+        || (pt == b".." && !crate::fault::planted("fuzz-names-dotdot"))
+    {
+        return None;
+    }
+    Some(OsString::from_vec(pt))
 }
 
 /// Check a side file's content belongs to the long name it sits beside.

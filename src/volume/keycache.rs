@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use crate::crypto::header::{FileHeader, HEADER_LEN};
+use crate::crypto::header::FileHeader;
+#[cfg(test)]
+use crate::crypto::header::HEADER_LEN;
 use crate::crypto::keys::{DataKey, FileId};
 
 pub const DEFAULT_CAPACITY: usize = 4096;
@@ -23,7 +25,7 @@ pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
 struct Entry {
     key: DataKey,
     /// The authenticated header `key` came from (public bytes: the key is wrapped).
-    header: [u8; HEADER_LEN],
+    header: Vec<u8>,
     inserted: Instant,
 }
 
@@ -90,7 +92,7 @@ impl KeyCache {
             return None;
         }
         c.get(id)
-            .filter(|e| e.header == *h.as_bytes())
+            .filter(|e| e.header == h.as_bytes())
             .map(|e| e.key.clone())
     }
 
@@ -98,7 +100,7 @@ impl KeyCache {
     pub fn insert(&self, h: &FileHeader, key: &DataKey) {
         let e = Entry {
             key: key.clone(),
-            header: *h.as_bytes(),
+            header: h.as_bytes().to_vec(),
             inserted: self.now(),
         };
         self.inner.lock().put(h.file_id, e);
@@ -265,7 +267,7 @@ mod tests {
         let k = DataKey::random();
         c.insert(&id(1), &k);
         for i in 24..HEADER_LEN {
-            let mut raw = *id(1).as_bytes();
+            let mut raw = id(1).as_bytes().to_vec();
             raw[i] ^= 1;
             let forged = FileHeader::parse(&raw).unwrap();
             assert_eq!(forged.file_id, id(1).file_id);

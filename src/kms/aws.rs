@@ -2,6 +2,9 @@
 //! then a KMS key, named by its ARN (`arn:aws:kms:...`) or by `aws-kms:` and a
 //! key ID, alias name or alias ARN. Only init (GenerateDataKey), mount
 //! (Decrypt), rewrap (ReEncrypt) and copies talk to KMS; nothing per file.
+//! A write-only volume's recipient key is asked for its public key
+//! (GetPublicKey) and, by a full mount, once per write session (Decrypt
+//! RSAES_OAEP_SHA_256 or DeriveSharedSecret).
 //!
 //! The standard AWS configuration applies (credential chain, region, profile,
 //! `AWS_ENDPOINT_URL_KMS`/`AWS_ENDPOINT_URL` for KMS-compatible services).
@@ -13,6 +16,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_kms::types::{EncryptionAlgorithmSpec, KeyAgreementAlgorithmSpec};
 use aws_smithy_types::Blob;
 use zeroize::Zeroizing;
 
@@ -252,6 +256,68 @@ impl KeyService for AwsKms {
 
     fn provider(&self) -> &'static str {
         PROVIDER
+    }
+
+    fn get_public_key(&self, key: &str) -> Result<super::PublicKey, KmsError> {
+        let r = self
+            .rt
+            .block_on(self.client.get_public_key().key_id(key_param(key)).send())
+            .map_err(|e| map_err("GetPublicKey", e))?;
+        let der = r.public_key().map(|b| b.as_ref().to_vec()).ok_or_else(|| {
+            KmsError::Unavailable("GetPublicKey: no public key in the answer".into())
+        })?;
+        Ok(super::PublicKey {
+            key_arn: r.key_id().unwrap_or(key).to_owned(),
+            key_spec: r.key_spec().map(|s| s.as_str()).unwrap_or("").to_owned(),
+            key_usage: r.key_usage().map(|u| u.as_str()).unwrap_or("").to_owned(),
+            der,
+        })
+    }
+
+    fn decrypt_rsa_oaep_sha256(
+        &self,
+        key: &str,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        let r = self
+            .rt
+            .block_on(
+                self.client
+                    .decrypt()
+                    .key_id(key_param(key))
+                    .ciphertext_blob(Blob::new(blob.to_vec()))
+                    .encryption_algorithm(EncryptionAlgorithmSpec::RsaesOaepSha256)
+                    .send(),
+            )
+            .map_err(|e| map_err("Decrypt", e))?;
+        Ok(Zeroizing::new(
+            r.plaintext()
+                .map(|b| b.as_ref().to_vec())
+                .unwrap_or_default(),
+        ))
+    }
+
+    fn derive_shared_secret(
+        &self,
+        key: &str,
+        peer_public_der: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        let r = self
+            .rt
+            .block_on(
+                self.client
+                    .derive_shared_secret()
+                    .key_id(key_param(key))
+                    .key_agreement_algorithm(KeyAgreementAlgorithmSpec::Ecdh)
+                    .public_key(Blob::new(peer_public_der.to_vec()))
+                    .send(),
+            )
+            .map_err(|e| map_err("DeriveSharedSecret", e))?;
+        Ok(Zeroizing::new(
+            r.shared_secret()
+                .map(|b| b.as_ref().to_vec())
+                .unwrap_or_default(),
+        ))
     }
 }
 

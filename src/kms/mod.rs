@@ -127,6 +127,18 @@ pub struct ReEncrypted {
     pub key_material_id: String,
 }
 
+/// Result of GetPublicKey.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    pub key_arn: String,
+    /// AWS's name of the key spec (RSA_2048, ECC_NIST_P256, ...).
+    pub key_spec: String,
+    /// ENCRYPT_DECRYPT, KEY_AGREEMENT or SIGN_VERIFY.
+    pub key_usage: String,
+    /// DER SubjectPublicKeyInfo.
+    pub der: Vec<u8>,
+}
+
 /// What the volume layer needs of a key service.
 pub trait KeyService: Send + Sync {
     /// Resolve a key ID, ARN, alias name or alias ARN to the key's ARN.
@@ -155,4 +167,20 @@ pub trait KeyService: Send + Sync {
     ) -> Result<ReEncrypted, KmsError>;
     /// A short name of the provider, recorded in the volume config.
     fn provider(&self) -> &'static str;
+    /// GetPublicKey of an asymmetric key (a write-only volume's recipient).
+    fn get_public_key(&self, key: &str) -> Result<PublicKey, KmsError>;
+    /// Decrypt with the private half of the RSA key `key`, algorithm
+    /// RSAES_OAEP_SHA_256 (a write session sealed to it).
+    fn decrypt_rsa_oaep_sha256(
+        &self,
+        key: &str,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError>;
+    /// DeriveSharedSecret (ECDH) of the KEY_AGREEMENT key `key` and a peer
+    /// public key (DER SubjectPublicKeyInfo): the raw shared secret.
+    fn derive_shared_secret(
+        &self,
+        key: &str,
+        peer_public_der: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError>;
 }

@@ -234,4 +234,42 @@ impl KeyService for LocalKeyService {
     fn provider(&self) -> &'static str {
         "local"
     }
+
+    fn get_public_key(&self, key: &str) -> Result<crate::kms::PublicKey, KmsError> {
+        let p = LocalKeyService::get_public_key(self, key)?;
+        Ok(crate::kms::PublicKey {
+            key_arn: p.key_arn,
+            key_spec: p.key_spec,
+            key_usage: p.key_usage,
+            der: p.public_key,
+        })
+    }
+
+    fn decrypt_rsa_oaep_sha256(
+        &self,
+        key: &str,
+        blob: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KmsError> {
+        let d = self.decrypt_with_algorithm(
+            blob,
+            &EncryptionContext::new(),
+            Some(key),
+            "RSAES_OAEP_SHA_256",
+        )?;
+        Ok(d.plaintext)
+    }
+
+    fn derive_shared_secret(
+        &self,
+        key: &str,
+        peer_public_der: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, KmsError> {
+        let (secret, _) = LocalKeyService::derive_shared_secret(
+            self,
+            key,
+            super::asymmetric::ECDH,
+            peer_public_der,
+        )?;
+        Ok(secret)
+    }
 }

@@ -588,3 +588,58 @@ fn time_format() {
 }
 
 mod bugs;
+
+/// The trait's recipient-key calls, as a write-only volume makes them:
+/// each is one audited key-service call with AWS's answer.
+#[test]
+fn recipient_key_calls_through_the_trait() {
+    use crate::crypto::asym::{self, EncryptionAlgorithm};
+    let f = fixture();
+    let ks: &dyn KeyService = &f.ks;
+    let rsa =
+        f.ks.create_key_with_spec("r", "AWS_KMS", "RSA_2048", "ENCRYPT_DECRYPT")
+            .unwrap();
+    let ecc =
+        f.ks.create_key_with_spec("e", "AWS_KMS", "ECC_NIST_P384", "KEY_AGREEMENT")
+            .unwrap();
+    let before = audit::read(f.ks.dir(), &audit::AuditFilter::default())
+        .unwrap()
+        .len();
+    let p = ks.get_public_key(&rsa.key_id).unwrap();
+    assert_eq!(
+        (
+            p.key_arn.as_str(),
+            p.key_spec.as_str(),
+            p.key_usage.as_str()
+        ),
+        (
+            f.ks.arn(&rsa.key_id).as_str(),
+            "RSA_2048",
+            "ENCRYPT_DECRYPT"
+        )
+    );
+    let ct = asym::encrypt(&p.der, EncryptionAlgorithm::RsaesOaepSha256, b"k").unwrap();
+    assert_eq!(
+        &ks.decrypt_rsa_oaep_sha256(&rsa.key_id, &ct).unwrap()[..],
+        b"k"
+    );
+    // SHA-1 OAEP is another algorithm: it does not decrypt as SHA-256.
+    let ct1 = asym::encrypt(&p.der, EncryptionAlgorithm::RsaesOaepSha1, b"k").unwrap();
+    assert!(matches!(
+        ks.decrypt_rsa_oaep_sha256(&rsa.key_id, &ct1),
+        Err(KmsError::InvalidCiphertext)
+    ));
+    let pe = ks.get_public_key(&ecc.key_id).unwrap();
+    assert_eq!(pe.key_usage, "KEY_AGREEMENT");
+    let (eph, z) = asym::ecdh_ephemeral(asym::KeySpec::EccNistP384, &pe.der).unwrap();
+    assert_eq!(*ks.derive_shared_secret(&ecc.key_id, &eph).unwrap(), *z);
+    // The wrong usage is refused as AWS refuses it.
+    assert!(matches!(
+        ks.derive_shared_secret(&rsa.key_id, &eph),
+        Err(KmsError::InvalidKeyUsage(_))
+    ));
+    let after = audit::read(f.ks.dir(), &audit::AuditFilter::default())
+        .unwrap()
+        .len();
+    assert_eq!(after - before, 6, "one audit line per call");
+}

@@ -29,6 +29,15 @@ pub enum VolumeError {
     },
     #[error("the volume at {0} is already mounted read-write (lock held)")]
     Locked(String),
+    /// An entry of another write session, on a write-only mount.
+    #[error("{0}")]
+    WriteOnly(String),
+    /// A value read from the volume that does not authenticate or parse.
+    #[error("{0}")]
+    Corrupt(String),
+    /// An operation that does not support this volume's format.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl VolumeError {
@@ -47,6 +56,9 @@ pub enum ContentError {
     Io(#[from] std::io::Error),
     #[error("{what} (backing file {path})")]
     Corrupt { what: String, path: String },
+    /// A file of another write session, on a write-only mount.
+    #[error("written by another session: a write-only mount cannot read it (backing file {path})")]
+    WriteOnly { path: String },
 }
 
 impl ContentError {
@@ -54,7 +66,20 @@ impl ContentError {
         match self {
             ContentError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
             ContentError::Corrupt { .. } => libc::EIO,
+            ContentError::WriteOnly { .. } => libc::EACCES,
         }
+    }
+}
+
+/// The errno of a volume error inside a mount: EACCES for another write
+/// session's entry on a write-only mount (the mount may not read it),
+/// the I/O error's own, EIO for anything that does not authenticate.
+pub fn volume_errno(e: &VolumeError) -> i32 {
+    match e {
+        VolumeError::WriteOnly(_) => libc::EACCES,
+        VolumeError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+        VolumeError::Unsupported(_) => libc::EOPNOTSUPP,
+        _ => libc::EIO,
     }
 }
 
@@ -269,6 +294,8 @@ pub fn volume_exit_code(e: &VolumeError) -> i32 {
         VolumeError::Kms(k) | VolumeError::MasterKey(_, k) => kms_exit_code(k),
         VolumeError::Io { .. } => IO,
         VolumeError::Locked(_) => LOCKED,
+        VolumeError::WriteOnly(_) | VolumeError::Unsupported(_) => UNSUPPORTED,
+        VolumeError::Corrupt(_) => BAD_CONFIG,
     }
 }
 

@@ -134,6 +134,7 @@ pub fn snapshot(g: &Global, c: SnapshotCommand) -> Result<(), Failure> {
                     scfg.name_scheme == crate::volume::config::NAME_SCHEME_PLAIN
                 },
                 long_name_max: settings.long_name_max.unwrap_or(scfg.long_name_max),
+                recipient_key: None,
             };
             crate::volume::config::check_block_size(init.block_size)?;
             let src_ks = key_service_for_volume(g, &src)?;

@@ -343,6 +343,7 @@ impl Settings {
             ));
         }
         Ok(InitOptions {
+            recipient_key: None,
             block_size: self.block_size,
             key_location: self.key_location,
             plaintext_names: self.plaintext_names,

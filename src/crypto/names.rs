@@ -37,7 +37,7 @@ pub const DEFAULT_LONG_NAME_MAX: u32 = 255;
 pub const MIN_LONG_NAME_MAX: u32 = 64;
 
 /// Which directory a name lives in.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DirContext {
     pub is_root: bool,
     /// The directory's IV (encrypted names only).
@@ -66,7 +66,7 @@ pub struct BackingName {
     pub side: Option<Vec<u8>>,
     /// Format 2: every entry has a side file, sealed under the writing
     /// session's key only when the entry is made (a lookup makes no session).
-    pub plain_for_side: Option<PlainName>,
+    pub plain_for_side: Option<SideToSeal>,
 }
 
 impl BackingName {
@@ -80,13 +80,17 @@ impl BackingName {
     }
 }
 
-/// A plaintext name that never shows in `Debug` (so never in a log).
+/// A format 2 side file to seal: the plaintext name (never shown in
+/// `Debug`, so never in a log) and its directory's IV.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PlainName(pub OsString);
+pub struct SideToSeal {
+    pub name: OsString,
+    pub dir: DirContext,
+}
 
-impl std::fmt::Debug for PlainName {
+impl std::fmt::Debug for SideToSeal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PlainName(<redacted>)")
+        f.write_str("SideToSeal(<redacted>)")
     }
 }
 

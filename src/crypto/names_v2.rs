@@ -17,7 +17,7 @@ use base64::Engine;
 
 use super::keys::{derive, hmac, SessionKey, SubKey, VolumeId};
 use super::names::{
-    valid_name, BackingName, DirContext, EntryKind, NameError, NameTransform, PlainName,
+    valid_name, BackingName, DirContext, EntryKind, NameError, NameTransform, SideToSeal,
 };
 use super::recipient::{open_blob, seal_blob, SessionId};
 
@@ -60,7 +60,10 @@ impl NameTransform for HmacNames {
         Ok(BackingName {
             name: self.backing_of(dir, name),
             side: None,
-            plain_for_side: Some(PlainName(name.to_owned())),
+            plain_for_side: Some(SideToSeal {
+                name: name.to_owned(),
+                dir: *dir,
+            }),
         })
     }
 

@@ -51,7 +51,10 @@ impl EnvelopeFs {
         if target.len() > Volume::MAX_SYMLINK_TARGET {
             return Err(Errno::ENAMETOOLONG);
         }
-        let sealed_target = self.vol.encrypt_symlink(target);
+        let sealed_target = self
+            .vol
+            .encrypt_symlink(target)
+            .map_err(|e| Errno::from_i32(crate::error::volume_errno(&e)))?;
         self.make_entry(&entry, |dir_fd, backing_name| {
             sys::symlinkat(&sealed_target, dir_fd, backing_name)
         })?;

@@ -160,7 +160,10 @@ impl EnvelopeFs {
     ) -> Res<()> {
         let backing_name = self.vol.xattr_backing_name(name);
         let file_crypto = self.xattr_crypto(node, true)?;
-        let blob = self.vol.encrypt_xattr(file_crypto.as_deref(), name, value);
+        let blob = self
+            .vol
+            .encrypt_xattr(file_crypto.as_deref(), name, value)
+            .map_err(|e| Errno::from_i32(crate::error::volume_errno(&e)))?;
         let node_fd = node.fd().map_err(io)?;
         let result = sys::setxattr_fd(node_fd.as_fd(), &backing_name, &blob, flags);
         if let Some(absence) = absence_of(node, name) {

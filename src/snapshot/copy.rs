@@ -371,7 +371,7 @@ impl<'a> Copier<'a> {
                     ));
                     return Ok(());
                 }
-                dv.encrypt_symlink(&target)
+                dv.encrypt_symlink(&target).map_err(|e| cerr(path, e))?
             }
         };
         sys::symlinkat(&stored, ddir.as_fd(), dname).map_err(|e| cerr(path, e))?;
@@ -457,7 +457,9 @@ impl<'a> Copier<'a> {
                 }
             };
             if let Some(dv) = self.dst {
-                let blob = dv.encrypt_xattr(if is_dir { None } else { dcrypto }, &name, &value);
+                let blob = dv
+                    .encrypt_xattr(if is_dir { None } else { dcrypto }, &name, &value)
+                    .map_err(|e| cerr(path, e))?;
                 sys::setxattr_fd(dst, &dv.xattr_backing_name(&name), &blob, 0)
                     .map_err(|e| cerr(path, e))?;
             }

@@ -45,6 +45,11 @@ struct Walker<'a> {
 pub fn fsck(dir: &Path, ks: &dyn KeyService) -> Result<Report, crate::error::VolumeError> {
     // Config: parse, unwrap and MAC check all happen in open.
     let vol = Volume::open(dir, ks, CacheOptions::default())?;
+    if vol.config().is_write_only_format() {
+        return Err(crate::error::VolumeError::Unsupported(
+            "fsck of a write-only volume (format 2) is not supported yet".into(),
+        ));
+    }
     let root = sys::open_dir_path(dir).map_err(|e| crate::error::VolumeError::io(dir, e))?;
     let mut w = Walker {
         vol: &vol,

@@ -9,10 +9,10 @@ use parking_lot::RwLock;
 
 use super::{KeyLocation, Volume, HEADER_XATTR};
 use crate::crypto::content::FileCrypto;
-use crate::crypto::header::{FileHeader, HEADER_LEN};
+use crate::crypto::header::FileHeader;
 use crate::crypto::keys::{DataKey, FileId, VolumeKey};
 use crate::crypto::offsets::{BlockIndex, BLOCK_OVERHEAD};
-use crate::error::ContentError;
+use crate::error::{ContentError, VolumeError};
 use crate::sys;
 #[cfg(test)]
 pub(crate) use planted::plant_on_thread;
@@ -45,6 +45,16 @@ fn corrupt(fd: BorrowedFd<'_>, what: String) -> ContentError {
     }
 }
 
+/// A volume error about the file behind `fd`: another session's file on a
+/// write-only mount, an I/O error, or a header that does not open.
+fn header_error(fd: BorrowedFd<'_>, e: VolumeError) -> ContentError {
+    match e {
+        VolumeError::WriteOnly(_) => ContentError::WriteOnly { path: fd_path(fd) },
+        VolumeError::Io { source, .. } => ContentError::Io(source),
+        e => corrupt(fd, e.to_string()),
+    }
+}
+
 fn cipher_size(fd: BorrowedFd<'_>) -> Result<u64, ContentError> {
     Ok(sys::fstat(fd)?.st_size as u64)
 }
@@ -64,7 +74,9 @@ impl FileContent {
     fn write_header(vol: &Volume, fd: BorrowedFd<'_>) -> Result<Arc<FileCrypto>, ContentError> {
         let fid = FileId::random();
         let key = DataKey::random();
-        let header = FileHeader::seal(vol.volume_key(), vol.volume_id(), fid, &key);
+        let header = vol
+            .seal_header(fid, &key)
+            .map_err(|e| header_error(fd, e))?;
         match vol.config().key_location {
             KeyLocation::Header => sys::pwrite_all(fd, header.as_bytes(), 0)?,
             KeyLocation::Xattr => sys::fsetxattr(fd, HEADER_XATTR, header.as_bytes(), 0)?,
@@ -79,9 +91,10 @@ impl FileContent {
                 if cipher_size(fd)? == 0 {
                     return Ok(None);
                 }
-                let mut b = [0u8; HEADER_LEN];
+                let mut b = vec![0u8; vol.config().header_length()];
                 let n = sys::pread_exact_or_eof(fd, &mut b, 0)?;
-                b[..n].to_vec()
+                b.truncate(n);
+                b
             }
             KeyLocation::Xattr => match sys::fgetxattr(fd, HEADER_XATTR) {
                 Ok(v) => v,
@@ -94,7 +107,7 @@ impl FileContent {
                 Err(e) => return Err(e.into()),
             },
         };
-        FileHeader::parse(&raw)
+        FileHeader::parse_for(&raw, vol.config().header_length())
             .map(Some)
             .map_err(|e| corrupt(fd, e.to_string()))
     }
@@ -111,9 +124,7 @@ impl FileContent {
                 let key = match vol.key_cache().get(&h) {
                     Some(k) => k,
                     None => {
-                        let k = h
-                            .open(vol.volume_key(), vol.volume_id())
-                            .map_err(|e| corrupt(fd, e.to_string()))?;
+                        let k = vol.open_header(&h).map_err(|e| header_error(fd, e))?;
                         vol.key_cache().insert(&h, &k);
                         k
                     }
@@ -168,10 +179,9 @@ impl FileContent {
         fd: BorrowedFd<'_>,
     ) -> Result<(VolumeKey, DataKey), ContentError> {
         let h = Self::read_header(vol, fd)?.ok_or_else(|| corrupt(fd, "no header".into()))?;
-        let dk = h
-            .open(vol.volume_key(), vol.volume_id())
-            .map_err(|e| corrupt(fd, e.to_string()))?;
-        Ok((vol.volume_key().clone(), dk))
+        let dk = vol.open_header(&h).map_err(|e| header_error(fd, e))?;
+        let vk = vol.volume_key().map_err(|e| header_error(fd, e))?;
+        Ok((vk.clone(), dk))
     }
 
     /// Store a header for this file (a copy's rewrapped header) and use it.

@@ -8,9 +8,14 @@ pub mod content;
 mod content_fuzz;
 pub mod keycache;
 pub mod reencrypt;
+pub mod sessions;
 #[cfg(test)]
 mod tamper_fuzz;
 pub mod tree;
+mod values;
+mod writeonly;
+#[cfg(test)]
+mod writeonly_tests;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,10 +32,10 @@ pub use crate::crypto::names::{
 };
 pub use crate::crypto::secmem::harden_daemon;
 use keycache::KeyCache;
+pub use sessions::Recipient;
 
-use crate::crypto::aead::Cipher;
-use crate::crypto::header::HEADER_LEN;
-use crate::crypto::keys::{derive, FileId, VolumeId, VolumeKey};
+use crate::crypto::header::FileHeader;
+use crate::crypto::keys::{DataKey, FileId, VolumeId, VolumeKey};
 use crate::crypto::names::{EncryptedNames, NameTransform, PlaintextNames};
 use crate::crypto::offsets::Layout;
 use crate::error::VolumeError;
@@ -49,6 +54,9 @@ pub struct InitOptions {
     pub key_location: KeyLocation,
     pub plaintext_names: bool,
     pub long_name_max: u32,
+    /// A write-only volume (format 2) sealed to this asymmetric key of the
+    /// key service: ENCRYPT_DECRYPT RSA or KEY_AGREEMENT NIST ECC.
+    pub recipient_key: Option<String>,
 }
 
 impl Default for InitOptions {
@@ -58,6 +66,7 @@ impl Default for InitOptions {
             key_location: KeyLocation::Header,
             plaintext_names: false,
             long_name_max: DEFAULT_LONG_NAME_MAX,
+            recipient_key: None,
         }
     }
 }
@@ -81,7 +90,7 @@ pub struct Volume {
     root: PathBuf,
     config: VolumeConfig,
     vid: VolumeId,
-    vk: VolumeKey,
+    keys: Keys,
     layout: Layout,
     names: Box<dyn NameTransform>,
     cache: KeyCache,
@@ -96,12 +105,28 @@ impl std::fmt::Debug for Volume {
     }
 }
 
+/// What a volume's content is keyed by.
+enum Keys {
+    /// Format 1: the volume key.
+    Volume(VolumeKey),
+    /// Format 2: the recipient's public key and the write sessions.
+    Sessions(Box<sessions::Sessions>),
+}
+
+/// The key that MACs a new config, by format.
+enum ConfigKey {
+    Volume(VolumeKey),
+    Writer(crate::crypto::keys::SubKey),
+}
+
 fn volume_context(volume_id: &str) -> EncryptionContext {
     EncryptionContext::new().with("envelopefs:volume-id", volume_id)
 }
 
 impl Volume {
-    /// Create a volume in `dir` (empty or missing) under master key `key`.
+    /// Create a volume in `dir` (empty or missing) under master key `key`,
+    /// or with `opts.recipient_key` a write-only volume (format 2) sealed to
+    /// that key (`key` is then not used).
     pub fn init(
         dir: &Path,
         ks: &dyn KeyService,
@@ -109,6 +134,11 @@ impl Volume {
         opts: &InitOptions,
     ) -> Result<VolumeConfig, VolumeError> {
         config::check_block_size(opts.block_size)?;
+        if opts.recipient_key.is_some() && opts.plaintext_names {
+            return Err(VolumeError::BadOption(
+                "--plaintext-names cannot be used with --recipient-key (a write-only volume's names are keyed hashes)".into(),
+            ));
+        }
         if !(MIN_LONG_NAME_MAX..=255).contains(&opts.long_name_max) {
             return Err(VolumeError::BadOption(format!(
                 "--long-name-max must be from {MIN_LONG_NAME_MAX} to 255"
@@ -117,6 +147,49 @@ impl Volume {
         let existed = check_init_target(dir)?;
         // The key first: a wrong key (the commonest mistake) fails before
         // anything is made.
+        let (cfg, mac_key) = match &opts.recipient_key {
+            Some(r) => Self::config_v2(ks, r, opts)?,
+            None => Self::config_v1(ks, key, opts)?,
+        };
+        let made = if existed {
+            None
+        } else {
+            Some(create_dirs(dir)?)
+        };
+        let written = (|| {
+            if opts.key_location == KeyLocation::Xattr {
+                check_user_xattrs(dir)?;
+            }
+            if cfg.name_scheme != config::NAME_SCHEME_PLAIN {
+                write_diriv(dir)?;
+            }
+            match &mac_key {
+                ConfigKey::Volume(vk) => cfg.write_new(dir, vk),
+                ConfigKey::Writer(w) => cfg.write_new_with(dir, config::MacKey::Writer(w)),
+            }
+        })();
+        if let Err(e) = written {
+            // Nothing left behind: the directories made, or what was
+            // written into the empty directory given.
+            match made {
+                Some(top) => {
+                    let _ = std::fs::remove_dir_all(top);
+                }
+                None => {
+                    let _ = std::fs::remove_file(dir.join(config::CONFIG_FILE));
+                    let _ = std::fs::remove_file(dir.join(DIRIV_NAME));
+                }
+            }
+            return Err(e);
+        }
+        Ok(cfg)
+    }
+
+    fn config_v1(
+        ks: &dyn KeyService,
+        key: &str,
+        opts: &InitOptions,
+    ) -> Result<(VolumeConfig, ConfigKey), VolumeError> {
         let volume_id = uuid::Uuid::new_v4().to_string();
         let g = ks.generate_data_key(key, 32, &volume_context(&volume_id))?;
         let vk = VolumeKey::from_slice(&g.plaintext)
@@ -138,37 +211,10 @@ impl Volume {
             master_key_arn: g.key_arn,
             master_key_material_id: g.key_material_id,
             wrapped_volume_key: B64.encode(&g.ciphertext_blob),
+            recipient: None,
             creation_date: crate::sys::now_secs(),
         };
-        let made = if existed {
-            None
-        } else {
-            Some(create_dirs(dir)?)
-        };
-        let written = (|| {
-            if opts.key_location == KeyLocation::Xattr {
-                check_user_xattrs(dir)?;
-            }
-            if !opts.plaintext_names {
-                write_diriv(dir)?;
-            }
-            cfg.write_new(dir, &vk)
-        })();
-        if let Err(e) = written {
-            // Nothing left behind: the directories made, or what was
-            // written into the empty directory given.
-            match made {
-                Some(top) => {
-                    let _ = std::fs::remove_dir_all(top);
-                }
-                None => {
-                    let _ = std::fs::remove_file(dir.join(config::CONFIG_FILE));
-                    let _ = std::fs::remove_file(dir.join(DIRIV_NAME));
-                }
-            }
-            return Err(e);
-        }
-        Ok(cfg)
+        Ok((cfg, ConfigKey::Volume(vk)))
     }
 
     /// Open a volume: unwrap its volume key (one key-service call) and verify the config.
@@ -178,12 +224,9 @@ impl Volume {
         cache: CacheOptions,
     ) -> Result<Volume, VolumeError> {
         let (cfg, mac) = VolumeConfig::read_unverified(dir)?;
-        if cfg.key_provider != ks.provider() {
-            return Err(VolumeError::BadConfig(format!(
-                "the volume's key provider is {}, not {}",
-                cfg.key_provider,
-                ks.provider()
-            )));
+        check_provider(&cfg, ks)?;
+        if cfg.is_write_only_format() {
+            return Self::open_full_v2(dir, cfg, &mac, ks, None, cache);
         }
         let blob = cfg.wrapped_key()?;
         let d = ks
@@ -203,24 +246,42 @@ impl Volume {
             .ok_or_else(|| VolumeError::VolumeKey("unwrapped key has a bad length".into()))?;
         cfg.verify(&mac, &vk)?;
         let vid = cfg.volume_id()?;
-        let header_len = match cfg.key_location {
-            KeyLocation::Header => HEADER_LEN as u64,
-            KeyLocation::Xattr => 0,
-        };
         let names: Box<dyn NameTransform> = if cfg.name_scheme == config::NAME_SCHEME_PLAIN {
             Box::new(PlaintextNames)
         } else {
             Box::new(EncryptedNames::new(&vk, &vid, cfg.long_name_max))
         };
-        Ok(Volume {
+        Ok(Self::assemble(
+            dir,
+            cfg,
+            vid,
+            Keys::Volume(vk),
+            names,
+            cache,
+        ))
+    }
+
+    fn assemble(
+        dir: &Path,
+        cfg: VolumeConfig,
+        vid: VolumeId,
+        keys: Keys,
+        names: Box<dyn NameTransform>,
+        cache: CacheOptions,
+    ) -> Volume {
+        let header_len = match cfg.key_location {
+            KeyLocation::Header => cfg.header_length() as u64,
+            KeyLocation::Xattr => 0,
+        };
+        Volume {
             root: dir.to_owned(),
             layout: Layout::new(cfg.block_size, header_len),
             config: cfg,
             vid,
-            vk,
+            keys,
             names,
             cache: KeyCache::new(cache.capacity, cache.max_age),
-        })
+        }
     }
 
     /// Re-wrap the volume key in place under the master key's current
@@ -231,13 +292,14 @@ impl Volume {
         ks: &dyn KeyService,
     ) -> Result<(VolumeConfig, VolumeConfig), VolumeError> {
         let vol = Volume::open(dir, ks, CacheOptions::default())?;
+        let vk = vol.volume_key()?;
         let old = vol.config.clone();
         let ctx = volume_context(&old.volume_id);
         let r = ks.re_encrypt(&old.wrapped_key()?, &ctx, &old.master_key_arn, &ctx)?;
         let mut new = old.clone();
         new.wrapped_volume_key = B64.encode(&r.ciphertext_blob);
         new.master_key_material_id = r.key_material_id;
-        new.replace(dir, &vol.vk)?;
+        new.replace(dir, vk)?;
         Ok((old, new))
     }
 
@@ -265,8 +327,52 @@ impl Volume {
         &self.vid
     }
 
-    pub(crate) fn volume_key(&self) -> &VolumeKey {
-        &self.vk
+    /// The volume key of a format 1 volume; a write-only volume has none.
+    pub(crate) fn volume_key(&self) -> Result<&VolumeKey, VolumeError> {
+        match &self.keys {
+            Keys::Volume(vk) => Ok(vk),
+            Keys::Sessions(_) => Err(VolumeError::Unsupported(
+                "this is a write-only volume (format 2): it has no volume key, and this operation does not support it yet".into(),
+            )),
+        }
+    }
+
+    /// Whether this is a write-only mount (format 2 opened with only the
+    /// recipient's public key).
+    pub fn is_write_only(&self) -> bool {
+        matches!(&self.keys, Keys::Sessions(s) if s.is_write_only())
+    }
+
+    /// A new file's header, wrapping `key`: under the volume key, or under
+    /// this mount's write session (made on first use).
+    pub(crate) fn seal_header(
+        &self,
+        fid: FileId,
+        key: &DataKey,
+    ) -> Result<FileHeader, VolumeError> {
+        match &self.keys {
+            Keys::Volume(vk) => Ok(FileHeader::seal(vk, &self.vid, fid, key)),
+            Keys::Sessions(s) => {
+                let (id, sk) = s.own()?;
+                Ok(FileHeader::seal_v2(&sk, id, &self.vid, fid, key))
+            }
+        }
+    }
+
+    /// A header's data key; `WriteOnly` for another session's file on a
+    /// write-only mount.
+    pub(crate) fn open_header(&self, h: &FileHeader) -> Result<DataKey, VolumeError> {
+        let auth = |e: crate::crypto::header::HeaderError| VolumeError::Corrupt(e.to_string());
+        match &self.keys {
+            Keys::Volume(vk) => h.open(vk, &self.vid).map_err(auth),
+            Keys::Sessions(s) => {
+                let id = h
+                    .session()
+                    .ok_or_else(|| VolumeError::Corrupt("not a format 2 header".into()))?;
+                let sk = writeonly::session_key(s, &id)?;
+                h.open_v2(&sk, &self.vid).map_err(auth)
+            }
+        }
     }
 
     /// Plaintext size of a backing file, from its size alone (torn tails floored).
@@ -282,103 +388,17 @@ impl Volume {
     pub fn max_file_size(&self) -> u64 {
         self.layout.plain_size_lenient(i64::MAX as u64)
     }
+}
 
-    fn symlink_cipher(&self) -> Cipher {
-        Cipher::new(derive(self.vk.expose(), &self.vid.0, &[b"envelopefs symlink v1"]).expose())
+fn check_provider(cfg: &VolumeConfig, ks: &dyn KeyService) -> Result<(), VolumeError> {
+    if cfg.key_provider != ks.provider() {
+        return Err(VolumeError::BadConfig(format!(
+            "the volume's key provider is {}, not {}",
+            cfg.key_provider,
+            ks.provider()
+        )));
     }
-
-    fn dir_xattr_cipher(&self) -> Cipher {
-        Cipher::new(derive(self.vk.expose(), &self.vid.0, &[b"envelopefs dir xattr v1"]).expose())
-    }
-
-    /// Longest plaintext symlink target whose encrypted form fits a backing symlink.
-    pub const MAX_SYMLINK_TARGET: usize = (4095 / 4) * 3 - 28;
-
-    /// Encrypt a symlink target into the backing symlink's target.
-    pub fn encrypt_symlink(&self, target: &[u8]) -> Vec<u8> {
-        let blob = self.symlink_cipher().seal_to_vec(b"symlink", target);
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(blob)
-            .into_bytes()
-    }
-
-    pub fn decrypt_symlink(&self, backing: &[u8]) -> Option<Vec<u8>> {
-        let blob = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(backing)
-            .ok()?;
-        self.symlink_cipher()
-            .open_from_slice(b"symlink", &blob)
-            .ok()
-            .map(|p| p.to_vec())
-    }
-
-    fn xattr_aad(owner: Option<FileId>) -> Vec<u8> {
-        let mut a = b"xattr".to_vec();
-        if let Some(f) = owner {
-            a.extend_from_slice(&f.0);
-        }
-        a
-    }
-
-    /// The backing xattr name of a user xattr: a keyed hash of the name, so
-    /// names stay hidden and any name up to the kernel's 255 bytes fits.
-    pub fn xattr_backing_name(&self, name: &[u8]) -> Vec<u8> {
-        let key = derive(
-            self.vk.expose(),
-            &self.vid.0,
-            &[b"envelopefs xattr name v1"],
-        );
-        let (mac, _) = hkdf::Hkdf::<sha2::Sha256>::extract(Some(key.expose()), name);
-        let mut v = USER_XATTR_PREFIX.to_vec();
-        v.extend_from_slice(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(mac)
-                .as_bytes(),
-        );
-        v
-    }
-
-    /// Encrypt an xattr's name and value together: under the file's data key
-    /// for regular files (`file` given), else under a key derived from the volume key.
-    pub fn encrypt_xattr(&self, file: Option<&FileCrypto>, name: &[u8], value: &[u8]) -> Vec<u8> {
-        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(2 + name.len() + value.len()));
-        plain.extend_from_slice(&(name.len() as u16).to_be_bytes());
-        plain.extend_from_slice(name);
-        plain.extend_from_slice(value);
-        match file {
-            Some(fc) => fc
-                .xattr_cipher()
-                .seal_to_vec(&Self::xattr_aad(Some(fc.file_id())), &plain),
-            None => self
-                .dir_xattr_cipher()
-                .seal_to_vec(&Self::xattr_aad(None), &plain),
-        }
-    }
-
-    /// Decrypt a stored xattr into (name, value); `None` if it fails authentication.
-    pub fn decrypt_xattr(
-        &self,
-        file: Option<&FileCrypto>,
-        blob: &[u8],
-    ) -> Option<(Vec<u8>, Vec<u8>)> {
-        let plain = match file {
-            Some(fc) => fc
-                .xattr_cipher()
-                .open_from_slice(&Self::xattr_aad(Some(fc.file_id())), blob),
-            None => self
-                .dir_xattr_cipher()
-                .open_from_slice(&Self::xattr_aad(None), blob),
-        }
-        .ok()?;
-        if plain.len() < 2 {
-            return None;
-        }
-        let n = u16::from_be_bytes([plain[0], plain[1]]) as usize;
-        if plain.len() < 2 + n {
-            return None;
-        }
-        Some((plain[2..2 + n].to_vec(), plain[2 + n..].to_vec()))
-    }
+    Ok(())
 }
 
 /// Write a new directory IV file into the backing directory `dir`.
@@ -551,9 +571,13 @@ mod tests {
     fn symlink_targets_round_trip() {
         let tv = volume(InitOptions::default());
         let t = vec![b'x'; Volume::MAX_SYMLINK_TARGET];
-        let enc = tv.vol.encrypt_symlink(&t);
+        let enc = tv.vol.encrypt_symlink(&t).unwrap();
         assert!(enc.len() <= 4095);
         assert_eq!(tv.vol.decrypt_symlink(&enc).unwrap(), t);
+        assert!(matches!(
+            tv.vol.open_symlink(b"garbage"),
+            Err(VolumeError::Corrupt(_))
+        ));
         assert!(tv.vol.decrypt_symlink(b"garbage").is_none());
     }
 }

@@ -28,6 +28,18 @@ pub struct CarriedBody {
 }
 
 /// A call against the contract of this module (EINVAL).
+/// The volume key of a format 1 volume; a write-only volume has none to
+/// rewrap under.
+fn volume_key<'a>(
+    vol: &'a Volume,
+    fd: BorrowedFd<'_>,
+) -> Result<&'a crate::crypto::keys::VolumeKey, ContentError> {
+    vol.volume_key().map_err(|e| ContentError::Corrupt {
+        what: e.to_string(),
+        path: fd_path(fd),
+    })
+}
+
 fn invalid() -> ContentError {
     ContentError::Io(io::Error::from_raw_os_error(libc::EINVAL))
 }
@@ -102,8 +114,8 @@ impl FileContent {
         };
         let nh = h
             .rewrap(
-                (from.volume_key(), from.volume_id()),
-                (to.volume_key(), to.volume_id()),
+                (volume_key(from, sfd)?, from.volume_id()),
+                (volume_key(to, dfd)?, to.volume_id()),
             )
             .map_err(|e| ContentError::Corrupt {
                 what: format!("header: {e}"),

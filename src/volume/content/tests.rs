@@ -2,6 +2,7 @@
 //! headers and torn writes.
 
 use super::*;
+use crate::crypto::header::HEADER_LEN;
 use crate::volume::testutil::{new_file, volume};
 use crate::volume::InitOptions;
 use std::os::fd::AsFd;

@@ -249,6 +249,12 @@ enum Command {
         /// Master key: key ID, key ARN, alias name or alias ARN (default alias/envelopefs/default).
         #[arg(long)]
         key: Option<String>,
+        /// Make a write-only volume (format 2) sealed to this asymmetric key
+        /// (RSA ENCRYPT_DECRYPT or ECC KEY_AGREEMENT): `mount --write-only`
+        /// then needs only its public key, and a full mount its private key
+        /// through the key service.
+        #[arg(long, value_name = "KEY", conflicts_with_all = ["key", "plaintext_names"])]
+        recipient_key: Option<String>,
         #[command(flatten)]
         settings: Settings,
     },
@@ -353,7 +359,7 @@ impl Settings {
 }
 
 fn config_json(cfg: &VolumeConfig, dir: &Path) -> serde_json::Value {
-    json!({
+    let mut v = json!({
         "CipherDir": dir.display().to_string(),
         "FormatVersion": cfg.format_version,
         "VolumeId": cfg.volume_id,
@@ -361,29 +367,46 @@ fn config_json(cfg: &VolumeConfig, dir: &Path) -> serde_json::Value {
         "BlockSize": cfg.block_size,
         "KeyLocation": cfg.key_location.to_string(),
         "NameScheme": cfg.name_scheme,
-        "LongNameMax": cfg.long_name_max,
         "KeyProvider": cfg.key_provider,
-        "MasterKeyArn": cfg.master_key_arn,
-        "MasterKeyMaterialId": cfg.master_key_material_id,
+        "HeaderLength": cfg.header_length(),
         "CreationDate": cfg.creation_date,
-    })
+    });
+    match &cfg.recipient {
+        Some(r) => {
+            v["RecipientKeyArn"] = json!(cfg.master_key_arn);
+            v["RecipientKeySpec"] = json!(r.key_spec);
+            v["RecipientPublicKeySha256"] = json!(r.public_key_sha256);
+        }
+        None => {
+            v["LongNameMax"] = json!(cfg.long_name_max);
+            v["MasterKeyArn"] = json!(cfg.master_key_arn);
+            v["MasterKeyMaterialId"] = json!(cfg.master_key_material_id);
+        }
+    }
+    v
 }
 
 fn config_text(cfg: &VolumeConfig, dir: &Path) -> String {
-    format!(
-        "cipher dir:     {}\nvolume id:      {}\nformat:         {}\ncipher:         {}\nblock size:     {}\nkey location:   {}\nnames:          {} (long names over {} bytes)\nkey provider:   {}\nmaster key:     {}\nkey material:   {}",
+    let common = format!(
+        "cipher dir:     {}\nvolume id:      {}\nformat:         {}\ncipher:         {}\nblock size:     {}\nkey location:   {}\nkey provider:   {}",
         dir.display(),
         cfg.volume_id,
         cfg.format_version,
         cfg.cipher,
         cfg.block_size,
         cfg.key_location,
-        cfg.name_scheme,
-        cfg.long_name_max,
         cfg.key_provider,
-        cfg.master_key_arn,
-        cfg.master_key_material_id
-    )
+    );
+    match &cfg.recipient {
+        Some(r) => format!(
+            "{common}\nnames:          {} (keyed-hash lookup names, sealed to the recipient)\nrecipient key:  {} ({})\npublic key:     SHA-256 {}\nwrite-only:     mount --write-only --recipient-key KEY or --recipient-file FILE",
+            cfg.name_scheme, cfg.master_key_arn, r.key_spec, r.public_key_sha256
+        ),
+        None => format!(
+            "{common}\nnames:          {} (long names over {} bytes)\nmaster key:     {}\nkey material:   {}",
+            cfg.name_scheme, cfg.long_name_max, cfg.master_key_arn, cfg.master_key_material_id
+        ),
+    }
 }
 
 fn run_cmd(mut cli: Cli) -> Result<(), Failure> {
@@ -395,8 +418,15 @@ fn run_cmd(mut cli: Cli) -> Result<(), Failure> {
         Command::Init {
             cipherdir,
             key,
+            recipient_key,
             settings,
-        } => init(g, &cipherdir, key.as_deref(), &settings),
+        } => init(
+            g,
+            &cipherdir,
+            key.or(recipient_key.clone()).as_deref(),
+            recipient_key,
+            &settings,
+        ),
         Command::Info { cipherdir } => info(g, &cipherdir),
         Command::Mount(a) => mount::mount(g, a),
         Command::Umount(a) => umount::umount(g.output, &a),
@@ -420,9 +450,11 @@ fn init(
     g: &Global,
     cipherdir: &Path,
     key: Option<&str>,
+    recipient_key: Option<String>,
     settings: &Settings,
 ) -> Result<(), Failure> {
-    let opts = settings.options()?;
+    let mut opts = settings.options()?;
+    opts.recipient_key = recipient_key;
     crate::volume::check_init_target(cipherdir)?;
     let (ks, key) = key_service_for_key(g, key)?;
     let cfg = Volume::init(cipherdir, &*ks, &key, &opts)?;
@@ -430,8 +462,13 @@ fn init(
         g.output,
         &config_json(&cfg, cipherdir),
         &format!(
-            "{}\nCreated volume {} under {} (key store {}; back it up).",
+            "{}\nCreated {}volume {} under {} (key store {}; back it up).",
             config_text(&cfg, cipherdir),
+            if cfg.recipient.is_some() {
+                "write-only "
+            } else {
+                ""
+            },
             cipherdir.display(),
             cfg.master_key_arn,
             if cfg.key_provider == "local" {

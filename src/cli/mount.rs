@@ -15,7 +15,7 @@ use crate::error::VolumeError;
 use crate::fs::{EnvelopeFs, FsOptions};
 use crate::sys;
 use crate::volume::config::LOCK_FILE;
-use crate::volume::{CacheOptions, Volume};
+use crate::volume::{CacheOptions, Recipient, Volume};
 
 #[derive(Args, Debug)]
 pub struct MountArgs {
@@ -29,6 +29,26 @@ pub struct MountArgs {
     /// Mount read-only (mount(8) option `ro`).
     #[arg(long)]
     pub read_only: bool,
+    /// Write-only: mount a volume made with `init --recipient-key` holding
+    /// only the recipient's public key. New files and directories can be
+    /// made and written; nothing written before this mount can be read
+    /// (EACCES) or listed. Needs --recipient-key or --recipient-file.
+    #[arg(long, requires = "recipient")]
+    pub write_only: bool,
+    /// The volume's recipient key in the key service (its public key is
+    /// fetched with GetPublicKey; no Decrypt is needed). Never taken from
+    /// the cipher directory, which others may write.
+    #[arg(long, value_name = "KEY", group = "recipient", requires = "write_only")]
+    pub recipient_key: Option<String>,
+    /// The volume's recipient public key in a file (DER SubjectPublicKeyInfo,
+    /// as `kms get-public-key` gives it, or PEM): no key service is used.
+    #[arg(
+        long,
+        value_name = "FILE",
+        group = "recipient",
+        requires = "write_only"
+    )]
+    pub recipient_file: Option<PathBuf>,
     /// Let other users in (implies default_permissions; files they create are theirs).
     #[arg(long)]
     pub allow_other: bool,
@@ -244,6 +264,34 @@ fn take_lock(cipherdir: &Path) -> Result<File, Failure> {
     }
 }
 
+/// The volume, opened with every key (`mount`) or with the recipient's
+/// public key only (`mount --write-only`).
+fn open_volume(g: &Global, a: &MountArgs, cipherdir: &Path) -> Result<Volume, Failure> {
+    let cache = CacheOptions {
+        capacity: a.key_cache_size,
+        max_age: Duration::from_secs(a.key_cache_max_age),
+    };
+    if a.write_only && a.read_only {
+        return Err(Failure::Usage(
+            "--write-only and --read-only exclude each other".into(),
+        ));
+    }
+    if let Some(file) = &a.recipient_file {
+        let recipient = Recipient::File(file.clone());
+        return Ok(Volume::open_write_only(cipherdir, None, &recipient, cache)?);
+    }
+    let ks = super::key_service_for_volume(g, cipherdir)?;
+    Ok(match &a.recipient_key {
+        Some(key) => {
+            let recipient = Recipient::KeyService(key.clone());
+            Volume::open_write_only(cipherdir, Some(&*ks), &recipient, cache)?
+        }
+        // A write-only volume's sessions are unsealed as the mount meets
+        // them: it keeps the key service (an ordinary volume drops it).
+        None => Volume::open_shared(cipherdir, Arc::from(ks), cache)?,
+    })
+}
+
 pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
     // First, while single-threaded: it changes the environment.
     let notify = daemon::Notifier::take_from_env();
@@ -272,16 +320,7 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
     if a.allow_other && sys::geteuid() == 0 {
         warn_if_others_write(&cipherdir);
     }
-    let ks = super::key_service_for_volume(g, &cipherdir)?;
-    let vol = Volume::open(
-        &cipherdir,
-        &*ks,
-        CacheOptions {
-            capacity: a.key_cache_size,
-            max_age: Duration::from_secs(a.key_cache_max_age),
-        },
-    )?;
-    drop(ks);
+    let vol = open_volume(g, &a, &cipherdir)?;
     let lock = if a.read_only {
         None
     } else {
@@ -320,6 +359,7 @@ pub fn mount(g: &Global, a: MountArgs) -> Result<(), Failure> {
                 "CipherDir": cipherdir.display().to_string(),
                 "Pid": pid,
                 "ReadOnly": a.read_only,
+                "WriteOnly": a.write_only,
             }),
             "",
         );
@@ -350,7 +390,10 @@ fn serve(
                 // A read-only mount writes nothing, and under writeback
                 // caching the kernel would keep its own size and mtime of a
                 // cached file, blind to a read-write mount's changes.
-                writeback_cache: !a.no_writeback_cache && !a.read_only,
+                // A write-only mount may not read what partial-page
+                // writeback would need, nor serve reads from pages.
+                writeback_cache: !a.no_writeback_cache && !a.read_only && !a.write_only,
+                write_only: a.write_only,
             },
         )
         .map_err(|source| Failure::Io {

@@ -8,10 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fuser::{Errno, FileAttr, FileType, INodeNo, RenameFlags, Request};
-use log::error;
+use log::{error, warn};
 
 use super::dir_ops::TakenIv;
 use super::{io, EnvelopeFs, NameUse, Node, Res};
+use crate::error::{volume_errno, VolumeError};
 use crate::sys;
 use crate::volume::{BackingName, Volume};
 
@@ -30,12 +31,18 @@ impl EnvelopeFs {
             return Err(Errno::EINVAL);
         }
         let raw = sys::readlink_fd(node.fd().map_err(io)?.as_fd()).map_err(io)?;
-        self.vol.decrypt_symlink(&raw).ok_or_else(|| {
-            error!(
-                "{}: symlink target fails authentication",
-                node.backing_path()
-            );
-            Errno::EIO
+        self.vol.open_symlink(&raw).map_err(|e| {
+            match e {
+                VolumeError::WriteOnly(_) => warn!(
+                    "{}: symlink of an earlier session: not read by a write-only mount",
+                    node.backing_path()
+                ),
+                _ => error!(
+                    "{}: symlink target fails authentication",
+                    node.backing_path()
+                ),
+            }
+            Errno::from_i32(volume_errno(&e))
         })
     }
 

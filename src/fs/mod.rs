@@ -50,6 +50,10 @@ pub struct FsOptions {
     /// and mtime while pages are dirty, and write errors surface at fsync
     /// or close.
     pub writeback_cache: bool,
+    /// A write-only mount (a format_version 2 volume opened with only the
+    /// recipient's public key): entries of earlier sessions give EACCES,
+    /// and the kernel caches no page across opens.
+    pub write_only: bool,
 }
 
 struct FileHandleState {
@@ -124,8 +128,10 @@ fn io(err: std::io::Error) -> Errno {
 /// The one place a content error becomes an errno; corruption is logged with
 /// the backing file's path.
 fn content_err(err: ContentError) -> Errno {
-    if let ContentError::Corrupt { .. } = &err {
-        error!("{err}");
+    match &err {
+        ContentError::Corrupt { .. } => error!("{err}"),
+        ContentError::WriteOnly { .. } => log::warn!("{err}"),
+        ContentError::Io(_) => {}
     }
     Errno::from_i32(err.errno())
 }

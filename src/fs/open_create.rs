@@ -69,14 +69,23 @@ impl EnvelopeFs {
                 Err(err) => return Err(io(err)),
             }
         };
+        if self.opts.write_only {
+            // Refused at open, before O_TRUNC: a file of an earlier session
+            // is neither read nor changed.
+            node.content
+                .crypto(&self.vol, fd.as_fd())
+                .map_err(content_err)?;
+        }
         if truncate {
             node.content
                 .truncate(&self.vol, fd.as_fd(), 0)
                 .map_err(content_err)?;
         }
         // Every change a read-write mount's file sees goes through its kernel;
-        // a read-only mount may share the volume with a read-write one.
-        let keep_cache = !self.opts.read_only || unchanged_since_last_open(&node, fd.as_fd())?;
+        // a read-only mount may share the volume with a read-write one. A
+        // write-only mount keeps no page beyond the open that made it.
+        let keep_cache = !self.opts.write_only
+            && (!self.opts.read_only || unchanged_since_last_open(&node, fd.as_fd())?);
         let fh = self.new_fh(Handle::File(FileHandleState { node, fd }));
         Ok((fh, keep_cache))
     }

@@ -15,6 +15,7 @@ use log::{error, warn};
 
 use super::xattr_names::{self, Namespace};
 use super::{acl, content_err, io, killpriv, EnvelopeFs, Node, Res};
+use crate::error::VolumeError;
 use crate::sys;
 use crate::volume::USER_XATTR_PREFIX;
 
@@ -127,8 +128,15 @@ impl EnvelopeFs {
         if node.kind == FileType::RegularFile && file_crypto.is_none() {
             return Err(Errno::EIO);
         }
-        match self.vol.decrypt_xattr(file_crypto.as_deref(), &blob) {
-            Some((sealed_name, value)) if sealed_name == name => Ok(value),
+        match self.vol.open_xattr(file_crypto.as_deref(), &blob) {
+            Ok((sealed_name, value)) if sealed_name == name => Ok(value),
+            Err(VolumeError::WriteOnly(_)) => {
+                warn!(
+                    "{}: xattrs of an earlier session: not read by a write-only mount",
+                    node.backing_path()
+                );
+                Err(Errno::EACCES)
+            }
             _ => {
                 // The backing names only: the plaintext name is a secret.
                 error!(
@@ -268,8 +276,15 @@ impl EnvelopeFs {
             let Ok(blob) = sys::getxattr_fd(node.fd().map_err(io)?.as_fd(), &n) else {
                 continue;
             };
-            match self.vol.decrypt_xattr(fc.as_deref(), &blob) {
-                Some((name, _)) if self.vol.xattr_backing_name(&name) == n => {
+            match self.vol.open_xattr(fc.as_deref(), &blob) {
+                Err(VolumeError::WriteOnly(_)) => {
+                    warn!(
+                        "{}: xattrs of an earlier session: not listed by a write-only mount",
+                        node.backing_path()
+                    );
+                    return Err(Errno::EACCES);
+                }
+                Ok((name, _)) if self.vol.xattr_backing_name(&name) == n => {
                     let shown = match self.namespace(&name) {
                         Ok(Namespace::Trusted) => {
                             *sys_admin.get_or_insert_with(|| killpriv::has_sys_admin(caller))

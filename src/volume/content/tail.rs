@@ -25,6 +25,13 @@ pub const TAIL_XATTR: &[u8] = b"user.envelopefs.tail";
 
 const INDEX_LEN: usize = 8;
 
+/// A copy may hold only the block's first bytes, at most this many short of
+/// the whole: what a backing filesystem with small xattrs (ext4 without
+/// `ea_inode`: about 4 KiB for all of an inode's) takes of a nearly full
+/// 4 KiB block. The rest is read from the backing file, where a rewrite cut
+/// after the copied bytes left it as it was.
+const PARTIAL_MAX_MISSING: usize = 256;
+
 /// What a backing file's tail copy can do for it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TailCopy {
@@ -80,20 +87,44 @@ fn remove(fd: BorrowedFd<'_>) -> Result<(), ContentError> {
     }
 }
 
-/// Make block `b`'s ciphertext the tail copy; where the backing filesystem
-/// cannot hold it (no user xattrs, a value too large for it), remove any
-/// older copy instead: true when the copy was made.
+/// Make block `b`'s ciphertext the tail copy: all of it, or where the
+/// backing filesystem cannot hold that, the longest start of it it takes
+/// (no shorter than `PARTIAL_MAX_MISSING` less). Where not even that fits
+/// (or there are no user xattrs) any older copy goes. True when a copy was
+/// made.
 fn store(fd: BorrowedFd<'_>, b: BlockIndex, cipher: &[u8]) -> Result<bool, ContentError> {
     let mut value = Vec::with_capacity(INDEX_LEN + cipher.len());
     value.extend_from_slice(&b.0.to_be_bytes());
     value.extend_from_slice(cipher);
-    match sys::fsetxattr(fd, TAIL_XATTR, &value, 0) {
-        Ok(()) => Ok(true),
-        Err(e) => {
-            log::debug!("{}: no tail copy ({e})", fd_path(fd));
-            remove(fd).map(|()| false)
+    let set = |n: usize| sys::fsetxattr(fd, TAIL_XATTR, &value[..INDEX_LEN + n], 0);
+    let Err(e) = set(cipher.len()) else {
+        return Ok(true);
+    };
+    let too_large = matches!(
+        e.raw_os_error(),
+        Some(libc::E2BIG | libc::ENOSPC | libc::ERANGE)
+    );
+    let shortest = cipher.len().saturating_sub(PARTIAL_MAX_MISSING).max(1);
+    if !too_large || shortest == cipher.len() || set(shortest).is_err() {
+        log::debug!("{}: no tail copy ({e})", fd_path(fd));
+        return remove(fd).map(|()| false);
+    }
+    // The longest start that fits: `fits` was set, `fails` was refused.
+    let (mut fits, mut fails) = (shortest, cipher.len());
+    let mut last_set = fits;
+    while fails - fits > 1 {
+        let mid = fits + (fails - fits) / 2;
+        if set(mid).is_ok() {
+            fits = mid;
+            last_set = mid;
+        } else {
+            fails = mid;
         }
     }
+    if last_set != fits {
+        set(fits)?;
+    }
+    Ok(true)
 }
 
 impl FileContent {
@@ -206,23 +237,42 @@ impl FileContent {
             return Ok(Found::just(TailCopy::Intact));
         }
         let unusable = |why: String| Ok(Found::just(TailCopy::Unusable(why)));
-        let Some((index, cipher)) = value.split_first_chunk::<INDEX_LEN>() else {
+        let Some((index, copy)) = value.split_first_chunk::<INDEX_LEN>() else {
             return unusable("the tail copy is too short".into());
         };
         let index = u64::from_be_bytes(*index);
         if index != last.0 {
             return unusable(format!("the tail copy is of block {index}"));
         }
-        if off + cipher.len() as u64 > cs {
+        if copy.is_empty() || copy.len() > current.len() {
             return unusable("the tail copy ends past the file".into());
         }
-        if !authentic(fc, last, cipher) {
-            return unusable("the tail copy fails authentication".into());
+        match Self::complete(fc, last, copy, &current) {
+            Some(cipher) => Ok(Found {
+                verdict: TailCopy::Restores { block: last.0 },
+                cipher,
+            }),
+            None => unusable("the tail copy fails authentication".into()),
         }
-        Ok(Found {
-            verdict: TailCopy::Restores { block: last.0 },
-            cipher: cipher.to_vec(),
-        })
+    }
+
+    /// The block `copy` stands in for, authenticated as block `b`: the copy
+    /// itself, or for a copy of the block's start, the copy followed by what
+    /// the backing file (`current`, from the block's offset on) holds after
+    /// it, for each length the block can have.
+    fn complete(fc: &FileCrypto, b: BlockIndex, copy: &[u8], current: &[u8]) -> Option<Vec<u8>> {
+        if authentic(fc, b, copy) {
+            return Some(copy.to_vec());
+        }
+        let longest = current.len().min(copy.len() + PARTIAL_MAX_MISSING);
+        let mut candidate = copy.to_vec();
+        for byte in current.get(copy.len()..longest)? {
+            candidate.push(*byte);
+            if authentic(fc, b, &candidate) {
+                return Some(candidate);
+            }
+        }
+        None
     }
 
     /// Once per `FileContent`, before the file's size is first shown: a last

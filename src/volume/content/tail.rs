@@ -136,7 +136,12 @@ impl FileContent {
         fd: BorrowedFd<'_>,
         datasync: bool,
     ) -> Result<(), ContentError> {
-        self.save_tail(vol, fd)?;
+        if let Err(err) = self.save_tail(vol, fd) {
+            // No copy (a handle that cannot read, say) fails no fsync; but a
+            // copy older than this fsync must not stay.
+            log::debug!("{}: no tail copy ({err})", fd_path(fd));
+            remove(fd)?;
+        }
         sys::fsync(fd, datasync)?;
         Ok(())
     }

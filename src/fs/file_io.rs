@@ -1,4 +1,5 @@
-//! File content through an open handle: read, write, fallocate and fsync.
+//! File content through an open handle: read, write, fallocate and fsync;
+//! and the repair of a last block a crash tore.
 //! Flush has nothing to do: each WRITE reaches the backing file before it
 //! is answered, and under writeback caching the kernel sends its dirty
 //! pages before FLUSH and FSYNC (and reports their errors there).
@@ -6,9 +7,9 @@
 
 use std::os::fd::AsFd;
 
-use fuser::{Errno, FileHandle, WriteFlags};
+use fuser::{Errno, FileHandle, FileType, WriteFlags};
 
-use super::{content_err, io, killpriv, EnvelopeFs, Res};
+use super::{content_err, io, killpriv, EnvelopeFs, Node, Res};
 use crate::sys;
 
 impl EnvelopeFs {
@@ -127,9 +128,41 @@ impl EnvelopeFs {
         })
     }
 
+    /// fsync and fdatasync: the volume keeps a partial last block's copy
+    /// with them, so that a crash during a later rewrite of that block does
+    /// not take the fsync'd bytes in it along.
     pub(super) fn sync_file(&self, fh: FileHandle, datasync: bool) -> Res<()> {
         self.with_file(fh, |state| {
-            sys::fsync(state.fd.as_fd(), datasync).map_err(io)
+            state
+                .node
+                .content
+                .sync(&self.vol, state.fd.as_fd(), datasync)
+                .map_err(content_err)
         })
+    }
+
+    /// Before the kernel first hears of a regular file's size (under
+    /// writeback caching it keeps its own from then on): restore a last
+    /// block torn by a crash from the copy its last fsync kept, once per
+    /// node. True when the backing file changed. A read-only mount leaves it
+    /// torn (EIO).
+    pub(super) fn restore_torn_tail(&self, node: &Node) -> bool {
+        if node.kind != FileType::RegularFile || self.opts.read_only {
+            return false;
+        }
+        let Ok(path_fd) = node.fd() else {
+            return false;
+        };
+        let open = || sys::reopen(path_fd.as_fd(), libc::O_RDWR);
+        match node
+            .content
+            .restore_torn_tail_once(&self.vol, path_fd.as_fd(), open)
+        {
+            Ok(restored) => restored,
+            Err(err) => {
+                log::debug!("tail of node {} not checked: {err}", node.id);
+                false
+            }
+        }
     }
 }

@@ -332,8 +332,11 @@ impl EnvelopeFs {
     }
 
     fn register(&self, fd: OwnedFd) -> Res<(Arc<Node>, FileAttr)> {
-        let st = sys::fstat(fd.as_fd()).map_err(io)?;
+        let mut st = sys::fstat(fd.as_fd()).map_err(io)?;
         let node = self.nodes.lookup(fd, &st).ok_or(Errno::EIO)?;
+        if self.restore_torn_tail(&node) {
+            st = sys::fstat(node.fd().map_err(io)?.as_fd()).map_err(io)?;
+        }
         let attr = self.attr_of(&node, &st);
         Ok((node, attr))
     }

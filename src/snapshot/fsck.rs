@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::kms::KeyService;
 use crate::sys;
+use crate::volume::content::TailCopy;
 use crate::volume::{CacheOptions, FileContent, Volume, USER_XATTR_PREFIX};
 
 // PascalCase, as every JSON result of the command line.
@@ -210,6 +211,19 @@ impl Walker<'_> {
                 break;
             }
             off += n;
+        }
+        // A last block a crash tore, which its fsync'd copy restores.
+        match c.tail_copy(self.vol, fd.as_fd()) {
+            Ok(TailCopy::Restores { block }) => self.report(
+                Some(p),
+                b,
+                format!(
+                    "block {block} torn by a crash: a read-write mount restores it \
+                     as it was at the last fsync"
+                ),
+            ),
+            Ok(_) => {}
+            Err(e) => self.report(Some(p), b, format!("tail copy unreadable: {e}")),
         }
         self.r.bytes += plain;
         match sys::reopen(fd.as_fd(), libc::O_PATH) {

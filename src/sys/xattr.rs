@@ -122,3 +122,47 @@ pub fn fgetxattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
     buf.truncate(r);
     Ok(buf)
 }
+
+/// The xattr `name` of a real descriptor, at most `max` bytes: ERANGE for a
+/// larger one (the value's size is asked first, so an absent name costs no
+/// buffer).
+pub fn fgetxattr_capped(fd: BorrowedFd<'_>, name: &[u8], max: usize) -> io::Result<Vec<u8>> {
+    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: size query with a null buffer.
+    let size = check_size(unsafe {
+        libc::fgetxattr(fd.as_raw_fd(), n.as_ptr(), std::ptr::null_mut(), 0)
+    })?;
+    if size > max {
+        return Err(io::Error::from_raw_os_error(libc::ERANGE));
+    }
+    // A value that grew in between is ERANGE.
+    let mut buf = vec![0u8; size.max(1)];
+    // SAFETY: buf valid for its length.
+    let r = check_size(unsafe {
+        libc::fgetxattr(
+            fd.as_raw_fd(),
+            n.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+        )
+    })?;
+    buf.truncate(r);
+    Ok(buf)
+}
+
+/// fremovexattr on a real descriptor.
+pub fn fremovexattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
+    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a valid descriptor number and C string.
+    check(unsafe { libc::fremovexattr(fd.as_raw_fd(), n.as_ptr()) })?;
+    Ok(())
+}
+
+/// The size of the xattr `name` of any descriptor (`O_PATH` ones too), its
+/// value unread.
+pub fn xattr_len_fd(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<usize> {
+    let p = xattr_err_path(fd);
+    let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: size query with a null buffer.
+    check_size(unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), std::ptr::null_mut(), 0) })
+}

@@ -3,6 +3,7 @@
 //! descriptor of the backing file; knows the layout, hides it from callers.
 
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -17,8 +18,10 @@ use crate::sys;
 #[cfg(test)]
 pub(crate) use planted::plant_on_thread;
 use planted::planted;
+pub use tail::{TailCopy, TAIL_XATTR};
 
 mod planted;
+mod tail;
 
 /// Reads at least this large make the backing file prefetch what follows.
 const PREFETCH_READ_MIN: u32 = 128 * 1024;
@@ -27,6 +30,11 @@ const PREFETCH_READ_MIN: u32 = 128 * 1024;
 #[derive(Default, Debug)]
 pub struct FileContent {
     crypto: RwLock<Option<Arc<FileCrypto>>>,
+    /// The tail copy matches the last block (or none is needed): a sync
+    /// need not write it again. Cleared by every change.
+    tail_saved: AtomicBool,
+    /// `restore_torn_tail_once` ran.
+    tail_checked: AtomicBool,
 }
 
 pub(crate) fn fd_path(fd: BorrowedFd<'_>) -> String {
@@ -196,12 +204,14 @@ impl FileContent {
             KeyLocation::Xattr => sys::fsetxattr(fd, HEADER_XATTR, h.as_bytes(), 0)?,
         }
         *self.crypto.write() = None;
+        self.tail_saved.store(false, Ordering::Release);
         Ok(())
     }
 
     /// Forget the cached crypto state (the backing file was replaced).
     pub fn reset(&self) {
         *self.crypto.write() = None;
+        self.tail_saved.store(false, Ordering::Release);
     }
 
     fn decrypt_range(
@@ -377,6 +387,7 @@ impl FileContent {
         }
         let file_crypto = self.crypto(vol, fd)?;
         let _g = self.crypto.write();
+        self.tail_saved.store(false, Ordering::Release);
         let layout = vol.layout();
         let bs = layout.block_size();
         let size = Self::plain_size(vol, fd)?;
@@ -454,12 +465,14 @@ impl FileContent {
     ) -> Result<(), ContentError> {
         let file_crypto = self.crypto(vol, fd)?;
         let _g = self.crypto.write();
+        self.tail_saved.store(false, Ordering::Release);
         let layout = vol.layout();
         let size = Self::plain_size(vol, fd)?;
         if new_size == size {
             // Still cut a torn tail, so the backing size is valid again.
             let want = layout.cipher_size(size);
             if cipher_size(fd)? != want {
+                self.tail_before_shrink(fd, None)?;
                 sys::ftruncate(fd, want)?;
             }
             return Ok(());
@@ -475,12 +488,16 @@ impl FileContent {
                 plain.truncate(rem as usize);
                 let mut out = Vec::new();
                 file_crypto.encrypt_blocks(b, &[&plain], &mut out);
+                self.tail_before_shrink(fd, Some((b, &out)))?;
                 sys::ftruncate(fd, layout.cipher_size(new_size))?;
                 sys::pwrite_all(fd, &out, layout.cipher_offset(b))?;
             } else {
+                self.tail_before_shrink(fd, None)?;
                 sys::ftruncate(fd, layout.cipher_size(new_size))?;
             }
         } else {
+            // Growing keeps the tail copy: it still holds the last fsync'd
+            // state of a block the padding rewrites.
             Self::pad_last_block(vol, &file_crypto, fd, size, new_size)?;
             // The gap becomes all-zero ciphertext blocks: holes that read as zeros.
             sys::ftruncate(fd, layout.cipher_size(new_size))?;

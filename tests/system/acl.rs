@@ -47,13 +47,15 @@ fn have_acl_tools(test: &str) -> bool {
 }
 
 /// The backing xattr names of the entry behind `in_mount`: only the volume's
-/// own encrypted ones (`user.e.*`, the header xattr), never a real ACL or a
+/// own encrypted ones (`user.e.*`, the header and tail copy xattrs), never a real ACL or a
 /// trusted.* / security.* name in the clear.
 fn assert_backing_xattrs_encrypted(cipher: &Path, in_mount: &Path) {
     let b = backing_path(cipher, in_mount);
     for n in xattr_list(&b) {
         assert!(
-            n.starts_with("user.e.") || n == "user.envelopefs.header",
+            n.starts_with("user.e.")
+                || n == "user.envelopefs.header"
+                || n == "user.envelopefs.tail",
             "backing {} carries xattr {n}",
             b.display()
         );

@@ -272,3 +272,290 @@ fn torn_writes_never_show_other_bytes() {
         assert!(eio > 0, "{loc:?}: no cut tore a block");
     }
 }
+
+/// The backing xattrs of `f` (names and values).
+fn backing_xattrs(f: &std::fs::File) -> Vec<(Vec<u8>, Vec<u8>)> {
+    sys::listxattr_fd(f.as_fd())
+        .unwrap()
+        .into_iter()
+        .map(|n| {
+            let v = sys::getxattr_fd(f.as_fd(), &n).unwrap();
+            (n, v)
+        })
+        .collect()
+}
+
+/// After `synced` bytes are written and fsync'd, `op` changes the file; a
+/// crash (the daemon killed) may cut its backing writes at any byte. Each
+/// cut is made, everything in memory dropped, and the file reopened through
+/// a fresh Volume: the fsync'd bytes read back exactly (or, where `op`
+/// overwrote some, as `op` left them) at every cut, never EIO.
+fn fsynced_bytes_survive_torn_op(
+    loc: KeyLocation,
+    bs: u32,
+    synced: usize,
+    what: &str,
+    op: &dyn Fn(&FileContent, &Volume, BorrowedFd<'_>),
+) -> usize {
+    let tv = volume(InitOptions {
+        block_size: bs,
+        key_location: loc,
+        ..Default::default()
+    });
+    let (f, c) = new_file(&tv, "s");
+    let data: Vec<u8> = (0..synced).map(|i| (i % 251) as u8 | 1).collect();
+    c.write(&tv.vol, f.as_fd(), 0, &data).unwrap();
+    sync_for_test(&c, &tv.vol, f.as_fd());
+    let path = tv.vol.root().join("s");
+    let before = std::fs::read(&path).unwrap();
+    op(&c, &tv.vol, f.as_fd());
+    let after = std::fs::read(&path).unwrap();
+    // What the same bytes read once `op` is done (an overwrite changes them).
+    let done = c.read(&tv.vol, f.as_fd(), 0, synced as u32).unwrap();
+    let xattrs = backing_xattrs(&f);
+    // Where the backing filesystem took only the start of the block, a cut
+    // after the copied bytes may lose the block (EIO): the copy's reach.
+    let partial_reach = xattrs
+        .iter()
+        .find(|(n, _)| n == TAIL_XATTR)
+        .and_then(|(_, v)| {
+            let b = BlockIndex(u64::from_be_bytes(v[..8].try_into().unwrap()));
+            let off = tv.vol.layout().cipher_offset(b) as usize;
+            let reach = off + v.len() - 8;
+            (reach < before.len().min(after.len())).then_some(reach)
+        });
+    let first_diff = before
+        .iter()
+        .zip(&after)
+        .position(|(a, b)| a != b)
+        .unwrap_or(before.len().min(after.len()));
+    // The crash: nothing of the writer's memory is used again.
+    let dir = tv._dir.path();
+    let ks = crate::kms::local::LocalKeyService::open(&dir.join("ks"), "test passphrase").unwrap();
+    let vol = Volume::open(
+        &dir.join("vol"),
+        &ks,
+        crate::volume::CacheOptions::default(),
+    )
+    .unwrap();
+    let p = vol.root().join("torn");
+    let (mut restored, mut lost) = (0, 0);
+    for cut in first_diff..=after.len().max(first_diff) {
+        let mut torn = before.clone();
+        // A shrinking truncate cuts the backing file before it writes.
+        torn.truncate(after.len().max(cut));
+        if torn.len() < cut {
+            torn.resize(cut, 0);
+        }
+        torn[first_diff..cut].copy_from_slice(&after[first_diff..cut]);
+        let _ = std::fs::remove_file(&p);
+        std::fs::write(&p, &torn).unwrap();
+        let g = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap();
+        for (n, v) in &xattrs {
+            sys::fsetxattr(g.as_fd(), n, v, 0).unwrap();
+        }
+        let fresh = FileContent::new();
+        if recover_for_test(&fresh, &vol, g.as_fd()) {
+            restored += 1;
+            let len = g.metadata().unwrap().len() as usize;
+            assert!(
+                len == before.len() || (len == after.len() && after.len() < before.len()),
+                "{what} {loc:?} bs {bs} cut {cut}: restored to {len} bytes"
+            );
+        }
+        match fresh.read(&vol, g.as_fd(), 0, synced as u32) {
+            Ok(got) => assert!(
+                got == data || got == done,
+                "{what} {loc:?} bs {bs} cut {cut} of {}..{}: other bytes",
+                first_diff,
+                after.len()
+            ),
+            Err(e) if partial_reach.is_some_and(|reach| cut > reach) => {
+                assert_eq!(e.errno(), libc::EIO, "{what}: {e}");
+                lost += 1;
+            }
+            Err(e) => panic!(
+                "{what} {loc:?} bs {bs} cut {cut} of {}..{}: fsync'd bytes lost: {e}",
+                first_diff,
+                after.len()
+            ),
+        }
+    }
+    eprintln!(
+        "{what} {loc:?} bs {bs}: {} cuts, {restored} restored, {lost} lost past a partial copy \
+         reaching {partial_reach:?}",
+        after.len() + 1 - first_diff
+    );
+    restored
+}
+
+fn sync_for_test(c: &FileContent, vol: &Volume, fd: BorrowedFd<'_>) {
+    c.sync(vol, fd, false).unwrap();
+}
+
+fn recover_for_test(c: &FileContent, vol: &Volume, fd: BorrowedFd<'_>) -> bool {
+    c.restore_torn_tail(vol, fd).unwrap()
+}
+
+/// The writes that rewrite a partial last block holding fsync'd bytes: an
+/// append within it, one that fills it and goes on, one past the next block
+/// (the last block is padded first), a truncate that grows the file, one
+/// that cuts into the block, and an overwrite of fsync'd bytes in it. Every
+/// byte is a cut (page boundaries among them).
+#[test]
+fn fsynced_tail_survives_a_torn_rewrite_at_every_byte() {
+    type Op = Box<dyn Fn(&FileContent, &Volume, BorrowedFd<'_>)>;
+    let ops: Vec<(&str, Op)> = vec![
+        (
+            "append within",
+            Box::new(|c, v, fd| {
+                c.write(v, fd, 1300, &[0xAA; 100]).unwrap();
+            }),
+        ),
+        (
+            "append across",
+            Box::new(|c, v, fd| {
+                c.write(v, fd, 1300, &[0xAA; 700]).unwrap();
+            }),
+        ),
+        (
+            "sparse write",
+            Box::new(|c, v, fd| {
+                c.write(v, fd, 2100, &[0xAA; 10]).unwrap();
+            }),
+        ),
+        (
+            "grow by truncate",
+            Box::new(|c, v, fd| c.truncate(v, fd, 3000).unwrap()),
+        ),
+        (
+            "shrink into the block",
+            Box::new(|c, v, fd| c.truncate(v, fd, 1100).unwrap()),
+        ),
+        (
+            "overwrite",
+            Box::new(|c, v, fd| {
+                c.write(v, fd, 1290, &[0xAA; 5]).unwrap();
+            }),
+        ),
+    ];
+    for loc in [KeyLocation::Header, KeyLocation::Xattr] {
+        for (what, op) in &ops {
+            let restored = fsynced_bytes_survive_torn_op(loc, 512, 1300, what, op.as_ref());
+            assert!(restored > 0, "{what} {loc:?}: no cut needed the copy");
+        }
+    }
+    // A 4 KiB block is 4132 bytes on disk: it always spans two pages, and
+    // the kernel stops a killed writer between pages.
+    let append = |c: &FileContent, v: &Volume, fd: BorrowedFd<'_>| {
+        c.write(v, fd, 3000, &[0xAA; 1000]).unwrap();
+    };
+    assert!(fsynced_bytes_survive_torn_op(KeyLocation::Header, 4096, 3000, "append", &append) > 0);
+    // A nearly full 4 KiB block: more than ext4 (without `ea_inode`) holds
+    // in an xattr, so there the copy is of the block's start.
+    let append = |c: &FileContent, v: &Volume, fd: BorrowedFd<'_>| {
+        c.write(v, fd, 4090, &[0xAA; 1000]).unwrap();
+    };
+    assert!(fsynced_bytes_survive_torn_op(KeyLocation::Header, 4096, 4090, "append", &append) > 0);
+}
+
+/// The tail copy is made at fsync only for a partial last block, and is
+/// never used before it authenticates as the very block it stands in for.
+#[test]
+fn tail_copy_is_used_only_when_authentic_and_in_place() {
+    let tv = volume(InitOptions {
+        block_size: 512,
+        ..Default::default()
+    });
+    let root = tv.vol.root().to_path_buf();
+    let (f, c) = new_file(&tv, "a");
+    let fd = f.as_fd();
+    let copy = || sys::fgetxattr_capped(fd, TAIL_XATTR, 1 << 20);
+    c.write(&tv.vol, fd, 0, &[5u8; 1024]).unwrap();
+    c.sync(&tv.vol, fd, false).unwrap();
+    assert_eq!(copy().unwrap_err().raw_os_error(), Some(libc::ENODATA));
+    c.write(&tv.vol, fd, 1024, &[6u8; 100]).unwrap();
+    c.sync(&tv.vol, fd, true).unwrap();
+    let good = copy().unwrap();
+    let disk = std::fs::read(root.join("a")).unwrap();
+    let off = HEADER_LEN + 2 * (512 + 36);
+    assert_eq!(good[..8], 2u64.to_be_bytes());
+    assert_eq!(good[8..], disk[off..]);
+    // Another file's copy of its block 2, same length.
+    let (g, cg) = new_file(&tv, "b");
+    cg.write(&tv.vol, g.as_fd(), 0, &[5u8; 1124]).unwrap();
+    cg.sync(&tv.vol, g.as_fd(), false).unwrap();
+    let other = sys::fgetxattr_capped(g.as_fd(), TAIL_XATTR, 1 << 20).unwrap();
+    let flipped = {
+        let mut v = good.clone();
+        v[40] ^= 1;
+        v
+    };
+    let wrong_index = [&3u64.to_be_bytes()[..], &good[8..]].concat();
+    let oversized = vec![1u8; 512 + 36 + 8 + 1];
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("bit flip", flipped, "fails authentication"),
+        ("another file's", other, "fails authentication"),
+        ("another index", wrong_index, "of block 3"),
+        ("larger than a block", oversized, "larger than a block"),
+        ("too short", vec![0u8; 4], "too short"),
+        (
+            "the block's start, not the torn byte",
+            good[..8 + 10].to_vec(),
+            "fails authentication",
+        ),
+    ];
+    // The last block torn: 50 bytes of garbage after the copy's end.
+    let mut torn = disk.clone();
+    torn[off + 20] ^= 0xFF;
+    torn.extend_from_slice(&[9u8; 50]);
+    for (what, value, why) in cases {
+        std::fs::write(root.join("a"), &torn).unwrap();
+        sys::fsetxattr(fd, TAIL_XATTR, &value, 0).unwrap();
+        let fresh = FileContent::new();
+        match fresh.tail_copy(&tv.vol, fd).unwrap() {
+            TailCopy::Unusable(w) => assert!(w.contains(why), "{what}: {w}"),
+            other => panic!("{what}: {other:?}"),
+        }
+        assert!(!fresh.restore_torn_tail(&tv.vol, fd).unwrap(), "{what}");
+        assert_eq!(std::fs::read(root.join("a")).unwrap(), torn, "{what}");
+        let r = fresh.read(&tv.vol, fd, 1024, 100);
+        assert!(
+            matches!(r, Err(ContentError::Corrupt { .. })),
+            "{what}: {:?}",
+            r.map(|v| v.len())
+        );
+    }
+    // The good copy, but the file cut short of its end: not used either.
+    std::fs::write(root.join("a"), &disk[..disk.len() - 10]).unwrap();
+    sys::fsetxattr(fd, TAIL_XATTR, &good, 0).unwrap();
+    let fresh = FileContent::new();
+    match fresh.tail_copy(&tv.vol, fd).unwrap() {
+        TailCopy::Unusable(w) => assert!(w.contains("past the file"), "{w}"),
+        other => panic!("{other:?}"),
+    }
+    // The start of the block up to past the torn byte restores it: the
+    // rest is as it was.
+    std::fs::write(root.join("a"), &torn).unwrap();
+    sys::fsetxattr(fd, TAIL_XATTR, &good[..8 + 30], 0).unwrap();
+    assert!(FileContent::new().restore_torn_tail(&tv.vol, fd).unwrap());
+    assert_eq!(std::fs::read(root.join("a")).unwrap(), disk);
+    // The good copy restores the torn file to its fsync'd state exactly.
+    std::fs::write(root.join("a"), &torn).unwrap();
+    sys::fsetxattr(fd, TAIL_XATTR, &good, 0).unwrap();
+    let fresh = FileContent::new();
+    assert_eq!(
+        fresh.tail_copy(&tv.vol, fd).unwrap(),
+        TailCopy::Restores { block: 2 }
+    );
+    assert!(fresh.restore_torn_tail(&tv.vol, fd).unwrap());
+    assert_eq!(std::fs::read(root.join("a")).unwrap(), disk);
+    assert_eq!(fresh.tail_copy(&tv.vol, fd).unwrap(), TailCopy::Intact);
+    // A truncate to a block boundary leaves no copy behind.
+    fresh.truncate(&tv.vol, fd, 512).unwrap();
+    assert_eq!(copy().unwrap_err().raw_os_error(), Some(libc::ENODATA));
+}

@@ -158,3 +158,13 @@ fn write_only_daemon_memory_holds_no_key_to_earlier_content() {
         w.unmount();
     });
 }
+
+/// The scanner finds a key it is shown: 32 bytes in this process's heap.
+#[test]
+fn memory_scan_finds_a_key_in_this_process() {
+    let key: Vec<u8> = pattern(4242, 32);
+    let needle: [u8; 32] = key.clone().try_into().unwrap();
+    let counts = count_copies(std::process::id(), &[needle]);
+    assert!(counts[0] >= 1, "{counts:?}");
+    std::hint::black_box(&key);
+}

@@ -273,6 +273,18 @@ fn rsa_round_trip_full_then_write_only_then_full() {
 }
 
 #[test]
+fn ecc_round_trip_named_by_key() {
+    if !need_fuse("ecc_round_trip_named_by_key") {
+        return;
+    }
+    bounded(120, || {
+        let env = Env::new();
+        let r = Recipient::ecc(&env);
+        round_trip(&env, &r, &r.by_key(), &[("GetPublicKey", 1)]);
+    });
+}
+
+#[test]
 fn ecc_round_trip_with_a_pem_recipient_file() {
     if !need_fuse("ecc_round_trip_with_a_pem_recipient_file") {
         return;
@@ -283,5 +295,32 @@ fn ecc_round_trip_with_a_pem_recipient_file() {
         let pem = r.pem_file(&env, "recipient.pem");
         // Given the public key, the write-only mount asks the key service nothing.
         round_trip(&env, &r, &Recipient::by_file(&pem), &[]);
+    });
+}
+
+/// The oracle itself: the tree, the own writes and the checks hold on an
+/// ordinary volume, so a failure above is the write-only volume's.
+#[test]
+fn round_trip_model_holds_on_an_ordinary_volume() {
+    if !need_fuse("round_trip_model_holds_on_an_ordinary_volume") {
+        return;
+    }
+    bounded(60, || {
+        let env = Env::new();
+        let c = env.init("c", &[]);
+        let m = env.mount(&c, "m", &[]);
+        let mut tree = write_earlier(&m.mnt);
+        m.unmount();
+        let m = env.mount(&c, "m", &[]);
+        write_own(&m.mnt, &mut tree);
+        m.unmount();
+        // The audit oracle sees a daemon's calls: one Decrypt of the volume key.
+        let mark = audit_mark(&env);
+        let m = env.mount(&c, "m", &[]);
+        assert_tree(&m.mnt, &tree);
+        assert_xattrs(&m.mnt, &EARLIER_XATTRS);
+        assert_xattrs(&m.mnt, &OWN_XATTRS);
+        m.unmount();
+        assert_eq!(audit_since(&env, mark), ops(&[("Decrypt", 1)]));
     });
 }

@@ -6,6 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine;
+
 use crate::common::*;
 use crate::support::*;
 use crate::tree::*;

@@ -160,6 +160,26 @@ fn write_only_mount_reads_nothing_from_earlier_sessions() {
             assert_eq!(getxattr_errno(&p, "user.absent"), Some(libc::EACCES));
             assert_eq!(listxattr_errno(&p), Some(libc::EACCES), "{}", p.display());
         }
+        // Names are looked up, not guessed anew: an earlier name exists.
+        let excl = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(w.p(LEDGER));
+        assert_eq!(
+            errno(excl),
+            Some(libc::EEXIST),
+            "O_CREAT|O_EXCL of an earlier name"
+        );
+        let creat = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .open(w.p(LEDGER));
+        assert_eq!(
+            errno(creat),
+            Some(libc::EACCES),
+            "O_CREAT of an earlier file"
+        );
+        assert_eq!(errno(std::fs::create_dir(w.p(BOX))), Some(libc::EEXIST));
         // Nothing changed the earlier file: same size after the refused truncates.
         assert_eq!(std::fs::metadata(w.p(LEDGER)).unwrap().len(), 9000);
 

@@ -173,6 +173,7 @@ fn write_only_mount_reads_nothing_from_earlier_sessions() {
         let creat = OpenOptions::new()
             .write(true)
             .create(true)
+            .truncate(false)
             .open(w.p(LEDGER));
         assert_eq!(
             errno(creat),

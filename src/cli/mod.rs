@@ -253,7 +253,7 @@ enum Command {
         /// (RSA ENCRYPT_DECRYPT or ECC KEY_AGREEMENT): `mount --write-only`
         /// then needs only its public key, and a full mount its private key
         /// through the key service.
-        #[arg(long, value_name = "KEY", conflicts_with_all = ["key", "plaintext_names"])]
+        #[arg(long, value_name = "KEY", conflicts_with = "key")]
         recipient_key: Option<String>,
         #[command(flatten)]
         settings: Settings,

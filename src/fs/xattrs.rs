@@ -122,9 +122,11 @@ impl EnvelopeFs {
         if !carries_xattrs(node) {
             return Err(Errno::NO_XATTR);
         }
+        // A file's key first: on a write-only mount an earlier session's
+        // file is refused whether or not it has the xattr.
+        let file_crypto = self.xattr_crypto(node, false)?;
         let backing_name = self.vol.xattr_backing_name(name);
         let blob = sys::getxattr_fd(node.fd().map_err(io)?.as_fd(), &backing_name).map_err(io)?;
-        let file_crypto = self.xattr_crypto(node, false)?;
         if node.kind == FileType::RegularFile && file_crypto.is_none() {
             return Err(Errno::EIO);
         }

@@ -11,14 +11,14 @@ use crate::common::*;
 
 const MARKER: &str = "<!-- readme-test: write-only -->";
 
-/// The block after the marker: README.md once merged, else the draft.
+/// The block after the marker in README.md.
 fn block() -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = ["README.md", "README-writeonly.md"]
-        .iter()
-        .filter_map(|f| std::fs::read_to_string(root.join(f)).ok())
-        .find(|t| t.contains(MARKER))
-        .expect("a README with the write-only example");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    assert!(
+        readme.contains(MARKER),
+        "README.md has the write-only example"
+    );
     let rest = &readme[readme.find(MARKER).unwrap()..];
     let start = rest
         .find("```sh\n")

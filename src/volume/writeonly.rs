@@ -186,7 +186,14 @@ impl Volume {
         cache: CacheOptions,
     ) -> Volume {
         let names = Box::new(HmacNames::new(sessions.writer_key(), &vid));
-        Self::assemble(dir, cfg, vid, Keys::Sessions(Box::new(sessions)), names, cache)
+        Self::assemble(
+            dir,
+            cfg,
+            vid,
+            Keys::Sessions(Box::new(sessions)),
+            names,
+            cache,
+        )
     }
 
     /// Open a volume keeping the key service: as [`Volume::open`], but a

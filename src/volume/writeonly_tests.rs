@@ -249,15 +249,26 @@ fn config_path(fx: &Fixture) -> PathBuf {
     fx.vdir.join(config::CONFIG_FILE)
 }
 
-fn assert_refused(fx: &Fixture, why: &str) {
+const OTHER_KEY: &str = "is sealed to the public key with SHA-256";
+const EDITED: &str = "the config failed authentication";
+
+/// Both mounts refuse the config as `BadConfig` saying (write-only, full)
+/// why, and write nothing.
+fn assert_refused(fx: &Fixture, why: &str, said: (&str, &str)) {
     let before = fx.root_entries();
     let r = Recipient::KeyService(fx.key.clone());
     let e =
         Volume::open_write_only(&fx.vdir, Some(&*fx.ks), &r, CacheOptions::default()).unwrap_err();
-    assert!(matches!(e, VolumeError::BadConfig(_)), "{why}: {e}");
+    assert!(
+        matches!(&e, VolumeError::BadConfig(m) if m.contains(said.0)),
+        "{why}: {e}"
+    );
     let ks: Arc<dyn KeyService> = fx.ks.clone();
     let e = Volume::open_shared(&fx.vdir, ks, CacheOptions::default()).unwrap_err();
-    assert!(matches!(e, VolumeError::BadConfig(_)), "{why}: {e}");
+    assert!(
+        matches!(&e, VolumeError::BadConfig(m) if m.contains(said.1)),
+        "{why}: {e}"
+    );
     assert_eq!(fx.root_entries(), before, "{why}: nothing written");
 }
 
@@ -274,18 +285,24 @@ fn swapped_or_edited_configs_are_refused() {
     let other_f = crate::crypto::recipient::RecipientPublicKey::from_der(&other_pub.public_key)
         .unwrap()
         .fingerprint_hex();
-    for (from, to) in [
-        (f.as_str(), other_f.as_str()),
-        (fx.key.as_str(), other.as_str()),
-        ("\"block_size\": 4096", "\"block_size\": 8192"),
+    for (from, to, said) in [
+        (f.as_str(), other_f.as_str(), (OTHER_KEY, OTHER_KEY)),
+        // The ARN is the full mount's way to the public key.
+        (fx.key.as_str(), other.as_str(), (EDITED, OTHER_KEY)),
+        (
+            "\"block_size\": 4096",
+            "\"block_size\": 8192",
+            (EDITED, EDITED),
+        ),
         (
             "\"key_location\": \"header\"",
             "\"key_location\": \"xattr\"",
+            (EDITED, EDITED),
         ),
     ] {
         assert!(orig.contains(from), "{from}");
         std::fs::write(&p, orig.replace(from, to)).unwrap();
-        assert_refused(&fx, to);
+        assert_refused(&fx, to, said);
     }
     let attacker = fx.dir.path().join("attacker");
     let opts = InitOptions {
@@ -299,7 +316,9 @@ fn swapped_or_edited_configs_are_refused() {
         &cfg.volume_id,
     );
     std::fs::write(&p, &forged).unwrap();
-    assert_refused(&fx, "a config made for another key");
+    // The full mount follows the config to the other key, whose MAC does
+    // not cover this volume ID.
+    assert_refused(&fx, "a config made for another key", (OTHER_KEY, EDITED));
     std::fs::write(&p, &orig).unwrap();
     fx.write_only();
     // A recipient file: DER or PEM of the right key, refused for another.
@@ -451,4 +470,23 @@ fn header_v2_tampering_at_every_byte_fails_authentication() {
     }
     std::fs::write(&p, &good).unwrap();
     assert_eq!(read_file(&full, &a).unwrap(), b"content");
+}
+
+/// A writer holds P, so it can seal any name under its own session: a side
+/// file whose name does not hash to its entry's backing name is refused by
+/// a full mount's listing (the name would be shown twice, or hide another).
+#[test]
+fn a_side_file_naming_another_entry_is_not_listed() {
+    let fx = fixture("RSA_2048", "ENCRYPT_DECRYPT");
+    let wo = fx.write_only();
+    let y = create_file(&wo, "y", b"1");
+    let (fd, ctx) = root(&wo);
+    let (id, key) = wo.sessions().unwrap().own().unwrap();
+    let forged =
+        crate::crypto::names_v2::seal_side(&key, &id, wo.volume_id(), &ctx, &y, OsStr::new("x"));
+    let side = fx.vdir.join(format!("{}.name", y.to_str().unwrap()));
+    std::fs::remove_file(&side).unwrap();
+    std::fs::write(&side, forged).unwrap();
+    drop((fd, wo));
+    assert_eq!(listed(&fx.full()), (vec![], 1));
 }

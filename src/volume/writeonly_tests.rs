@@ -28,12 +28,17 @@ fn new_key(ks: &LocalKeyService, spec: &str, usage: &str) -> String {
 }
 
 fn fixture(spec: &str, usage: &str) -> Fixture {
+    fixture_at(spec, usage, KeyLocation::Header)
+}
+
+fn fixture_at(spec: &str, usage: &str, key_location: KeyLocation) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let ks = Arc::new(crate::kms::local::test_store(&dir.path().join("ks")));
     let key = new_key(&ks, spec, usage);
     let vdir = dir.path().join("vol");
     let opts = InitOptions {
         recipient_key: Some(key.clone()),
+        key_location,
         ..InitOptions::default()
     };
     let cfg = Volume::init(&vdir, &*ks, "unused", &opts).unwrap();
@@ -489,4 +494,58 @@ fn a_side_file_naming_another_entry_is_not_listed() {
     std::fs::write(&side, forged).unwrap();
     drop((fd, wo));
     assert_eq!(listed(&fx.full()), (vec![], 1));
+}
+
+/// What has no meaning without a volume key refuses a write-only volume by
+/// name, and never panics.
+#[test]
+fn tools_without_format_2_support_refuse_it() {
+    use crate::snapshot::{copy_volume, CopyError, CopyOptions, Mode};
+    let fx = fixture("RSA_2048", "ENCRYPT_DECRYPT");
+    create_file(&fx.write_only(), "a", b"x");
+    let e = Volume::rewrap(&fx.vdir, &*fx.ks).unwrap_err();
+    assert!(matches!(e, VolumeError::Unsupported(_)), "{e}");
+    let e = crate::snapshot::fsck::fsck(&fx.vdir, &*fx.ks).unwrap_err();
+    assert!(matches!(e, VolumeError::Unsupported(_)), "{e}");
+    assert_eq!(crate::error::volume_exit_code(&e), 26);
+    let key = fx.ks.default_key().unwrap();
+    for mode in [Mode::Rekey, Mode::Reencrypt] {
+        let opts = CopyOptions {
+            key: key.clone(),
+            mode,
+            init: InitOptions::default(),
+            progress: false,
+        };
+        let dst = fx.dir.path().join("copy");
+        let e = copy_volume(&fx.vdir, &dst, None, &*fx.ks, &*fx.ks, &opts).unwrap_err();
+        assert!(matches!(e, CopyError::Refused(_)), "{e}");
+        assert!(!dst.exists());
+    }
+}
+
+/// With the header in an xattr: exactly 100 bytes there, the backing file
+/// holds blocks only, and a longer or shorter header xattr is refused.
+#[test]
+fn header_v2_in_an_xattr() {
+    let fx = fixture_at("ECC_NIST_P256", "KEY_AGREEMENT", KeyLocation::Xattr);
+    let wo = fx.write_only();
+    let a = create_file(&wo, "a", b"in blocks");
+    let f = std::fs::File::open(fx.vdir.join(&a)).unwrap();
+    let h = crate::sys::fgetxattr(f.as_fd(), HEADER_XATTR).unwrap();
+    assert_eq!(h.len(), 100);
+    assert_eq!(&h[..5], b"EFSH\x02");
+    let overhead = crate::crypto::offsets::BLOCK_OVERHEAD as u64;
+    assert_eq!(
+        f.metadata().unwrap().len(),
+        9 + overhead,
+        "no header in the file"
+    );
+    drop(wo);
+    let full = fx.full();
+    assert_eq!(read_file(&full, &a).unwrap(), b"in blocks");
+    for bad in [&h[..99], &[&h[..], &[0u8][..]].concat()[..]] {
+        crate::sys::fsetxattr(f.as_fd(), HEADER_XATTR, bad, 0).unwrap();
+        let e = read_file(&fx.full(), &a).unwrap_err();
+        assert!(matches!(e, ContentError::Corrupt { .. }), "{e}");
+    }
 }

@@ -534,7 +534,7 @@ fn header_v2_in_an_xattr() {
     let h = crate::sys::fgetxattr(f.as_fd(), HEADER_XATTR).unwrap();
     assert_eq!(h.len(), 100);
     assert_eq!(&h[..5], b"EFSH\x02");
-    let overhead = crate::crypto::offsets::BLOCK_OVERHEAD as u64;
+    let overhead = crate::crypto::offsets::BLOCK_OVERHEAD;
     assert_eq!(
         f.metadata().unwrap().len(),
         9 + overhead,

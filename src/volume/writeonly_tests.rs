@@ -549,3 +549,27 @@ fn header_v2_in_an_xattr() {
         assert!(matches!(e, ContentError::Corrupt { .. }), "{e}");
     }
 }
+
+#[test]
+fn memory_scan_support_names_the_keys_of_a_file() {
+    let fx = fixture("RSA_2048", "ENCRYPT_DECRYPT");
+    let a = create_file(&fx.write_only(), "a", b"x");
+    let f = std::fs::File::open(fx.vdir.join(&a)).unwrap();
+    let keys = fx
+        .full()
+        .session_keys_for_memory_scan_test(f.as_fd())
+        .unwrap();
+    assert_eq!(keys.len(), 6);
+    let (crypto, full) = (FileContent::new(), fx.full());
+    let fc = crypto.crypto(&full, f.as_fd()).unwrap();
+    // The data key is among them; a write-only mount cannot ask.
+    let blob = full.encrypt_xattr(Some(&fc), b"user.k", b"v").unwrap();
+    let dk = crate::crypto::keys::DataKey::from_bytes(keys[1]);
+    let probe = FileCrypto::new(fc.file_id(), dk);
+    assert!(full.open_xattr(Some(&probe), &blob).is_ok());
+    let e = fx
+        .write_only()
+        .session_keys_for_memory_scan_test(f.as_fd())
+        .unwrap_err();
+    assert!(matches!(e, VolumeError::WriteOnly(_)), "{e}");
+}

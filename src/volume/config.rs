@@ -455,3 +455,109 @@ impl VolumeConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v2() -> VolumeConfig {
+        VolumeConfig {
+            format_version: FORMAT_VERSION_2,
+            volume_id: "6f1c9d2e-8a47-4b1e-9c3d-2f5a7b8c9d0e".into(),
+            cipher: "AES-256-GCM".into(),
+            block_size: 4096,
+            key_location: KeyLocation::Header,
+            name_scheme: NAME_SCHEME_HMAC_SEALED.into(),
+            long_name_max: 255,
+            key_provider: "local".into(),
+            master_key_arn: "arn:envelopefs:kms:local:0:key/r".into(),
+            master_key_material_id: String::new(),
+            wrapped_volume_key: String::new(),
+            recipient: Some(RecipientConfig {
+                key_spec: "RSA_2048".into(),
+                public_key_sha256: "ab".repeat(32),
+            }),
+            creation_date: 1,
+        }
+    }
+
+    fn stored(cfg: &VolumeConfig) -> String {
+        let w = SubKey::random();
+        String::from_utf8(cfg.to_bytes(MacKey::Writer(&w)).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn v2_configs_round_trip_with_exactly_their_fields() {
+        let cfg = v2();
+        let text = stored(&cfg);
+        assert_eq!(VolumeConfig::parse(text.as_bytes()).unwrap().0, cfg);
+        assert_eq!(cfg.header_length(), 100);
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let fields = [
+            "format_version",
+            "volume_id",
+            "cipher",
+            "block_size",
+            "key_location",
+            "name_scheme",
+            "key_provider",
+            "recipient_key_arn",
+            "recipient_key_spec",
+            "recipient_public_key_sha256",
+            "header_length",
+            "creation_date",
+        ];
+        assert_eq!(json["config"].as_object().unwrap().len(), fields.len());
+        // Stored (and MAC'd) in this order.
+        let at: Vec<usize> = fields
+            .iter()
+            .map(|f| text.find(&format!("\"{f}\"")).unwrap())
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+
+    #[test]
+    fn v2_configs_are_parsed_strictly() {
+        let text = stored(&v2());
+        let bad = |from: &str, to: &str| {
+            assert!(text.contains(from), "{from}");
+            let e = VolumeConfig::parse(text.replace(from, to).as_bytes()).unwrap_err();
+            assert!(matches!(e, VolumeError::BadConfig(_)), "{to}: {e}");
+        };
+        // A format 1 field, an unknown one, and values format 2 does not allow.
+        bad(
+            "\"creation_date\"",
+            "\"wrapped_volume_key\": \"\", \"creation_date\"",
+        );
+        bad("\"creation_date\"", "\"extra\": 1, \"creation_date\"");
+        bad("\"header_length\": 100", "\"header_length\": 84");
+        bad("\"RSA_2048\"", "\"ECC_SECG_P256K1\"");
+        bad("\"RSA_2048\"", "\"SYMMETRIC_DEFAULT\"");
+        bad(&"ab".repeat(32), &"AB".repeat(32));
+        bad(&"ab".repeat(32), "ab");
+        bad(NAME_SCHEME_HMAC_SEALED, NAME_SCHEME_SIV);
+        bad(
+            "\"recipient_key_arn\": \"arn:envelopefs:kms:local:0:key/r\"",
+            "\"recipient_key_arn\": \"\"",
+        );
+        bad("\"format_version\": 2", "\"format_version\": 3");
+        // Format 1 never takes format 2's names.
+        let mut v1 = v2();
+        v1.format_version = FORMAT_VERSION;
+        v1.recipient = None;
+        assert!(matches!(v1.validate(), Err(VolumeError::BadConfig(_))));
+    }
+
+    #[test]
+    fn a_mac_key_of_the_other_format_is_refused() {
+        let cfg = v2();
+        let w = SubKey::random();
+        let text = cfg.to_bytes(MacKey::Writer(&w)).unwrap();
+        let (parsed, mac) = VolumeConfig::parse(&text).unwrap();
+        parsed.verify_with(&mac, MacKey::Writer(&w)).unwrap();
+        assert!(parsed
+            .verify_with(&mac, MacKey::Writer(&SubKey::random()))
+            .is_err());
+        assert!(parsed.verify(&mac, &VolumeKey::random()).is_err());
+    }
+}

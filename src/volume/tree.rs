@@ -69,9 +69,6 @@ impl Volume {
         match sys::create_new(dir, &sname, libc::O_WRONLY, 0o400) {
             Ok(f) => {
                 sys::pwrite_all(f.as_fd(), side, 0)?;
-                if sealed.is_some() {
-                    sys::fsync(f.as_fd(), false)?;
-                }
                 Ok(true)
             }
             // The same long name's side file: its content is the same.

@@ -287,4 +287,40 @@ impl Volume {
         let filed = self.names().to_backing(ctx, &name).map(|b| b.name);
         Ok((filed.as_deref() == Ok(backing)).then_some(name))
     }
+
+    /// Test support only (a write-only daemon's memory is scanned for any
+    /// key that opens an earlier session): through this full volume, the
+    /// keys behind the backing file `fd` of a format 2 volume — its
+    /// session's key S, the keys derived from S for names, symlink targets,
+    /// directory xattrs and this file's header, and the file's data key.
+    #[doc(hidden)]
+    pub fn session_keys_for_memory_scan_test(
+        &self,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<Vec<[u8; 32]>, VolumeError> {
+        use crate::crypto::keys::derive;
+        let s = self
+            .sessions()
+            .ok_or_else(|| VolumeError::Unsupported("not a write-only volume".into()))?;
+        let h = super::FileContent::header_of(self, fd)
+            .map_err(|e| VolumeError::Corrupt(e.to_string()))?
+            .ok_or_else(|| VolumeError::Corrupt("no header".into()))?;
+        let id = h
+            .session()
+            .ok_or_else(|| VolumeError::Corrupt("not a format 2 header".into()))?;
+        let sk = session_key(s, &id)?;
+        let dk = self.open_header(&h)?;
+        let vid = &self.vid.0;
+        let mut keys = vec![*sk.expose(), *dk.expose()];
+        for label in [&b"envelopefs names v2"[..], SYMLINK.label, DIR_XATTR.label] {
+            keys.push(*derive(sk.expose(), vid, &[label]).expose());
+        }
+        let wrap = derive(
+            sk.expose(),
+            vid,
+            &[b"envelopefs data-key wrap v2", &h.file_id.0],
+        );
+        keys.push(*wrap.expose());
+        Ok(keys)
+    }
 }

@@ -28,12 +28,17 @@ fn new_key(ks: &LocalKeyService, spec: &str, usage: &str) -> String {
 }
 
 fn fixture(spec: &str, usage: &str) -> Fixture {
+    fixture_at(spec, usage, KeyLocation::Header)
+}
+
+fn fixture_at(spec: &str, usage: &str, key_location: KeyLocation) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let ks = Arc::new(crate::kms::local::test_store(&dir.path().join("ks")));
     let key = new_key(&ks, spec, usage);
     let vdir = dir.path().join("vol");
     let opts = InitOptions {
         recipient_key: Some(key.clone()),
+        key_location,
         ..InitOptions::default()
     };
     let cfg = Volume::init(&vdir, &*ks, "unused", &opts).unwrap();
@@ -249,15 +254,26 @@ fn config_path(fx: &Fixture) -> PathBuf {
     fx.vdir.join(config::CONFIG_FILE)
 }
 
-fn assert_refused(fx: &Fixture, why: &str) {
+const OTHER_KEY: &str = "is sealed to the public key with SHA-256";
+const EDITED: &str = "the config failed authentication";
+
+/// Both mounts refuse the config as `BadConfig` saying (write-only, full)
+/// why, and write nothing.
+fn assert_refused(fx: &Fixture, why: &str, said: (&str, &str)) {
     let before = fx.root_entries();
     let r = Recipient::KeyService(fx.key.clone());
     let e =
         Volume::open_write_only(&fx.vdir, Some(&*fx.ks), &r, CacheOptions::default()).unwrap_err();
-    assert!(matches!(e, VolumeError::BadConfig(_)), "{why}: {e}");
+    assert!(
+        matches!(&e, VolumeError::BadConfig(m) if m.contains(said.0)),
+        "{why}: {e}"
+    );
     let ks: Arc<dyn KeyService> = fx.ks.clone();
     let e = Volume::open_shared(&fx.vdir, ks, CacheOptions::default()).unwrap_err();
-    assert!(matches!(e, VolumeError::BadConfig(_)), "{why}: {e}");
+    assert!(
+        matches!(&e, VolumeError::BadConfig(m) if m.contains(said.1)),
+        "{why}: {e}"
+    );
     assert_eq!(fx.root_entries(), before, "{why}: nothing written");
 }
 
@@ -274,18 +290,24 @@ fn swapped_or_edited_configs_are_refused() {
     let other_f = crate::crypto::recipient::RecipientPublicKey::from_der(&other_pub.public_key)
         .unwrap()
         .fingerprint_hex();
-    for (from, to) in [
-        (f.as_str(), other_f.as_str()),
-        (fx.key.as_str(), other.as_str()),
-        ("\"block_size\": 4096", "\"block_size\": 8192"),
+    for (from, to, said) in [
+        (f.as_str(), other_f.as_str(), (OTHER_KEY, OTHER_KEY)),
+        // The ARN is the full mount's way to the public key.
+        (fx.key.as_str(), other.as_str(), (EDITED, OTHER_KEY)),
+        (
+            "\"block_size\": 4096",
+            "\"block_size\": 8192",
+            (EDITED, EDITED),
+        ),
         (
             "\"key_location\": \"header\"",
             "\"key_location\": \"xattr\"",
+            (EDITED, EDITED),
         ),
     ] {
         assert!(orig.contains(from), "{from}");
         std::fs::write(&p, orig.replace(from, to)).unwrap();
-        assert_refused(&fx, to);
+        assert_refused(&fx, to, said);
     }
     let attacker = fx.dir.path().join("attacker");
     let opts = InitOptions {
@@ -299,7 +321,9 @@ fn swapped_or_edited_configs_are_refused() {
         &cfg.volume_id,
     );
     std::fs::write(&p, &forged).unwrap();
-    assert_refused(&fx, "a config made for another key");
+    // The full mount follows the config to the other key, whose MAC does
+    // not cover this volume ID.
+    assert_refused(&fx, "a config made for another key", (OTHER_KEY, EDITED));
     std::fs::write(&p, &orig).unwrap();
     fx.write_only();
     // A recipient file: DER or PEM of the right key, refused for another.
@@ -451,4 +475,101 @@ fn header_v2_tampering_at_every_byte_fails_authentication() {
     }
     std::fs::write(&p, &good).unwrap();
     assert_eq!(read_file(&full, &a).unwrap(), b"content");
+}
+
+/// A writer holds P, so it can seal any name under its own session: a side
+/// file whose name does not hash to its entry's backing name is refused by
+/// a full mount's listing (the name would be shown twice, or hide another).
+#[test]
+fn a_side_file_naming_another_entry_is_not_listed() {
+    let fx = fixture("RSA_2048", "ENCRYPT_DECRYPT");
+    let wo = fx.write_only();
+    let y = create_file(&wo, "y", b"1");
+    let (fd, ctx) = root(&wo);
+    let (id, key) = wo.sessions().unwrap().own().unwrap();
+    let forged =
+        crate::crypto::names_v2::seal_side(&key, &id, wo.volume_id(), &ctx, &y, OsStr::new("x"));
+    let side = fx.vdir.join(format!("{}.name", y.to_str().unwrap()));
+    std::fs::remove_file(&side).unwrap();
+    std::fs::write(&side, forged).unwrap();
+    drop((fd, wo));
+    assert_eq!(listed(&fx.full()), (vec![], 1));
+}
+
+/// What has no meaning without a volume key refuses a write-only volume by
+/// name, and never panics.
+#[test]
+fn tools_without_format_2_support_refuse_it() {
+    use crate::snapshot::{copy_volume, CopyError, CopyOptions, Mode};
+    let fx = fixture("RSA_2048", "ENCRYPT_DECRYPT");
+    create_file(&fx.write_only(), "a", b"x");
+    let e = Volume::rewrap(&fx.vdir, &*fx.ks).unwrap_err();
+    assert!(matches!(e, VolumeError::Unsupported(_)), "{e}");
+    let e = crate::snapshot::fsck::fsck(&fx.vdir, &*fx.ks).unwrap_err();
+    assert!(matches!(e, VolumeError::Unsupported(_)), "{e}");
+    assert_eq!(crate::error::volume_exit_code(&e), 26);
+    let key = fx.ks.default_key().unwrap();
+    for mode in [Mode::Rekey, Mode::Reencrypt] {
+        let opts = CopyOptions {
+            key: key.clone(),
+            mode,
+            init: InitOptions::default(),
+            progress: false,
+        };
+        let dst = fx.dir.path().join("copy");
+        let e = copy_volume(&fx.vdir, &dst, None, &*fx.ks, &*fx.ks, &opts).unwrap_err();
+        assert!(matches!(e, CopyError::Refused(_)), "{e}");
+        assert!(!dst.exists());
+    }
+}
+
+/// With the header in an xattr: exactly 100 bytes there, the backing file
+/// holds blocks only, and a longer or shorter header xattr is refused.
+#[test]
+fn header_v2_in_an_xattr() {
+    let fx = fixture_at("ECC_NIST_P256", "KEY_AGREEMENT", KeyLocation::Xattr);
+    let wo = fx.write_only();
+    let a = create_file(&wo, "a", b"in blocks");
+    let f = std::fs::File::open(fx.vdir.join(&a)).unwrap();
+    let h = crate::sys::fgetxattr(f.as_fd(), HEADER_XATTR).unwrap();
+    assert_eq!(h.len(), 100);
+    assert_eq!(&h[..5], b"EFSH\x02");
+    let overhead = crate::crypto::offsets::BLOCK_OVERHEAD;
+    assert_eq!(
+        f.metadata().unwrap().len(),
+        9 + overhead,
+        "no header in the file"
+    );
+    drop(wo);
+    let full = fx.full();
+    assert_eq!(read_file(&full, &a).unwrap(), b"in blocks");
+    for bad in [&h[..99], &[&h[..], &[0u8][..]].concat()[..]] {
+        crate::sys::fsetxattr(f.as_fd(), HEADER_XATTR, bad, 0).unwrap();
+        let e = read_file(&fx.full(), &a).unwrap_err();
+        assert!(matches!(e, ContentError::Corrupt { .. }), "{e}");
+    }
+}
+
+#[test]
+fn memory_scan_support_names_the_keys_of_a_file() {
+    let fx = fixture("RSA_2048", "ENCRYPT_DECRYPT");
+    let a = create_file(&fx.write_only(), "a", b"x");
+    let f = std::fs::File::open(fx.vdir.join(&a)).unwrap();
+    let keys = fx
+        .full()
+        .session_keys_for_memory_scan_test(f.as_fd())
+        .unwrap();
+    assert_eq!(keys.len(), 6);
+    let (crypto, full) = (FileContent::new(), fx.full());
+    let fc = crypto.crypto(&full, f.as_fd()).unwrap();
+    // The data key is among them; a write-only mount cannot ask.
+    let blob = full.encrypt_xattr(Some(&fc), b"user.k", b"v").unwrap();
+    let dk = crate::crypto::keys::DataKey::from_bytes(keys[1]);
+    let probe = FileCrypto::new(fc.file_id(), dk);
+    assert!(full.open_xattr(Some(&probe), &blob).is_ok());
+    let e = fx
+        .write_only()
+        .session_keys_for_memory_scan_test(f.as_fd())
+        .unwrap_err();
+    assert!(matches!(e, VolumeError::WriteOnly(_)), "{e}");
 }

@@ -109,18 +109,7 @@ pub fn fsetxattr(fd: BorrowedFd<'_>, name: &[u8], value: &[u8], flags: i32) -> i
 /// descriptor; ERANGE for a larger one.
 pub fn fgetxattr(fd: BorrowedFd<'_>, name: &[u8]) -> io::Result<Vec<u8>> {
     let n = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: buf valid for its length.
-    let r = check_size(unsafe {
-        libc::fgetxattr(
-            fd.as_raw_fd(),
-            n.as_ptr(),
-            buf.as_mut_ptr() as *mut libc::c_void,
-            buf.len(),
-        )
-    })?;
-    buf.truncate(r);
-    Ok(buf)
+    read_value(fd, &n, 4096)
 }
 
 /// The xattr `name` of a real descriptor, at most `max` bytes: ERANGE for a
@@ -136,7 +125,12 @@ pub fn fgetxattr_capped(fd: BorrowedFd<'_>, name: &[u8], max: usize) -> io::Resu
         return Err(io::Error::from_raw_os_error(libc::ERANGE));
     }
     // A value that grew in between is ERANGE.
-    let mut buf = vec![0u8; size.max(1)];
+    read_value(fd, &n, size.max(1))
+}
+
+/// The value of xattr `n`, read into a buffer of `len` bytes (ERANGE if larger).
+fn read_value(fd: BorrowedFd<'_>, n: &std::ffi::CStr, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
     // SAFETY: buf valid for its length.
     let r = check_size(unsafe {
         libc::fgetxattr(

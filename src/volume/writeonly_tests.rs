@@ -87,12 +87,7 @@ fn create_file(vol: &Volume, name: &str, data: &[u8]) -> OsString {
     let (fd, ctx) = root(vol);
     let b = vol.names().to_backing(&ctx, OsStr::new(name)).unwrap();
     assert!(vol.write_side(fd.as_fd(), &b).unwrap());
-    let f = std::fs::OpenOptions::new()
-        .create_new(true)
-        .read(true)
-        .write(true)
-        .open(vol.root().join(&b.name))
-        .unwrap();
+    let f = crate::sys::create_new(fd.as_fd(), &b.name, libc::O_RDWR, 0o600).unwrap();
     let c = FileContent::new();
     c.create(vol, f.as_fd()).unwrap();
     c.write(vol, f.as_fd(), 0, data).unwrap();

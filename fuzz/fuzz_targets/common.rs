@@ -10,7 +10,7 @@ use envelopefs::crypto::aead::Cipher;
 use envelopefs::crypto::keys::{derive, VolumeId, VolumeKey};
 use envelopefs::kms::local::{KdfCost, LocalKeyService};
 use envelopefs::kms::{
-    DecryptedKey, EncryptionContext, GeneratedDataKey, KeyService, KmsError, ReEncrypted,
+    DecryptedKey, EncryptionContext, GeneratedDataKey, KeyService, KmsError, PublicKey, ReEncrypted,
 };
 use envelopefs::volume::{CacheOptions, InitOptions, Volume};
 use zeroize::Zeroizing;
@@ -69,6 +69,23 @@ impl KeyService for FixedKeys {
         _destination_key: &str,
         _destination_context: &EncryptionContext,
     ) -> Result<ReEncrypted, KmsError> {
+        Err(KmsError::UnsupportedOperation("fixed keys".into()))
+    }
+    fn get_public_key(&self, _key: &str) -> Result<PublicKey, KmsError> {
+        Err(KmsError::UnsupportedOperation("fixed keys".into()))
+    }
+    fn decrypt_rsa_oaep_sha256(
+        &self,
+        _key: &str,
+        _blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+        Err(KmsError::UnsupportedOperation("fixed keys".into()))
+    }
+    fn derive_shared_secret(
+        &self,
+        _key: &str,
+        _peer_public_der: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, KmsError> {
         Err(KmsError::UnsupportedOperation("fixed keys".into()))
     }
     fn provider(&self) -> &'static str {

@@ -1,6 +1,9 @@
 //! `fsck`: verify a volume offline — config, every directory IV and name,
 //! every header and block, symlink targets and xattrs — and name each problem
 //! by its plaintext path where it can be recovered, else its backing path.
+//! A write-only volume (format 2) is checked fully through the key service,
+//! or with the recipient's public key alone as far as that allows
+//! ([`super::fsck_public`]).
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
@@ -10,7 +13,7 @@ use serde::Serialize;
 use crate::kms::KeyService;
 use crate::sys;
 use crate::volume::content::TailCopy;
-use crate::volume::{CacheOptions, FileContent, Volume, USER_XATTR_PREFIX};
+use crate::volume::{CacheOptions, FileContent, Recipient, Volume, USER_XATTR_PREFIX};
 
 // PascalCase, as every JSON result of the command line.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -23,10 +26,25 @@ pub struct Problem {
     pub problem: String,
 }
 
+/// How much a check could see.
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub enum Scope {
+    /// Every name, header, block, target and xattr authenticated.
+    #[default]
+    Full,
+    /// A write-only volume checked with the recipient's public key only:
+    /// config, write sessions, structure, headers, sizes and which session
+    /// sealed each object, but no content, name, target or xattr opened.
+    PublicKey,
+}
+
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Report {
     pub clean: bool,
+    pub scope: Scope,
+    /// Write sessions (format 2).
+    pub sessions: u64,
     pub directories: u64,
     pub files: u64,
     pub symlinks: u64,
@@ -43,38 +61,82 @@ struct Walker<'a> {
     r: Report,
 }
 
-pub fn fsck(dir: &Path, ks: &dyn KeyService) -> Result<Report, crate::error::VolumeError> {
+/// Check the volume at `dir`: fully through `ks`, or, given the recipient
+/// of a write-only volume, with its public key alone (`ks` only fetches it).
+pub fn fsck(
+    dir: &Path,
+    ks: Option<&dyn KeyService>,
+    recipient: Option<&Recipient>,
+) -> Result<Report, crate::error::VolumeError> {
     // Config: parse, unwrap and MAC check all happen in open.
-    let vol = Volume::open(dir, ks, CacheOptions::default())?;
-    if vol.config().is_write_only_format() {
-        return Err(crate::error::VolumeError::Unsupported(
-            "fsck of a write-only volume (format 2) is not supported yet".into(),
-        ));
-    }
-    let root = sys::open_dir_path(dir).map_err(|e| crate::error::VolumeError::io(dir, e))?;
-    let mut w = Walker {
-        vol: &vol,
-        r: Report::default(),
+    let vol = match (recipient, ks) {
+        (Some(r), _) => Volume::open_write_only(dir, ks, r, CacheOptions::default())?,
+        (None, Some(ks)) => Volume::open(dir, ks, CacheOptions::default())?,
+        (None, None) => {
+            return Err(crate::error::VolumeError::BadOption(
+                "fsck needs the key service, or a write-only volume's recipient key".into(),
+            ))
+        }
     };
-    w.dir(root.as_fd(), true, Path::new(""), Path::new(""));
-    w.r.clean = w.r.problems.is_empty();
-    Ok(w.r)
+    let root = sys::open_dir_path(dir).map_err(|e| crate::error::VolumeError::io(dir, e))?;
+    let mut r = Report::default();
+    let good = r.sessions(&vol)?;
+    if vol.is_write_only() {
+        r.scope = Scope::PublicKey;
+        super::fsck_public::check(&vol, root.as_fd(), good, &mut r);
+    } else {
+        let mut w = Walker { vol: &vol, r };
+        w.dir(root.as_fd(), true, Path::new(""), Path::new(""));
+        r = w.r;
+    }
+    r.clean = r.problems.is_empty();
+    Ok(r)
 }
 
-impl Walker<'_> {
-    fn report(&mut self, path: Option<&Path>, backing: &Path, problem: impl Into<String>) {
-        self.r.problems.push(Problem {
+impl Report {
+    pub(super) fn problem(&mut self, path: Option<&Path>, backing: &Path, what: impl Into<String>) {
+        self.problems.push(Problem {
             path: path.map(|p| format!("/{}", p.display())),
             backing_path: backing.display().to_string(),
-            problem: problem.into(),
+            problem: what.into(),
         });
     }
 
-    fn privilege_warnings(&mut self, plain: &Path, backing: &Path, st: &libc::stat) {
+    /// Format 2: each write session's file checked (a broken one is a
+    /// problem: what it sealed cannot be read); the sound ones' names.
+    fn sessions(
+        &mut self,
+        vol: &Volume,
+    ) -> Result<std::collections::HashSet<String>, crate::error::VolumeError> {
+        let mut good = std::collections::HashSet::new();
+        for s in vol.check_sessions()? {
+            self.sessions += 1;
+            match s.problem {
+                Some(p) => self.problem(
+                    None,
+                    Path::new(&s.file_name),
+                    format!("write session: {p}; what it sealed cannot be read"),
+                ),
+                None => {
+                    good.insert(s.file_name);
+                }
+            }
+        }
+        Ok(good)
+    }
+
+    /// Device nodes and setuid/setgid bits; `plain` is None where the
+    /// plaintext path is not known (a public-key check).
+    pub(super) fn privilege_warnings(
+        &mut self,
+        plain: Option<&Path>,
+        backing: &Path,
+        st: &libc::stat,
+    ) {
         let kind = st.st_mode & libc::S_IFMT;
         let mut warn = |what: String| {
-            self.r.warnings.push(Problem {
-                path: Some(format!("/{}", plain.display())),
+            self.warnings.push(Problem {
+                path: plain.map(|p| format!("/{}", p.display())),
                 backing_path: backing.display().to_string(),
                 problem: what,
             })
@@ -109,6 +171,12 @@ impl Walker<'_> {
                 st.st_mode & 0o7777
             ));
         }
+    }
+}
+
+impl Walker<'_> {
+    fn report(&mut self, path: Option<&Path>, backing: &Path, problem: impl Into<String>) {
+        self.r.problem(path, backing, problem);
     }
 
     fn dir(&mut self, fd: BorrowedFd<'_>, is_root: bool, plain: &Path, backing: &Path) {
@@ -148,7 +216,7 @@ impl Walker<'_> {
                     continue;
                 }
             };
-            self.privilege_warnings(&p, &b, &st);
+            self.r.privilege_warnings(Some(&p), &b, &st);
             match st.st_mode & libc::S_IFMT {
                 libc::S_IFDIR => {
                     match sys::openat(fd, &e.backing, libc::O_PATH | libc::O_DIRECTORY, 0) {

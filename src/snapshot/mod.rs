@@ -12,6 +12,7 @@ pub mod control;
 mod copy;
 mod dest;
 pub mod fsck;
+mod fsck_public;
 mod interrupt;
 mod partial;
 mod progress;

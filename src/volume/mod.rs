@@ -28,7 +28,8 @@ pub use content::FileContent;
 // What the frontend (fs) needs of the crypto layer, through the volume.
 pub use crate::crypto::content::FileCrypto;
 pub use crate::crypto::names::{
-    BackingName, DirContext, DEFAULT_LONG_NAME_MAX, DIRIV_LEN, DIRIV_NAME, MIN_LONG_NAME_MAX,
+    BackingName, DirContext, DEFAULT_LONG_NAME_MAX, DIRIV_LEN, DIRIV_NAME, LONGNAME_SUFFIX,
+    MIN_LONG_NAME_MAX,
 };
 pub use crate::crypto::secmem::harden_daemon;
 use keycache::KeyCache;

@@ -62,8 +62,8 @@ pub struct Sessions {
     writer: SubKey,
     unsealer: Unsealer,
     own: Mutex<Option<(SessionId, SessionKey)>>,
-    /// Full mount: each session met, its key or `None` once it failed (logged once).
-    known: Mutex<HashMap<SessionId, Option<SessionKey>>>,
+    /// Full mount: each session met, its key or why it failed (logged once).
+    known: Mutex<HashMap<SessionId, Result<SessionKey, String>>>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -204,33 +204,65 @@ impl Sessions {
         };
         let mut known = self.known.lock();
         if let Some(k) = known.get(id) {
-            return k.clone().ok_or(SessionDenied::Broken);
+            return k.clone().map_err(|_| SessionDenied::Broken);
         }
         // Unsealed under the lock: one call per session even when many
         // requests meet a new session at once.
         let key = match ks {
             Some(ks) => self.unseal(id, &**ks),
             None => {
-                log::error!(
-                    "{}: a session not present when the volume was opened",
-                    self.root.join(id.file_name()).display()
-                );
-                None
+                let why = "a session not present when the volume was opened";
+                log::error!("{}: {why}", self.root.join(id.file_name()).display());
+                Err(why.to_owned())
             }
         };
         known.insert(*id, key.clone());
-        key.ok_or(SessionDenied::Broken)
+        key.map_err(|_| SessionDenied::Broken)
+    }
+
+    /// Read one session file and check it against the recipient's public key.
+    fn read_file(&self, id: &SessionId) -> Result<SessionFile, String> {
+        let d = sys::open_user_dir(&self.root).map_err(|e| e.to_string())?;
+        let raw = sys::read_regular(d.as_fd(), id.file_name().as_ref(), MAX_SESSION_FILE_LEN)
+            .map_err(|e| e.to_string())?;
+        SessionFile::parse(&raw, id, &self.public).map_err(|e| e.to_string())
+    }
+
+    /// Every session file in the root, and what is wrong with it: one that
+    /// does not parse against the recipient's public key, or (full volume)
+    /// did not unseal.
+    pub fn check_all(&self) -> Result<Vec<(String, Option<String>)>, VolumeError> {
+        let d = sys::open_user_dir(&self.root).map_err(|e| VolumeError::io(&self.root, e))?;
+        let list = sys::list_dir(d.as_fd()).map_err(|e| VolumeError::io(&self.root, e))?;
+        let mut out = Vec::new();
+        for (name, _, _) in list {
+            let name = OsStr::from_bytes(&name);
+            let Some(id) = SessionId::from_file_name(name) else {
+                continue;
+            };
+            let problem = match self.read_file(&id) {
+                Err(e) => Some(e),
+                Ok(_) if self.is_write_only() => None,
+                Ok(_) => self.key(&id).err().map(|_| {
+                    self.known
+                        .lock()
+                        .get(&id)
+                        .and_then(|k| k.as_ref().err().cloned())
+                        .unwrap_or_else(|| "it does not unseal".into())
+                }),
+            };
+            out.push((name.to_string_lossy().into_owned(), problem));
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Read, check and unseal one session file; a failure is logged (once:
     /// the caller caches it) with the backing path.
-    fn unseal(&self, id: &SessionId, ks: &dyn KeyService) -> Option<SessionKey> {
+    fn unseal(&self, id: &SessionId, ks: &dyn KeyService) -> Result<SessionKey, String> {
         let path = self.root.join(id.file_name());
         let r = (|| {
-            let d = sys::open_user_dir(&self.root).map_err(|e| e.to_string())?;
-            let raw = sys::read_regular(d.as_fd(), id.file_name().as_ref(), MAX_SESSION_FILE_LEN)
-                .map_err(|e| e.to_string())?;
-            let f = SessionFile::parse(&raw, id, &self.public).map_err(|e| e.to_string())?;
+            let f = self.read_file(id)?;
             let answer = match f.request() {
                 UnsealRequest::RsaOaepSha256(ct) => {
                     ks.decrypt_rsa_oaep_sha256(&self.recipient_arn, ct)
@@ -240,15 +272,12 @@ impl Sessions {
             .map_err(|e| e.to_string())?;
             f.finish(&answer, &self.vid).map_err(|e| e.to_string())
         })();
-        match r {
-            Ok(k) => Some(k),
-            Err(e) => {
-                log::error!(
-                    "{}: the write session does not open, its entries read as I/O errors: {e}",
-                    path.display()
-                );
-                None
-            }
+        if let Err(e) = &r {
+            log::error!(
+                "{}: the write session does not open, its entries read as I/O errors: {e}",
+                path.display()
+            );
         }
+        r
     }
 }

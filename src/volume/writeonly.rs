@@ -41,7 +41,7 @@ pub(super) const DIR_XATTR: Sealed = Sealed {
 };
 
 const NOT_WRITE_ONLY: &str =
-    "not a write-only volume: made without --recipient-key (mount it without --write-only)";
+    "not a write-only volume: made without --recipient-key (drop the recipient options)";
 
 /// The key of session `id`, as a volume error.
 pub(super) fn session_key(s: &Sessions, id: &SessionId) -> Result<SessionKey, VolumeError> {

@@ -500,8 +500,6 @@ fn tools_without_format_2_support_refuse_it() {
     create_file(&fx.write_only(), "a", b"x");
     let e = Volume::rewrap(&fx.vdir, &*fx.ks).unwrap_err();
     assert!(matches!(e, VolumeError::Unsupported(_)), "{e}");
-    let e = crate::snapshot::fsck::fsck(&fx.vdir, &*fx.ks).unwrap_err();
-    assert!(matches!(e, VolumeError::Unsupported(_)), "{e}");
     assert_eq!(crate::error::volume_exit_code(&e), 26);
     let key = fx.ks.default_key().unwrap();
     for mode in [Mode::Rekey, Mode::Reencrypt] {

@@ -13,6 +13,7 @@ mod support;
 mod tree;
 
 mod config_swap;
+mod fsck;
 mod kms_calls;
 mod memory;
 mod readme;

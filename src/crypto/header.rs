@@ -55,64 +55,149 @@ impl std::fmt::Debug for FileHeader {
     }
 }
 
-fn wrap_key(vk: &VolumeKey, vid: &VolumeId, fid: &FileId) -> Cipher {
-    let k = derive(
-        vk.expose(),
-        &vid.0,
-        &[b"envelopefs data-key wrap v1", &fid.0],
-    );
-    Cipher::new(k.expose())
+/// Where a header version keeps its fields: everything before the nonce is
+/// the authenticated prefix; the wrapped key and the tag follow the nonce.
+struct Layout {
+    version: u8,
+    /// Offset of the nonce (the prefix's length).
+    nonce: usize,
+    len: usize,
+    /// The data-key wrap label of the key it is derived from.
+    label: &'static [u8],
 }
 
-fn wrap_key_v2(s: &SessionKey, vid: &VolumeId, fid: &FileId) -> Cipher {
-    let k = derive(
-        s.expose(),
-        &vid.0,
-        &[b"envelopefs data-key wrap v2", &fid.0],
-    );
-    Cipher::new(k.expose())
-}
+const V1: Layout = Layout {
+    version: VERSION,
+    nonce: PREFIX_LEN,
+    len: HEADER_LEN,
+    label: b"envelopefs data-key wrap v1",
+};
+const V2: Layout = Layout {
+    version: VERSION_2,
+    nonce: PREFIX_V2_LEN,
+    len: HEADER_V2_LEN,
+    label: b"envelopefs data-key wrap v2",
+};
 
-fn aad(prefix: &[u8], vid: &VolumeId) -> Vec<u8> {
-    let mut a = prefix.to_vec();
-    a.extend_from_slice(&vid.0);
-    a
+impl Layout {
+    fn key_at(&self) -> usize {
+        self.nonce + NONCE_LEN
+    }
+
+    fn tag_at(&self) -> usize {
+        self.key_at() + KEY_LEN
+    }
+
+    /// The cipher wrapping file `fid`'s data key, from the volume key
+    /// (format 1) or a session key (format 2).
+    fn wrap(&self, parent: &[u8; KEY_LEN], vid: &VolumeId, fid: &FileId) -> Cipher {
+        Cipher::new(derive(parent, &vid.0, &[self.label, &fid.0]).expose())
+    }
+
+    fn aad(&self, b: &[u8], vid: &VolumeId) -> Vec<u8> {
+        let mut a = b[..self.nonce].to_vec();
+        a.extend_from_slice(&vid.0);
+        a
+    }
+
+    /// Encrypts the key in place on the stack; the caller scrubs the stack.
+    #[inline(never)]
+    fn seal(
+        &self,
+        parent: &[u8; KEY_LEN],
+        vid: &VolumeId,
+        file_id: FileId,
+        session: Option<SessionId>,
+        key: &DataKey,
+    ) -> FileHeader {
+        let mut b = [0u8; MAX_HEADER_LEN];
+        b[..4].copy_from_slice(MAGIC);
+        b[4] = self.version;
+        b[8..24].copy_from_slice(&file_id.0);
+        if let Some(sid) = &session {
+            b[24..40].copy_from_slice(&sid.0);
+        }
+        let nonce: [u8; NONCE_LEN] = super::random_array();
+        b[self.nonce..self.key_at()].copy_from_slice(&nonce);
+        b[self.key_at()..self.tag_at()].copy_from_slice(key.expose());
+        let a = self.aad(&b, vid);
+        let tag =
+            self.wrap(parent, vid, &file_id)
+                .seal(&nonce, &a, &mut b[self.key_at()..self.tag_at()]);
+        b[self.tag_at()..self.len].copy_from_slice(&tag);
+        FileHeader {
+            file_id,
+            session,
+            len: self.len,
+            bytes: b,
+        }
+    }
+
+    fn parse(&self, raw: &[u8]) -> Result<FileHeader, HeaderError> {
+        if raw.len() < self.len {
+            return Err(HeaderError::Short(raw.len()));
+        }
+        // Nothing unauthenticated rides along.
+        if raw.len() > self.len {
+            return Err(HeaderError::Long(raw.len()));
+        }
+        if &raw[..4] != MAGIC || raw[4] != self.version || raw[5..8] != [0, 0, 0] {
+            return Err(HeaderError::BadMagic);
+        }
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        bytes[..self.len].copy_from_slice(raw);
+        if self.version == VERSION && crate::fault::planted("fuzz-header-roundtrip") {
+            bytes[..HEADER_LEN].copy_within(1.., 0); // drops the first byte
+        }
+        let id16 = |at: usize| -> [u8; 16] {
+            let mut x = [0u8; 16];
+            x.copy_from_slice(&raw[at..at + 16]);
+            x
+        };
+        Ok(FileHeader {
+            file_id: FileId(id16(8)),
+            session: (self.version == VERSION_2).then(|| SessionId(id16(24))),
+            len: self.len,
+            bytes,
+        })
+    }
+
+    /// Decrypts in place in the key arena: the data key never sits on the
+    /// stack; the caller scrubs the stack of the key schedule.
+    #[inline(never)]
+    fn open(
+        &self,
+        h: &FileHeader,
+        parent: &[u8; KEY_LEN],
+        vid: &VolumeId,
+    ) -> Result<DataKey, HeaderError> {
+        if h.len != self.len {
+            return Err(HeaderError::Auth);
+        }
+        let b = &h.bytes;
+        let nonce: [u8; NONCE_LEN] = b[self.nonce..self.key_at()]
+            .try_into()
+            .map_err(|_| HeaderError::Auth)?;
+        let tag: [u8; TAG_LEN] = b[self.tag_at()..self.len]
+            .try_into()
+            .map_err(|_| HeaderError::Auth)?;
+        let mut key = DataKey::zeroed();
+        key.expose_mut()
+            .copy_from_slice(&b[self.key_at()..self.tag_at()]);
+        self.wrap(parent, vid, &h.file_id)
+            .open(&nonce, &self.aad(b, vid), key.expose_mut(), &tag)
+            .map_err(|_| HeaderError::Auth)?;
+        Ok(key)
+    }
 }
 
 impl FileHeader {
     /// Wrap `key` for the file `file_id` in volume `vid`.
     pub fn seal(vk: &VolumeKey, vid: &VolumeId, file_id: FileId, key: &DataKey) -> FileHeader {
-        let h = Self::seal_unscrubbed(vk, vid, file_id, key);
+        let h = V1.seal(vk.expose(), vid, file_id, None, key);
         // The key was encrypted in place on the stack, under a key schedule there.
         scrub_stack();
         h
-    }
-
-    #[inline(never)]
-    fn seal_unscrubbed(
-        vk: &VolumeKey,
-        vid: &VolumeId,
-        file_id: FileId,
-        key: &DataKey,
-    ) -> FileHeader {
-        let mut b = [0u8; MAX_HEADER_LEN];
-        b[..4].copy_from_slice(MAGIC);
-        b[4] = VERSION;
-        b[8..24].copy_from_slice(&file_id.0);
-        let nonce: [u8; NONCE_LEN] = super::random_array();
-        b[24..36].copy_from_slice(&nonce);
-        b[36..68].copy_from_slice(key.expose());
-        let a = aad(&b[..PREFIX_LEN], vid);
-        let (head, rest) = b.split_at_mut(36);
-        let tag = wrap_key(vk, vid, &file_id).seal(&nonce, &a, &mut rest[..KEY_LEN]);
-        let _ = head;
-        b[68..84].copy_from_slice(&tag);
-        FileHeader {
-            file_id,
-            session: None,
-            len: HEADER_LEN,
-            bytes: b,
-        }
     }
 
     /// Wrap `key` for the file `file_id` under the session key `s` (format 2).
@@ -123,36 +208,9 @@ impl FileHeader {
         file_id: FileId,
         key: &DataKey,
     ) -> FileHeader {
-        let h = Self::seal_v2_unscrubbed(s, session, vid, file_id, key);
+        let h = V2.seal(s.expose(), vid, file_id, Some(session), key);
         scrub_stack();
         h
-    }
-
-    #[inline(never)]
-    fn seal_v2_unscrubbed(
-        s: &SessionKey,
-        session: SessionId,
-        vid: &VolumeId,
-        file_id: FileId,
-        key: &DataKey,
-    ) -> FileHeader {
-        let mut b = [0u8; MAX_HEADER_LEN];
-        b[..4].copy_from_slice(MAGIC);
-        b[4] = VERSION_2;
-        b[8..24].copy_from_slice(&file_id.0);
-        b[24..40].copy_from_slice(&session.0);
-        let nonce: [u8; NONCE_LEN] = super::random_array();
-        b[40..52].copy_from_slice(&nonce);
-        b[52..84].copy_from_slice(key.expose());
-        let a = aad(&b[..PREFIX_V2_LEN], vid);
-        let tag = wrap_key_v2(s, vid, &file_id).seal(&nonce, &a, &mut b[52..84]);
-        b[84..100].copy_from_slice(&tag);
-        FileHeader {
-            file_id,
-            session: Some(session),
-            len: HEADER_V2_LEN,
-            bytes: b,
-        }
     }
 
     /// Parse a header of the length the volume's format gives (84 or 100).
@@ -166,27 +224,7 @@ impl FileHeader {
 
     /// Parse a format 2 header (100 bytes, version 2).
     pub fn parse_v2(raw: &[u8]) -> Result<FileHeader, HeaderError> {
-        if raw.len() < HEADER_V2_LEN {
-            return Err(HeaderError::Short(raw.len()));
-        }
-        if raw.len() > HEADER_V2_LEN {
-            return Err(HeaderError::Long(raw.len()));
-        }
-        if &raw[..4] != MAGIC || raw[4] != VERSION_2 || raw[5..8] != [0, 0, 0] {
-            return Err(HeaderError::BadMagic);
-        }
-        let mut bytes = [0u8; MAX_HEADER_LEN];
-        bytes.copy_from_slice(raw);
-        let mut fid = [0u8; 16];
-        fid.copy_from_slice(&raw[8..24]);
-        let mut sid = [0u8; 16];
-        sid.copy_from_slice(&raw[24..40]);
-        Ok(FileHeader {
-            file_id: FileId(fid),
-            session: Some(SessionId(sid)),
-            len: HEADER_V2_LEN,
-            bytes,
-        })
+        V2.parse(raw)
     }
 
     /// The write session of a format 2 header.
@@ -196,57 +234,14 @@ impl FileHeader {
 
     /// Unwrap a format 2 header's data key with its session's key.
     pub fn open_v2(&self, s: &SessionKey, vid: &VolumeId) -> Result<DataKey, HeaderError> {
-        let r = self.open_v2_unscrubbed(s, vid);
+        let r = V2.open(self, s.expose(), vid);
         scrub_stack();
         r
     }
 
-    #[inline(never)]
-    fn open_v2_unscrubbed(&self, s: &SessionKey, vid: &VolumeId) -> Result<DataKey, HeaderError> {
-        if self.len != HEADER_V2_LEN {
-            return Err(HeaderError::Auth);
-        }
-        let b = &self.bytes;
-        let nonce: [u8; NONCE_LEN] = b[40..52].try_into().map_err(|_| HeaderError::Auth)?;
-        let tag: [u8; TAG_LEN] = b[84..100].try_into().map_err(|_| HeaderError::Auth)?;
-        let mut key = DataKey::zeroed();
-        key.expose_mut().copy_from_slice(&b[52..84]);
-        wrap_key_v2(s, vid, &self.file_id)
-            .open(
-                &nonce,
-                &aad(&b[..PREFIX_V2_LEN], vid),
-                key.expose_mut(),
-                &tag,
-            )
-            .map_err(|_| HeaderError::Auth)?;
-        Ok(key)
-    }
-
+    /// Parse a format 1 header (84 bytes, version 1).
     pub fn parse(raw: &[u8]) -> Result<FileHeader, HeaderError> {
-        if raw.len() < HEADER_LEN {
-            return Err(HeaderError::Short(raw.len()));
-        }
-        // Nothing unauthenticated rides along (a later format may define a
-        // longer header; this one does not).
-        if raw.len() > HEADER_LEN {
-            return Err(HeaderError::Long(raw.len()));
-        }
-        if &raw[..4] != MAGIC || raw[4] != VERSION || raw[5..8] != [0, 0, 0] {
-            return Err(HeaderError::BadMagic);
-        }
-        let mut bytes = [0u8; MAX_HEADER_LEN];
-        bytes[..HEADER_LEN].copy_from_slice(&raw[..HEADER_LEN]);
-        if crate::fault::planted("fuzz-header-roundtrip") {
-            bytes[..HEADER_LEN].copy_within(1.., 0); // drops the first byte
-        }
-        let mut fid = [0u8; 16];
-        fid.copy_from_slice(&raw[8..24]);
-        Ok(FileHeader {
-            file_id: FileId(fid),
-            session: None,
-            len: HEADER_LEN,
-            bytes,
-        })
+        V1.parse(raw)
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -255,27 +250,10 @@ impl FileHeader {
 
     /// Unwrap the data key; fails if the header was edited or belongs to another volume.
     pub fn open(&self, vk: &VolumeKey, vid: &VolumeId) -> Result<DataKey, HeaderError> {
-        let r = self.open_unscrubbed(vk, vid);
+        let r = V1.open(self, vk.expose(), vid);
         // The wrapping key's schedule (and any AES-GCM spill) was on the stack.
         scrub_stack();
         r
-    }
-
-    /// Decrypts in place in the key arena: the data key never sits on the stack.
-    #[inline(never)]
-    fn open_unscrubbed(&self, vk: &VolumeKey, vid: &VolumeId) -> Result<DataKey, HeaderError> {
-        if self.len != HEADER_LEN {
-            return Err(HeaderError::Auth);
-        }
-        let b = &self.bytes;
-        let nonce: [u8; NONCE_LEN] = b[24..36].try_into().map_err(|_| HeaderError::Auth)?;
-        let tag: [u8; TAG_LEN] = b[68..84].try_into().map_err(|_| HeaderError::Auth)?;
-        let mut key = DataKey::zeroed();
-        key.expose_mut().copy_from_slice(&b[36..68]);
-        wrap_key(vk, vid, &self.file_id)
-            .open(&nonce, &aad(&b[..PREFIX_LEN], vid), key.expose_mut(), &tag)
-            .map_err(|_| HeaderError::Auth)?;
-        Ok(key)
     }
 
     /// The same file's data key wrapped under another volume (snapshot `rekey`).

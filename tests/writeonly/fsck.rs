@@ -38,11 +38,16 @@ fn problems(r: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The report names `backing` with a problem containing `part`.
-fn names(r: &Value, backing: &str, part: &str) -> bool {
-    problems(r)
-        .iter()
-        .any(|(b, p)| b.ends_with(backing) && p.contains(part))
+/// The report (exit code 30) names each backing path with a problem
+/// containing its part.
+fn assert_names(code: i32, r: &Value, want: &[(&str, &str)]) {
+    assert_eq!(code, 30, "{r}");
+    for (backing, part) in want {
+        let found = problems(r)
+            .iter()
+            .any(|(b, p)| b.ends_with(backing) && p.contains(part));
+        assert!(found, "{backing}: {part}: {r:#}");
+    }
 }
 
 fn rel(cipher: &Path, p: &Path) -> String {
@@ -157,35 +162,31 @@ fn fsck_checks_a_write_only_volume_fully_and_with_its_public_key() {
         let (code, full) = fsck(&env, &c, &[]);
         let (blk, ok1, torn, z1) = (rel(&c, &blk), rel(&c, &ok1), rel(&c, &torn), rel(&c, &z1));
         let session = rel(&c, &second.path);
-        assert_eq!(code, 30, "{full}");
-        for (backing, part) in [
-            (blk.as_str(), "block 1 fails authentication"),
-            (ok1.as_str(), "name does not decrypt"),
-            (session.as_str(), "write session"),
-            (z1.as_str(), "name does not decrypt"),
-            ("planted", "name does not decrypt"),
-            (torn.as_str(), "torn tail"),
-        ] {
-            assert!(
-                names(&full, backing, part),
-                "full: {backing} {part}: {full:#}"
-            );
-        }
+        assert_names(
+            code,
+            &full,
+            &[
+                (&blk, "block 1 fails authentication"),
+                (&ok1, "name does not decrypt"),
+                (&session, "write session"),
+                (&z1, "name does not decrypt"),
+                ("planted", "name does not decrypt"),
+                (&torn, "torn tail"),
+            ],
+        );
         for flags in [&by_key[..], &by_file[..]] {
             let (code, public) = fsck(&env, &c, flags);
-            assert_eq!(code, 30, "{public}");
-            for (backing, part) in [
-                (ok1.as_str(), "no side file"),
-                (session.as_str(), "write session"),
-                (z1.as_str(), "which is missing or damaged"),
-                ("planted", "not a name this volume makes"),
-                (torn.as_str(), "torn tail"),
-            ] {
-                assert!(
-                    names(&public, backing, part),
-                    "public: {backing} {part}: {public:#}"
-                );
-            }
+            assert_names(
+                code,
+                &public,
+                &[
+                    (&ok1, "no side file"),
+                    (&session, "write session"),
+                    (&z1, "which is missing or damaged"),
+                    ("planted", "not a name this volume makes"),
+                    (&torn, "torn tail"),
+                ],
+            );
             assert!(
                 !problems(&public).iter().any(|(b, _)| *b == blk),
                 "a block's content is beyond the public key: {public:#}"

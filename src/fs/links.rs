@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fuser::{Errno, FileAttr, FileType, INodeNo, RenameFlags, Request};
-use log::{error, warn};
+use log::error;
 
 use super::dir_ops::TakenIv;
 use super::{io, EnvelopeFs, NameUse, Node, Res};
@@ -33,10 +33,15 @@ impl EnvelopeFs {
         let raw = sys::readlink_fd(node.fd().map_err(io)?.as_fd()).map_err(io)?;
         self.vol.open_symlink(&raw).map_err(|e| {
             match e {
-                VolumeError::WriteOnly(_) => warn!(
-                    "{}: symlink of an earlier session: not read by a write-only mount",
-                    node.backing_path()
-                ),
+                VolumeError::WriteOnly(_) => {
+                    let path = node.backing_path();
+                    super::refusals::warn_once(
+                        &path,
+                        format_args!(
+                            "{path}: symlink of an earlier session: not read by a write-only mount"
+                        ),
+                    )
+                }
                 _ => error!(
                     "{}: symlink target fails authentication",
                     node.backing_path()

@@ -19,6 +19,7 @@ mod links;
 pub mod nodes;
 mod open_create;
 mod park;
+mod refusals;
 mod requests;
 mod whiteout;
 mod xattr_names;
@@ -130,7 +131,7 @@ fn io(err: std::io::Error) -> Errno {
 fn content_err(err: ContentError) -> Errno {
     match &err {
         ContentError::Corrupt { .. } => error!("{err}"),
-        ContentError::WriteOnly { .. } => log::warn!("{err}"),
+        ContentError::WriteOnly { path } => refusals::warn_once(path, format_args!("{err}")),
         ContentError::Io(_) => {}
     }
     Errno::from_i32(err.errno())

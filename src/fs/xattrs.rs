@@ -133,9 +133,12 @@ impl EnvelopeFs {
         match self.vol.open_xattr(file_crypto.as_deref(), &blob) {
             Ok((sealed_name, value)) if sealed_name == name => Ok(value),
             Err(VolumeError::WriteOnly(_)) => {
-                warn!(
-                    "{}: xattrs of an earlier session: not read by a write-only mount",
-                    node.backing_path()
+                let path = node.backing_path();
+                super::refusals::warn_once(
+                    &path,
+                    format_args!(
+                        "{path}: xattrs of an earlier session: not read by a write-only mount"
+                    ),
                 );
                 Err(Errno::EACCES)
             }
@@ -280,9 +283,12 @@ impl EnvelopeFs {
             };
             match self.vol.open_xattr(fc.as_deref(), &blob) {
                 Err(VolumeError::WriteOnly(_)) => {
-                    warn!(
-                        "{}: xattrs of an earlier session: not listed by a write-only mount",
-                        node.backing_path()
+                    let path = node.backing_path();
+                    super::refusals::warn_once(
+                        &path,
+                        format_args!(
+                            "{path}: xattrs of an earlier session: not listed by a write-only mount"
+                        ),
                     );
                     return Err(Errno::EACCES);
                 }

@@ -24,15 +24,24 @@ pub enum SnapshotCommand {
         #[arg(long)]
         json: bool,
     },
-    /// A new volume at DST under KEY with SRC's content.
+    /// A new volume at DST under KEY (or sealed to a recipient key) with SRC's content.
+    ///
+    /// SRC and DST may each be an ordinary or a write-only volume: a
+    /// write-only SRC is read through the key service, which must hold the
+    /// recipient's private key; a write-only side needs --mode reencrypt.
     Copy {
         /// The source volume's backing directory (mounted or not).
         src: PathBuf,
         /// The new volume's backing directory (must not exist).
         dst: PathBuf,
         /// Master key of the copy: key ID, key ARN, alias name or alias ARN.
-        #[arg(long)]
-        key: String,
+        #[arg(long, required_unless_present = "recipient_key")]
+        key: Option<String>,
+        /// Make the copy a write-only volume (format 2) sealed to this
+        /// asymmetric key (RSA ENCRYPT_DECRYPT or ECC KEY_AGREEMENT), as
+        /// `init --recipient-key`; needs --mode reencrypt.
+        #[arg(long, value_name = "KEY", conflicts_with = "key")]
+        recipient_key: Option<String>,
         /// rekey: data keys re-wrapped under KEY, blocks copied as they are; reencrypt: every block re-encrypted.
         #[arg(long, value_enum, default_value_t = crate::snapshot::Mode::Rekey)]
         mode: crate::snapshot::Mode,
@@ -42,6 +51,18 @@ pub enum SnapshotCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// The key of a new volume made by `import`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// Master key: key ID, key ARN, alias name or alias ARN (default alias/envelopefs/default).
+    #[arg(long)]
+    key: Option<String>,
+    /// Make a write-only volume (format 2) sealed to this asymmetric key
+    /// (RSA ENCRYPT_DECRYPT or ECC KEY_AGREEMENT), as `init --recipient-key`.
+    #[arg(long, value_name = "KEY", conflicts_with = "key")]
+    recipient_key: Option<String>,
 }
 
 /// Settings of a copy: each defaults to the source's.
@@ -117,6 +138,7 @@ pub fn snapshot(g: &Global, c: SnapshotCommand) -> Result<(), Failure> {
             src,
             dst,
             key,
+            recipient_key,
             mode,
             settings,
             json,
@@ -126,19 +148,21 @@ pub fn snapshot(g: &Global, c: SnapshotCommand) -> Result<(), Failure> {
             let init = InitOptions {
                 block_size: settings.block_size.unwrap_or(scfg.block_size),
                 key_location: settings.key_location.unwrap_or(scfg.key_location),
+                // A write-only copy's names are keyed hashes: plain only
+                // when asked for (and then refused).
                 plaintext_names: if settings.plaintext_names {
                     true
-                } else if settings.encrypted_names {
+                } else if settings.encrypted_names || recipient_key.is_some() {
                     false
                 } else {
                     scfg.name_scheme == crate::volume::config::NAME_SCHEME_PLAIN
                 },
                 long_name_max: settings.long_name_max.unwrap_or(scfg.long_name_max),
-                recipient_key: None,
+                recipient_key: recipient_key.clone(),
             };
             crate::volume::config::check_block_size(init.block_size)?;
             let src_ks = key_service_for_volume(g, &src)?;
-            let (dst_ks, key) = key_service_for_key(g, Some(&key))?;
+            let (dst_ks, key) = key_service_for_key(g, key.or(recipient_key).as_deref())?;
             let opts = crate::snapshot::CopyOptions {
                 key,
                 mode,
@@ -173,13 +197,14 @@ pub fn import(
     g: &Global,
     plaindir: &Path,
     cipherdir: &Path,
-    key: Option<String>,
+    key: KeyArgs,
     settings: &Settings,
     json: bool,
 ) -> Result<(), Failure> {
     let out = if json { Output::Json } else { g.output };
-    let init = settings.options()?;
-    let (ks, key) = key_service_for_key(g, key.as_deref())?;
+    let mut init = settings.options()?;
+    init.recipient_key = key.recipient_key.clone();
+    let (ks, key) = key_service_for_key(g, key.key.or(key.recipient_key).as_deref())?;
     let opts = crate::snapshot::CopyOptions {
         key,
         mode: crate::snapshot::Mode::Reencrypt,

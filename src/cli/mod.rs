@@ -284,9 +284,8 @@ enum Command {
         plaindir: PathBuf,
         /// The new volume's backing directory (must not exist).
         cipherdir: PathBuf,
-        /// Master key: key ID, key ARN, alias name or alias ARN (default alias/envelopefs/default).
-        #[arg(long)]
-        key: Option<String>,
+        #[command(flatten)]
+        key: copy_cmd::KeyArgs,
         #[command(flatten)]
         settings: Settings,
         /// Print the summary as JSON (same as --output json).

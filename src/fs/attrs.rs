@@ -89,11 +89,7 @@ impl EnvelopeFs {
     pub(super) fn attr_of(&self, node: &Node, st: &libc::stat) -> FileAttr {
         let size = match node.kind {
             FileType::RegularFile => self.vol.plain_size(st.st_size as u64),
-            FileType::Symlink => {
-                // base64 (no padding) of nonce || target || tag
-                let raw = (st.st_size as u64) * 3 / 4;
-                raw.saturating_sub(28)
-            }
+            FileType::Symlink => self.vol.symlink_target_len(st.st_size as u64),
             _ => st.st_size as u64,
         };
         FileAttr {

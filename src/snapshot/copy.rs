@@ -364,7 +364,7 @@ impl<'a> Copier<'a> {
         let stored = match (&self.src, self.dst) {
             (Source::Raw, _) | (_, None) => target,
             (_, Some(dv)) => {
-                if target.len() > Volume::MAX_SYMLINK_TARGET {
+                if target.len() > dv.max_symlink_target() {
                     self.skip(format!(
                         "{}: symlink target too long to encrypt; not copied",
                         path.display()

@@ -171,16 +171,29 @@ pub struct CopyOptions {
     pub progress: bool,
 }
 
-const WRITE_ONLY_COPY: &str =
-    "snapshot copies of write-only volumes (format 2, --recipient-key) are not supported yet";
+/// `--mode rekey` keeps every data key and block and re-wraps the data keys
+/// from one volume key to another: a write-only volume has none.
+const REKEY_WRITE_ONLY: &str = "--mode rekey cannot copy from or to a write-only volume (format 2): it keeps each file's data key and blocks and re-wraps them under the new volume key, and a write-only volume has no volume key; use --mode reencrypt";
 
-/// Copies and imports work on format 1 volumes only, for now.
-fn refuse_write_only(src: &Path, opts: &CopyOptions) -> Result<(), CopyError> {
-    let (cfg, _) = VolumeConfig::read_unverified(src)?;
-    if cfg.is_write_only_format() || opts.init.recipient_key.is_some() {
-        return Err(CopyError::Refused(WRITE_ONLY_COPY.into()));
+fn refuse_rekey_write_only(src: &VolumeConfig, opts: &CopyOptions) -> Result<(), CopyError> {
+    let write_only = src.is_write_only_format() || opts.init.recipient_key.is_some();
+    if opts.mode == Mode::Rekey && write_only {
+        return Err(CopyError::Refused(REKEY_WRITE_ONLY.into()));
     }
     Ok(())
+}
+
+/// A write-only source whose write session does not open (its file garbled,
+/// or the key service refused to unseal it) would lose everything that
+/// session wrote: the copy fails instead.
+fn refuse_unopened_sessions(src: &Path, sv: &Volume) -> Result<(), CopyError> {
+    match sv.sessions_not_open()?.first() {
+        Some(name) => Err(CopyError::Entry(format!(
+            "{}: the write session {name} does not open; a copy would leave out everything it wrote",
+            src.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// A new volume at `dst` under `opts.key` with the content of the volume `src`.
@@ -193,8 +206,10 @@ pub fn copy_volume(
     dst_ks: &dyn KeyService,
     opts: &CopyOptions,
 ) -> Result<Stats, CopyError> {
-    refuse_write_only(src, opts)?;
+    let (scfg, _) = VolumeConfig::read_unverified(src)?;
+    refuse_rekey_write_only(&scfg, opts)?;
     let sv = Volume::open(src, src_ks, CacheOptions::default())?;
+    refuse_unopened_sessions(src, &sv)?;
     refuse_existing(dst)?;
     let mut forbidden = vec![Forbidden::Tree(sv.root(), "the cipher directory")];
     forbidden.extend(src_mount.map(Forbidden::Mount));
@@ -228,9 +243,6 @@ pub fn import_plain(
             "{} is not a directory",
             plain.display()
         )));
-    }
-    if opts.init.recipient_key.is_some() {
-        return Err(CopyError::Refused(WRITE_ONLY_COPY.into()));
     }
     refuse_existing(dst)?;
     refuse_inside(
@@ -308,5 +320,45 @@ mod tests {
             open(&src).volume_key().unwrap().expose(),
             open(&rk).volume_key().unwrap().expose()
         );
+    }
+
+    /// A symlink target that fits format 1 but not format 2 (whose sealed
+    /// targets are longer) is skipped and listed by a write-only copy.
+    #[test]
+    fn write_only_copy_skips_a_target_too_long_for_format_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = crate::kms::local::test_store(&dir.path().join("ks"));
+        let r = ks
+            .create_key_with_spec("r", "AWS_KMS", "ECC_NIST_P256", "KEY_AGREEMENT")
+            .unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        let fits = "f".repeat(Volume::MAX_SYMLINK_TARGET - 16);
+        let too_long = "t".repeat(Volume::MAX_SYMLINK_TARGET);
+        std::os::unix::fs::symlink(&fits, plain.join("fits")).unwrap();
+        std::os::unix::fs::symlink(&too_long, plain.join("long")).unwrap();
+        let opts = CopyOptions {
+            key: r.key_id.clone(),
+            mode: Mode::Reencrypt,
+            init: InitOptions {
+                recipient_key: Some(r.key_id),
+                ..InitOptions::default()
+            },
+            progress: false,
+        };
+        let dst = dir.path().join("v2");
+        let s = import_plain(&plain, &dst, &ks, &opts).unwrap();
+        assert_eq!(
+            s.skipped,
+            vec!["long: symlink target too long to encrypt; not copied".to_owned()]
+        );
+        let v = Volume::open(&dst, &ks, CacheOptions::default()).unwrap();
+        let root = crate::sys::open_dir_path(&dst).unwrap();
+        let ctx = v.dir_ctx(root.as_fd(), true).unwrap();
+        let (good, bad) = v.list_dir(root.as_fd(), &ctx).unwrap();
+        assert!(bad.is_empty());
+        assert_eq!(good.len(), 1);
+        let raw = crate::sys::readlinkat(root.as_fd(), &good[0].backing).unwrap();
+        assert_eq!(v.open_symlink(&raw).unwrap(), fits.as_bytes());
     }
 }

@@ -27,6 +27,17 @@ impl Volume {
         }
     }
 
+    /// A symlink's target length from its backing target's length:
+    /// base64url (no padding) of the sealed target, whose overhead is the
+    /// nonce and tag (format 2: and the session ID before them).
+    pub fn symlink_target_len(&self, backing_len: u64) -> u64 {
+        let overhead = match &self.keys {
+            Keys::Volume(_) => 28,
+            Keys::Sessions(_) => 28 + 16,
+        };
+        (backing_len * 3 / 4).saturating_sub(overhead)
+    }
+
     /// Encrypt a symlink target into the backing symlink's target (format 2:
     /// under this mount's write session, made on first use).
     pub fn encrypt_symlink(&self, target: &[u8]) -> Result<Vec<u8>, VolumeError> {
@@ -155,5 +166,37 @@ impl Volume {
             return Err(bad());
         }
         Ok((plain[2..2 + n].to_vec(), plain[2 + n..].to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::volume;
+    use super::super::{CacheOptions, InitOptions, Volume};
+
+    /// The length a stat shows for a symlink is its target's, in both formats.
+    #[test]
+    fn symlink_target_len_inverts_the_sealing() {
+        let v1 = volume(InitOptions::default());
+        let dir = tempfile::tempdir().unwrap();
+        let ks = crate::kms::local::test_store(&dir.path().join("ks"));
+        let r = ks
+            .create_key_with_spec("r", "AWS_KMS", "ECC_NIST_P256", "KEY_AGREEMENT")
+            .unwrap();
+        let opts = InitOptions {
+            recipient_key: Some(r.key_id),
+            ..InitOptions::default()
+        };
+        let vdir = dir.path().join("v2");
+        Volume::init(&vdir, &ks, "unused", &opts).unwrap();
+        let v2 = Volume::open(&vdir, &ks, CacheOptions::default()).unwrap();
+        for vol in [&v1.vol, &v2] {
+            let max = vol.max_symlink_target();
+            for len in [0, 1, 2, 3, 7, 100, max - 1, max] {
+                let sealed = vol.encrypt_symlink(&vec![b't'; len]).unwrap();
+                assert!(sealed.len() <= 4095, "{len}");
+                assert_eq!(vol.symlink_target_len(sealed.len() as u64), len as u64);
+            }
+        }
     }
 }

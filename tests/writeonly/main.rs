@@ -20,4 +20,5 @@ mod readme;
 mod refusals;
 mod roundtrip;
 mod sealed;
+mod snapshot;
 mod tamper;

@@ -187,10 +187,16 @@ fn refuse_rekey_write_only(src: &VolumeConfig, opts: &CopyOptions) -> Result<(),
 /// or the key service refused to unseal it) would lose everything that
 /// session wrote: the copy fails instead.
 fn refuse_unopened_sessions(src: &Path, sv: &Volume) -> Result<(), CopyError> {
-    match sv.sessions_not_open()?.first() {
-        Some(name) => Err(CopyError::Entry(format!(
-            "{}: the write session {name} does not open; a copy would leave out everything it wrote",
-            src.display()
+    let broken = sv
+        .check_sessions()?
+        .into_iter()
+        .find(|s| s.problem.is_some());
+    match broken {
+        Some(s) => Err(CopyError::Entry(format!(
+            "{}: the write session {} does not open ({}); a copy would leave out everything it wrote",
+            src.display(),
+            s.file_name,
+            s.problem.unwrap_or_default()
         ))),
         None => Ok(()),
     }

@@ -288,32 +288,6 @@ impl Volume {
         Ok((filed.as_deref() == Ok(backing)).then_some(name))
     }
 
-    /// A full format 2 volume: the session files in its root whose session
-    /// does not open (garbled, or not unsealed by the key service), by name.
-    /// Empty for format 1 and for a write-only mount.
-    pub fn sessions_not_open(&self) -> Result<Vec<String>, VolumeError> {
-        use std::os::fd::AsFd;
-        use std::os::unix::ffi::OsStrExt;
-        let Some(s) = self.sessions().filter(|s| !s.is_write_only()) else {
-            return Ok(Vec::new());
-        };
-        let root = self.root();
-        let d = crate::sys::open_user_dir(root).map_err(|e| VolumeError::io(root, e))?;
-        let list = crate::sys::list_dir(d.as_fd()).map_err(|e| VolumeError::io(root, e))?;
-        let mut out: Vec<String> = list
-            .into_iter()
-            .filter_map(|(name, _, _)| {
-                let name = OsStr::from_bytes(&name);
-                let id = SessionId::from_file_name(name)?;
-                s.key(&id)
-                    .is_err()
-                    .then(|| name.to_string_lossy().into_owned())
-            })
-            .collect();
-        out.sort();
-        Ok(out)
-    }
-
     /// Test support only (a write-only daemon's memory is scanned for any
     /// key that opens an earlier session): through this full volume, the
     /// keys behind the backing file `fd` of a format 2 volume — its

@@ -347,7 +347,7 @@ fn copy_of_a_write_only_volume_whose_keys_do_not_open_fails() {
         assert_eq!(
             last,
             format!(
-                "envelopefs: {}: the write session {} does not open; a copy would leave out everything it wrote",
+                "envelopefs: {}: the write session {} does not open (InvalidCiphertextException: the ciphertext or its encryption context is not valid); a copy would leave out everything it wrote",
                 garbled.display(),
                 name_of(&sess[0].path)
             )

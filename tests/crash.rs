@@ -289,6 +289,38 @@ fn torn_last_block_is_restored_as_fsynced() {
     });
 }
 
+/// The tail copy lives in the backing file's xattrs, which a backing
+/// filesystem like ext4 holds in about 4 KiB per inode: after an fsync of a
+/// nearly full last block the copy fills that space. A user xattr set then
+/// must still succeed (it displaces the copy, a crash aid only), and the
+/// next fsync keeps what copy still fits.
+#[test]
+fn user_xattrs_displace_the_tail_copy() {
+    bounded(60, || {
+        let env = Env::new();
+        let c = env.init("c", &["--block-size", "4096"]);
+        let m = env.mount(&c, "m", &[]);
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(m.p("f"))
+            .unwrap();
+        f.set_len(8191).unwrap();
+        f.sync_all().unwrap();
+        for (i, len) in [141usize, 1000, 2000].into_iter().enumerate() {
+            let name = format!("user.x{i}");
+            let value = vec![b'a' + i as u8; len];
+            xattr_set(&m.p("f"), &name, &value);
+            assert_eq!(xattr_get(&m.p("f"), &name).as_deref(), Some(&value[..]));
+            f.sync_all().unwrap();
+        }
+        drop(f);
+        assert_eq!(fs::read(m.p("f")).unwrap(), vec![0u8; 8191]);
+        m.unmount();
+    });
+}
+
 /// A 2 MiB tmpfs to hold a volume; unmounted (lazily) on drop.
 struct SmallFs(std::path::PathBuf);
 

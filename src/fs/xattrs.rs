@@ -178,7 +178,16 @@ impl EnvelopeFs {
             .encrypt_xattr(file_crypto.as_deref(), name, value)
             .map_err(|e| Errno::from_i32(crate::error::volume_errno(&e)))?;
         let node_fd = node.fd().map_err(io)?;
-        let result = sys::setxattr_fd(node_fd.as_fd(), &backing_name, &blob, flags);
+        let mut result = sys::setxattr_fd(node_fd.as_fd(), &backing_name, &blob, flags);
+        let no_room = |r: &std::io::Result<()>| matches!(r, Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::E2BIG)));
+        // The file's tail copy may hold the room the backing filesystem has
+        // for an inode's xattrs: it gives way.
+        if no_room(&result)
+            && node.kind == FileType::RegularFile
+            && crate::volume::content::give_up_tail_copy(node_fd.as_fd()).unwrap_or(false)
+        {
+            result = sys::setxattr_fd(node_fd.as_fd(), &backing_name, &blob, flags);
+        }
         if let Some(absence) = absence_of(node, name) {
             absence.changed();
         }

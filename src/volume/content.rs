@@ -18,7 +18,7 @@ use crate::sys;
 #[cfg(test)]
 pub(crate) use planted::plant_on_thread;
 use planted::planted;
-pub use tail::{TailCopy, TAIL_XATTR};
+pub use tail::{give_up_tail_copy, TailCopy, TAIL_XATTR};
 
 mod planted;
 mod tail;

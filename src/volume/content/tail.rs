@@ -87,6 +87,18 @@ fn remove(fd: BorrowedFd<'_>) -> Result<(), ContentError> {
     }
 }
 
+/// Give up the tail copy of `fd` to make room in its xattrs (a user xattr
+/// that did not fit beside it): the copy is a crash aid, the user's xattr is
+/// data. True when there was one to remove; the next fsync keeps what copy
+/// still fits.
+pub fn give_up_tail_copy(fd: BorrowedFd<'_>) -> Result<bool, ContentError> {
+    match sys::removexattr_fd(fd, TAIL_XATTR) {
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Make block `b`'s ciphertext the tail copy: all of it, or where the
 /// backing filesystem cannot hold that, the longest start of it it takes
 /// (no shorter than `PARTIAL_MAX_MISSING` less). Where not even that fits

@@ -189,6 +189,8 @@ impl LocalKeyService {
             key_spec: super::symmetric_default(),
             key_usage: super::encrypt_decrypt(),
             tags: BTreeMap::new(),
+            policy: None,
+            grants: Vec::new(),
         };
         d.keys.push(rec.clone());
         rec

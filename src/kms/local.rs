@@ -35,6 +35,7 @@ mod tags;
 pub use super::store::{parse_store_file, KdfCost, STORE_FILE};
 pub use import::{wrap_key_material, ImportType};
 pub use pages::{Page, PageRequest, Rotation};
+pub use policies::{KeyGrant, POLICY_NAME};
 pub use random::MAX_RANDOM_BYTES;
 pub use tags::MAX_TAGS_PER_KEY;
 

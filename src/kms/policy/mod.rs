@@ -141,12 +141,14 @@ pub struct KeyAccess {
     pub grants: Vec<Grant>,
 }
 
-/// Allow, or Err(KmsError::AccessDenied) naming the principal, action and key.
+/// Allow, or Err(KmsError::AccessDenied) naming the principal, action and
+/// key. Decided on the store as it is on disk now.
 pub fn authorize(
     ks: &LocalKeyService,
     caller: &Caller,
     req: &AccessRequest<'_>,
 ) -> Result<(), KmsError> {
+    ks.refresh()?;
     if req.action.eq_ignore_ascii_case("kms:RetireGrant") {
         return authorize_retire(ks, caller, req);
     }

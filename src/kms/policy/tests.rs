@@ -621,4 +621,38 @@ mod with_store {
         assert!(authorize(&ks, &alice, &request("kms:Decrypt", &arn, None)).is_err());
         authorize(&ks, &store_root(&ks), &request("kms:Decrypt", &arn, None)).unwrap();
     }
+
+    #[test]
+    fn decisions_read_the_store_as_it_is_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent_view = test_store(dir.path());
+        let key = agent_view.arn(&agent_view.create_key("", "AWS_KMS").unwrap().key_id);
+        let owner =
+            crate::kms::local::LocalKeyService::open(dir.path(), "test passphrase").unwrap();
+        let alice = store_user(&agent_view, "alice", 1000);
+        let req = GrantRequest {
+            grantee_principal: alice.principal_arn.clone(),
+            operations: vec!["Decrypt".into()],
+            ..Default::default()
+        };
+        // A grant made, then revoked, through another handle of the store.
+        let (_, id) = owner.create_grant(&key, &req, &[]).unwrap();
+        authorize(&agent_view, &alice, &request("kms:Decrypt", &key, None)).unwrap();
+        owner.revoke_grant(&key, &id).unwrap();
+        let e = authorize(&agent_view, &alice, &request("kms:Decrypt", &key, None)).unwrap_err();
+        assert_eq!(e.name(), "AccessDeniedException");
+    }
+
+    #[test]
+    fn keys_of_older_stores_have_the_default_policy_and_no_grants() {
+        let old = json!({"key_id": "k", "description": "", "creation_date": 0,
+            "key_state": "Enabled", "key_manager": "CUSTOMER", "origin": "AWS_KMS",
+            "materials": [], "current_material": ""});
+        let r: crate::kms::local::KeyRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(r.policy, None);
+        assert!(r.grants.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let ks = test_store(dir.path());
+        assert_eq!(ks.policy_text(&r), default_policy(ks.store_id()));
+    }
 }

@@ -195,6 +195,7 @@ impl LocalKeyService {
 
     /// Every token must name a live grant (InvalidGrantTokenException).
     pub fn check_grant_tokens(&self, tokens: &[String]) -> Result<(), KmsError> {
+        policy::check_grant_token_count(tokens)?;
         for t in tokens {
             let (key_id, grant_id) = parse_grant_token(t)?;
             if !self.grant_is_live(&key_id, &grant_id) {

@@ -113,10 +113,20 @@ pub(super) fn malformed(msg: impl Into<String>) -> KmsError {
 impl Policy {
     /// Parse and check a policy document (the text as PutKeyPolicy takes it).
     pub fn parse(text: &str) -> Result<Policy, KmsError> {
-        if text.is_empty() || text.len() > MAX_POLICY_BYTES {
-            return Err(KmsError::Validation(format!(
-                "Policy must be 1 to {MAX_POLICY_BYTES} bytes long, not {}",
+        if text.is_empty() {
+            return Err(KmsError::Validation("Policy must not be empty".into()));
+        }
+        if text.len() > MAX_POLICY_BYTES {
+            return Err(KmsError::LimitExceeded(format!(
+                "the key policy is {} bytes; a key policy has at most {MAX_POLICY_BYTES}",
                 text.len()
+            )));
+        }
+        // AWS's PolicyType: printable Latin-1, tab, line feed, carriage return.
+        let allowed = |c: char| matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{ff}');
+        if let Some(c) = text.chars().find(|c| !allowed(*c)) {
+            return Err(KmsError::Validation(format!(
+                "Policy has the character {c:?}: a key policy takes printable Latin-1 characters, tab and line breaks"
             )));
         }
         let v: Value = serde_json::from_str(text)

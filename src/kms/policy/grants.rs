@@ -239,6 +239,20 @@ pub fn grant_token(key_id: &str, grant_id: &str) -> String {
     B64URL.encode(format!("envelopefs-grant\n{key_id}\n{grant_id}\n{hex}"))
 }
 
+/// Grant tokens a request may carry (AWS's GrantTokens: 0 to 10).
+pub const MAX_GRANT_TOKENS: usize = 10;
+
+/// At most [`MAX_GRANT_TOKENS`] tokens a request.
+pub fn check_grant_token_count(tokens: &[String]) -> Result<(), KmsError> {
+    if tokens.len() > MAX_GRANT_TOKENS {
+        return Err(KmsError::Validation(format!(
+            "GrantTokens takes at most {MAX_GRANT_TOKENS} tokens, not {}",
+            tokens.len()
+        )));
+    }
+    Ok(())
+}
+
 /// AWS's longest grant token.
 const MAX_GRANT_TOKEN: usize = 8192;
 

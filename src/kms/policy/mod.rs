@@ -24,9 +24,9 @@ pub use document::{
     MAX_POLICY_BYTES,
 };
 pub use grants::{
-    check_grant_name, grant_token, new_grant_id, operation_of, parse_grant_token, Grant,
-    GrantConstraints, GrantRequest, GRANT_OPERATIONS, MAX_CONSTRAINT_CHARS, MAX_CONSTRAINT_PAIRS,
-    MAX_GRANTS_PER_KEY,
+    check_grant_name, check_grant_token_count, grant_token, new_grant_id, operation_of,
+    parse_grant_token, Grant, GrantConstraints, GrantRequest, GRANT_OPERATIONS,
+    MAX_CONSTRAINT_CHARS, MAX_CONSTRAINT_PAIRS, MAX_GRANTS_PER_KEY,
 };
 
 use crate::kms::local::LocalKeyService;
@@ -152,6 +152,7 @@ pub fn authorize(
     if req.action.eq_ignore_ascii_case("kms:RetireGrant") {
         return authorize_retire(ks, caller, req);
     }
+    check_grant_token_count(req.grant_tokens)?;
     for t in req.grant_tokens {
         let (key_id, grant_id) = parse_grant_token(t)?;
         if !ks.grant_is_live(&key_id, &grant_id) {

@@ -113,8 +113,25 @@ fn grammar_errors_name_what_is_wrong() {
     let big = format!("{{\"Id\": \"{}\"}}", "x".repeat(MAX_POLICY_BYTES));
     assert_eq!(
         Policy::parse(&big).unwrap_err().name(),
-        "ValidationException"
+        "LimitExceededException"
     );
+    assert_eq!(Policy::parse("").unwrap_err().name(), "ValidationException");
+    // AWS's characters: printable Latin-1, tab, line feed, carriage return.
+    let with_id = |id: &str| {
+        let mut doc = stmt(json!({}));
+        doc["Id"] = json!(id);
+        doc.to_string().replace("\\u0007", "\u{7}")
+    };
+    Policy::parse(&with_id("caf\u{e9}\tx")).unwrap();
+    for bad in ["\u{20ac}", "a\u{7}"] {
+        let doc = with_id(bad);
+        assert!(doc.contains(bad), "{doc}");
+        assert_eq!(
+            Policy::parse(&doc).unwrap_err().name(),
+            "ValidationException",
+            "{bad:?}"
+        );
+    }
     // A single statement object and string forms are the grammar too.
     let one = json!({"Statement": {"Effect": "Deny", "Principal": {"AWS": ["*"]},
         "Action": ["kms:GenerateDataKey*", "KMS:decrypt"], "Resource": ["*"]}});
@@ -400,6 +417,13 @@ fn grant_tokens_name_a_grant() {
         ..req.clone()
     }));
     assert!(!g.same_as(&GrantRequest { name: None, ..req }));
+    let ten = vec![t.clone(); 10];
+    check_grant_token_count(&ten).unwrap();
+    let eleven = vec![t.clone(); 11];
+    assert_eq!(
+        check_grant_token_count(&eleven).unwrap_err().name(),
+        "ValidationException"
+    );
     check_grant_name("team-volume:mount/1_a").unwrap();
     assert!(check_grant_name("a b").is_err());
 }

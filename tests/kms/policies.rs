@@ -312,3 +312,80 @@ fn grant_errors() {
         j!({"Grants": []})
     );
 }
+
+#[test]
+fn grants_page_and_refuse_what_aws_refuses() {
+    let env = Env::new();
+    let (id, _, store) = new_key(&env);
+    let alice = user(&store, "alice");
+    let mut made = Vec::new();
+    for op in ["Decrypt", "Encrypt", "DescribeKey"] {
+        let args = [
+            "--key-id",
+            &id,
+            "--grantee-principal",
+            &alice,
+            "--operations",
+            op,
+        ];
+        made.push(create_grant(&env, &args).1);
+    }
+    let first = json(
+        &env,
+        &["kms", "list-grants", "--key-id", &id, "--limit", "2"],
+    );
+    assert_eq!(first["Grants"].as_array().unwrap().len(), 2);
+    assert_eq!(first["Truncated"], true);
+    let marker = first["NextMarker"].as_str().unwrap();
+    let rest = json(
+        &env,
+        &["kms", "list-grants", "--key-id", &id, "--marker", marker],
+    );
+    assert_eq!(rest["Truncated"], false);
+    let mut seen: Vec<&str> = first["Grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["Grants"].as_array().unwrap())
+        .map(|g| g["GrantId"].as_str().unwrap())
+        .collect();
+    seen.sort_unstable();
+    made.sort_unstable();
+    assert_eq!(seen, made);
+    let bad_limit = ["kms", "list-grants", "--key-id", &id, "--limit", "101"];
+    fails(&env, &bad_limit, 18, "ValidationException");
+    let bad = [
+        "kms",
+        "list-retirable-grants",
+        "--retiring-principal",
+        "bob",
+    ];
+    fails(&env, &bad, 18, "InvalidArnException");
+    // Constraints are for symmetric keys; a key pending deletion takes no grant.
+    let ecc = crate::support::create(&env, "ECC_NIST_P256", "SIGN_VERIFY");
+    let constrained = [
+        "kms",
+        "create-grant",
+        "--key-id",
+        &ecc,
+        "--grantee-principal",
+        &alice,
+        "--operations",
+        "Sign",
+        "--constraints",
+        "EncryptionContextSubset={a=b}",
+    ];
+    fails(&env, &constrained, 18, "ValidationException");
+    env.run_ok(&["kms", "schedule-key-deletion", "--key-id", &id]);
+    let pending = [
+        "kms",
+        "create-grant",
+        "--key-id",
+        &id,
+        "--grantee-principal",
+        &alice,
+        "--operations",
+        "Decrypt",
+    ];
+    fails(&env, &pending, 15, "KMSInvalidStateException");
+}

@@ -270,7 +270,11 @@ pub fn kms_exit_code(e: &KmsError) -> i32 {
         | KmsError::AlreadyExists(_)
         | KmsError::InvalidAliasName(_)
         | KmsError::Tag(_)
-        | KmsError::InvalidMarker(_) => VALIDATION,
+        | KmsError::InvalidMarker(_)
+        | KmsError::MalformedPolicyDocument(_)
+        | KmsError::InvalidGrantToken(_)
+        | KmsError::InvalidGrantId(_)
+        | KmsError::InvalidArn(_) => VALIDATION,
         KmsError::LimitExceeded(_) => LIMIT_EXCEEDED,
         KmsError::UnsupportedOperation(_) | KmsError::InvalidKeyUsage(_) => UNSUPPORTED,
         KmsError::IncorrectKeyMaterial(_)

@@ -8,6 +8,7 @@ mod data;
 mod import;
 mod keys;
 mod pages;
+mod policies;
 mod store;
 mod tags;
 
@@ -83,6 +84,22 @@ pub enum KmsCommand {
     UntagResource(tags::UntagResourceArgs),
     /// List a key's tags.
     ListResourceTags(tags::ListResourceTagsArgs),
+    /// Replace a key's policy (JSON in AWS's key policy grammar).
+    PutKeyPolicy(policies::PutKeyPolicyArgs),
+    /// Show a key's policy.
+    GetKeyPolicy(policies::GetKeyPolicyArgs),
+    /// List a key's policy names (`default`).
+    ListKeyPolicies(policies::ListKeyPoliciesArgs),
+    /// Allow a principal some operations on a key (a grant).
+    CreateGrant(policies::CreateGrantArgs),
+    /// List a key's grants.
+    ListGrants(policies::ListGrantsArgs),
+    /// List the grants a principal may retire.
+    ListRetirableGrants(policies::ListRetirableGrantsArgs),
+    /// Retire a grant (by its token, or key and grant ID).
+    RetireGrant(policies::RetireGrantArgs),
+    /// Revoke a grant.
+    RevokeGrant(policies::RevokeGrantArgs),
     /// Write the store, encrypted under a backup passphrase, to FILE.
     ExportBackup(store::ExportBackupArgs),
     /// Create the store (which must not exist) from a backup FILE.
@@ -138,6 +155,14 @@ pub fn run(g: &Global, c: KmsCommand) -> Result<(), Failure> {
         TagResource(a) => tags::tag_resource(g, a),
         UntagResource(a) => tags::untag_resource(g, a),
         ListResourceTags(a) => tags::list_resource_tags(g, a),
+        PutKeyPolicy(a) => policies::put_key_policy(g, a),
+        GetKeyPolicy(a) => policies::get_key_policy(g, a),
+        ListKeyPolicies(a) => policies::list_key_policies(g, a),
+        CreateGrant(a) => policies::create_grant(g, a),
+        ListGrants(a) => policies::list_grants(g, a),
+        ListRetirableGrants(a) => policies::list_retirable_grants(g, a),
+        RetireGrant(a) => policies::retire_grant(g, a),
+        RevokeGrant(a) => policies::revoke_grant(g, a),
         ExportBackup(a) => store::export_backup(g, a),
         ImportBackup(a) => store::import_backup(g, a),
         ChangePassphrase(a) => store::change_passphrase(g, a),

@@ -27,6 +27,7 @@ mod import;
 mod keys;
 mod open;
 mod pages;
+mod policies;
 mod random;
 mod rotation;
 mod tags;
@@ -34,6 +35,7 @@ mod tags;
 pub use super::store::{parse_store_file, KdfCost, STORE_FILE};
 pub use import::{wrap_key_material, ImportType};
 pub use pages::{Page, PageRequest, Rotation};
+pub use policies::{KeyGrant, POLICY_NAME};
 pub use random::MAX_RANDOM_BYTES;
 pub use tags::MAX_TAGS_PER_KEY;
 
@@ -111,6 +113,13 @@ pub struct KeyRecord {
     /// Tag keys and values (TagResource).
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// The key policy as put (None: the default key policy, which keys of
+    /// stores older than key policies have too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The key's live grants.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<crate::kms::policy::Grant>,
 }
 
 fn symmetric_default() -> String {

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod context;
 pub mod local;
 pub mod passphrase;
+pub mod policy;
 pub mod store;
 
 pub use context::EncryptionContext;
@@ -52,6 +53,14 @@ pub enum KmsError {
     Tag(String),
     #[error("InvalidMarkerException: {0}")]
     InvalidMarker(String),
+    #[error("MalformedPolicyDocumentException: {0}")]
+    MalformedPolicyDocument(String),
+    #[error("InvalidGrantTokenException: {0}")]
+    InvalidGrantToken(String),
+    #[error("InvalidGrantIdException: {0}")]
+    InvalidGrantId(String),
+    #[error("InvalidArnException: {0}")]
+    InvalidArn(String),
     #[error("KMS unavailable: {0}")]
     Unavailable(String),
     #[error("wrong passphrase for the key store at {0}")]
@@ -94,6 +103,10 @@ impl KmsError {
             KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
             KmsError::Tag(_) => "TagException",
             KmsError::InvalidMarker(_) => "InvalidMarkerException",
+            KmsError::MalformedPolicyDocument(_) => "MalformedPolicyDocumentException",
+            KmsError::InvalidGrantToken(_) => "InvalidGrantTokenException",
+            KmsError::InvalidGrantId(_) => "InvalidGrantIdException",
+            KmsError::InvalidArn(_) => "InvalidArnException",
             KmsError::Unavailable(_) => "Unavailable",
             KmsError::WrongPassphrase(_) => "WrongPassphrase",
             KmsError::NoStore(_) => "NoKeyStore",

@@ -14,5 +14,6 @@ mod asym_states;
 mod basics;
 mod bugs;
 mod ops;
+mod policies;
 mod readme;
 mod review;

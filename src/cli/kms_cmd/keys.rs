@@ -25,6 +25,14 @@ pub struct CreateKeyArgs {
     /// KEY_AGREEMENT (NIST ECC); fixed for the key's life.
     #[arg(long, default_value = "ENCRYPT_DECRYPT")]
     key_usage: String,
+    /// The key policy (JSON, or file://FILE); by default AWS's default key
+    /// policy (the store's root principal may do everything).
+    #[arg(long)]
+    policy: Option<String>,
+    /// Create the key with a policy that would not let root change it
+    /// through the key agent.
+    #[arg(long)]
+    bypass_policy_lockout_safety_check: bool,
 }
 
 /// The one key a subcommand acts on.
@@ -146,8 +154,20 @@ fn metadata(ks: &LocalKeyService, r: &KeyRecord) -> Value {
 }
 
 pub fn create_key(g: &Global, a: CreateKeyArgs) -> Result<(), Failure> {
+    let policy = a
+        .policy
+        .as_deref()
+        .map(|p| super::tags::arg_text(p, "--policy"))
+        .transpose()?;
     let ks = g.open_or_create_store()?;
-    let r = ks.create_key_with_spec(&a.description, &a.origin, &a.key_spec, &a.key_usage)?;
+    let r = ks.create_key_with_policy(
+        &a.description,
+        &a.origin,
+        &a.key_spec,
+        &a.key_usage,
+        policy.as_deref(),
+        a.bypass_policy_lockout_safety_check,
+    )?;
     print_aws(g.output, &json!({ "KeyMetadata": metadata(&ks, &r) }));
     Ok(())
 }

@@ -50,7 +50,7 @@ pub struct UpdateKeyDescriptionArgs {
 }
 
 /// An argument's text, or the text of the file:// it names.
-fn arg_text(s: &str, what: &str) -> Result<String, Failure> {
+pub(super) fn arg_text(s: &str, what: &str) -> Result<String, Failure> {
     match s.strip_prefix("file://") {
         Some(p) => String::from_utf8(read_arg_file(p, what)?.to_vec())
             .map_err(|_| usage(format!("{what}: {p} is not UTF-8 text"))),

@@ -118,6 +118,20 @@ impl LocalKeyService {
         key_spec: &str,
         key_usage: &str,
     ) -> Result<KeyRecord, KmsError> {
+        self.create_key_with_policy(description, origin, key_spec, key_usage, None, false)
+    }
+
+    /// CreateKey with a key policy (`None`: the default key policy); the
+    /// policy is checked as PutKeyPolicy checks it, before the key is made.
+    pub fn create_key_with_policy(
+        &self,
+        description: &str,
+        origin: &str,
+        key_spec: &str,
+        key_usage: &str,
+        policy: Option<&str>,
+        bypass_lockout_check: bool,
+    ) -> Result<KeyRecord, KmsError> {
         self.audited("CreateKey", None, |a| {
             if origin != "AWS_KMS" && origin != "EXTERNAL" {
                 return Err(KmsError::Validation(format!(
@@ -125,9 +139,18 @@ impl LocalKeyService {
                 )));
             }
             let spec = asymmetric::check_spec_usage(key_spec, key_usage)?;
+            if let Some(p) = policy {
+                self.check_new_policy(p, key_spec, key_usage, bypass_lockout_check)?;
+            }
+            let with_policy = |d: &mut StoreData, rec: KeyRecord| {
+                Self::attach_policy(d, rec, policy.map(str::to_owned))
+            };
             let now = self.now();
             let rec = match spec {
-                None => self.update(|d| Ok(Self::new_key(d, description, false, origin, now)))?,
+                None => self.update(|d| {
+                    let rec = Self::new_key(d, description, false, origin, now);
+                    Ok(with_policy(d, rec))
+                })?,
                 Some(_) if origin != "AWS_KMS" => {
                     return Err(KmsError::UnsupportedOperation(format!(
                         "the local key service makes asymmetric keys with Origin AWS_KMS only, not {origin}"
@@ -139,14 +162,15 @@ impl LocalKeyService {
                         KmsError::Unavailable(format!("{} key generation: {e}", spec.name()))
                     })?;
                     self.update(|d| {
-                        Ok(Self::new_asymmetric_key(
+                        let rec = Self::new_asymmetric_key(
                             d,
                             description,
                             spec,
                             key_usage,
                             &pkcs8,
                             now,
-                        ))
+                        );
+                        Ok(with_policy(d, rec))
                     })?
                 }
             };
@@ -154,6 +178,15 @@ impl LocalKeyService {
             a.material = Some(rec.current_material.clone()).filter(|m| !m.is_empty());
             Ok(rec)
         })
+    }
+
+    /// Give a key just made its policy, in the store and in the copy returned.
+    fn attach_policy(d: &mut StoreData, mut rec: KeyRecord, policy: Option<String>) -> KeyRecord {
+        rec.policy = policy;
+        if let Some(stored) = d.keys.iter_mut().find(|r| r.key_id == rec.key_id) {
+            stored.policy = rec.policy.clone();
+        }
+        rec
     }
 
     pub(super) fn new_key(
@@ -189,6 +222,8 @@ impl LocalKeyService {
             key_spec: super::symmetric_default(),
             key_usage: super::encrypt_decrypt(),
             tags: BTreeMap::new(),
+            policy: None,
+            grants: Vec::new(),
         };
         d.keys.push(rec.clone());
         rec

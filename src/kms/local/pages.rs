@@ -43,10 +43,10 @@ pub struct Rotation {
 }
 
 /// A List operation's name, limit range (1..=max) and default limit.
-struct Listing {
-    op: &'static str,
-    max: u32,
-    default: u32,
+pub(super) struct Listing {
+    pub(super) op: &'static str,
+    pub(super) max: u32,
+    pub(super) default: u32,
 }
 
 const LIST_KEYS: Listing = Listing {
@@ -92,7 +92,7 @@ fn position_of(op: &str, scope: &str, marker: &str) -> Result<String, KmsError> 
 
 /// One page of `items` (each with its position) of the list of `scope`
 /// (a key ID, or empty), as `l` pages them.
-fn page<T>(
+pub(super) fn page<T>(
     l: &Listing,
     scope: &str,
     mut items: Vec<(String, T)>,
@@ -120,7 +120,7 @@ fn page<T>(
 }
 
 /// Creation time, then ID: positions that sort as the items were made.
-fn dated(time: u64, id: &str) -> String {
+pub(super) fn dated(time: u64, id: &str) -> String {
     format!("{time:020}/{id}")
 }
 

@@ -1,0 +1,331 @@
+//! Key policies and grants: put-key-policy, get-key-policy,
+//! list-key-policies, create-grant, list-grants, list-retirable-grants,
+//! retire-grant and revoke-grant. On the store itself these are the
+//! owner's commands, not checked against the policies (those bind the
+//! callers of the key agent).
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+use serde_json::{json, Value};
+
+use super::super::{print_aws, Failure, Global};
+use super::pages::{listed, PageArgs};
+use super::tags::arg_text;
+use super::usage;
+use crate::kms::local::{KeyGrant, LocalKeyService};
+use crate::kms::policy::{GrantConstraints, GrantRequest};
+
+#[derive(Args, Debug)]
+pub struct PutKeyPolicyArgs {
+    /// The key (key ID or key ARN).
+    #[arg(long)]
+    key_id: String,
+    /// The policy's name: a key has one, `default`.
+    #[arg(long, default_value = "default")]
+    policy_name: String,
+    /// The key policy document (JSON, at most 32 KB), or file://FILE.
+    #[arg(long)]
+    policy: String,
+    /// Put a policy that would not let root change the policy again
+    /// through the key agent.
+    #[arg(long)]
+    bypass_policy_lockout_safety_check: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GetKeyPolicyArgs {
+    /// The key (key ID or key ARN).
+    #[arg(long)]
+    key_id: String,
+    /// The policy's name: `default`.
+    #[arg(long, default_value = "default")]
+    policy_name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ListKeyPoliciesArgs {
+    /// The key (key ID or key ARN).
+    #[arg(long)]
+    key_id: String,
+    #[command(flatten)]
+    page: PageArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateGrantArgs {
+    /// The key (key ID or key ARN).
+    #[arg(long)]
+    key_id: String,
+    /// Who the grant is for: arn:envelopefs:iam::STORE-ID:user/NAME (or :root).
+    #[arg(long)]
+    grantee_principal: String,
+    /// Who may retire the grant besides root.
+    #[arg(long)]
+    retiring_principal: Option<String>,
+    /// The operations allowed (AWS's GrantOperation names: Decrypt,
+    /// Encrypt, GenerateDataKey, DescribeKey, RetireGrant, CreateGrant, ...).
+    #[arg(long, num_args = 1.., required = true, value_name = "OPERATION")]
+    operations: Vec<String>,
+    /// EncryptionContextSubset={k=v,...} or EncryptionContextEquals={k=v,...},
+    /// or the JSON `{"EncryptionContextSubset": {...}}`, or file://FILE.
+    #[arg(long)]
+    constraints: Option<String>,
+    /// A name: a retry with the same name and parameters gives the same grant.
+    #[arg(long)]
+    name: Option<String>,
+    /// Grant tokens of grants the request relies on.
+    #[arg(long, num_args = 1..)]
+    grant_tokens: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ListGrantsArgs {
+    /// The key (key ID or key ARN).
+    #[arg(long)]
+    key_id: String,
+    /// Only this grant.
+    #[arg(long)]
+    grant_id: Option<String>,
+    /// Only the grants of this grantee.
+    #[arg(long)]
+    grantee_principal: Option<String>,
+    #[command(flatten)]
+    page: PageArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ListRetirableGrantsArgs {
+    /// The retiring principal whose grants to list.
+    #[arg(long)]
+    retiring_principal: String,
+    #[command(flatten)]
+    page: PageArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RetireGrantArgs {
+    /// The grant's token (or --key-id and --grant-id).
+    #[arg(long, conflicts_with_all = ["key_id", "grant_id"])]
+    grant_token: Option<String>,
+    /// The grant's key (key ID or key ARN), with --grant-id.
+    #[arg(long, requires = "grant_id")]
+    key_id: Option<String>,
+    /// The grant's ID, with --key-id.
+    #[arg(long, requires = "key_id")]
+    grant_id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RevokeGrantArgs {
+    /// The grant's key (key ID or key ARN).
+    #[arg(long)]
+    key_id: String,
+    /// The grant's ID.
+    #[arg(long)]
+    grant_id: String,
+}
+
+pub fn put_key_policy(g: &Global, a: PutKeyPolicyArgs) -> Result<(), Failure> {
+    let policy = arg_text(&a.policy, "--policy")?;
+    Ok(g.open_store()?.put_key_policy(
+        &a.key_id,
+        &a.policy_name,
+        &policy,
+        a.bypass_policy_lockout_safety_check,
+    )?)
+}
+
+pub fn get_key_policy(g: &Global, a: GetKeyPolicyArgs) -> Result<(), Failure> {
+    let policy = g.open_store()?.get_key_policy(&a.key_id, &a.policy_name)?;
+    print_aws(
+        g.output,
+        &json!({"Policy": policy, "PolicyName": a.policy_name}),
+    );
+    Ok(())
+}
+
+pub fn list_key_policies(g: &Global, a: ListKeyPoliciesArgs) -> Result<(), Failure> {
+    let ks = g.open_store()?;
+    let v = listed(
+        &a.page,
+        "PolicyNames",
+        |req| ks.list_key_policies_page(&a.key_id, req),
+        |n| json!(n),
+    )?;
+    print_aws(g.output, &v);
+    Ok(())
+}
+
+/// `{k=v,k2=v2}` of the AWS CLI's shorthand.
+fn shorthand_map(s: &str) -> Option<BTreeMap<String, String>> {
+    let inner = s.trim().strip_prefix('{')?.strip_suffix('}')?;
+    inner
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect()
+}
+
+/// `--constraints` in the shorthand or JSON form.
+fn parse_constraints(arg: &str) -> Result<GrantConstraints, Failure> {
+    let text = arg_text(arg, "--constraints")?;
+    let bad = || {
+        usage(format!(
+            "--constraints {text:?}: expected EncryptionContextSubset={{k=v,...}}, EncryptionContextEquals={{k=v,...}} or their JSON"
+        ))
+    };
+    let mut c = GrantConstraints::default();
+    if text.trim_start().starts_with('{') {
+        let v: BTreeMap<String, BTreeMap<String, String>> =
+            serde_json::from_str(&text).map_err(|_| bad())?;
+        for (k, m) in v {
+            match k.as_str() {
+                "EncryptionContextSubset" => c.encryption_context_subset = Some(m),
+                "EncryptionContextEquals" => c.encryption_context_equals = Some(m),
+                _ => return Err(bad()),
+            }
+        }
+        return Ok(c);
+    }
+    let (kind, map) = text.split_once('=').ok_or_else(bad)?;
+    let map = shorthand_map(map).ok_or_else(bad)?;
+    match kind {
+        "EncryptionContextSubset" => c.encryption_context_subset = Some(map),
+        "EncryptionContextEquals" => c.encryption_context_equals = Some(map),
+        _ => return Err(bad()),
+    }
+    Ok(c)
+}
+
+pub fn create_grant(g: &Global, a: CreateGrantArgs) -> Result<(), Failure> {
+    let req = GrantRequest {
+        grantee_principal: a.grantee_principal,
+        retiring_principal: a.retiring_principal,
+        operations: a.operations,
+        constraints: a
+            .constraints
+            .as_deref()
+            .map(parse_constraints)
+            .transpose()?,
+        name: a.name,
+    };
+    let (token, id) = g
+        .open_store()?
+        .create_grant(&a.key_id, &req, &a.grant_tokens)?;
+    print_aws(g.output, &json!({"GrantToken": token, "GrantId": id}));
+    Ok(())
+}
+
+/// A grant as ListGrants shows it.
+fn grant_json(ks: &LocalKeyService, kg: &KeyGrant) -> Value {
+    let g = &kg.grant;
+    let mut v = json!({
+        "KeyId": ks.arn(&kg.key_id),
+        "GrantId": g.grant_id,
+        "CreationDate": g.creation_date,
+        "GranteePrincipal": g.grantee_principal,
+        "IssuingAccount": g.issuing_account,
+        "Operations": g.operations,
+    });
+    if let Some(n) = &g.name {
+        v["Name"] = json!(n);
+    }
+    if let Some(p) = &g.retiring_principal {
+        v["RetiringPrincipal"] = json!(p);
+    }
+    if let Some(c) = &g.constraints {
+        let mut cj = json!({});
+        if let Some(m) = &c.encryption_context_subset {
+            cj["EncryptionContextSubset"] = json!(m);
+        }
+        if let Some(m) = &c.encryption_context_equals {
+            cj["EncryptionContextEquals"] = json!(m);
+        }
+        v["Constraints"] = cj;
+    }
+    v
+}
+
+pub fn list_grants(g: &Global, a: ListGrantsArgs) -> Result<(), Failure> {
+    let ks = g.open_store()?;
+    let v = listed(
+        &a.page,
+        "Grants",
+        |req| {
+            ks.list_grants_page(
+                &a.key_id,
+                a.grant_id.as_deref(),
+                a.grantee_principal.as_deref(),
+                req,
+            )
+        },
+        |kg| grant_json(&ks, kg),
+    )?;
+    print_aws(g.output, &v);
+    Ok(())
+}
+
+pub fn list_retirable_grants(g: &Global, a: ListRetirableGrantsArgs) -> Result<(), Failure> {
+    let ks = g.open_store()?;
+    let v = listed(
+        &a.page,
+        "Grants",
+        |req| ks.list_retirable_grants_page(&a.retiring_principal, req),
+        |kg| grant_json(&ks, kg),
+    )?;
+    print_aws(g.output, &v);
+    Ok(())
+}
+
+pub fn retire_grant(g: &Global, a: RetireGrantArgs) -> Result<(), Failure> {
+    if a.grant_token.is_none() && a.key_id.is_none() {
+        return Err(usage(
+            "retire-grant takes --grant-token, or --key-id and --grant-id",
+        ));
+    }
+    Ok(g.open_store()?.retire_grant(
+        a.grant_token.as_deref(),
+        a.key_id.as_deref(),
+        a.grant_id.as_deref(),
+    )?)
+}
+
+pub fn revoke_grant(g: &Global, a: RevokeGrantArgs) -> Result<(), Failure> {
+    Ok(g.open_store()?.revoke_grant(&a.key_id, &a.grant_id)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraints_parse_in_the_aws_cli_forms() {
+        let m = |pairs: &[(&str, &str)]| {
+            Some(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+        };
+        let c = parse_constraints("EncryptionContextSubset={volume=team,a=b}").unwrap();
+        assert_eq!(
+            c.encryption_context_subset,
+            m(&[("volume", "team"), ("a", "b")])
+        );
+        let c = parse_constraints(r#"{"EncryptionContextEquals": {"v": "1"}}"#).unwrap();
+        assert_eq!(c.encryption_context_equals, m(&[("v", "1")]));
+        for bad in [
+            "Other={a=b}",
+            "EncryptionContextSubset=a=b",
+            "{\"X\": {}}",
+            "{",
+        ] {
+            assert!(
+                matches!(parse_constraints(bad), Err(Failure::Usage(_))),
+                "{bad}"
+            );
+        }
+    }
+}

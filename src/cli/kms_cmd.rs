@@ -6,10 +6,11 @@
 mod asym;
 mod data;
 mod import;
-mod keys;
-mod pages;
+pub(crate) mod keys;
+pub(crate) mod pages;
 mod store;
 mod tags;
+mod via_agent;
 
 use std::path::PathBuf;
 
@@ -107,6 +108,9 @@ pub enum KmsCommand {
 
 pub fn run(g: &Global, c: KmsCommand) -> Result<(), Failure> {
     use KmsCommand::*;
+    if let Some(socket) = g.agent.as_deref().filter(|_| !via_agent::never_agent(&c)) {
+        return via_agent::run(g, socket, c);
+    }
     match c {
         CreateKey(a) => keys::create_key(g, a),
         DescribeKey(a) => keys::describe_key(g, a),

@@ -6,7 +6,7 @@
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -20,6 +20,9 @@ use crate::kms::{
 
 /// How long a call may take before the client gives up on the agent.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a client keeps asking an agent that is at its connection cap.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
 
 pub struct AgentKeyService {
     socket: PathBuf,
@@ -68,15 +71,34 @@ impl AgentKeyService {
         Ok(s)
     }
 
-    /// One request, its response (an error response as its error).
+    /// One request, its response (an error response as its error). An
+    /// agent at its connection cap is asked again for a while.
     pub fn call(&self, mut request: Value) -> Result<Value, KmsError> {
-        let mut s = self.connect()?;
         let body = Zeroizing::new(serde_json::to_vec(&request).map_err(|e| self.unavailable(e))?);
         wipe(&mut request);
-        write_frame(&mut s, &body).map_err(|e| self.unavailable(e))?;
-        let reply = read_frame(&mut s, MAX_RESPONSE)
-            .map_err(|e| self.unavailable(e))?
-            .ok_or_else(|| self.unavailable("closed the connection without an answer"))?;
+        let deadline = Instant::now() + BUSY_WAIT;
+        loop {
+            match self.call_once(&body) {
+                Err(KmsError::LimitExceeded(_)) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn call_once(&self, body: &[u8]) -> Result<Value, KmsError> {
+        let mut s = self.connect()?;
+        // An agent over its cap answers before reading: its answer counts
+        // even when the request could not be sent.
+        let sent = write_frame(&mut s, body);
+        let reply = match (sent, read_frame(&mut s, MAX_RESPONSE)) {
+            (_, Ok(Some(r))) => r,
+            (Err(e), _) | (Ok(()), Err(e)) => return Err(self.unavailable(e)),
+            (Ok(()), Ok(None)) => {
+                return Err(self.unavailable("closed the connection without an answer"))
+            }
+        };
         let v: Value = serde_json::from_slice(&reply).map_err(|e| self.unavailable(e))?;
         match error_of(&v) {
             Some(e) => Err(e),

@@ -44,6 +44,7 @@ completion zsh usr/share/zsh/vendor-completions/_envelopefs
 completion fish usr/share/fish/vendor_completions.d/envelopefs.fish
 
 install -D -m 644 contrib/systemd/envelopefs@.service "$stage/usr/lib/systemd/system/envelopefs@.service"
+install -D -m 644 contrib/systemd/envelopefs-agent.service "$stage/usr/lib/systemd/system/envelopefs-agent.service"
 doc=$stage/usr/share/doc/envelopefs
 install -D -m 644 README.md "$doc/README.md"
 install -D -m 644 docs/FORMAT.md "$doc/FORMAT.md"

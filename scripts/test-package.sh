@@ -35,7 +35,7 @@ for f in /usr/bin/envelopefs \
          /usr/share/bash-completion/completions/envelopefs \
          /usr/share/zsh/vendor-completions/_envelopefs \
          /usr/share/fish/vendor_completions.d/envelopefs.fish \
-         /usr/lib/systemd/system/envelopefs@.service \
+         /usr/lib/systemd/system/envelopefs@.service /usr/lib/systemd/system/envelopefs-agent.service \
          /usr/share/doc/envelopefs/README.md /usr/share/doc/envelopefs/FORMAT.md \
          /usr/share/doc/envelopefs/copyright /usr/share/doc/envelopefs/examples/fstab.example; do
   grep -qx "$f" "$T/list" || fail "dpkg -L envelopefs lacks $f"

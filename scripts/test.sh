@@ -67,7 +67,7 @@ if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
   stage package scripts/test-package.sh
   if uring Y; then
     stage io-uring-mount-tests cargo test --release --no-fail-fast --test mount --test names --test crash --test hostile \
-      --test stress --test fuzz_fuse --test snapshot --test system --test writeonly
+      --test stress --test fuzz_fuse --test agent --test snapshot --test system --test writeonly
     stage io-uring-third-party scripts/third-party.sh --fsx-ops 20000
     uring N
   else

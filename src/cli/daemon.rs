@@ -242,6 +242,21 @@ impl Ready {
         }
     }
 
+    /// A daemon other than a mount (the key agent) serves `what` now: its
+    /// records go where chosen, and the parent (or systemd) hears it.
+    pub fn serving_now(self, what: &Path) {
+        let Ready { pipe, notify, logs } = self;
+        if let Some(l) = logs {
+            l.install(false);
+        }
+        if let Some(fd) = pipe {
+            let _ = File::from(fd).write_all(b"OK");
+        }
+        if let Some(n) = notify {
+            n.ready(what);
+        }
+    }
+
     /// The mount failed: tell the waiting parent why (`CODE message`).
     pub fn failed(&self, f: &Failure) {
         if let Some(fd) = &self.pipe {

@@ -6,11 +6,12 @@
 mod asym;
 mod data;
 mod import;
-mod keys;
-mod pages;
+pub(crate) mod keys;
+pub(crate) mod pages;
 mod policies;
 mod store;
 mod tags;
+mod via_agent;
 
 use std::path::PathBuf;
 
@@ -124,6 +125,9 @@ pub enum KmsCommand {
 
 pub fn run(g: &Global, c: KmsCommand) -> Result<(), Failure> {
     use KmsCommand::*;
+    if let Some(socket) = g.agent.as_deref().filter(|_| !via_agent::never_agent(&c)) {
+        return via_agent::run(g, socket, c);
+    }
     match c {
         CreateKey(a) => keys::create_key(g, a),
         DescribeKey(a) => keys::describe_key(g, a),

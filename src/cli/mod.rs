@@ -2,6 +2,7 @@
 //! key store in `--keystore`/`ENVELOPEFS_KEYSTORE`, passphrases from a
 //! program, a file, a systemd credential, the terminal or standard input.
 
+mod agent;
 mod copy_cmd;
 mod daemon;
 mod docs;
@@ -58,6 +59,10 @@ pub struct Global {
     /// then print JSON.
     #[arg(long, global = true, value_name = "EXPRESSION")]
     pub query: Option<String>,
+    /// Use the key agent serving this socket instead of opening the key
+    /// store (the store's passphrase is then not needed).
+    #[arg(long, global = true, value_name = "SOCKET", env = "ENVELOPEFS_AGENT")]
+    pub agent: Option<PathBuf>,
     /// How results print, from --output, --query and the command.
     #[arg(skip)]
     pub output: Output,
@@ -71,6 +76,11 @@ pub fn key_service_for_key(
 ) -> Result<(Box<dyn KeyService>, String), Failure> {
     match key {
         Some(k) if is_aws_key(k) => Ok((aws_service(k)?, k.to_owned())),
+        Some(k) if g.agent_for(Some(k)).is_some() => Ok((g.agent_service(k), k.to_owned())),
+        None if g.agent.is_some() => {
+            let k = crate::kms::local::DEFAULT_ALIAS;
+            Ok((g.agent_service(k), k.to_owned()))
+        }
         Some(k) => Ok((Box::new(store_for_key(g, k)?), k.to_owned())),
         None => {
             let ks = g.open_or_create_store()?;
@@ -100,6 +110,9 @@ fn store_for_key(g: &Global, key: &str) -> Result<LocalKeyService, KmsError> {
 pub fn key_service_for_volume(g: &Global, dir: &Path) -> Result<Box<dyn KeyService>, Failure> {
     let (cfg, _) = VolumeConfig::read_unverified(dir)?;
     if cfg.key_provider == "local" {
+        if g.agent_for(Some(&cfg.master_key_arn)).is_some() {
+            return Ok(g.agent_service(&cfg.master_key_arn));
+        }
         Ok(Box::new(g.open_store()?))
     } else if cfg.key_provider == "aws-kms" {
         aws_service(&cfg.master_key_arn)
@@ -141,7 +154,49 @@ fn aws_service(key: &str) -> Result<Box<dyn KeyService>, Failure> {
     Err(Failure::Usage(format!("{key} is an AWS KMS key, and this envelopefs was built without the aws-kms feature (cargo build --features aws-kms)")))
 }
 
+/// The store ID a local key's ARN names (`arn:envelopefs:kms:local:ID:...`).
+fn store_id_of_arn(key: &str) -> Option<&str> {
+    key.strip_prefix("arn:envelopefs:kms:local:")?
+        .split(':')
+        .next()
+}
+
+/// The ID of the store at `dir`, read from its outer fields (unauthenticated:
+/// it only picks a route), if this user can read it.
+fn readable_store_id(dir: &Path) -> Option<String> {
+    let raw = crate::kms::store::read_store(&LocalKeyService::store_path(dir)).ok()?;
+    crate::kms::store::parse_store_file(&raw)
+        .ok()
+        .map(|f| f.store_id)
+}
+
 impl Global {
+    /// The key agent to use for `key`: the one `--agent`/`ENVELOPEFS_AGENT`
+    /// names; else the default agent when the key's ARN names a store this
+    /// user cannot open and that agent's socket exists.
+    pub fn agent_for(&self, key: Option<&str>) -> Option<PathBuf> {
+        if let Some(a) = &self.agent {
+            return Some(a.clone());
+        }
+        let id = store_id_of_arn(key?)?;
+        if readable_store_id(&self.store_dir()).as_deref() == Some(id) {
+            return None;
+        }
+        let default = crate::kms::agent::default_socket();
+        default.exists().then_some(default)
+    }
+
+    /// The key agent's key service for `key` (see [`Global::agent_for`]).
+    pub fn agent_service(&self, key: &str) -> Box<dyn KeyService> {
+        let socket = self
+            .agent_for(Some(key))
+            .unwrap_or_else(crate::kms::agent::default_socket);
+        Box::new(crate::kms::agent::client::AgentKeyService::new(
+            &socket,
+            Some(&self.store_dir()),
+        ))
+    }
+
     pub fn store_dir(&self) -> PathBuf {
         self.keystore.clone().unwrap_or_else(default_store_dir)
     }
@@ -314,6 +369,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the key store to this machine's users on a Unix socket (the key agent).
+    Agent(agent::AgentArgs),
     /// The key service (mirrors `aws kms`).
     #[command(subcommand)]
     Kms(kms_cmd::KmsCommand),
@@ -445,6 +502,7 @@ fn run_cmd(mut cli: Cli) -> Result<(), Failure> {
         Command::Umount(a) => umount::umount(g.output, &a),
         Command::Rewrap { cipherdir } => rewrap(g, &cipherdir),
         Command::Kms(c) => kms_cmd::run(g, c),
+        Command::Agent(a) => agent::agent(g, a),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man { dir } => docs::man(&dir),
         Command::Snapshot(c) => copy_cmd::snapshot(g, c),

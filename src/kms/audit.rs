@@ -36,7 +36,36 @@ pub struct AuditRecord {
     pub encryption_context: Option<EncryptionContext>,
     pub uid: u32,
     pub pid: u32,
+    /// The caller's principal, for calls through the key agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_arn: Option<String>,
     pub outcome: String,
+}
+
+/// The caller a call is made for, when not this process (the key agent
+/// acting for a client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acting {
+    pub uid: u32,
+    pub pid: u32,
+    pub principal_arn: String,
+}
+
+thread_local! {
+    static ACTING: std::cell::RefCell<Option<Acting>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with its audit lines naming `who` as the caller.
+pub fn acting_for<T>(who: &Acting, f: impl FnOnce() -> T) -> T {
+    ACTING.with(|a| *a.borrow_mut() = Some(who.clone()));
+    let r = f();
+    ACTING.with(|a| *a.borrow_mut() = None);
+    r
+}
+
+/// Who the current call is made for, if not this process.
+pub fn acting() -> Option<Acting> {
+    ACTING.with(|a| a.borrow().clone())
 }
 
 pub fn audit_path(store_dir: &Path) -> PathBuf {

@@ -1,6 +1,8 @@
 //! The key service: master keys that wrap volume keys. The volume code talks
 //! to it only through [`KeyService`], so a remote KMS can stand in later.
 
+pub mod access;
+pub mod agent;
 pub mod audit;
 #[cfg(feature = "aws-kms")]
 pub mod aws;

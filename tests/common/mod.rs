@@ -2,6 +2,8 @@
 //! when the test panics), and every wait is bounded.
 #![allow(dead_code)]
 
+pub mod users;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

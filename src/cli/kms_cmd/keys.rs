@@ -13,18 +13,18 @@ use crate::kms::KeyService;
 pub struct CreateKeyArgs {
     /// A description of the key (shown by describe-key and list-keys).
     #[arg(long, default_value = "")]
-    description: String,
+    pub(super) description: String,
     /// AWS_KMS (material made here) or EXTERNAL (imported material; symmetric keys only here).
     #[arg(long, default_value = "AWS_KMS")]
-    origin: String,
+    pub(super) origin: String,
     /// SYMMETRIC_DEFAULT, RSA_2048|3072|4096, ECC_NIST_P256|P384|P521 or
     /// ECC_SECG_P256K1 (AWS's HMAC, ML-DSA, Ed25519 and SM2 specs are not implemented here).
     #[arg(long, default_value = "SYMMETRIC_DEFAULT")]
-    key_spec: String,
+    pub(super) key_spec: String,
     /// ENCRYPT_DECRYPT (RSA, symmetric), SIGN_VERIFY (RSA, ECC) or
     /// KEY_AGREEMENT (NIST ECC); fixed for the key's life.
     #[arg(long, default_value = "ENCRYPT_DECRYPT")]
-    key_usage: String,
+    pub(super) key_usage: String,
     /// The key policy (JSON, or file://FILE); by default AWS's default key
     /// policy (the store's root principal may do everything).
     #[arg(long)]
@@ -40,82 +40,82 @@ pub struct CreateKeyArgs {
 pub struct KeyArg {
     /// Key ID, key ARN, alias name or alias ARN.
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
 }
 
 #[derive(Args, Debug)]
 pub struct ListKeysArgs {
     #[command(flatten)]
-    page: PageArgs,
+    pub(super) page: PageArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct ListAliasesArgs {
     /// Only the aliases of this key (key ID or key ARN).
     #[arg(long)]
-    key_id: Option<String>,
+    pub(super) key_id: Option<String>,
     #[command(flatten)]
-    page: PageArgs,
+    pub(super) page: PageArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct ListKeyRotationsArgs {
     /// Key ID, key ARN, alias name or alias ARN.
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     #[command(flatten)]
-    page: PageArgs,
+    pub(super) page: PageArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct CreateAliasArgs {
     /// The new alias, starting with alias/.
     #[arg(long)]
-    alias_name: String,
+    pub(super) alias_name: String,
     /// The key it names (key ID or key ARN).
     #[arg(long)]
-    target_key_id: String,
+    pub(super) target_key_id: String,
 }
 
 #[derive(Args, Debug)]
 pub struct UpdateAliasArgs {
     /// The alias to change, starting with alias/.
     #[arg(long)]
-    alias_name: String,
+    pub(super) alias_name: String,
     /// The key it is to name (key ID or key ARN).
     #[arg(long)]
-    target_key_id: String,
+    pub(super) target_key_id: String,
 }
 
 #[derive(Args, Debug)]
 pub struct DeleteAliasArgs {
     /// The alias to delete, starting with alias/.
     #[arg(long)]
-    alias_name: String,
+    pub(super) alias_name: String,
 }
 
 #[derive(Args, Debug)]
 pub struct ScheduleKeyDeletionArgs {
     /// Key ID, key ARN, alias name or alias ARN.
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     /// Days until the key is deleted (7..30, default 30).
     #[arg(long)]
-    pending_window_in_days: Option<u32>,
+    pub(super) pending_window_in_days: Option<u32>,
 }
 
 #[derive(Args, Debug)]
 pub struct EnableKeyRotationArgs {
     /// Key ID, key ARN, alias name or alias ARN.
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     /// Days between rotations (90..2560, default 365).
     #[arg(long)]
-    rotation_period_in_days: Option<u32>,
+    pub(super) rotation_period_in_days: Option<u32>,
 }
 
 /// A key's metadata as `aws kms describe-key` shows it.
-fn metadata(ks: &LocalKeyService, r: &KeyRecord) -> Value {
+pub(crate) fn metadata(ks: &LocalKeyService, r: &KeyRecord) -> Value {
     let mut m = json!({
         "AWSAccountId": ks.store_id(),
         "KeyId": r.key_id,

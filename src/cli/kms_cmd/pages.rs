@@ -16,10 +16,16 @@ pub struct PageArgs {
     /// range and default). With --limit or --marker, one page is printed,
     /// with Truncated and NextMarker.
     #[arg(long)]
-    limit: Option<u32>,
+    pub(super) limit: Option<u32>,
     /// The NextMarker of the page before: the page after it.
     #[arg(long)]
-    marker: Option<String>,
+    pub(super) marker: Option<String>,
+}
+
+impl PageArgs {
+    pub fn new(limit: Option<u32>, marker: Option<String>) -> Self {
+        PageArgs { limit, marker }
+    }
 }
 
 /// The result of a list command: `{result_key: [...]}` of every page, or

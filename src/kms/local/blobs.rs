@@ -171,6 +171,20 @@ impl LocalKeyService {
     }
 }
 
+impl LocalKeyService {
+    /// The ARN of the key a symmetric blob names (unauthenticated: what
+    /// the blob claims). Only a blob of ours names its key; other bytes
+    /// name nothing.
+    pub fn blob_key_arn(&self, blob: &[u8]) -> Option<String> {
+        if blob.len() >= 20 && &blob[..4] == BLOB_MAGIC {
+            if let Ok(u) = uuid::Uuid::from_slice(&blob[4..20]) {
+                return Some(self.arn(&u.to_string()));
+            }
+        }
+        None
+    }
+}
+
 impl KeyService for LocalKeyService {
     fn resolve(&self, key: &str) -> Result<String, KmsError> {
         Ok(self.arn(&self.key_id_of(key)?))
@@ -195,12 +209,7 @@ impl KeyService for LocalKeyService {
             context: Some(context.clone()),
             ..Audit::default()
         };
-        // Only a blob of ours names its key; other bytes name nothing.
-        if blob.len() >= 20 && &blob[..4] == BLOB_MAGIC {
-            if let Ok(u) = uuid::Uuid::from_slice(&blob[4..20]) {
-                a.key_arn = Some(self.arn(&u.to_string()));
-            }
-        }
+        a.key_arn = self.blob_key_arn(blob);
         let r = self.decrypt_inner(blob, context, key);
         if let Ok(d) = &r {
             a.material = Some(d.key_material_id.clone());

@@ -144,6 +144,16 @@ impl LocalKeyService {
         store::write_atomic(&Self::store_path(&self.dir), &out)
     }
 
+    /// Take in what another process (root with the passphrase) changed in
+    /// the store since it was read: the store file is re-read under the
+    /// store lock, and taken in when it differs from the copy in memory.
+    pub fn refresh(&self) -> Result<(), KmsError> {
+        let _l = store::lock(&self.dir)?;
+        let fresh = self.reload()?;
+        *self.data.lock() = fresh;
+        Ok(())
+    }
+
     pub(super) fn reload(&self) -> Result<StoreData, KmsError> {
         let p = Self::store_path(&self.dir);
         let raw = store::read_store(&p)?;
@@ -176,7 +186,12 @@ impl LocalKeyService {
     }
 
     pub(super) fn audit(&self, op: &str, a: Audit, outcome: &Result<(), &KmsError>) {
-        let uid = crate::sys::getuid();
+        let who = audit::acting();
+        let (uid, pid) = who
+            .as_ref()
+            .map_or((crate::sys::getuid(), std::process::id()), |w| {
+                (w.uid, w.pid)
+            });
         audit::append(
             &self.dir,
             &AuditRecord {
@@ -186,7 +201,8 @@ impl LocalKeyService {
                 key_material_id: a.material,
                 encryption_context: a.context,
                 uid,
-                pid: std::process::id(),
+                pid,
+                principal_arn: who.map(|w| w.principal_arn),
                 outcome: match outcome {
                     Ok(()) => "ok".into(),
                     Err(e) => e.name().to_owned(),

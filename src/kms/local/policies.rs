@@ -54,15 +54,6 @@ fn grant_not_found(grant_id: &str) -> KmsError {
 }
 
 impl LocalKeyService {
-    /// Read the store as it is on disk now (under its lock), so a decision
-    /// sees a grant revoked or a policy put through another handle at once.
-    pub fn refresh(&self) -> Result<(), KmsError> {
-        let _l = crate::kms::store::lock(self.dir())?;
-        let fresh = self.reload()?;
-        *self.data.lock() = fresh;
-        Ok(())
-    }
-
     /// A key's policy text: as put, or the default key policy.
     pub fn policy_text(&self, r: &KeyRecord) -> String {
         r.policy

@@ -1,0 +1,321 @@
+//! The operations the key agent serves: each request is authorized (the
+//! caller, the action AWS names, the key it resolves to) on a fresh copy of
+//! the store, then carried out in the caller's name, with AWS's JSON.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use super::super::kms_cmd::keys::metadata;
+use super::super::kms_cmd::pages::{listed, PageArgs};
+use super::Denials;
+use crate::kms::access::{authorize, AccessRequest, Caller};
+use crate::kms::audit::{self, Acting, AuditRecord};
+use crate::kms::local::asymmetric::SYMMETRIC_DEFAULT;
+use crate::kms::local::LocalKeyService;
+use crate::kms::{EncryptionContext, KeyService, KmsError};
+
+/// The operations served, by AWS's name.
+pub const SERVED: &[&str] = &[
+    "DescribeKey",
+    "ListKeys",
+    "ListAliases",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GetPublicKey",
+    "DeriveSharedSecret",
+    "GenerateRandom",
+];
+
+/// The operations the store itself writes no audit line for.
+const AUDITED_HERE: &[&str] = &["DescribeKey", "ListKeys", "ListAliases"];
+
+fn field<'a>(req: &'a Value, name: &str) -> Option<&'a str> {
+    req.get(name).and_then(Value::as_str)
+}
+
+fn need<'a>(req: &'a Value, name: &str) -> Result<&'a str, KmsError> {
+    field(req, name).ok_or_else(|| KmsError::Validation(format!("{name} is required")))
+}
+
+fn blob(req: &Value, name: &str) -> Result<Zeroizing<Vec<u8>>, KmsError> {
+    B64.decode(need(req, name)?)
+        .map(Zeroizing::new)
+        .map_err(|_| KmsError::Validation(format!("{name} is not base64")))
+}
+
+fn context(req: &Value, name: &str) -> Result<EncryptionContext, KmsError> {
+    match req.get(name) {
+        None | Some(Value::Null) => Ok(EncryptionContext::new()),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|_| KmsError::Validation(format!("{name} must map strings to strings"))),
+    }
+}
+
+fn count(req: &Value, name: &str) -> Option<usize> {
+    req.get(name).and_then(Value::as_u64).map(|n| n as usize)
+}
+
+fn data_key_length(req: &Value) -> Result<usize, KmsError> {
+    match (field(req, "KeySpec"), count(req, "NumberOfBytes")) {
+        (Some("AES_256"), None) => Ok(32),
+        (Some("AES_128"), None) => Ok(16),
+        (None, Some(n)) => Ok(n),
+        _ => Err(KmsError::Validation(
+            "give either KeySpec (AES_256 or AES_128) or NumberOfBytes".into(),
+        )),
+    }
+}
+
+/// The key a request acts on, as the caller named it, and the context.
+fn key_named(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Option<String>, KmsError> {
+    Ok(match op {
+        "ListKeys" | "ListAliases" | "GenerateRandom" => None,
+        "ReEncrypt" => Some(need(req, "DestinationKeyId")?.to_owned()),
+        "Decrypt" => match field(req, "KeyId") {
+            Some(k) => Some(k.to_owned()),
+            None => ks.blob_key_arn(&blob(req, "CiphertextBlob")?),
+        },
+        _ => Some(need(req, "KeyId")?.to_owned()),
+    })
+}
+
+/// Answer one request of `caller`: a response or an AWS error JSON.
+pub fn handle(ks: &LocalKeyService, caller: &Caller, denials: &Denials, req: &Value) -> Value {
+    let op = field(req, "Operation").unwrap_or("").to_owned();
+    let who = Acting {
+        uid: caller.uid,
+        pid: caller.pid,
+        principal_arn: caller.principal_arn.clone(),
+    };
+    let r = decide(ks, caller, denials, &op, req)
+        .and_then(|key_arn| audit::acting_for(&who, || run_audited(ks, &op, key_arn, req)));
+    r.unwrap_or_else(|e| crate::kms::agent::error_json(&e))
+}
+
+/// Refresh the store, then authorize; a denial is audited (at a bounded rate).
+fn decide(
+    ks: &LocalKeyService,
+    caller: &Caller,
+    denials: &Denials,
+    op: &str,
+    req: &Value,
+) -> Result<Option<String>, KmsError> {
+    if !SERVED.contains(&op) {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "the key agent does not serve {op:?} (it serves {})",
+            SERVED.join(", ")
+        )));
+    }
+    ks.refresh()?;
+    let named = key_named(ks, op, req)?;
+    let key_arn = match &named {
+        Some(k) => Some(KeyService::resolve(ks, k)?),
+        None => None,
+    };
+    let action = format!("kms:{op}");
+    let ctx = context(req, "EncryptionContext")?;
+    let grant_tokens: Vec<String> = req
+        .get("GrantTokens")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let access = AccessRequest {
+        action: &action,
+        key_arn: key_arn.as_deref(),
+        request_alias: named.as_deref().filter(|k| k.contains("alias/")),
+        encryption_context: Some(&ctx),
+        grant_tokens: &grant_tokens,
+        grant_operations: &[],
+    };
+    if let Err(e) = authorize(ks, caller, &access) {
+        if let Some(suppressed) = denials.admit(caller.uid) {
+            audit_line(ks, caller, op, key_arn.clone(), &Err(&e), suppressed);
+        }
+        return Err(e);
+    }
+    Ok(key_arn)
+}
+
+fn audit_line(
+    ks: &LocalKeyService,
+    caller: &Caller,
+    op: &str,
+    key_arn: Option<String>,
+    outcome: &Result<(), &KmsError>,
+    suppressed: u64,
+) {
+    let mut outcome = match outcome {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => e.name().to_owned(),
+    };
+    if suppressed > 0 {
+        outcome = format!("{outcome} ({suppressed} more of this user not logged)");
+    }
+    audit::append(
+        ks.dir(),
+        &AuditRecord {
+            time: crate::sys::now_secs(),
+            operation: op.to_owned(),
+            key_arn,
+            key_material_id: None,
+            encryption_context: None,
+            uid: caller.uid,
+            pid: caller.pid,
+            principal_arn: Some(caller.principal_arn.clone()),
+            outcome,
+        },
+    );
+}
+
+fn run_audited(
+    ks: &LocalKeyService,
+    op: &str,
+    key_arn: Option<String>,
+    req: &Value,
+) -> Result<Value, KmsError> {
+    let r = run(ks, op, req);
+    if AUDITED_HERE.contains(&op) {
+        if let Some(who) = audit::acting() {
+            let caller = Caller {
+                uid: who.uid,
+                gid: 0,
+                groups: Vec::new(),
+                pid: who.pid,
+                principal_arn: who.principal_arn,
+            };
+            audit_line(ks, &caller, op, key_arn, &r.as_ref().map(|_| ()), 0);
+        }
+    }
+    r
+}
+
+fn secret(mut v: Value, name: &str, bytes: &[u8]) -> Value {
+    v[name] = Value::String(B64.encode(bytes));
+    v
+}
+
+fn list(v: Result<Value, super::Failure>) -> Result<Value, KmsError> {
+    v.map_err(|f| match f {
+        super::Failure::Kms(e) => e,
+        other => KmsError::Validation(other.to_string()),
+    })
+}
+
+fn run(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Value, KmsError> {
+    let page = || {
+        PageArgs::new(
+            req.get("Limit").and_then(Value::as_u64).map(|n| n as u32),
+            field(req, "Marker").map(str::to_owned),
+        )
+    };
+    match op {
+        "DescribeKey" => {
+            let r = ks.describe(need(req, "KeyId")?)?;
+            Ok(json!({"KeyMetadata": metadata(ks, &r)}))
+        }
+        "ListKeys" => list(listed(
+            &page(),
+            "Keys",
+            |p| ks.list_keys_page(p),
+            |r| json!({"KeyId": r.key_id, "KeyArn": ks.arn(&r.key_id)}),
+        )),
+        "ListAliases" => list(listed(
+            &page(),
+            "Aliases",
+            |p| ks.list_aliases_page(field(req, "KeyId"), p),
+            |(a, k)| json!({"AliasName": a, "AliasArn": ks.alias_arn(a), "TargetKeyId": k}),
+        )),
+        "GenerateDataKey" => {
+            let ctx = context(req, "EncryptionContext")?;
+            let d = ks.generate_data_key(need(req, "KeyId")?, data_key_length(req)?, &ctx)?;
+            let v = json!({"CiphertextBlob": B64.encode(&d.ciphertext_blob),
+                "KeyId": d.key_arn, "KeyMaterialId": d.key_material_id});
+            Ok(secret(v, "Plaintext", &d.plaintext))
+        }
+        "GenerateDataKeyWithoutPlaintext" => {
+            let ctx = context(req, "EncryptionContext")?;
+            let (b, arn, mat) = ks.generate_data_key_without_plaintext(
+                need(req, "KeyId")?,
+                data_key_length(req)?,
+                &ctx,
+            )?;
+            Ok(json!({"CiphertextBlob": B64.encode(&b), "KeyId": arn, "KeyMaterialId": mat}))
+        }
+        "GenerateRandom" => {
+            let n = count(req, "NumberOfBytes")
+                .ok_or_else(|| KmsError::Validation("NumberOfBytes is required".into()))?;
+            Ok(secret(json!({}), "Plaintext", &ks.generate_random(n)?))
+        }
+        _ => run_blobs(ks, op, req),
+    }
+}
+
+fn run_blobs(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Value, KmsError> {
+    let alg = field(req, "EncryptionAlgorithm").unwrap_or(SYMMETRIC_DEFAULT);
+    match op {
+        "Encrypt" => {
+            let pt = blob(req, "Plaintext")?;
+            let ctx = context(req, "EncryptionContext")?;
+            let key = need(req, "KeyId")?;
+            if alg == SYMMETRIC_DEFAULT {
+                let (b, arn, mat) = ks.encrypt(key, &pt, &ctx)?;
+                Ok(json!({"CiphertextBlob": B64.encode(&b), "KeyId": arn,
+                    "EncryptionAlgorithm": alg, "KeyMaterialId": mat}))
+            } else {
+                let (b, arn) = ks.encrypt_asymmetric(key, &pt, alg, &ctx)?;
+                Ok(
+                    json!({"CiphertextBlob": B64.encode(&b), "KeyId": arn, "EncryptionAlgorithm": alg}),
+                )
+            }
+        }
+        "Decrypt" => {
+            let ctx = context(req, "EncryptionContext")?;
+            let b = blob(req, "CiphertextBlob")?;
+            let d = ks.decrypt_with_algorithm(&b, &ctx, field(req, "KeyId"), alg)?;
+            let mut v = json!({"KeyId": d.key_arn, "EncryptionAlgorithm": alg});
+            if !d.key_material_id.is_empty() {
+                v["KeyMaterialId"] = json!(d.key_material_id);
+            }
+            Ok(secret(v, "Plaintext", &d.plaintext))
+        }
+        "ReEncrypt" => {
+            let (nb, src, dst, mat) = ks.re_encrypt_from(
+                &blob(req, "CiphertextBlob")?,
+                &context(req, "SourceEncryptionContext")?,
+                field(req, "SourceKeyId"),
+                need(req, "DestinationKeyId")?,
+                &context(req, "DestinationEncryptionContext")?,
+            )?;
+            Ok(
+                json!({"CiphertextBlob": B64.encode(&nb), "SourceKeyId": src, "KeyId": dst,
+                "SourceEncryptionAlgorithm": SYMMETRIC_DEFAULT,
+                "DestinationEncryptionAlgorithm": SYMMETRIC_DEFAULT,
+                "DestinationKeyMaterialId": mat}),
+            )
+        }
+        "GetPublicKey" => {
+            let p = ks.get_public_key(need(req, "KeyId")?)?;
+            Ok(
+                json!({"KeyId": p.key_arn, "PublicKey": B64.encode(&p.public_key),
+                "KeySpec": p.key_spec, "KeyUsage": p.key_usage}),
+            )
+        }
+        "DeriveSharedSecret" => {
+            let alg = field(req, "KeyAgreementAlgorithm").unwrap_or("ECDH");
+            let (s, arn) =
+                ks.derive_shared_secret(need(req, "KeyId")?, alg, &blob(req, "PublicKey")?)?;
+            let v = json!({"KeyId": arn, "KeyAgreementAlgorithm": alg, "KeyOrigin": "AWS_KMS"});
+            Ok(secret(v, "SharedSecret", &s))
+        }
+        _ => Err(KmsError::UnsupportedOperation(op.to_owned())),
+    }
+}

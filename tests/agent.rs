@@ -569,3 +569,204 @@ fn an_unsafe_socket_directory_is_refused() {
         );
     }
 }
+
+/// `kms decrypt` of `blob` (a file) with `context` as `user` through the
+/// agent: the plaintext (base64), or the exit code and one-line error.
+fn decrypt_as(
+    env: &Env,
+    user: &TestUser,
+    agent: &Agent,
+    blob: &Path,
+    context: &str,
+) -> Result<String, (Option<i32>, String)> {
+    let blob = format!("fileb://{}", blob.display());
+    let c = as_user(
+        env,
+        user,
+        agent,
+        &[
+            "kms",
+            "decrypt",
+            "--ciphertext-blob",
+            &blob,
+            "--encryption-context",
+            context,
+            "--output",
+            "json",
+        ],
+    );
+    let out = bounded(30, move || { c }.output().unwrap());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        return Err((out.status.code(), err));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    Ok(v["Plaintext"].as_str().unwrap().to_owned())
+}
+
+fn assert_denied(r: Result<String, (Option<i32>, String)>, what: &str) {
+    match r {
+        Err((code, err)) => {
+            assert_eq!(code, Some(16), "{what}: {err}");
+            assert!(err.contains("AccessDeniedException"), "{what}: {err}");
+        }
+        Ok(_) => panic!("{what}: allowed"),
+    }
+}
+
+/// A data key wrapped under `key` with `context`, by root on the store:
+/// (blob file, plaintext base64).
+fn wrapped_key(env: &Env, key: &str, context: &str, name: &str) -> (PathBuf, String) {
+    let out = env.run_ok(&[
+        "kms",
+        "generate-data-key",
+        "--key-id",
+        key,
+        "--key-spec",
+        "AES_256",
+        "--encryption-context",
+        context,
+        "--output",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let blob = base64_decode(v["CiphertextBlob"].as_str().unwrap());
+    let path = env.path(name);
+    std::fs::write(&path, blob).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    (path, v["Plaintext"].as_str().unwrap().to_owned())
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+/// Key policies and grants decide what each user may do through the agent:
+/// nothing by default; a grant for one volume's context admits that volume
+/// and not another; an explicit Deny overrides the grant; a policy
+/// condition admits another user for one volume; revoking the grant stops
+/// the user at once. Each denial is audited under the user's principal.
+#[test]
+fn policies_and_grants_decide_for_each_user() {
+    if !need_root("policies_and_grants_decide_for_each_user") {
+        return;
+    }
+    let test = "policies_and_grants_decide_for_each_user";
+    let (Some(alice), Some(bob)) = (TestUser::create(test, "pa"), TestUser::create(test, "pb"))
+    else {
+        return;
+    };
+    let env = Env::shared();
+    let key = store_with_key(&env);
+    let id = store_id(&env);
+    let principal = |u: &TestUser| format!("arn:envelopefs:iam::{id}:user/{}", u.name);
+    let (team, team_plain) = wrapped_key(&env, &key, "volume=team", "team.blob");
+    let (other, _) = wrapped_key(&env, &key, "volume=other", "other.blob");
+    let agent = Agent::start(&env, &[]);
+
+    assert_denied(
+        decrypt_as(&env, &alice, &agent, &team, "volume=team"),
+        "alice, default policy",
+    );
+    let grant = env.run_ok(&[
+        "kms",
+        "create-grant",
+        "--key-id",
+        &key,
+        "--grantee-principal",
+        &principal(&alice),
+        "--operations",
+        "Decrypt",
+        "--constraints",
+        "EncryptionContextSubset={volume=team}",
+        "--output",
+        "json",
+    ]);
+    let grant: serde_json::Value = serde_json::from_str(&grant).unwrap();
+    let grant_id = grant["GrantId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        decrypt_as(&env, &alice, &agent, &team, "volume=team"),
+        Ok(team_plain.clone()),
+        "alice, granted the team volume"
+    );
+    assert_denied(
+        decrypt_as(&env, &alice, &agent, &other, "volume=other"),
+        "alice, another volume",
+    );
+    assert_denied(
+        decrypt_as(&env, &bob, &agent, &team, "volume=team"),
+        "bob, no grant",
+    );
+
+    // An explicit Deny for alice beats her grant; a condition admits bob
+    // for the team volume only.
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": format!("arn:envelopefs:iam::{id}:root")},
+         "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Deny", "Principal": {"AWS": principal(&alice)}, "Action": "kms:Decrypt",
+         "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"AWS": [principal(&bob)]}, "Action": "kms:Decrypt",
+         "Resource": "*",
+         "Condition": {"StringEquals": {"kms:EncryptionContext:volume": "team"}}}]})
+    .to_string();
+    let put = |p: &str| {
+        env.run_ok(&[
+            "kms",
+            "put-key-policy",
+            "--key-id",
+            &key,
+            "--policy-name",
+            "default",
+            "--policy",
+            p,
+        ])
+    };
+    put(&policy);
+    assert_denied(
+        decrypt_as(&env, &alice, &agent, &team, "volume=team"),
+        "alice, denied explicitly",
+    );
+    assert_eq!(
+        decrypt_as(&env, &bob, &agent, &team, "volume=team"),
+        Ok(team_plain.clone()),
+        "bob, by the policy's condition"
+    );
+    assert_denied(
+        decrypt_as(&env, &bob, &agent, &other, "volume=other"),
+        "bob, another volume",
+    );
+
+    // Back to the default policy: the grant admits alice again, until it
+    // is revoked.
+    put(&format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:envelopefs:iam::{id}:root"}},"Action":"kms:*","Resource":"*"}}]}}"#
+    ));
+    assert_eq!(
+        decrypt_as(&env, &alice, &agent, &team, "volume=team"),
+        Ok(team_plain),
+        "alice, granted again"
+    );
+    env.run_ok(&[
+        "kms",
+        "revoke-grant",
+        "--key-id",
+        &key,
+        "--grant-id",
+        &grant_id,
+    ]);
+    assert_denied(
+        decrypt_as(&env, &alice, &agent, &team, "volume=team"),
+        "alice, grant revoked",
+    );
+    let denials = audit_lines(&env)
+        .into_iter()
+        .filter(|l| {
+            l["outcome"] == "AccessDeniedException"
+                && l["principalArn"] == principal(&alice).as_str()
+                && l["eventName"] == "Decrypt"
+        })
+        .count();
+    assert!(denials >= 3, "alice's denials audited: {denials}");
+}

@@ -79,6 +79,27 @@ impl Drop for Agent {
     }
 }
 
+/// Run `cmd` to its end, within `secs` seconds: killed (and the test
+/// failed) past them.
+fn run_bounded(mut cmd: Command, secs: u64) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not end in {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// A store with one key, and that key's ID.
 fn store_with_key(env: &Env) -> String {
     let out = env.run_ok(&["kms", "create-key", "--description", "agent"]);
@@ -95,12 +116,11 @@ fn store_id(env: &Env) -> String {
 
 /// `envelopefs ARGS` through the agent, as root, with no passphrase at hand.
 fn via_agent(env: &Env, agent: &Agent, args: &[&str]) -> Output {
-    env.cmd()
-        .env("ENVELOPEFS_AGENT", agent.sock())
+    let mut c = env.cmd();
+    c.env("ENVELOPEFS_AGENT", agent.sock())
         .env("ENVELOPEFS_PASSPHRASE_FILE", env.path("no-such-passphrase"))
-        .args(args)
-        .output()
-        .unwrap()
+        .args(args);
+    run_bounded(c, 30)
 }
 
 /// `BIN ARGS` as `user`, through the agent.
@@ -192,15 +212,15 @@ fn a_user_is_denied_and_the_denial_audited() {
     let env = Env::shared();
     let key = store_with_key(&env);
     let agent = Agent::start(&env, &[]);
-    let out = bounded(30, {
-        let c = as_user(
+    let out = run_bounded(
+        as_user(
             &env,
             &alice,
             &agent,
             &["kms", "describe-key", "--key-id", &key],
-        );
-        move || { c }.output().unwrap()
-    });
+        ),
+        30,
+    );
     let id = store_id(&env);
     let principal = format!("arn:envelopefs:iam::{id}:user/{}", alice.name);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -247,7 +267,8 @@ fn the_client_refuses_an_agent_of_another_user() {
     std::fs::copy(env.path("pass"), home.join("pass")).unwrap();
     let mut create = env.cmd();
     bob_env(&mut create);
-    let out = create.args(["kms", "create-key"]).output().unwrap();
+    create.args(["kms", "create-key"]);
+    let out = run_bounded(create, 60);
     assert!(
         out.status.success(),
         "{}",
@@ -272,12 +293,11 @@ fn the_client_refuses_an_agent_of_another_user() {
         .gid(bob.gid);
     let fake = Agent::spawn(cmd, socket);
     // Root's client, naming root's own store: bob is neither root nor its owner.
-    let out = env
-        .cmd()
+    let mut client = env.cmd();
+    client
         .env("ENVELOPEFS_AGENT", fake.sock())
-        .args(["kms", "describe-key", "--key-id", &key])
-        .output()
-        .unwrap();
+        .args(["kms", "describe-key", "--key-id", &key]);
+    let out = run_bounded(client, 30);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(16), "{err}");
     assert_eq!(
@@ -296,11 +316,9 @@ fn the_client_refuses_an_agent_of_another_user() {
     // The same agent, for a client naming bob's store (its owner): served.
     let mut ok = env.cmd();
     bob_env(&mut ok);
-    let out = ok
-        .env("ENVELOPEFS_AGENT", fake.sock())
-        .args(["kms", "describe-key", "--key-id", &key])
-        .output()
-        .unwrap();
+    ok.env("ENVELOPEFS_AGENT", fake.sock())
+        .args(["kms", "describe-key", "--key-id", &key]);
+    let out = run_bounded(ok, 30);
     assert!(
         out.status.success(),
         "{}",
@@ -343,23 +361,30 @@ fn a_client_gone_mid_call_does_not_hurt_the_agent() {
     let _ = client.kill();
     let _ = client.wait();
     drop(slow);
-    // Every slot came back: four at once still fit under the cap of 4.
-    let held: Vec<UnixStream> = (0..4)
-        .map(|_| UnixStream::connect(&agent.socket).unwrap())
-        .collect();
-    let v = bounded(30, {
-        let socket = agent.socket.clone();
-        move || {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let v = raw_call(&socket, &serde_json::json!({"Operation": "ListKeys"}));
-                if v.get("Keys").is_some() || Instant::now() > deadline {
-                    return v;
-                }
+    // Every slot comes back: four held at once fit under the cap of 4
+    // (none answered with LimitExceeded), soon.
+    let socket = agent.socket.clone();
+    let all_slots_back = bounded(30, move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let held: Vec<UnixStream> = (0..4)
+                .map(|_| UnixStream::connect(&socket).unwrap())
+                .collect();
+            let refused = held.iter().any(|s| {
+                s.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                (&*s).read(&mut [0u8; 4]).is_ok()
+            });
+            if !refused {
+                return true;
             }
+            drop(held);
+            std::thread::sleep(Duration::from_millis(100));
         }
+        false
     });
-    drop(held);
+    assert!(all_slots_back, "the agent kept slots of clients gone");
+    let v = raw_call(&agent.socket, &serde_json::json!({"Operation": "ListKeys"}));
     assert!(v["Keys"].as_array().is_some_and(|k| k.len() == 1), "{v}");
     assert!(agent.alive());
     let out = via_agent(&env, &agent, &["kms", "describe-key", "--key-id", &key]);
@@ -381,7 +406,12 @@ fn two_hundred_concurrent_clients_of_several_users_are_served() {
     };
     let env = Env::shared();
     let key = store_with_key(&env);
-    let agent = Agent::start(&env, &[]);
+    // Room for the hundred, and for the start's probe connection.
+    let agent = Agent::start(&env, &["--max-connections-per-user", "110"]);
+    // Root's hundred connections, all open at once before any asks.
+    let mut held: Vec<UnixStream> = (0..100)
+        .map(|_| UnixStream::connect(&agent.socket).unwrap())
+        .collect();
     let mut users: Vec<Child> = Vec::new();
     for i in 0..100 {
         let u = if i % 2 == 0 { &u1 } else { &u2 };
@@ -393,25 +423,20 @@ fn two_hundred_concurrent_clients_of_several_users_are_served() {
                 .unwrap(),
         );
     }
-    let roots: Vec<_> = (0..100)
-        .map(|_| {
-            let socket = agent.socket.clone();
-            let key = key.clone();
-            std::thread::spawn(move || {
-                raw_call(
-                    &socket,
-                    &serde_json::json!({"Operation": "GenerateDataKey", "KeyId": key,
-                        "NumberOfBytes": 32}),
-                )
-            })
-        })
-        .collect();
+    let body = serde_json::to_vec(&serde_json::json!({"Operation": "GenerateDataKey",
+        "KeyId": key, "NumberOfBytes": 32}))
+    .unwrap();
+    for s in held.iter_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.write_all(&(body.len() as u32).to_be_bytes()).unwrap();
+        s.write_all(&body).unwrap();
+    }
     let outs = bounded(120, move || {
+        let roots: Vec<serde_json::Value> = held.iter_mut().map(read_answer).collect();
         let users: Vec<Output> = users
             .into_iter()
             .map(|c| c.wait_with_output().unwrap())
             .collect();
-        let roots: Vec<serde_json::Value> = roots.into_iter().map(|t| t.join().unwrap()).collect();
         (users, roots)
     });
     for o in &outs.0 {
@@ -431,6 +456,9 @@ fn two_hundred_concurrent_clients_of_several_users_are_served() {
 #[ignore = "a helper run as another user by one_user_looping_is_capped_while_another_is_served"]
 fn agent_hog_helper() {
     let socket = PathBuf::from(std::env::var("AGENT_HOG_SOCKET").unwrap());
+    // The agent frees the slot of the test's start probe as soon as it
+    // reads its end; this is long after.
+    std::thread::sleep(Duration::from_millis(500));
     let mut held = Vec::new();
     let mut refused = 0;
     for _ in 0..64 {
@@ -520,6 +548,21 @@ fn a_key_disabled_in_the_store_is_refused_by_the_agent_at_once() {
     assert!(err.starts_with("envelopefs: DisabledException: "), "{err}");
 }
 
+/// SIGTERM to the agent, and its exit status within 30 s (None: still running).
+fn terminate(agent: &mut Agent) -> Option<std::process::ExitStatus> {
+    let child = agent.child.as_mut().unwrap();
+    // SAFETY: the agent this test started, by its pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(st) = child.try_wait().unwrap() {
+            return Some(st);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 #[test]
 fn the_agent_stops_on_sigterm_and_removes_its_socket() {
     if !need_root("the_agent_stops_on_sigterm_and_removes_its_socket") {
@@ -528,13 +571,14 @@ fn the_agent_stops_on_sigterm_and_removes_its_socket() {
     let env = Env::shared();
     store_with_key(&env);
     let mut agent = Agent::start(&env, &[]);
-    let pid = agent.child.as_ref().unwrap().id() as i32;
-    // SAFETY: the agent this test started, by its pid.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let mut child = agent.child.take().unwrap();
-    let status = bounded(30, move || child.wait().unwrap());
+    let status = terminate(&mut agent).expect("the agent did not stop on SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(!agent.socket.exists());
+    // Stopped too when someone removed its socket's path.
+    let mut agent = Agent::start(&env, &[]);
+    std::fs::remove_file(&agent.socket).unwrap();
+    let status = terminate(&mut agent).expect("the agent without its path did not stop");
+    assert!(status.success(), "{status:?}");
 }
 
 #[test]
@@ -553,11 +597,9 @@ fn an_unsafe_socket_directory_is_refused() {
         ("link", "not a directory (a symlink is not followed)"),
     ] {
         let sock = env.path(&format!("{dir}/agent.sock"));
-        let out = bounded(30, {
-            let mut c = env.cmd();
-            c.args(["agent", "--foreground", "--socket"]).arg(&sock);
-            move || c.output().unwrap()
-        });
+        let mut c = env.cmd();
+        c.args(["agent", "--foreground", "--socket"]).arg(&sock);
+        let out = run_bounded(c, 30);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert_eq!(

@@ -39,6 +39,13 @@ pub fn peer_cred(fd: BorrowedFd<'_>) -> io::Result<PeerCred> {
     })
 }
 
+/// Stop a listening socket: a blocked `accept` returns (EINVAL) at once,
+/// even when the socket's path is gone.
+pub fn shutdown_listener(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: shutdown on a descriptor we hold; no memory is passed.
+    check(unsafe { libc::shutdown(fd.as_raw_fd(), libc::SHUT_RDWR) }).map(|_| ())
+}
+
 /// The most supplementary groups asked for (the kernel's NGROUPS_MAX).
 const MAX_GROUPS: usize = 65_536;
 

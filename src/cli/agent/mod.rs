@@ -175,7 +175,10 @@ fn serve(
 ) -> Result<(), Failure> {
     crate::volume::harden_daemon(false);
     let stop = Arc::new(AtomicBool::new(false));
-    on_signals(socket, stop.clone());
+    let wake = listener
+        .try_clone()
+        .map_err(|e| Failure::Process(format!("agent socket: {e}")))?;
+    on_signals(wake, stop.clone());
     let ks = Arc::new(ks);
     let limits = Arc::new(Limits::new(a.max_connections_per_user, a.max_connections));
     let denials = Arc::new(Denials::default());
@@ -215,11 +218,11 @@ fn serve(
     Ok(())
 }
 
-/// SIGTERM and SIGINT stop the agent (the accept loop is woken by a
-/// connection of our own); SIGHUP reopens the log file.
-fn on_signals(socket: &Path, stop: Arc<AtomicBool>) {
+/// SIGTERM and SIGINT stop the agent (the listening socket is shut down,
+/// which wakes the accept loop even when its path was removed); SIGHUP
+/// reopens the log file.
+fn on_signals(listener: UnixListener, stop: Arc<AtomicBool>) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let socket = socket.to_owned();
     let spawned = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]).map(|mut s| {
         std::thread::Builder::new()
             .name("signals".into())
@@ -230,7 +233,9 @@ fn on_signals(socket: &Path, stop: Arc<AtomicBool>) {
                         continue;
                     }
                     stop.store(true, Ordering::SeqCst);
-                    let _ = UnixStream::connect(&socket);
+                    if let Err(e) = sys::shutdown_listener(listener.as_fd()) {
+                        log::error!("cannot stop the agent's socket: {e}");
+                    }
                     break;
                 }
             })

@@ -812,3 +812,107 @@ fn policies_and_grants_decide_for_each_user() {
         .count();
     assert!(denials >= 3, "alice's denials audited: {denials}");
 }
+
+/// Key management through the agent: a user with a grant to use the key
+/// cannot disable it, schedule its deletion or change its policy
+/// (AccessDenied, audited); root can, through the same agent.
+#[test]
+fn management_through_the_agent_is_decided_by_policy() {
+    if !need_root("management_through_the_agent_is_decided_by_policy") {
+        return;
+    }
+    let test = "management_through_the_agent_is_decided_by_policy";
+    let Some(alice) = TestUser::create(test, "ma") else {
+        return;
+    };
+    let env = Env::shared();
+    let key = store_with_key(&env);
+    let id = store_id(&env);
+    let alice_arn = format!("arn:envelopefs:iam::{id}:user/{}", alice.name);
+    env.run_ok(&[
+        "kms",
+        "create-grant",
+        "--key-id",
+        &key,
+        "--grantee-principal",
+        &alice_arn,
+        "--operations",
+        "Decrypt",
+        "DescribeKey",
+    ]);
+    let agent = Agent::start(&env, &[]);
+    let policy = format!(
+        r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{alice_arn}"}},"Action":"kms:*","Resource":"*"}}]}}"#
+    );
+    let attempts: [&[&str]; 4] = [
+        &["kms", "disable-key", "--key-id", &key],
+        &["kms", "schedule-key-deletion", "--key-id", &key],
+        &[
+            "kms",
+            "put-key-policy",
+            "--key-id",
+            &key,
+            "--policy",
+            &policy,
+        ],
+        &["kms", "get-key-policy", "--key-id", &key],
+    ];
+    for args in attempts {
+        let c = as_user(&env, &alice, &agent, args);
+        let out = bounded(30, move || { c }.output().unwrap());
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(16), "{args:?}: {err}");
+        assert!(
+            err.starts_with("envelopefs: AccessDeniedException: ") && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+    // Her grant still works: DescribeKey is hers.
+    let c = as_user(
+        &env,
+        &alice,
+        &agent,
+        &["kms", "describe-key", "--key-id", &key],
+    );
+    let out = bounded(30, move || { c }.output().unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let denied: Vec<String> = audit_lines(&env)
+        .into_iter()
+        .filter(|l| {
+            l["outcome"] == "AccessDeniedException" && l["principalArn"] == alice_arn.as_str()
+        })
+        .map(|l| l["eventName"].as_str().unwrap_or("").to_owned())
+        .collect();
+    for op in [
+        "DisableKey",
+        "ScheduleKeyDeletion",
+        "PutKeyPolicy",
+        "GetKeyPolicy",
+    ] {
+        assert!(
+            denied.iter().any(|d| d == op),
+            "{op} not audited: {denied:?}"
+        );
+    }
+    // Root, through the same agent, manages the key.
+    for args in [
+        &["kms", "disable-key", "--key-id", &key][..],
+        &["kms", "enable-key", "--key-id", &key],
+    ] {
+        let out = via_agent(&env, &agent, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.is_empty(), "{args:?} prints nothing");
+    }
+    let out = via_agent(&env, &agent, &["kms", "get-key-policy", "--key-id", &key]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["PolicyName"], "default");
+    assert!(v["Policy"].as_str().unwrap().contains(":root"), "{v}");
+}

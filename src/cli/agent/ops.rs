@@ -29,6 +29,12 @@ pub const SERVED: &[&str] = &[
     "GetPublicKey",
     "DeriveSharedSecret",
     "GenerateRandom",
+    "EnableKey",
+    "DisableKey",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "PutKeyPolicy",
+    "GetKeyPolicy",
 ];
 
 /// The operations the store itself writes no audit line for.
@@ -315,6 +321,43 @@ fn run_blobs(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Value, KmsEr
                 ks.derive_shared_secret(need(req, "KeyId")?, alg, &blob(req, "PublicKey")?)?;
             let v = json!({"KeyId": arn, "KeyAgreementAlgorithm": alg, "KeyOrigin": "AWS_KMS"});
             Ok(secret(v, "SharedSecret", &s))
+        }
+        _ => run_management(ks, op, req),
+    }
+}
+
+/// Key management: what a key policy grants or refuses a caller beside
+/// the store's owner.
+fn run_management(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Value, KmsError> {
+    let key = need(req, "KeyId")?;
+    let policy_name = field(req, "PolicyName").unwrap_or("default");
+    match op {
+        "EnableKey" => ks.enable_key(key).map(|()| json!({})),
+        "DisableKey" => ks.disable_key(key).map(|()| json!({})),
+        "ScheduleKeyDeletion" => {
+            let days = req
+                .get("PendingWindowInDays")
+                .and_then(Value::as_u64)
+                .map(|d| d.min(u64::from(u32::MAX)) as u32);
+            let (when, days) = ks.schedule_key_deletion(key, days)?;
+            Ok(json!({"KeyId": ks.resolve(key)?, "DeletionDate": when,
+                "KeyState": "PendingDeletion", "PendingWindowInDays": days}))
+        }
+        "CancelKeyDeletion" => {
+            ks.cancel_key_deletion(key)?;
+            Ok(json!({"KeyId": ks.resolve(key)?}))
+        }
+        "PutKeyPolicy" => {
+            let bypass = req
+                .get("BypassPolicyLockoutSafetyCheck")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            ks.put_key_policy(key, policy_name, need(req, "Policy")?, bypass)
+                .map(|()| json!({}))
+        }
+        "GetKeyPolicy" => {
+            let policy = ks.get_key_policy(key, policy_name)?;
+            Ok(json!({"Policy": policy, "PolicyName": policy_name}))
         }
         _ => Err(KmsError::UnsupportedOperation(op.to_owned())),
     }

@@ -20,27 +20,27 @@ use crate::kms::policy::{GrantConstraints, GrantRequest};
 pub struct PutKeyPolicyArgs {
     /// The key (key ID or key ARN).
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     /// The policy's name: a key has one, `default`.
     #[arg(long, default_value = "default")]
-    policy_name: String,
+    pub(super) policy_name: String,
     /// The key policy document (JSON, at most 32 KB), or file://FILE.
     #[arg(long)]
-    policy: String,
+    pub(super) policy: String,
     /// Put a policy that would not let root change the policy again
     /// through the key agent.
     #[arg(long)]
-    bypass_policy_lockout_safety_check: bool,
+    pub(super) bypass_policy_lockout_safety_check: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct GetKeyPolicyArgs {
     /// The key (key ID or key ARN).
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     /// The policy's name: `default`.
     #[arg(long, default_value = "default")]
-    policy_name: String,
+    pub(super) policy_name: String,
 }
 
 #[derive(Args, Debug)]

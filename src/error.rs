@@ -162,6 +162,9 @@ pub enum Failure {
     },
     #[error("{problems} problems found in {dir}")]
     FsckProblems { problems: usize, dir: String },
+    /// `kms audit --verify` found the log's hash chain or anchor broken.
+    #[error("the audit log is not intact: {0}")]
+    AuditTampered(String),
     /// The process itself failed (a pipe, a fork, the session's loop).
     #[error("{0}")]
     Process(String),
@@ -192,7 +195,7 @@ impl Failure {
             Failure::UnknownKeyProvider { .. } => BAD_CONFIG,
             Failure::NotBase64(_) => INVALID_CIPHERTEXT,
             Failure::Io { .. } => IO,
-            Failure::FsckProblems { .. } => FSCK_PROBLEMS,
+            Failure::FsckProblems { .. } | Failure::AuditTampered(_) => FSCK_PROBLEMS,
             Failure::Process(_) => OTHER,
             Failure::Relayed { code, .. } => *code,
             Failure::Volume(e) => volume_exit_code(e),

@@ -151,6 +151,10 @@ impl KeyRecord {
 pub struct StoreData {
     pub keys: Vec<KeyRecord>,
     pub aliases: BTreeMap<String, String>,
+    /// The audit log's head when the store was last written: a tail cut
+    /// off the log before then shows.
+    #[serde(default, rename = "auditHead", skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<crate::kms::audit::AuditHead>,
 }
 
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;

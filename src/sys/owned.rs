@@ -185,9 +185,17 @@ pub fn read_regular_path(path: &std::path::Path, max: usize) -> io::Result<Vec<u
 /// symlink or special file, and never one another user owns (they could read
 /// what we append).
 pub fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    open_log_flags(path, libc::O_WRONLY | libc::O_APPEND)
+}
+
+/// A private log opened to append and to read its tail (a hash chain).
+pub fn open_log_rw(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    open_log_flags(path, libc::O_RDWR | libc::O_APPEND)
+}
+
+fn open_log_flags(path: &std::path::Path, flags: libc::c_int) -> std::io::Result<std::fs::File> {
     let (dir, name) = open_parent(path)?;
-    let (fd, st) =
-        open_or_create_regular(dir.as_fd(), &name, libc::O_WRONLY | libc::O_APPEND, 0o600)?;
+    let (fd, st) = open_or_create_regular(dir.as_fd(), &name, flags, 0o600)?;
     check_private(&st)?;
     // A log an older version made 0644 stops being readable by others.
     if st.st_mode & 0o077 != 0 {

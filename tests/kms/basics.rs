@@ -222,7 +222,9 @@ fn volumes_across_rotation_disable_rewrap_and_backup() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["encryptionContext"]["envelopefs:volume-id"].is_string()));
+            .any(
+                |e| e["requestParameters"]["encryptionContext"]["envelopefs:volume-id"].is_string()
+            ));
     });
 }
 

@@ -11,6 +11,7 @@ mod support;
 
 mod asym;
 mod asym_states;
+mod audit;
 mod basics;
 mod bugs;
 mod ops;

@@ -40,12 +40,32 @@ pub struct AuditArgs {
     /// Only events about this key (key ID or ARN).
     #[arg(long)]
     key_id: Option<String>,
+    /// Only events about the key this alias names.
+    #[arg(long)]
+    alias: Option<String>,
     /// Seconds since the epoch.
     #[arg(long)]
     since: Option<u64>,
+    /// Only events from this time on (ISO 8601 UTC, or seconds).
+    #[arg(long, value_parser = parse_time)]
+    start_time: Option<u64>,
+    /// Only events up to this time (ISO 8601 UTC, or seconds).
+    #[arg(long, value_parser = parse_time)]
+    end_time: Option<u64>,
     /// Only events of this operation (e.g. Decrypt, GenerateDataKey).
-    #[arg(long)]
+    #[arg(long, visible_alias = "event-name")]
     operation: Option<String>,
+    /// Only events of this caller (principal ARN, or uid).
+    #[arg(long)]
+    principal: Option<String>,
+    /// Check the hash chain and the head anchored in the key store instead.
+    #[arg(long)]
+    verify: bool,
+}
+
+fn parse_time(s: &str) -> Result<u64, String> {
+    crate::kms::audit::parse_time(s)
+        .ok_or_else(|| format!("not an ISO 8601 UTC time or seconds: {s}"))
 }
 
 pub fn export_backup(g: &Global, a: ExportBackupArgs) -> Result<(), Failure> {
@@ -75,19 +95,50 @@ pub fn change_passphrase(g: &Global, a: ChangePassphraseArgs) -> Result<(), Fail
 
 pub fn audit(g: &Global, a: AuditArgs) -> Result<(), Failure> {
     let dir = g.store_dir();
-    let recs = crate::kms::audit::read(
-        &dir,
-        &AuditFilter {
-            key: a.key_id,
-            since: a.since,
-            operation: a.operation,
-        },
-    )
-    .map_err(|source| Failure::Io {
+    let io = |source| Failure::Io {
         what: crate::kms::audit::audit_path(&dir).display().to_string(),
         source,
-    })?;
-    let v = serde_json::to_value(&recs).unwrap_or(Value::Null);
+    };
+    if a.verify {
+        return verify_audit(g, &dir, io);
+    }
+    let key = match &a.alias {
+        Some(alias) => {
+            let ks = g.open_store()?;
+            Some(ks.describe(alias)?.key_id)
+        }
+        None => a.key_id,
+    };
+    let events = crate::kms::audit::read_events(
+        &dir,
+        &AuditFilter {
+            key,
+            since: a.since.max(a.start_time),
+            operation: a.operation,
+            principal: a.principal,
+            until: a.end_time,
+        },
+    )
+    .map_err(io)?;
+    let v: Vec<Value> = events.into_iter().map(|(_, v)| v).collect();
     print_aws(g.output, &json!({"Events": v}));
     Ok(())
+}
+
+/// `audit --verify`: the whole chain, then the head the store anchored.
+fn verify_audit(
+    g: &Global,
+    dir: &std::path::Path,
+    io: impl Fn(std::io::Error) -> Failure,
+) -> Result<(), Failure> {
+    let text = crate::kms::audit::read_raw(dir).map_err(&io)?;
+    let anchor = g.open_store()?.audit_anchor();
+    match crate::kms::audit::verify(&text, anchor.as_ref()) {
+        Ok(n) => {
+            let anchored = anchor.map_or(0, |h| h.lines);
+            println!("audit log intact: {n} events, chain verified, {anchored} anchored in the key store");
+            Ok(())
+        }
+        Err(b) => Err(Failure::AuditTampered(b.to_string())),
+    }
 }

@@ -42,12 +42,12 @@ impl LocalKeyService {
     /// Re-seal the store under a new passphrase; no key changes.
     pub fn change_passphrase(&mut self, new_pass: &str) -> Result<(), KmsError> {
         let _l = store::lock(&self.dir)?;
-        let data = self.reload()?;
+        let mut data = self.reload()?;
         let kdf = KdfCost::of(&self.kdf).params();
         let key = store::derive_store_key(new_pass, &kdf).map_err(KmsError::Passphrase)?;
         self.kdf = kdf;
         self.key = key;
-        self.write(&data)?;
+        self.write(&mut data)?;
         *self.data.lock() = data;
         self.audit("ChangePassphrase", Audit::default(), &Ok(()));
         Ok(())

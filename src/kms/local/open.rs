@@ -57,7 +57,7 @@ impl LocalKeyService {
             data: parking_lot::Mutex::new(data),
             clock: Arc::new(crate::sys::now_secs),
         };
-        svc.write(&svc.data.lock())?;
+        svc.write(&mut svc.data.lock())?;
         Ok(svc)
     }
 
@@ -135,13 +135,22 @@ impl LocalKeyService {
         &self.store_id
     }
 
-    pub(super) fn write(&self, data: &StoreData) -> Result<(), KmsError> {
+    /// Seal and write the store, anchoring the audit log's head in it.
+    pub(super) fn write(&self, data: &mut StoreData) -> Result<(), KmsError> {
+        if let Some(h) = audit::head(&self.dir) {
+            data.audit_head = Some(h);
+        }
         let plain = Zeroizing::new(
             serde_json::to_vec(data)
                 .map_err(|e| KmsError::Validation(format!("cannot serialize store: {e}")))?,
         );
         let out = store::seal_store(&self.store_id, &self.kdf, &self.key, &plain)?;
         store::write_atomic(&Self::store_path(&self.dir), &out)
+    }
+
+    /// The audit log's head anchored at the last write of the store.
+    pub fn audit_anchor(&self) -> Option<audit::AuditHead> {
+        self.data.lock().audit_head.clone()
     }
 
     /// Take in what another process (root with the passphrase) changed in
@@ -180,7 +189,7 @@ impl LocalKeyService {
         *data = fresh;
         let mut work = data.clone();
         let r = f(&mut work)?;
-        self.write(&work)?;
+        self.write(&mut work)?;
         *data = work;
         Ok(r)
     }

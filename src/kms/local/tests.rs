@@ -573,6 +573,7 @@ fn every_operation_is_audited_without_secrets() {
             key: Some(k.clone()),
             operation: Some("decrypt".into()),
             since: None,
+            ..Default::default()
         },
     )
     .unwrap();

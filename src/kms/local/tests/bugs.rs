@@ -56,6 +56,7 @@ fn decrypt_of_a_blob_without_magic_is_not_audited_against_its_bytes() {
             key: None,
             operation: Some("Decrypt".into()),
             since: None,
+            ..Default::default()
         },
     )
     .unwrap();

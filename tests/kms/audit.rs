@@ -1,0 +1,155 @@
+//! `kms audit`: CloudTrail-shaped events, `--verify` of the hash chain
+//! against edits, removals and reordering, and the filters.
+
+use std::fs;
+
+use crate::common::*;
+use crate::support::json;
+use serde_json::Value;
+
+/// The exit code of a broken audit log (problems found).
+const TAMPERED: i32 = 30;
+
+/// A store with two keys (one aliased) and some audited operations.
+fn audited() -> (Env, String, String) {
+    let env = Env::new();
+    let id = |k: Value| k["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let a = id(json(&env, &["kms", "create-key", "--description", "a"]));
+    let b = id(json(&env, &["kms", "create-key", "--description", "b"]));
+    env.run_ok(&[
+        "kms",
+        "create-alias",
+        "--alias-name",
+        "alias/a",
+        "--target-key-id",
+        &a,
+    ]);
+    for k in [&a, &b, &a] {
+        env.run_ok(&["kms", "encrypt", "--key-id", k, "--plaintext", "aGk="]);
+    }
+    env.run_ok(&["kms", "disable-key", "--key-id", &b]);
+    let _ = env.run(&["kms", "encrypt", "--key-id", &b, "--plaintext", "aGk="]);
+    (env, a, b)
+}
+
+fn log_lines(env: &Env) -> Vec<String> {
+    fs::read_to_string(env.path("ks/audit.log"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_lines(env: &Env, lines: &[String]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    fs::write(env.path("ks/audit.log"), text).unwrap();
+}
+
+/// `--verify` fails with the tampered exit code, naming `line`.
+fn verify_fails(env: &Env, line: usize, what: &str) {
+    let out = env.run(&["kms", "audit", "--verify"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(TAMPERED), "{err}");
+    assert!(err.contains(&format!("line {line}:")), "{err}");
+    assert!(err.contains(what), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn an_untouched_log_verifies() {
+    let (env, _, _) = audited();
+    let n = log_lines(&env).len();
+    let out = env.run_ok(&["kms", "audit", "--verify"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains(&format!("{n} events")), "{out}");
+}
+
+#[test]
+fn an_edited_line_is_named() {
+    let (env, _, _) = audited();
+    let mut lines = log_lines(&env);
+    lines[2] = lines[2].replace("\"ok\"", "\"AccessDeniedException\"");
+    write_lines(&env, &lines);
+    verify_fails(&env, 3, "edited");
+}
+
+#[test]
+fn a_deleted_line_is_named() {
+    let (env, _, _) = audited();
+    let mut lines = log_lines(&env);
+    lines.remove(1);
+    write_lines(&env, &lines);
+    verify_fails(&env, 2, "removed");
+}
+
+#[test]
+fn reordered_lines_are_named() {
+    let (env, _, _) = audited();
+    let mut lines = log_lines(&env);
+    lines.swap(3, 4);
+    write_lines(&env, &lines);
+    verify_fails(&env, 4, "reordered");
+}
+
+#[test]
+fn a_tail_cut_before_the_last_store_write_is_named() {
+    let (env, _, _) = audited();
+    let mut lines = log_lines(&env);
+    // The last store write (disable-key) anchored the lines before its own.
+    lines.truncate(2);
+    write_lines(&env, &lines);
+    verify_fails(&env, 3, "cut off after line 2");
+}
+
+#[test]
+fn events_are_cloudtrail_shaped() {
+    let (env, a, _) = audited();
+    let ev = json(
+        &env,
+        &["kms", "audit", "--key-id", &a, "--event-name", "Encrypt"],
+    );
+    let ev = &ev["Events"][0];
+    assert_eq!(ev["eventVersion"], "1.11");
+    assert_eq!(ev["eventSource"], "kms.envelopefs");
+    assert!(ev["eventTime"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(ev["resources"][0]["type"], "AWS::KMS::Key");
+    assert!(ev["resources"][0]["ARN"].as_str().unwrap().ends_with(&a));
+    assert_eq!(ev["readOnly"], true);
+    assert_eq!(ev["userIdentity"]["type"], "Root");
+}
+
+#[test]
+fn the_filters_pick_events() {
+    let (env, a, b) = audited();
+    let count = |args: &[&str]| {
+        let mut all = vec!["kms", "audit"];
+        all.extend_from_slice(args);
+        json(&env, &all)["Events"].as_array().unwrap().len()
+    };
+    assert_eq!(count(&["--key-id", &a, "--event-name", "Encrypt"]), 2);
+    assert_eq!(count(&["--alias", "alias/a", "--event-name", "Encrypt"]), 2);
+    assert_eq!(count(&["--key-id", &b, "--operation", "Encrypt"]), 2);
+    let failed = json(
+        &env,
+        &["kms", "audit", "--key-id", &b, "--event-name", "Encrypt"],
+    );
+    assert_eq!(failed["Events"][1]["errorCode"], "DisabledException");
+    assert_eq!(count(&["--principal", "0", "--event-name", "Encrypt"]), 4);
+    assert_eq!(count(&["--principal", "65534"]), 0);
+    assert_eq!(
+        count(&[
+            "--start-time",
+            "2000-01-01T00:00:00Z",
+            "--event-name",
+            "CreateKey"
+        ]),
+        2
+    );
+    assert_eq!(count(&["--end-time", "2000-01-01T00:00:00Z"]), 0);
+    assert_eq!(
+        count(&["--end-time", "4102444800", "--event-name", "CreateKey"]),
+        2
+    );
+    let bad = env.run(&["kms", "audit", "--start-time", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(2));
+}

@@ -501,19 +501,31 @@ fn tools_without_format_2_support_refuse_it() {
     let e = Volume::rewrap(&fx.vdir, &*fx.ks).unwrap_err();
     assert!(matches!(e, VolumeError::Unsupported(_)), "{e}");
     assert_eq!(crate::error::volume_exit_code(&e), 26);
+    // A rekey copy keeps data keys under a volume key: refused; a
+    // reencrypt copy makes an ordinary volume.
     let key = fx.ks.default_key().unwrap();
-    for mode in [Mode::Rekey, Mode::Reencrypt] {
-        let opts = CopyOptions {
-            key: key.clone(),
-            mode,
-            init: InitOptions::default(),
-            progress: false,
-        };
-        let dst = fx.dir.path().join("copy");
-        let e = copy_volume(&fx.vdir, &dst, None, &*fx.ks, &*fx.ks, &opts).unwrap_err();
-        assert!(matches!(e, CopyError::Refused(_)), "{e}");
-        assert!(!dst.exists());
-    }
+    let opts = |mode| CopyOptions {
+        key: key.clone(),
+        mode,
+        init: InitOptions::default(),
+        progress: false,
+    };
+    let dst = fx.dir.path().join("copy");
+    let e = copy_volume(&fx.vdir, &dst, None, &*fx.ks, &*fx.ks, &opts(Mode::Rekey)).unwrap_err();
+    assert!(matches!(e, CopyError::Refused(_)), "{e}");
+    assert!(!dst.exists());
+    copy_volume(
+        &fx.vdir,
+        &dst,
+        None,
+        &*fx.ks,
+        &*fx.ks,
+        &opts(Mode::Reencrypt),
+    )
+    .unwrap();
+    let copy = Volume::open(&dst, &*fx.ks, CacheOptions::default()).unwrap();
+    assert!(!copy.config().is_write_only_format());
+    assert_eq!(listed(&copy), (vec!["a".to_owned()], 0));
 }
 
 /// With the header in an xattr: exactly 100 bytes there, the backing file

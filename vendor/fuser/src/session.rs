@@ -618,6 +618,13 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
                     }
                 },
                 Err(nix::errno::Errno::ENODEV) => return Ok(()),
+                // The kernel tore the connection down (an unmount racing
+                // this read, or an abort through fusectl): the session is
+                // over, as with ENODEV.
+                Err(nix::errno::Errno::ECONNABORTED) => {
+                    log::info!("FUSE connection aborted: the session ends");
+                    return Ok(());
+                }
                 Err(err) => return Err(err.into()),
             }
         }

@@ -16,6 +16,7 @@ mod fsck_public;
 mod interrupt;
 mod partial;
 mod progress;
+pub mod remote;
 mod xattrs;
 
 use std::path::Path;

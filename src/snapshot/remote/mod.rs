@@ -1,0 +1,3 @@
+//! Snapshots in object storage: `snapshot push|list|pull|delete|verify`.
+
+pub mod store;

@@ -100,3 +100,20 @@ impl fmt::Debug for dyn ObjectStore {
         write!(f, "ObjectStore({})", self.url())
     }
 }
+
+/// How a network store moves data: parts of a multipart upload in flight at
+/// once, and the part size (objects larger than one part go up in parts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferOptions {
+    pub jobs: usize,
+    pub part_size: u64,
+}
+
+impl Default for TransferOptions {
+    fn default() -> TransferOptions {
+        TransferOptions {
+            jobs: 4,
+            part_size: 8 << 20,
+        }
+    }
+}

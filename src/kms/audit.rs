@@ -9,9 +9,11 @@ use serde::{Deserialize, Serialize};
 use super::EncryptionContext;
 
 mod chain;
+mod seal;
 mod time;
 
-pub use chain::{verify, AuditHead, ChainBreak};
+pub use chain::{check_head, verify, AuditHead, ChainBreak};
+pub use seal::{HeadSealKey, HEAD_FILE};
 pub use time::parse_time;
 
 pub const AUDIT_FILE: &str = "audit.log";
@@ -206,17 +208,39 @@ fn place_of(line: &[u8], f: &mut std::fs::File) -> (String, u64) {
 /// the log (the agent, the CLI and mounts all write it); an audit failure
 /// is logged, not fatal to the operation.
 pub fn append(store_dir: &Path, rec: &AuditRecord) {
+    append_sealed(store_dir, rec, None);
+}
+
+/// Append one record and, for a holder of the store key, seal the new head
+/// beside the log under the same lock.
+pub fn append_sealed(store_dir: &Path, rec: &AuditRecord, seal: Option<&HeadSealKey>) {
     let p = audit_path(store_dir);
     let r = crate::sys::open_log_rw(&p).and_then(|mut f| {
         use std::os::fd::AsFd;
         crate::sys::flock_wait(f.as_fd())?;
         let (prev, seq) = last_line(&mut f)?;
         let line = serde_json::to_string(&event_json(rec, &prev, seq + 1))?;
-        f.write_all(format!("{line}\n").as_bytes())
+        f.write_all(format!("{line}\n").as_bytes())?;
+        match seal {
+            Some(k) => seal::write(
+                store_dir,
+                k,
+                &AuditHead {
+                    last_hash: chain::line_hash(line.as_bytes()),
+                    lines: seq + 1,
+                },
+            ),
+            None => Ok(()),
+        }
     });
     if let Err(e) = r {
         log::warn!("cannot append to the audit log {}: {e}", p.display());
     }
+}
+
+/// The head sealed beside the log, checked with the store's key.
+pub fn sealed_head(store_dir: &Path, key: &HeadSealKey) -> Result<Option<AuditHead>, String> {
+    seal::read(store_dir, key)
 }
 
 /// The head of the log now, for the store to anchor; None without a log.

@@ -102,6 +102,66 @@ fn a_tail_cut_before_the_last_store_write_is_named() {
 }
 
 #[test]
+fn a_tail_cut_after_the_last_store_write_is_named() {
+    let (env, _, _) = audited();
+    let mut lines = log_lines(&env);
+    let n = lines.len();
+    // The failed encrypt after disable-key wrote no store: only the head
+    // sealed beside the log records it.
+    lines.truncate(n - 1);
+    write_lines(&env, &lines);
+    verify_fails(&env, n, &format!("cut off after line {}", n - 1));
+}
+
+#[test]
+fn an_edited_last_line_is_named() {
+    let (env, _, _) = audited();
+    let mut lines = log_lines(&env);
+    let n = lines.len();
+    lines[n - 1] = lines[n - 1].replace("\"uid\":0", "\"uid\":1000");
+    assert!(lines[n - 1].contains("1000"), "{}", lines[n - 1]);
+    write_lines(&env, &lines);
+    verify_fails(&env, n, "edited");
+}
+
+#[test]
+fn a_forged_sealed_head_is_named() {
+    let (env, _, _) = audited();
+    let mut lines = log_lines(&env);
+    let n = lines.len();
+    lines.truncate(n - 1);
+    write_lines(&env, &lines);
+    // A head recomputed for the shortened log, without the store's key.
+    let head = env.path("ks/audit.head");
+    let text = fs::read_to_string(&head).unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["lines"] = Value::from((n - 1) as u64);
+    v["lastHash"] = Value::from(sha256_hex(lines[n - 2].as_bytes()));
+    fs::write(&head, v.to_string()).unwrap();
+    let out = env.run(&["kms", "audit", "--verify"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(TAMPERED), "{err}");
+    assert!(
+        err.contains("audit.head") && err.contains("not sealed"),
+        "{err}"
+    );
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)[..64].to_owned()
+}
+
+#[test]
 fn events_are_cloudtrail_shaped() {
     let (env, a, _) = audited();
     let ev = json(

@@ -125,20 +125,28 @@ pub fn audit(g: &Global, a: AuditArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `audit --verify`: the whole chain, then the head the store anchored.
+/// `audit --verify`: the whole chain, then the head the store anchored at
+/// its last write and the head sealed beside the log at the last event.
 fn verify_audit(
     g: &Global,
     dir: &std::path::Path,
     io: impl Fn(std::io::Error) -> Failure,
 ) -> Result<(), Failure> {
-    let text = crate::kms::audit::read_raw(dir).map_err(&io)?;
-    let anchor = g.open_store()?.audit_anchor();
-    match crate::kms::audit::verify(&text, anchor.as_ref()) {
-        Ok(n) => {
-            let anchored = anchor.map_or(0, |h| h.lines);
-            println!("audit log intact: {n} events, chain verified, {anchored} anchored in the key store");
-            Ok(())
-        }
-        Err(b) => Err(Failure::AuditTampered(b.to_string())),
+    use crate::kms::audit;
+    let text = audit::read_raw(dir).map_err(&io)?;
+    let store = g.open_store()?;
+    let anchor = store.audit_anchor();
+    let sealed = audit::sealed_head(dir, &store.head_seal_key()).map_err(Failure::AuditTampered)?;
+    let tampered = |b: audit::ChainBreak| Failure::AuditTampered(b.to_string());
+    let n = audit::verify(&text, anchor.as_ref()).map_err(tampered)?;
+    if let Some(h) = &sealed {
+        audit::check_head(&text, h, audit::HEAD_FILE).map_err(tampered)?;
     }
+    let anchored = anchor.map_or(0, |h| h.lines);
+    let sealed = sealed.map_or(0, |h| h.lines);
+    println!(
+        "audit log intact: {n} events, chain verified, {anchored} anchored in the key store, {sealed} sealed in {}",
+        audit::HEAD_FILE
+    );
+    Ok(())
 }

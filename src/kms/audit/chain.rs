@@ -18,10 +18,14 @@ pub struct AuditHead {
 }
 
 pub fn line_hash(line: &[u8]) -> String {
+    hex(&Sha256::digest(line))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    Sha256::digest(line)
+    bytes
         .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
+        .fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
             let _ = write!(s, "{b:02x}");
             s
         })
@@ -116,9 +120,18 @@ pub fn verify(text: &[u8], anchor: Option<&AuditHead>) -> Result<u64, ChainBreak
         }
     }
     if let Some(a) = anchor {
-        check_anchor(&lines, a)?;
+        check_anchor(&lines, a, "the key store")?;
     }
     Ok(lines.len() as u64)
+}
+
+/// Check a (verified) chain against a head recorded by `source`.
+pub fn check_head(text: &[u8], head: &AuditHead, source: &str) -> Result<(), ChainBreak> {
+    let lines: Vec<&[u8]> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    check_anchor(&lines, head, source)
 }
 
 /// A line whose recorded place is not where it stands: moved, or lines
@@ -144,13 +157,13 @@ fn misplaced(lines: &[&[u8]], n: usize, seq: u64) -> ChainBreak {
     }
 }
 
-fn check_anchor(lines: &[&[u8]], a: &AuditHead) -> Result<(), ChainBreak> {
+fn check_anchor(lines: &[&[u8]], a: &AuditHead, source: &str) -> Result<(), ChainBreak> {
     let have = lines.len() as u64;
     if have < a.lines {
         return Err(ChainBreak {
             line: have + 1,
             why: format!(
-                "cut off after line {have}: the key store records {} lines",
+                "cut off after line {have}: {source} records {} lines",
                 a.lines
             ),
         });
@@ -158,7 +171,7 @@ fn check_anchor(lines: &[&[u8]], a: &AuditHead) -> Result<(), ChainBreak> {
     if a.lines > 0 && line_hash(lines[(a.lines - 1) as usize]) != a.last_hash {
         return Err(ChainBreak {
             line: a.lines,
-            why: "does not match the head anchored in the key store (edited)".into(),
+            why: format!("does not match the head recorded by {source} (edited)"),
         });
     }
     Ok(())

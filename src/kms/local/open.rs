@@ -201,7 +201,7 @@ impl LocalKeyService {
             .map_or((crate::sys::getuid(), std::process::id()), |w| {
                 (w.uid, w.pid)
             });
-        audit::append(
+        audit::append_sealed(
             &self.dir,
             &AuditRecord {
                 time: self.now(),
@@ -217,7 +217,13 @@ impl LocalKeyService {
                     Err(e) => e.name().to_owned(),
                 },
             },
+            Some(&self.head_seal_key()),
         );
+    }
+
+    /// The key that seals the audit log's head beside it.
+    pub fn head_seal_key(&self) -> audit::HeadSealKey {
+        audit::HeadSealKey::derive(&self.key)
     }
 
     /// Run an operation and write its audit line.

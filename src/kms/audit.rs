@@ -12,7 +12,7 @@ mod chain;
 mod time;
 
 pub use chain::{verify, AuditHead, ChainBreak};
-pub use time::parse_time;
+pub use time::{format_iso, parse_time};
 
 pub const AUDIT_FILE: &str = "audit.log";
 

@@ -181,31 +181,9 @@ pub fn run(g: &Global, c: RemoteCommand) -> Result<(), Failure> {
             manifest,
             transfer,
             json,
-        } => {
-            let out = if json { Output::Json } else { g.output };
-            let (url, name) = remote::split_snapshot_url(&snapshot)?;
-            let store = open_store(&url, Some(&transfer))?;
-            let ks = manifest_service(g, &manifest)?;
-            let m = pull::open_snapshot(&*store, &*ks, manifest.manifest_key.as_deref(), &name)?;
-            let opts = pull::PullOptions {
-                jobs: usize::from(transfer.jobs),
-                limit_rate: transfer.limit_rate,
-                progress: is_terminal_err(out),
-            };
-            let s = match key {
-                None => pull::pull(&*store, &m, &dst, &opts)?,
-                Some(k) => pull_under_key(g, &*store, &m, &dst, &opts, &k, mode, &settings)?,
-            };
-            print_result(
-                out,
-                &serde_json::to_value(&s).unwrap_or_default(),
-                &format!(
-                    "snapshot pull: {url}/{name} -> {}: {} entries ({} files, {:.1} MiB), {:.1} MiB downloaded ({} chunks), {:.1} MiB reused ({} chunks) in {:.2} s",
-                    dst.display(), s.entries, s.files, mib(s.bytes), mib(s.bytes_downloaded), s.chunks_downloaded, mib(s.bytes_reused), s.chunks_reused, s.seconds
-                ),
-            );
-            Ok(())
-        }
+        } => pull_cmd(
+            g, &snapshot, &dst, key, mode, &settings, &manifest, &transfer, json,
+        ),
         RemoteCommand::List { url, json } => {
             let out = if json { Output::Json } else { g.output };
             let store = open_store(&url, None)?;
@@ -226,46 +204,7 @@ pub fn run(g: &Global, c: RemoteCommand) -> Result<(), Failure> {
             manifest,
             transfer,
             json,
-        } => {
-            let out = if json { Output::Json } else { g.output };
-            let (url, name) = remote::split_snapshot_url(&snapshot)?;
-            let store = open_store(&url, Some(&transfer))?;
-            let ks = manifest_service(g, &manifest)?;
-            let r = verify::verify(
-                &*store,
-                &*ks,
-                manifest.manifest_key.as_deref(),
-                &name,
-                usize::from(transfer.jobs),
-            )?;
-            for d in &r.damaged {
-                eprintln!("envelopefs: {d}");
-            }
-            print_result(
-                out,
-                &serde_json::to_value(&r).unwrap_or_default(),
-                &format!(
-                    "snapshot verify: {url}/{name}: {} entries, {} chunks ({:.1} MiB) checked, {}",
-                    r.entries,
-                    r.chunks,
-                    mib(r.bytes),
-                    if r.damaged.is_empty() {
-                        "all intact".to_owned()
-                    } else {
-                        format!("{} damaged or missing", r.damaged.len())
-                    }
-                ),
-            );
-            if r.damaged.is_empty() {
-                Ok(())
-            } else {
-                Err(RemoteError::VerifyFailed {
-                    count: r.damaged.len(),
-                    snapshot,
-                }
-                .into())
-            }
-        }
+        } => verify_cmd(g, snapshot, &manifest, &transfer, json),
         RemoteCommand::Delete {
             snapshot,
             manifest,
@@ -387,4 +326,88 @@ fn pull_under_key(
         crate::snapshot::copy_volume(tree, dst, None, &*src_ks, &*dst_ks, &copy_opts)
     })?;
     Ok(s)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pull_cmd(
+    g: &Global,
+    snapshot: &str,
+    dst: &Path,
+    key: Option<String>,
+    mode: crate::snapshot::Mode,
+    settings: &OptSettings,
+    manifest: &ManifestKey,
+    transfer: &Transfer,
+    json: bool,
+) -> Result<(), Failure> {
+    let out = if json { Output::Json } else { g.output };
+    let (url, name) = remote::split_snapshot_url(snapshot)?;
+    let store = open_store(&url, Some(transfer))?;
+    let ks = manifest_service(g, manifest)?;
+    let m = pull::open_snapshot(&*store, &*ks, manifest.manifest_key.as_deref(), &name)?;
+    let opts = pull::PullOptions {
+        jobs: usize::from(transfer.jobs),
+        limit_rate: transfer.limit_rate,
+        progress: is_terminal_err(out),
+    };
+    let s = match key {
+        None => pull::pull(&*store, &m, dst, &opts)?,
+        Some(k) => pull_under_key(g, &*store, &m, dst, &opts, &k, mode, settings)?,
+    };
+    print_result(
+        out,
+        &serde_json::to_value(&s).unwrap_or_default(),
+        &format!(
+            "snapshot pull: {url}/{name} -> {}: {} entries ({} files, {:.1} MiB), {:.1} MiB downloaded ({} chunks), {:.1} MiB reused ({} chunks) in {:.2} s",
+            dst.display(), s.entries, s.files, mib(s.bytes), mib(s.bytes_downloaded), s.chunks_downloaded, mib(s.bytes_reused), s.chunks_reused, s.seconds
+        ),
+    );
+    Ok(())
+}
+
+fn verify_cmd(
+    g: &Global,
+    snapshot: String,
+    manifest: &ManifestKey,
+    transfer: &Transfer,
+    json: bool,
+) -> Result<(), Failure> {
+    let out = if json { Output::Json } else { g.output };
+    let (url, name) = remote::split_snapshot_url(&snapshot)?;
+    let store = open_store(&url, Some(transfer))?;
+    let ks = manifest_service(g, manifest)?;
+    let r = verify::verify(
+        &*store,
+        &*ks,
+        manifest.manifest_key.as_deref(),
+        &name,
+        usize::from(transfer.jobs),
+    )?;
+    for d in &r.damaged {
+        eprintln!("envelopefs: {d}");
+    }
+    print_result(
+        out,
+        &serde_json::to_value(&r).unwrap_or_default(),
+        &format!(
+            "snapshot verify: {url}/{name}: {} entries, {} chunks ({:.1} MiB) checked, {}",
+            r.entries,
+            r.chunks,
+            mib(r.bytes),
+            if r.damaged.is_empty() {
+                "all intact".to_owned()
+            } else {
+                format!("{} damaged or missing", r.damaged.len())
+            }
+        ),
+    );
+    if r.damaged.is_empty() {
+        Ok(())
+    } else {
+        Err(RemoteError::VerifyFailed {
+            count: r.damaged.len(),
+            snapshot,
+        }
+        .into())
+    }
 }

@@ -395,6 +395,12 @@ pub fn fetch_chunk(
     sha256: &str,
     len: u64,
 ) -> Result<Vec<u8>, RemoteError> {
+    if !is_hash(sha256) {
+        return Err(RemoteError::Damaged {
+            key: "the manifest".into(),
+            what: format!("names a chunk {sha256:?} that is not a SHA-256"),
+        });
+    }
     let key = chunk_key(sha256);
     let damaged = |what: &str| RemoteError::Damaged {
         key: key.clone(),

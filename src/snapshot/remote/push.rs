@@ -63,6 +63,7 @@ struct Counters {
     chunks_uploaded: AtomicU64,
     chunks_skipped: AtomicU64,
     done: AtomicU64,
+    files_done: AtomicU64,
 }
 
 /// The hashes of every chunk in the repository.
@@ -226,7 +227,11 @@ fn upload(
         };
         *results[i].lock() = Some(c);
         let done = counters.done.fetch_add(p.len, Ordering::Relaxed) + p.len;
-        progress.update(done, 0);
+        let last_piece = p.offset + p.len == scan.entries[p.entry].size.unwrap_or(0);
+        let files = counters
+            .files_done
+            .fetch_add(u64::from(last_piece), Ordering::Relaxed);
+        progress.update(done, files + u64::from(last_piece));
         Ok(())
     });
     match &r {

@@ -353,6 +353,7 @@ pub fn remote_exit_code(e: &RemoteError) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::remote::store::StoreError;
 
     #[test]
     fn each_failure_has_its_class_exit_code_and_line() {
@@ -405,6 +406,38 @@ mod tests {
                 Failure::Copy(CopyError::HoldLost("hold gone".into())),
                 33,
                 "hold gone",
+            ),
+            (
+                Failure::Remote(RemoteError::Store(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    "get chunks/ab/abc in s3://b: no answer",
+                ))),
+                34,
+                "get chunks/ab/abc in s3://b: no answer",
+            ),
+            (
+                Failure::Remote(RemoteError::Store(StoreError::new(
+                    StoreErrorKind::AccessDenied,
+                    "list manifests/ in s3://b: AccessDenied",
+                ))),
+                35,
+                "list manifests/ in s3://b: AccessDenied",
+            ),
+            (
+                Failure::Remote(RemoteError::Damaged {
+                    key: "chunks/ab/abc".into(),
+                    what: "missing from the repository".into(),
+                }),
+                36,
+                "chunks/ab/abc: missing from the repository",
+            ),
+            (
+                Failure::Remote(RemoteError::VerifyFailed {
+                    count: 2,
+                    snapshot: "file:///r/s1".into(),
+                }),
+                36,
+                "2 damaged or missing objects in file:///r/s1",
             ),
             (
                 Failure::stdout("the result", std::io::ErrorKind::BrokenPipe.into()),

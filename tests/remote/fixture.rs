@@ -126,13 +126,16 @@ pub fn fails(env: &Env, args: &[&str], code: i32, part: &str) -> String {
 pub fn describe(root: &Path, all_xattrs: bool) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut first_link: BTreeMap<u64, String> = BTreeMap::new();
-    let mut stack = vec![String::new()];
-    while let Some(rel) = stack.pop() {
-        let p = if rel.is_empty() {
-            root.to_path_buf()
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel_path) = stack.pop() {
+        // Names as `{:?}` shows them: any bytes, one string.
+        let rel = rel_path.to_string_lossy().into_owned();
+        let rel = if rel.is_empty() {
+            rel
         } else {
-            root.join(&rel)
+            format!("{rel_path:?}")
         };
+        let p = root.join(&rel_path);
         let md = std::fs::symlink_metadata(&p).unwrap();
         let ft = md.file_type();
         let mut line = format!("mode={:o} uid={} gid={}", md.mode(), md.uid(), md.gid());
@@ -149,19 +152,15 @@ pub fn describe(root: &Path, all_xattrs: bool) -> BTreeMap<String, String> {
         } else if ft.is_symlink() {
             line += &format!(" target={:?}", std::fs::read_link(&p).unwrap());
         } else if ft.is_dir() {
-            let mut names: Vec<String> = std::fs::read_dir(&p)
+            let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(&p)
                 .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .map(|e| e.unwrap().file_name())
                 .filter(|n| !(rel.is_empty() && n == "envelopefs.lock"))
                 .collect();
             names.sort();
             names.reverse();
             for n in names {
-                stack.push(if rel.is_empty() {
-                    n
-                } else {
-                    format!("{rel}/{n}")
-                });
+                stack.push(rel_path.join(n));
             }
         }
         if !ft.is_symlink() {

@@ -281,3 +281,48 @@ fn refusals_are_one_line_with_their_exit_codes() {
     );
     assert!(!dst.exists());
 }
+
+/// Plaintext names may be any bytes: a name that is not UTF-8 survives.
+#[test]
+fn names_that_are_not_utf8_round_trip() {
+    let t = "roundtrip::names_that_are_not_utf8_round_trip";
+    if !common::need_fuse(t) {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let repo = Repo::new(&env, "repo");
+    let v = env.init("v", &["--plaintext-names"]);
+    let m = env.mount(&v, "mnt", &[]);
+    let odd = std::ffi::OsStr::from_bytes(b"caf\xe9-\xff");
+    std::fs::create_dir(m.mnt.join(odd)).unwrap();
+    std::fs::write(m.mnt.join(odd).join(odd), b"latin-1").unwrap();
+    std::os::unix::fs::symlink(odd, m.p("to-odd")).unwrap();
+    m.unmount();
+    let want = describe(&v, true);
+    json(
+        &env,
+        &[
+            "snapshot",
+            "push",
+            v.to_str().unwrap(),
+            &repo.url(),
+            "--name",
+            "s1",
+        ],
+    );
+    let dst = env.path("r");
+    json(
+        &env,
+        &["snapshot", "pull", &repo.snap("s1"), dst.to_str().unwrap()],
+    );
+    assert_same(&describe(&dst, true), &want, "backing tree");
+    assert!(!std::fs::read(dst.join(odd).join(odd)).unwrap().is_empty());
+    let rm = env.mount(&dst, "mnt-r", &[]);
+    assert_eq!(
+        std::fs::read(rm.mnt.join(odd).join(odd)).unwrap(),
+        b"latin-1"
+    );
+    assert_eq!(std::fs::read_link(rm.p("to-odd")).unwrap().as_os_str(), odd);
+    rm.unmount();
+}

@@ -326,3 +326,47 @@ fn names_that_are_not_utf8_round_trip() {
     assert_eq!(std::fs::read_link(rm.p("to-odd")).unwrap().as_os_str(), odd);
     rm.unmount();
 }
+
+/// A write-only volume has no master key of its own to wrap the manifest:
+/// push needs --key; with one, the snapshot restores to the same volume.
+#[test]
+fn a_write_only_volume_is_pushed_under_a_named_key() {
+    let env = Env::new();
+    let repo = Repo::new(&env, "repo");
+    let out = env.run_ok(&[
+        "kms",
+        "create-key",
+        "--key-spec",
+        "ECC_NIST_P256",
+        "--key-usage",
+        "KEY_AGREEMENT",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let recipient = v["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let vol = env.init("v", &["--recipient-key", &recipient]);
+    let url = repo.url();
+    let push = [
+        "snapshot",
+        "push",
+        vol.to_str().unwrap(),
+        &url,
+        "--name",
+        "s1",
+    ];
+    fails(&env, &push, 2, "write-only volume (format 2)");
+    assert!(repo.list("manifests/").is_empty());
+    let k = create_key(&env, "manifests");
+    let mut with_key = push.to_vec();
+    with_key.extend_from_slice(&["--key", &k]);
+    json(&env, &with_key);
+    let dst = env.path("r");
+    json(
+        &env,
+        &["snapshot", "pull", &repo.snap("s1"), dst.to_str().unwrap()],
+    );
+    assert_same(
+        &describe(&dst, true),
+        &describe(&vol, true),
+        "write-only volume",
+    );
+}

@@ -82,6 +82,9 @@ fn two_snapshots(env: &Env) -> (Repo, std::path::PathBuf, Vec<(String, u64)>) {
 
 #[test]
 fn a_flipped_or_missing_chunk_is_named_and_nothing_is_restored() {
+    if !common::need_fuse("tamper::a_flipped_or_missing_chunk_is_named_and_nothing_is_restored") {
+        return;
+    }
     let env = Env::new();
     let (repo, _, chunks) = two_snapshots(&env);
     let (key, _) = &chunks[chunks.len() / 2];
@@ -115,6 +118,9 @@ fn a_flipped_or_missing_chunk_is_named_and_nothing_is_restored() {
 
 #[test]
 fn swapped_manifests_do_not_open_under_each_others_names() {
+    if !common::need_fuse("tamper::swapped_manifests_do_not_open_under_each_others_names") {
+        return;
+    }
     let env = Env::new();
     let (repo, _, _) = two_snapshots(&env);
     let m1 = repo.get("manifests/s1").unwrap();
@@ -139,6 +145,9 @@ fn swapped_manifests_do_not_open_under_each_others_names() {
 
 #[test]
 fn a_manifest_from_another_repository_does_not_open() {
+    if !common::need_fuse("tamper::a_manifest_from_another_repository_does_not_open") {
+        return;
+    }
     let env = Env::new();
     let (repo, v, _) = two_snapshots(&env);
     let other = Repo::new(&env, "other");

@@ -95,9 +95,13 @@ fn a_flipped_or_missing_chunk_is_named_and_nothing_is_restored() {
     let line = pull_fails(&env, &repo, "s1", key);
     assert!(line.contains("does not match its hash"), "{line}");
     verify_names(&env, &repo, "s1", key);
-    // Shorter than the manifest says.
+    // Shorter, and longer, than the manifest says.
     repo.put(key, &good[..good.len() - 1]);
     pull_fails(&env, &repo, "s1", key);
+    repo.put(key, &[&good[..], b"x"].concat());
+    let line = pull_fails(&env, &repo, "s1", key);
+    assert!(line.contains("longer than the manifest says"), "{line}");
+    verify_names(&env, &repo, "s1", key);
     repo.delete(key);
     let line = pull_fails(&env, &repo, "s1", key);
     assert!(line.contains("missing from the repository"), "{line}");

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::manifest::{self, unb64, ChunkRef, Entry, Kind, Manifest};
 use super::rate::RateLimit;
-use super::store::ObjectStore;
+use super::store::{ObjectStore, StoreErrorKind};
 use super::tree::{self, lossy};
 use super::{chunk_key, manifest_key, repository, RemoteError, CHUNK_SIZE, MANIFEST_MAX};
 use crate::kms::KeyService;
@@ -409,11 +409,15 @@ pub fn fetch_chunk(
     let data = match store.get(&key, len) {
         Ok(Some(d)) => d,
         Ok(None) => return Err(damaged("missing from the repository")),
-        Err(e) if e.message.contains("larger than") => {
-            return Err(damaged(
-                "longer than the manifest says (tampered or damaged)",
-            ))
-        }
+        // A store refuses an object over the length asked for: its size says why.
+        Err(e) if e.kind == StoreErrorKind::Other => match store.head(&key)? {
+            Some(o) if o.size > len => {
+                return Err(damaged(
+                    "longer than the manifest says (tampered or damaged)",
+                ))
+            }
+            _ => return Err(e.into()),
+        },
         Err(e) => return Err(e.into()),
     };
     if data.len() as u64 != len || tree::sha256_hex(&data) != sha256 {

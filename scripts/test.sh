@@ -85,10 +85,12 @@ stage parser-fuzz scripts/fuzz.sh --parsers-only
 stage fault-check-clippy cargo clippy --release --features fault-check --all-targets -- -D warnings
 if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
   # Errors that only a planted fault can provoke (an xattr that cannot be
-  # read, a flush that fails): these tests exist only in that build.
-  stage fault-injection-tests cargo test --release --features fault-check --test snapshot -- \
+  # read, a flush that fails), and a push held at its pause point while a
+  # delete runs: these tests exist only in that build.
+  stage fault-injection-tests cargo test --release --features fault-check --test snapshot --test remote -- \
     fsck_reports_xattrs_it_cannot_read copies_fail_on_xattrs_they_cannot_read \
-    snapshot_fails_when_the_mount_cannot_be_flushed failed_rmdir_reports_an_iv_it_cannot_put_back
+    snapshot_fails_when_the_mount_cannot_be_flushed failed_rmdir_reports_an_iv_it_cannot_put_back \
+    sweep::a_delete_during_a_push_that_reuses_its_chunks_loses_nothing
   stage fault-injection-daemon cargo test --release --features fault-check --test system -- \
     daemon::daemon_killed_while_checking_readiness_leaves_a_stale_mount_not_a_hung_one \
     lookup::umount_of_a_slow_daemon_is_not_busy_with_its_own_probe

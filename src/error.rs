@@ -5,6 +5,8 @@ use std::path::Path;
 
 use crate::crypto::names::NameError;
 use crate::kms::KmsError;
+use crate::snapshot::remote::store::StoreErrorKind;
+use crate::snapshot::remote::RemoteError;
 use crate::snapshot::CopyError;
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +125,14 @@ pub mod exitcodes {
     pub const DESTINATION_INSIDE: i32 = 32;
     /// The mount daemon dropped a snapshot's hold before the copy ended.
     pub const HOLD_LOST: i32 = 33;
+    /// The snapshot repository's store did not answer (network, throttling
+    /// or server errors that outlasted the retries).
+    pub const STORE_UNAVAILABLE: i32 = 34;
+    /// The store refused: credentials or policy, or no such bucket/directory.
+    pub const STORE_REFUSED: i32 = 35;
+    /// An object of a remote snapshot is missing, or does not match what
+    /// refers to it (tampered, damaged, swapped, from another repository).
+    pub const REMOTE_DAMAGED: i32 = 36;
     /// Stopped by SIGINT (Ctrl-C): 128 + 2, as shells report it.
     pub const INTERRUPTED: i32 = 130;
     /// The reader of standard output went away (`| head`): 128 + SIGPIPE,
@@ -178,6 +188,8 @@ pub enum Failure {
     Kms(#[from] KmsError),
     #[error("{0}")]
     Copy(#[from] CopyError),
+    #[error("{0}")]
+    Remote(#[from] RemoteError),
     /// The reader of standard output went away (`| head`): nothing is left
     /// to say.
     #[error("the reader of standard output went away")]
@@ -201,6 +213,7 @@ impl Failure {
             Failure::Volume(e) => volume_exit_code(e),
             Failure::Kms(e) => kms_exit_code(e),
             Failure::Copy(e) => copy_exit_code(e),
+            Failure::Remote(e) => remote_exit_code(e),
             Failure::ClosedPipe => CLOSED_PIPE,
         }
     }
@@ -319,9 +332,28 @@ pub fn copy_exit_code(e: &CopyError) -> i32 {
     }
 }
 
+pub fn remote_exit_code(e: &RemoteError) -> i32 {
+    use exitcodes::*;
+    match e {
+        RemoteError::Store(s) => match s.kind {
+            StoreErrorKind::Unavailable => STORE_UNAVAILABLE,
+            StoreErrorKind::AccessDenied | StoreErrorKind::NoSuchBucket => STORE_REFUSED,
+            StoreErrorKind::Other => IO,
+        },
+        RemoteError::Damaged { .. } | RemoteError::VerifyFailed { .. } => REMOTE_DAMAGED,
+        RemoteError::Usage(_) => USAGE,
+        RemoteError::NotFound(_) => NOT_FOUND,
+        RemoteError::Key { source, .. } => kms_exit_code(source),
+        RemoteError::Copy(c) => copy_exit_code(c),
+        RemoteError::Unsupported(_) => UNSUPPORTED,
+        RemoteError::Io(_) => IO,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::remote::store::StoreError;
 
     #[test]
     fn each_failure_has_its_class_exit_code_and_line() {
@@ -374,6 +406,38 @@ mod tests {
                 Failure::Copy(CopyError::HoldLost("hold gone".into())),
                 33,
                 "hold gone",
+            ),
+            (
+                Failure::Remote(RemoteError::Store(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    "get chunks/ab/abc in s3://b: no answer",
+                ))),
+                34,
+                "get chunks/ab/abc in s3://b: no answer",
+            ),
+            (
+                Failure::Remote(RemoteError::Store(StoreError::new(
+                    StoreErrorKind::AccessDenied,
+                    "list manifests/ in s3://b: AccessDenied",
+                ))),
+                35,
+                "list manifests/ in s3://b: AccessDenied",
+            ),
+            (
+                Failure::Remote(RemoteError::Damaged {
+                    key: "chunks/ab/abc".into(),
+                    what: "missing from the repository".into(),
+                }),
+                36,
+                "chunks/ab/abc: missing from the repository",
+            ),
+            (
+                Failure::Remote(RemoteError::VerifyFailed {
+                    count: 2,
+                    snapshot: "file:///r/s1".into(),
+                }),
+                36,
+                "2 damaged or missing objects in file:///r/s1",
             ),
             (
                 Failure::stdout("the result", std::io::ErrorKind::BrokenPipe.into()),

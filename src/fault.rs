@@ -16,3 +16,28 @@ pub fn planted(name: &str) -> bool {
 pub fn planted(_name: &str) -> bool {
     false
 }
+
+/// A test's pause point: when the environment variable `var` names a PATH,
+/// create `PATH.reached` and wait (at most 60 s) until PATH is removed, so
+/// a test can act while the run stands at this point.
+#[cfg(feature = "fault-check")]
+pub fn pause_point(var: &str) {
+    let Some(path) = std::env::var_os(var).map(std::path::PathBuf::from) else {
+        return;
+    };
+    let mut reached = path.clone().into_os_string();
+    reached.push(".reached");
+    if let Ok((dir, name)) = crate::sys::open_parent(std::path::Path::new(&reached)) {
+        use std::os::fd::AsFd;
+        let _ = crate::sys::create_new(dir.as_fd(), &name, libc::O_WRONLY, 0o600);
+    }
+    let t0 = std::time::Instant::now();
+    while path.exists() && t0.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Without the `fault-check` feature there is no pause point.
+#[cfg(not(feature = "fault-check"))]
+#[inline(always)]
+pub fn pause_point(_var: &str) {}

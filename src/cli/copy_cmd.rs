@@ -51,6 +51,8 @@ pub enum SnapshotCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Remote(super::remote_cmd::RemoteCommand),
 }
 
 /// The key of a new volume made by `import`.
@@ -83,6 +85,30 @@ pub struct OptSettings {
     /// Encoded names longer than this become hashed names in the copy (64..255).
     #[arg(long)]
     long_name_max: Option<u32>,
+}
+
+/// The settings of a copy of a volume configured as `scfg`: each as given,
+/// else the source's.
+pub fn init_options(
+    scfg: &VolumeConfig,
+    settings: &OptSettings,
+    recipient_key: Option<String>,
+) -> InitOptions {
+    InitOptions {
+        block_size: settings.block_size.unwrap_or(scfg.block_size),
+        key_location: settings.key_location.unwrap_or(scfg.key_location),
+        // A write-only copy's names are keyed hashes: plain only
+        // when asked for (and then refused).
+        plaintext_names: if settings.plaintext_names {
+            true
+        } else if settings.encrypted_names || recipient_key.is_some() {
+            false
+        } else {
+            scfg.name_scheme == crate::volume::config::NAME_SCHEME_PLAIN
+        },
+        long_name_max: settings.long_name_max.unwrap_or(scfg.long_name_max),
+        recipient_key,
+    }
 }
 
 /// Progress bars (on stderr) only for a person at a terminal: none when
@@ -121,6 +147,7 @@ fn print_stats(out: Output, what: &str, s: &crate::snapshot::Stats, dst: &std::p
 
 pub fn snapshot(g: &Global, c: SnapshotCommand) -> Result<(), Failure> {
     match c {
+        SnapshotCommand::Remote(r) => super::remote_cmd::run(g, r),
         SnapshotCommand::Create {
             cipherdir,
             snapdir,
@@ -145,21 +172,7 @@ pub fn snapshot(g: &Global, c: SnapshotCommand) -> Result<(), Failure> {
         } => {
             let out = if json { Output::Json } else { g.output };
             let (scfg, _) = VolumeConfig::read_unverified(&src)?;
-            let init = InitOptions {
-                block_size: settings.block_size.unwrap_or(scfg.block_size),
-                key_location: settings.key_location.unwrap_or(scfg.key_location),
-                // A write-only copy's names are keyed hashes: plain only
-                // when asked for (and then refused).
-                plaintext_names: if settings.plaintext_names {
-                    true
-                } else if settings.encrypted_names || recipient_key.is_some() {
-                    false
-                } else {
-                    scfg.name_scheme == crate::volume::config::NAME_SCHEME_PLAIN
-                },
-                long_name_max: settings.long_name_max.unwrap_or(scfg.long_name_max),
-                recipient_key: recipient_key.clone(),
-            };
+            let init = init_options(&scfg, &settings, recipient_key.clone());
             crate::volume::config::check_block_size(init.block_size)?;
             let src_ks = key_service_for_volume(g, &src)?;
             let (dst_ks, key) = key_service_for_key(g, key.or(recipient_key).as_deref())?;

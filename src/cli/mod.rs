@@ -12,6 +12,7 @@ mod logging;
 mod mount;
 mod options;
 mod output;
+mod remote_cmd;
 mod umount;
 
 use std::path::{Path, PathBuf};
@@ -109,6 +110,16 @@ fn store_for_key(g: &Global, key: &str) -> Result<LocalKeyService, KmsError> {
 /// The key service that holds a volume's master key.
 pub fn key_service_for_volume(g: &Global, dir: &Path) -> Result<Box<dyn KeyService>, Failure> {
     let (cfg, _) = VolumeConfig::read_unverified(dir)?;
+    key_service_for_config(g, &cfg, &dir.display().to_string())
+}
+
+/// The key service that holds the master key of a volume configured as
+/// `cfg` (found at `place`, for messages).
+pub fn key_service_for_config(
+    g: &Global,
+    cfg: &VolumeConfig,
+    place: &str,
+) -> Result<Box<dyn KeyService>, Failure> {
     if cfg.key_provider == "local" {
         if g.agent_for(Some(&cfg.master_key_arn)).is_some() {
             return Ok(g.agent_service(&cfg.master_key_arn));
@@ -118,8 +129,8 @@ pub fn key_service_for_volume(g: &Global, dir: &Path) -> Result<Box<dyn KeyServi
         aws_service(&cfg.master_key_arn)
     } else {
         Err(Failure::UnknownKeyProvider {
-            provider: cfg.key_provider,
-            dir: dir.display().to_string(),
+            provider: cfg.key_provider.clone(),
+            dir: place.to_owned(),
         })
     }
 }

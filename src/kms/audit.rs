@@ -14,7 +14,7 @@ mod time;
 
 pub use chain::{check_head, verify, AuditHead, ChainBreak};
 pub use seal::{HeadSealKey, HEAD_FILE};
-pub use time::parse_time;
+pub use time::{format_iso, parse_time};
 
 pub const AUDIT_FILE: &str = "audit.log";
 

@@ -241,6 +241,62 @@ pub fn remove_stale(dst: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// A partial left by a killed run, locked by this run so that nothing
+/// removes it while its pieces are reused; [`Claimed::remove`] removes it.
+pub struct Claimed {
+    parent: OwnedFd,
+    name: OsString,
+    tree: PathBuf,
+    _lock: OwnedFd,
+}
+
+impl Claimed {
+    /// Where the killed run was building its copy.
+    pub fn tree(&self) -> &Path {
+        &self.tree
+    }
+
+    pub fn remove(self) {
+        let _ = remove_tree(&self.parent, &self.name);
+    }
+}
+
+/// The partials of `dst` that no run holds and this user's runs made,
+/// locked, for a run that resumes their work (then removes them).
+pub fn claim_stale(dst: &Path) -> Vec<Claimed> {
+    let mut claimed = Vec::new();
+    let Ok((parent, parent_path, dst_name)) = parent_of(dst) else {
+        return claimed;
+    };
+    let prefix = prefix(&dst_name);
+    let Ok(entries) = sys::list_dir(parent.as_fd()) else {
+        return claimed;
+    };
+    for (n, _, _) in entries {
+        if !n.starts_with(&prefix) || n.ends_with(UNLOCKED_SUFFIX) {
+            continue;
+        }
+        let name = OsStr::from_bytes(&n);
+        let Ok(fd) = sys::openat(parent.as_fd(), name, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+        else {
+            continue;
+        };
+        if sys::flock_nb(fd.as_fd(), true).is_err() || !is_ours(&fd) {
+            continue;
+        }
+        let Ok(pfd) = sys::reopen(parent.as_fd(), libc::O_PATH | libc::O_DIRECTORY) else {
+            continue;
+        };
+        claimed.push(Claimed {
+            parent: pfd,
+            name: name.to_owned(),
+            tree: parent_path.join(name).join(TREE),
+            _lock: fd,
+        });
+    }
+    claimed
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

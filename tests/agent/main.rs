@@ -11,6 +11,7 @@
 mod common;
 
 mod basics;
+mod grants;
 mod limits;
 mod mount;
 mod policies;

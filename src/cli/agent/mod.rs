@@ -6,6 +6,7 @@
 //! take: connections per user and in all, request size, idle and request
 //! time, and the rate of audited denials.
 
+mod grants;
 mod limits;
 mod ops;
 

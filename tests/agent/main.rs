@@ -15,6 +15,7 @@ mod grants;
 mod limits;
 mod mount;
 mod policies;
+mod routes;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;

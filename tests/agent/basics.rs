@@ -256,3 +256,67 @@ fn an_unsafe_socket_directory_is_refused() {
         );
     }
 }
+
+/// How many times `path` is opened while `f` runs (inotify IN_OPEN; each
+/// open's close comes between, so no two opens are merged into one event).
+fn opens_during(path: &std::path::Path, f: impl FnOnce()) -> usize {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: a new inotify descriptor of this test, closed below.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    assert!(fd >= 0);
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid descriptor and NUL-terminated path.
+    let wd =
+        unsafe { libc::inotify_add_watch(fd, c.as_ptr(), libc::IN_OPEN | libc::IN_CLOSE_NOWRITE) };
+    assert!(wd >= 0);
+    f();
+    let mut opens = 0;
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: reads into a buffer of its length.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        let mut at = 0;
+        while at + 16 <= n as usize {
+            let mask = u32::from_ne_bytes(buf[at + 4..at + 8].try_into().unwrap());
+            let len = u32::from_ne_bytes(buf[at + 12..at + 16].try_into().unwrap()) as usize;
+            if mask & libc::IN_OPEN != 0 {
+                opens += 1;
+            }
+            at += 16 + len;
+        }
+    }
+    // SAFETY: the descriptor opened above.
+    unsafe { libc::close(fd) };
+    opens
+}
+
+/// The agent reads the store once per request (as it is on disk then),
+/// and still sees at once a key disabled directly in the store.
+#[test]
+fn the_agent_reads_the_store_once_per_request() {
+    if !need_root("the_agent_reads_the_store_once_per_request") {
+        return;
+    }
+    let env = Env::shared();
+    let key = store_with_key(&env);
+    let agent = Agent::start(&env, &[]);
+    let gdk = serde_json::json!({"Operation": "GenerateDataKey", "KeyId": key,
+        "NumberOfBytes": 32});
+    let describe = serde_json::json!({"Operation": "DescribeKey", "KeyId": key});
+    let store = env.path("ks/keystore.json");
+    for req in [&gdk, &describe] {
+        let mut answer = serde_json::Value::Null;
+        let opens = opens_during(&store, || answer = raw_call(&agent.socket, req));
+        assert!(
+            answer["KeyId"].is_string() || answer["KeyMetadata"].is_object(),
+            "{answer}"
+        );
+        assert_eq!(opens, 1, "store reads for {}", req["Operation"]);
+    }
+    env.run_ok(&["kms", "disable-key", "--key-id", &key]);
+    let v = raw_call(&agent.socket, &gdk);
+    assert_eq!(v["__type"], "DisabledException", "{v}");
+}

@@ -111,6 +111,8 @@ pub mod exitcodes {
     pub const NOT_FOUND: i32 = 16;
     pub const INVALID_CIPHERTEXT: i32 = 17;
     pub const VALIDATION: i32 = 18;
+    /// A key policy or grant refused the caller (AccessDeniedException).
+    pub const ACCESS_DENIED: i32 = 19;
     pub const MOUNT_POINT: i32 = 20;
     pub const LOCKED: i32 = 21;
     pub const MOUNT_FAILED: i32 = 22;
@@ -277,7 +279,8 @@ pub fn clap_exit_code(e: &clap::Error) -> i32 {
 pub fn kms_exit_code(e: &KmsError) -> i32 {
     use exitcodes::*;
     match e {
-        KmsError::NotFound(_) | KmsError::AccessDenied(_) => NOT_FOUND,
+        KmsError::NotFound(_) => NOT_FOUND,
+        KmsError::AccessDenied(_) => ACCESS_DENIED,
         KmsError::Disabled(_) | KmsError::InvalidState(_) => KEY_STATE,
         KmsError::InvalidCiphertext | KmsError::IncorrectKey(_) | KmsError::InvalidSignature => {
             INVALID_CIPHERTEXT

@@ -8,7 +8,7 @@ mod data;
 mod import;
 pub(crate) mod keys;
 pub(crate) mod pages;
-mod policies;
+pub(crate) mod policies;
 mod store;
 mod tags;
 mod via_agent;

@@ -102,3 +102,54 @@ impl Drop for TestUser {
         }
     }
 }
+
+/// A group the test creates, with some test users as members, and removes
+/// again (even when the test fails).
+pub struct TestGroup {
+    pub name: String,
+    pub gid: u32,
+}
+
+impl TestGroup {
+    /// `envfs-<tag><pid>` with `members`.
+    pub fn create(tag: &str, members: &[&TestUser]) -> TestGroup {
+        let name = format!("envfs-{tag}{}", std::process::id());
+        let out = user_tool(&["groupadd", &name]).expect("groupadd missing");
+        assert!(
+            out.status.success(),
+            "groupadd {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let group = TestGroup {
+            gid: gid_of_group(&name),
+            name,
+        };
+        for u in members {
+            let out =
+                user_tool(&["usermod", "-a", "-G", &group.name, &u.name]).expect("usermod missing");
+            assert!(
+                out.status.success(),
+                "usermod -a -G {} {}: {}",
+                group.name,
+                u.name,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        group
+    }
+}
+
+fn gid_of_group(name: &str) -> u32 {
+    let out = Command::new("getent")
+        .args(["group", name])
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).into_owned();
+    line.split(':').nth(2).unwrap().trim().parse().unwrap()
+}
+
+impl Drop for TestGroup {
+    fn drop(&mut self) {
+        let _ = user_tool(&["groupdel", &self.name]);
+    }
+}

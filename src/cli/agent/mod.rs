@@ -6,6 +6,7 @@
 //! take: connections per user and in all, request size, idle and request
 //! time, and the rate of audited denials.
 
+mod grants;
 mod limits;
 mod ops;
 
@@ -48,12 +49,13 @@ pub struct AgentArgs {
     /// Seconds a connection may sit without a request before it is closed.
     #[arg(long, default_value_t = 30)]
     idle_timeout: u64,
+    /// Seconds a request may take to arrive once it has begun (and an
+    /// answer to be taken); a knob for the tests.
+    #[arg(long, default_value_t = 5, hide = true)]
+    request_timeout: u64,
     #[command(flatten)]
     daemon: DaemonArgs,
 }
-
-/// The longest a request's bytes may take to arrive once it has begun.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub fn agent(g: &Global, a: AgentArgs) -> Result<(), Failure> {
     // First, while single-threaded: it changes the environment.
@@ -182,7 +184,10 @@ fn serve(
     let ks = Arc::new(ks);
     let limits = Arc::new(Limits::new(a.max_connections_per_user, a.max_connections));
     let denials = Arc::new(Denials::default());
-    let idle = Duration::from_secs(a.idle_timeout.max(1));
+    let times = Times {
+        idle: Duration::from_secs(a.idle_timeout.max(1)),
+        request: Duration::from_secs(a.request_timeout.max(1)),
+    };
     ready.serving_now(socket);
     log::info!("key agent serving {}", socket.display());
     for conn in listener.incoming() {
@@ -208,7 +213,7 @@ fn serve(
         let (ks, denials) = (ks.clone(), denials.clone());
         let spawned = std::thread::Builder::new()
             .name("agent-conn".into())
-            .spawn(move || connection(&ks, &denials, conn, &caller, idle, slot));
+            .spawn(move || connection(&ks, &denials, conn, &caller, times, slot));
         if let Err(e) = spawned {
             log::warn!("no thread for a connection: {e}");
         }
@@ -254,20 +259,28 @@ fn refuse(mut conn: UnixStream) {
     }
 }
 
+/// How long a connection may idle before a request, and how long a
+/// request (or its answer) may take to pass once begun.
+#[derive(Clone, Copy)]
+struct Times {
+    idle: Duration,
+    request: Duration,
+}
+
 /// Serve one client until it closes, idles out, or breaks the protocol.
 fn connection(
     ks: &LocalKeyService,
     denials: &Denials,
     mut conn: UnixStream,
     caller: &Caller,
-    idle: Duration,
+    times: Times,
     _slot: Slot,
 ) {
-    if conn.set_write_timeout(Some(REQUEST_TIMEOUT)).is_err() {
+    if conn.set_write_timeout(Some(times.request)).is_err() {
         return;
     }
     loop {
-        let req = match limits::read_request(&mut conn, idle, REQUEST_TIMEOUT) {
+        let req = match limits::read_request(&mut conn, times.idle, times.request) {
             Ok(Some(r)) => r,
             Ok(None) | Err(_) => return,
         };

@@ -9,8 +9,8 @@ use zeroize::Zeroizing;
 
 use super::super::kms_cmd::keys::metadata;
 use super::super::kms_cmd::pages::{listed, PageArgs};
-use super::Denials;
-use crate::kms::access::{authorize, AccessRequest, Caller};
+use super::{grants, Denials};
+use crate::kms::access::{authorize, named_resource, AccessRequest, Caller};
 use crate::kms::audit::{self, Acting, AuditRecord};
 use crate::kms::local::asymmetric::SYMMETRIC_DEFAULT;
 use crate::kms::local::LocalKeyService;
@@ -35,10 +35,21 @@ pub const SERVED: &[&str] = &[
     "CancelKeyDeletion",
     "PutKeyPolicy",
     "GetKeyPolicy",
+    "CreateGrant",
+    "ListGrants",
+    "ListRetirableGrants",
+    "RetireGrant",
+    "RevokeGrant",
 ];
 
 /// The operations the store itself writes no audit line for.
-const AUDITED_HERE: &[&str] = &["DescribeKey", "ListKeys", "ListAliases"];
+const AUDITED_HERE: &[&str] = &[
+    "DescribeKey",
+    "ListKeys",
+    "ListAliases",
+    "ListGrants",
+    "ListRetirableGrants",
+];
 
 fn field<'a>(req: &'a Value, name: &str) -> Option<&'a str> {
     req.get(name).and_then(Value::as_str)
@@ -77,10 +88,11 @@ fn data_key_length(req: &Value) -> Result<usize, KmsError> {
     }
 }
 
-/// The key a request acts on, as the caller named it, and the context.
+/// The key a request acts on, as the caller named it.
 fn key_named(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Option<String>, KmsError> {
     Ok(match op {
-        "ListKeys" | "ListAliases" | "GenerateRandom" => None,
+        "ListKeys" | "ListAliases" | "GenerateRandom" | "ListRetirableGrants" => None,
+        "RetireGrant" => field(req, "KeyId").map(str::to_owned),
         "ReEncrypt" => Some(need(req, "DestinationKeyId")?.to_owned()),
         "Decrypt" => match field(req, "KeyId") {
             Some(k) => Some(k.to_owned()),
@@ -103,7 +115,9 @@ pub fn handle(ks: &LocalKeyService, caller: &Caller, denials: &Denials, req: &Va
     r.unwrap_or_else(|e| crate::kms::agent::error_json(&e))
 }
 
-/// Refresh the store, then authorize; a denial is audited (at a bounded rate).
+/// Authorize (which reads the store once, as it is on disk now) and give
+/// the ARN of the key the request resolved to; a refusal is audited (at a
+/// bounded rate).
 fn decide(
     ks: &LocalKeyService,
     caller: &Caller,
@@ -117,38 +131,39 @@ fn decide(
             SERVED.join(", ")
         )));
     }
-    ks.refresh()?;
     let named = key_named(ks, op, req)?;
-    let key_arn = match &named {
-        Some(k) => Some(KeyService::resolve(ks, k)?),
-        None => None,
-    };
     let action = format!("kms:{op}");
     let ctx = context(req, "EncryptionContext")?;
-    let grant_tokens: Vec<String> = req
-        .get("GrantTokens")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut grant_tokens = grants::strings(req, "GrantTokens");
+    if op == "RetireGrant" {
+        grant_tokens.extend(field(req, "GrantToken").map(str::to_owned));
+    }
+    let (grant_operations, constraints) = match op {
+        "CreateGrant" => (
+            grants::strings(req, "Operations"),
+            grants::constraints(req)?,
+        ),
+        _ => (Vec::new(), None),
+    };
     let access = AccessRequest {
         action: &action,
-        key_arn: key_arn.as_deref(),
+        key: named.as_deref(),
         request_alias: named.as_deref().filter(|k| k.contains("alias/")),
         encryption_context: Some(&ctx),
         grant_tokens: &grant_tokens,
-        grant_operations: &[],
+        grant_operations: &grant_operations,
+        grant_constraints: constraints.as_ref(),
+        grant_id: field(req, "GrantId").filter(|_| op == "RetireGrant"),
+        retiring_principal: field(req, "RetiringPrincipal").filter(|_| op == "ListRetirableGrants"),
     };
-    if let Err(e) = authorize(ks, caller, &access) {
+    authorize(ks, caller, &access).inspect_err(|e| {
         if let Some(suppressed) = denials.admit(caller.uid) {
-            audit_line(ks, caller, op, key_arn.clone(), &Err(&e), suppressed);
+            let key_arn = named
+                .as_deref()
+                .map(|n| KeyService::resolve(ks, n).unwrap_or_else(|_| named_resource(ks, n)));
+            audit_line(ks, caller, op, key_arn, &Err(e), suppressed);
         }
-        return Err(e);
-    }
-    Ok(key_arn)
+    })
 }
 
 fn audit_line(
@@ -329,6 +344,9 @@ fn run_blobs(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Value, KmsEr
 /// Key management: what a key policy grants or refuses a caller beside
 /// the store's owner.
 fn run_management(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Value, KmsError> {
+    if matches!(op, "RetireGrant" | "ListRetirableGrants") {
+        return grants::run(ks, op, req);
+    }
     let key = need(req, "KeyId")?;
     let policy_name = field(req, "PolicyName").unwrap_or("default");
     match op {
@@ -359,6 +377,6 @@ fn run_management(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Value, 
             let policy = ks.get_key_policy(key, policy_name)?;
             Ok(json!({"Policy": policy, "PolicyName": policy_name}))
         }
-        _ => Err(KmsError::UnsupportedOperation(op.to_owned())),
+        _ => grants::run(ks, op, req),
     }
 }

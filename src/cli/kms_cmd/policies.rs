@@ -56,74 +56,74 @@ pub struct ListKeyPoliciesArgs {
 pub struct CreateGrantArgs {
     /// The key (key ID or key ARN).
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     /// Who the grant is for: arn:envelopefs:iam::STORE-ID:user/NAME (or :root).
     #[arg(long)]
-    grantee_principal: String,
+    pub(super) grantee_principal: String,
     /// Who may retire the grant besides root.
     #[arg(long)]
-    retiring_principal: Option<String>,
+    pub(super) retiring_principal: Option<String>,
     /// The operations allowed (AWS's GrantOperation names: Decrypt,
     /// Encrypt, GenerateDataKey, DescribeKey, RetireGrant, CreateGrant, ...).
     #[arg(long, num_args = 1.., required = true, value_name = "OPERATION")]
-    operations: Vec<String>,
+    pub(super) operations: Vec<String>,
     /// EncryptionContextSubset={k=v,...} or EncryptionContextEquals={k=v,...},
     /// or the JSON `{"EncryptionContextSubset": {...}}`, or file://FILE.
     #[arg(long)]
-    constraints: Option<String>,
+    pub(super) constraints: Option<String>,
     /// A name: a retry with the same name and parameters gives the same grant.
     #[arg(long)]
-    name: Option<String>,
+    pub(super) name: Option<String>,
     /// Grant tokens of grants the request relies on.
     #[arg(long, num_args = 1..)]
-    grant_tokens: Vec<String>,
+    pub(super) grant_tokens: Vec<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct ListGrantsArgs {
     /// The key (key ID or key ARN).
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     /// Only this grant.
     #[arg(long)]
-    grant_id: Option<String>,
+    pub(super) grant_id: Option<String>,
     /// Only the grants of this grantee.
     #[arg(long)]
-    grantee_principal: Option<String>,
+    pub(super) grantee_principal: Option<String>,
     #[command(flatten)]
-    page: PageArgs,
+    pub(super) page: PageArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct ListRetirableGrantsArgs {
     /// The retiring principal whose grants to list.
     #[arg(long)]
-    retiring_principal: String,
+    pub(super) retiring_principal: String,
     #[command(flatten)]
-    page: PageArgs,
+    pub(super) page: PageArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct RetireGrantArgs {
     /// The grant's token (or --key-id and --grant-id).
     #[arg(long, conflicts_with_all = ["key_id", "grant_id"])]
-    grant_token: Option<String>,
+    pub(super) grant_token: Option<String>,
     /// The grant's key (key ID or key ARN), with --grant-id.
     #[arg(long, requires = "grant_id")]
-    key_id: Option<String>,
+    pub(super) key_id: Option<String>,
     /// The grant's ID, with --key-id.
     #[arg(long, requires = "key_id")]
-    grant_id: Option<String>,
+    pub(super) grant_id: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct RevokeGrantArgs {
     /// The grant's key (key ID or key ARN).
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     /// The grant's ID.
     #[arg(long)]
-    grant_id: String,
+    pub(super) grant_id: String,
 }
 
 pub fn put_key_policy(g: &Global, a: PutKeyPolicyArgs) -> Result<(), Failure> {
@@ -168,7 +168,7 @@ fn shorthand_map(s: &str) -> Option<BTreeMap<String, String>> {
 }
 
 /// `--constraints` in the shorthand or JSON form.
-fn parse_constraints(arg: &str) -> Result<GrantConstraints, Failure> {
+pub(super) fn parse_constraints(arg: &str) -> Result<GrantConstraints, Failure> {
     let text = arg_text(arg, "--constraints")?;
     let bad = || {
         usage(format!(
@@ -218,7 +218,7 @@ pub fn create_grant(g: &Global, a: CreateGrantArgs) -> Result<(), Failure> {
 }
 
 /// A grant as ListGrants shows it.
-fn grant_json(ks: &LocalKeyService, kg: &KeyGrant) -> Value {
+pub(crate) fn grant_json(ks: &LocalKeyService, kg: &KeyGrant) -> Value {
     let g = &kg.grant;
     let mut v = json!({
         "KeyId": ks.arn(&kg.key_id),
@@ -235,14 +235,7 @@ fn grant_json(ks: &LocalKeyService, kg: &KeyGrant) -> Value {
         v["RetiringPrincipal"] = json!(p);
     }
     if let Some(c) = &g.constraints {
-        let mut cj = json!({});
-        if let Some(m) = &c.encryption_context_subset {
-            cj["EncryptionContextSubset"] = json!(m);
-        }
-        if let Some(m) = &c.encryption_context_equals {
-            cj["EncryptionContextEquals"] = json!(m);
-        }
-        v["Constraints"] = cj;
+        v["Constraints"] = c.to_aws_json();
     }
     v
 }

@@ -129,12 +129,85 @@ fn request(c: &KmsCommand) -> Result<Option<Value>, Failure> {
         GetKeyPolicy(a) => {
             json!({"Operation": "GetKeyPolicy", "KeyId": a.key_id, "PolicyName": a.policy_name})
         }
+        CreateGrant(_)
+        | ListGrants(_)
+        | ListRetirableGrants(_)
+        | RetireGrant(_)
+        | RevokeGrant(_) => return grant_request(c, page).map(Some),
         _ => return Ok(None),
     };
     if v.get("NumberOfBytes") == Some(&Value::Null) {
         v.as_object_mut().map(|o| o.remove("NumberOfBytes"));
     }
     Ok(Some(v))
+}
+
+/// The request of a grant command.
+fn grant_request(
+    c: &KmsCommand,
+    page: impl Fn(&super::pages::PageArgs) -> Value,
+) -> Result<Value, Failure> {
+    use KmsCommand::*;
+    let mut v = match c {
+        CreateGrant(a) => {
+            let mut v = json!({"Operation": "CreateGrant", "KeyId": a.key_id,
+                "GranteePrincipal": a.grantee_principal, "Operations": a.operations});
+            if let Some(p) = &a.retiring_principal {
+                v["RetiringPrincipal"] = json!(p);
+            }
+            if let Some(text) = &a.constraints {
+                v["Constraints"] = super::policies::parse_constraints(text)?.to_aws_json();
+            }
+            if let Some(n) = &a.name {
+                v["Name"] = json!(n);
+            }
+            v
+        }
+        ListGrants(a) => {
+            let mut v = page(&a.page);
+            v["Operation"] = json!("ListGrants");
+            v["KeyId"] = json!(a.key_id);
+            if let Some(g) = &a.grant_id {
+                v["GrantId"] = json!(g);
+            }
+            if let Some(p) = &a.grantee_principal {
+                v["GranteePrincipal"] = json!(p);
+            }
+            v
+        }
+        ListRetirableGrants(a) => {
+            let mut v = page(&a.page);
+            v["Operation"] = json!("ListRetirableGrants");
+            v["RetiringPrincipal"] = json!(a.retiring_principal);
+            v
+        }
+        RetireGrant(a) => {
+            let mut v = json!({"Operation": "RetireGrant"});
+            match (&a.grant_token, &a.key_id, &a.grant_id) {
+                (Some(t), _, _) => v["GrantToken"] = json!(t),
+                (None, Some(k), Some(g)) => {
+                    v["KeyId"] = json!(k);
+                    v["GrantId"] = json!(g);
+                }
+                _ => {
+                    return Err(Failure::Usage(
+                        "retire-grant takes --grant-token, or --key-id and --grant-id".into(),
+                    ))
+                }
+            }
+            v
+        }
+        RevokeGrant(a) => {
+            json!({"Operation": "RevokeGrant", "KeyId": a.key_id, "GrantId": a.grant_id})
+        }
+        _ => return Err(Failure::Usage("not a grant command".into())),
+    };
+    if let CreateGrant(a) = c {
+        if !a.grant_tokens.is_empty() {
+            v["GrantTokens"] = json!(a.grant_tokens);
+        }
+    }
+    Ok(v)
 }
 
 /// Run a kms command through the agent at `socket`.

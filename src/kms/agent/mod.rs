@@ -23,8 +23,17 @@ pub const MAX_REQUEST: usize = 64 << 10;
 /// The largest response a client reads (a ListKeys page, a public key).
 pub const MAX_RESPONSE: usize = 4 << 20;
 
+/// The variable that moves the default socket, for the tests only (they
+/// cannot take over /run/envelopefs-agent of the machine).
+pub const TEST_DEFAULT_SOCKET_VAR: &str = "ENVELOPEFS_TEST_DEFAULT_AGENT_SOCKET";
+
+/// The socket a volume whose key is in a store this user cannot open is
+/// sent to: [`DEFAULT_SOCKET`] (or, in the tests, the socket
+/// [`TEST_DEFAULT_SOCKET_VAR`] names).
 pub fn default_socket() -> PathBuf {
-    PathBuf::from(DEFAULT_SOCKET)
+    std::env::var_os(TEST_DEFAULT_SOCKET_VAR)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
 }
 
 /// Write one frame.

@@ -171,6 +171,43 @@ impl GrantConstraints {
     }
 }
 
+impl GrantConstraints {
+    /// AWS's JSON form: `{"EncryptionContextSubset": {...}}` or
+    /// `{"EncryptionContextEquals": {...}}`.
+    pub fn to_aws_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({});
+        if let Some(m) = &self.encryption_context_subset {
+            v["EncryptionContextSubset"] = serde_json::json!(m);
+        }
+        if let Some(m) = &self.encryption_context_equals {
+            v["EncryptionContextEquals"] = serde_json::json!(m);
+        }
+        v
+    }
+
+    /// From AWS's JSON form (see [`GrantConstraints::to_aws_json`]).
+    pub fn from_aws_json(v: &serde_json::Value) -> Result<GrantConstraints, KmsError> {
+        let bad = || {
+            KmsError::Validation(
+                "Constraints takes EncryptionContextSubset or EncryptionContextEquals, each mapping strings to strings"
+                    .into(),
+            )
+        };
+        let obj = v.as_object().ok_or_else(bad)?;
+        let mut c = GrantConstraints::default();
+        for (k, m) in obj {
+            let map: BTreeMap<String, String> =
+                serde_json::from_value(m.clone()).map_err(|_| bad())?;
+            match k.as_str() {
+                "EncryptionContextSubset" => c.encryption_context_subset = Some(map),
+                "EncryptionContextEquals" => c.encryption_context_equals = Some(map),
+                _ => return Err(bad()),
+            }
+        }
+        Ok(c)
+    }
+}
+
 /// The GrantOperation of an IAM action (`kms:Decrypt` → `Decrypt`).
 pub fn operation_of(action: &str) -> Option<&'static str> {
     let (service, name) = action.split_once(':')?;

@@ -11,6 +11,8 @@
 //! These rules bind the callers of the key agent; whoever holds the store's
 //! passphrase opens the store directly and is its owner.
 
+#[cfg(test)]
+mod access_tests;
 mod condition;
 mod document;
 mod glob;
@@ -45,12 +47,13 @@ pub struct Caller {
 }
 
 /// What is asked, in the terms of a key policy.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AccessRequest<'a> {
     /// The IAM action, e.g. "kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey".
     pub action: &'a str,
-    /// The ARN of the key the request resolves to (None for ListKeys/ListAliases/CreateKey/GenerateRandom).
-    pub key_arn: Option<&'a str>,
+    /// The key as the caller named it: key ID, key ARN, alias name or alias
+    /// ARN (None for ListKeys/ListAliases/ListRetirableGrants/GenerateRandom).
+    pub key: Option<&'a str>,
     /// The alias the caller named the key by, if any ("alias/team"), for kms:RequestAlias.
     pub request_alias: Option<&'a str>,
     pub encryption_context: Option<&'a crate::kms::EncryptionContext>,
@@ -58,6 +61,13 @@ pub struct AccessRequest<'a> {
     pub grant_tokens: &'a [String],
     /// For CreateGrant: the operations the new grant would allow (kms:GrantOperations).
     pub grant_operations: &'a [String],
+    /// For CreateGrant: the new grant's constraints (a grant allowing
+    /// CreateGrant admits only grants at least as strict as itself).
+    pub grant_constraints: Option<&'a GrantConstraints>,
+    /// For RetireGrant named by key and grant ID: the grant ID.
+    pub grant_id: Option<&'a str>,
+    /// For ListRetirableGrants: whose retirable grants are listed.
+    pub retiring_principal: Option<&'a str>,
 }
 
 /// The account root principal of a store.
@@ -141,16 +151,41 @@ pub struct KeyAccess {
     pub grants: Vec<Grant>,
 }
 
-/// Allow, or Err(KmsError::AccessDenied) naming the principal, action and
-/// key. Decided on the store as it is on disk now.
+/// Whether the caller is the store's owner: root, as the root principal.
+fn is_owner(ks: &LocalKeyService, caller: &Caller) -> bool {
+    caller.uid == 0 && caller.principal_arn == root_principal(ks.store_id())
+}
+
+/// The resource a request names, as an ARN, whether or not it exists: a
+/// denial names what the caller named, and tells nothing more.
+pub fn named_resource(ks: &LocalKeyService, name: &str) -> String {
+    if name.starts_with("arn:") {
+        name.to_owned()
+    } else if name.starts_with("alias/") {
+        ks.alias_arn(name)
+    } else {
+        ks.arn(name)
+    }
+}
+
+fn no_policy_allows(action: &str) -> String {
+    format!("because no resource-based policy allows the {action} action")
+}
+
+/// Allow, with the ARN of the key the request resolved to, or
+/// Err(KmsError::AccessDenied) naming the principal, action and the key
+/// as named. Decided on the store as it is on disk now (read once, here).
+/// A key that does not exist is, to a caller other than the store's
+/// owner, the same AccessDeniedException as a key it may not use (as AWS
+/// answers another account): a denied caller cannot tell them apart.
 pub fn authorize(
     ks: &LocalKeyService,
     caller: &Caller,
     req: &AccessRequest<'_>,
-) -> Result<(), KmsError> {
+) -> Result<Option<String>, KmsError> {
     ks.refresh()?;
     if req.action.eq_ignore_ascii_case("kms:RetireGrant") {
-        return authorize_retire(ks, caller, req);
+        return authorize_retire(ks, caller, req).map(Some);
     }
     check_grant_token_count(req.grant_tokens)?;
     for t in req.grant_tokens {
@@ -161,9 +196,11 @@ pub fn authorize(
             )));
         }
     }
-    let Some(key_arn) = req.key_arn else {
-        if caller.uid == 0 && caller.principal_arn == root_principal(ks.store_id()) {
-            return Ok(());
+    let Some(named) = req.key else {
+        let own_retirable = req.action.eq_ignore_ascii_case("kms:ListRetirableGrants")
+            && req.retiring_principal == Some(caller.principal_arn.as_str());
+        if is_owner(ks, caller) || own_retirable {
+            return Ok(None);
         }
         return Err(denied(
             caller,
@@ -175,7 +212,19 @@ pub fn authorize(
             ),
         ));
     };
-    let key = ks.key_access(key_arn)?;
+    let resource = named_resource(ks, named);
+    let key = match ks.key_access(named) {
+        Ok(k) => k,
+        Err(KmsError::NotFound(_)) if !is_owner(ks, caller) => {
+            return Err(denied(
+                caller,
+                req.action,
+                Some(&resource),
+                &no_policy_allows(req.action),
+            ))
+        }
+        Err(e) => return Err(e),
+    };
     let policy = Policy::parse(&key.policy)?;
     let ctx = RequestContext {
         encryption_context: req.encryption_context,
@@ -190,19 +239,16 @@ pub fn authorize(
         Decision::ExplicitDeny => Err(denied(
             caller,
             req.action,
-            Some(&key.key_arn),
+            Some(&resource),
             "with an explicit deny in a resource-based policy",
         )),
-        Decision::Allow => Ok(()),
-        Decision::NoMatch if grant_allows(&key, caller, req) => Ok(()),
+        Decision::Allow => Ok(Some(key.key_arn)),
+        Decision::NoMatch if grant_allows(&key, caller, req) => Ok(Some(key.key_arn)),
         Decision::NoMatch => Err(denied(
             caller,
             req.action,
-            Some(&key.key_arn),
-            &format!(
-                "because no resource-based policy allows the {} action",
-                req.action
-            ),
+            Some(&resource),
+            &no_policy_allows(req.action),
         )),
     }
 }
@@ -216,7 +262,7 @@ fn grant_allows(key: &KeyAccess, caller: &Caller, req: &AccessRequest<'_>) -> bo
                 req.action,
                 req.encryption_context,
                 req.grant_operations,
-                None,
+                req.grant_constraints,
             )
     })
 }
@@ -224,34 +270,61 @@ fn grant_allows(key: &KeyAccess, caller: &Caller, req: &AccessRequest<'_>) -> bo
 /// RetireGrant is decided by the grant, not the key policy: its retiring
 /// principal, its grantee when it allows RetireGrant, or the store's root
 /// (the account that issued it) may retire it. The grant is the one the
-/// request's single grant token names (the agent makes a token of a
-/// --key-id/--grant-id request with `LocalKeyService::grant_token_of`).
+/// request's single grant token names, or its key and grant ID. A key or
+/// grant named by ID that does not exist is, to a caller other than the
+/// owner, the same denial as a grant it may not retire. Allowed: the key's ARN.
 fn authorize_retire(
     ks: &LocalKeyService,
     caller: &Caller,
     req: &AccessRequest<'_>,
-) -> Result<(), KmsError> {
-    let [token] = req.grant_tokens else {
-        return Err(KmsError::Validation(
-            "RetireGrant is decided by the grant: name it by one grant token".into(),
-        ));
+) -> Result<String, KmsError> {
+    let owner = is_owner(ks, caller);
+    let (key_id, grant_id, resource) = match (req.grant_tokens, req.key, req.grant_id) {
+        ([token], None, None) => {
+            let (key_id, grant_id) = parse_grant_token(token)?;
+            let resource = ks.arn(&key_id);
+            (Some(key_id), grant_id, resource)
+        }
+        ([], Some(key), Some(grant_id)) => match ks.key_id_of(key) {
+            Ok(id) => (Some(id.clone()), grant_id.to_owned(), ks.arn(&id)),
+            Err(KmsError::NotFound(_)) if !owner => {
+                (None, grant_id.to_owned(), named_resource(ks, key))
+            }
+            Err(e) => return Err(e),
+        },
+        _ => {
+            return Err(KmsError::Validation(
+                "RetireGrant takes a GrantToken, or a KeyId and a GrantId".into(),
+            ))
+        }
     };
-    let (key_id, grant_id) = parse_grant_token(token)?;
-    let grant = ks
-        .grant(&key_id, &grant_id)
-        .ok_or_else(|| KmsError::InvalidGrantToken(format!("grant {grant_id} does not exist")))?;
+    let grant = key_id.as_deref().and_then(|k| ks.grant(k, &grant_id));
+    let Some(grant) = grant else {
+        if !req.grant_tokens.is_empty() {
+            return Err(KmsError::InvalidGrantToken(format!(
+                "the grant token names grant {grant_id}, which does not exist (retired or revoked)"
+            )));
+        }
+        if owner {
+            return Err(KmsError::NotFound(format!("Grant ID {grant_id} not found")));
+        }
+        return Err(retire_denied(caller, &resource));
+    };
     let me = caller.principal_arn.as_str();
-    let is_root = caller.uid == 0 && me == root_principal(ks.store_id());
     let retiring = grant.retiring_principal.as_deref() == Some(me);
     let grantee =
         grant.grantee_principal == me && grant.operations.iter().any(|o| o == "RetireGrant");
-    if is_root || retiring || grantee {
-        return Ok(());
+    if owner || retiring || grantee {
+        return Ok(resource);
     }
-    Err(denied(
+    Err(retire_denied(caller, &resource))
+}
+
+fn retire_denied(caller: &Caller, resource: &str) -> KmsError {
+    denied(
         caller,
         "kms:RetireGrant",
-        Some(&ks.arn(&key_id)),
+        Some(resource),
         "because the grant names it neither its retiring principal nor a grantee allowed RetireGrant",
-    ))
+    )
 }

@@ -428,26 +428,28 @@ fn grant_tokens_name_a_grant() {
     assert!(check_grant_name("a b").is_err());
 }
 
-mod with_store {
+pub(super) mod with_store {
     use super::*;
     use crate::kms::local::test_store;
 
-    fn request<'a>(
+    pub(in crate::kms::policy) fn request<'a>(
         action: &'a str,
         key: &'a str,
         ec: Option<&'a EncryptionContext>,
     ) -> AccessRequest<'a> {
         AccessRequest {
             action,
-            key_arn: Some(key),
-            request_alias: None,
+            key: Some(key),
             encryption_context: ec,
-            grant_tokens: &[],
-            grant_operations: &[],
+            ..AccessRequest::default()
         }
     }
 
-    fn store_user(ks: &crate::kms::local::LocalKeyService, name: &str, uid: u32) -> Caller {
+    pub(in crate::kms::policy) fn store_user(
+        ks: &crate::kms::local::LocalKeyService,
+        name: &str,
+        uid: u32,
+    ) -> Caller {
         Caller {
             uid,
             gid: uid,
@@ -457,7 +459,7 @@ mod with_store {
         }
     }
 
-    fn store_root(ks: &crate::kms::local::LocalKeyService) -> Caller {
+    pub(in crate::kms::policy) fn store_root(ks: &crate::kms::local::LocalKeyService) -> Caller {
         Caller {
             principal_arn: root_principal(ks.store_id()),
             ..store_user(ks, "x", 0)
@@ -526,7 +528,7 @@ mod with_store {
         );
         // Key-less requests: root only.
         let list = AccessRequest {
-            key_arn: None,
+            key: None,
             ..request("kms:ListKeys", &key, None)
         };
         authorize(&ks, &store_root(&ks), &list).unwrap();
@@ -566,11 +568,8 @@ mod with_store {
                 who,
                 &AccessRequest {
                     action: "kms:RetireGrant",
-                    key_arn: None,
-                    request_alias: None,
-                    encryption_context: None,
                     grant_tokens: &t,
-                    grant_operations: &[],
+                    ..AccessRequest::default()
                 },
             )
         };

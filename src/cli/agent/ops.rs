@@ -181,7 +181,7 @@ fn audit_line(
     if suppressed > 0 {
         outcome = format!("{outcome} ({suppressed} more of this user not logged)");
     }
-    audit::append(
+    audit::append_sealed(
         ks.dir(),
         &AuditRecord {
             time: crate::sys::now_secs(),
@@ -194,6 +194,7 @@ fn audit_line(
             principal_arn: Some(caller.principal_arn.clone()),
             outcome,
         },
+        Some(&ks.head_seal_key()),
     );
 }
 

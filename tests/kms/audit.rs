@@ -162,6 +162,34 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 #[test]
+fn a_failed_unlock_is_audited_and_sealed_at_the_next_unlock() {
+    let (env, a, _) = audited();
+    let before = log_lines(&env).len();
+    let wrong = env.path("wrong-pass");
+    fs::write(&wrong, "not the passphrase\n").unwrap();
+    let out = env
+        .cmd()
+        .env("ENVELOPEFS_PASSPHRASE_FILE", &wrong)
+        .args(["kms", "describe-key", "--key-id", &a])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let lines = log_lines(&env);
+    assert_eq!(lines.len(), before + 1, "one event for the failed unlock");
+    let ev: Value = serde_json::from_str(&lines[before]).unwrap();
+    assert_eq!(ev["eventName"], "UnlockKeyStore", "{ev}");
+    assert_eq!(ev["errorCode"], "WrongPassphrase", "{ev}");
+    assert_eq!(ev["userIdentity"]["uid"], 0, "{ev}");
+    // The next unlock seals it: cutting it off now is named.
+    env.run_ok(&["kms", "describe-key", "--key-id", &a]);
+    let mut lines = log_lines(&env);
+    lines.remove(before);
+    write_lines(&env, &lines);
+    let out = env.run(&["kms", "audit", "--verify"]);
+    assert_eq!(out.status.code(), Some(TAMPERED));
+}
+
+#[test]
 fn events_are_cloudtrail_shaped() {
     let (env, a, _) = audited();
     let ev = json(

@@ -75,8 +75,37 @@ impl LocalKeyService {
         }
         let raw = store::read_store(&p)?;
         let what = p.display().to_string();
-        let (f, key, plain) = store::unlock(&raw, pass, &dir.display().to_string())?;
+        let (f, key, plain) = store::unlock(&raw, pass, &dir.display().to_string())
+            .inspect_err(|e| Self::audit_failed_unlock(dir, e, clock()))?;
         Self::from_unsealed(dir, f, key, &plain, &what, clock)
+    }
+
+    /// A wrong passphrase is an event of its own, written without the store
+    /// key (so unsealed); the next holder's event seals it into the head.
+    fn audit_failed_unlock(dir: &Path, e: &KmsError, now: u64) {
+        if !matches!(e, KmsError::WrongPassphrase(_)) {
+            return;
+        }
+        let who = audit::acting();
+        let (uid, pid) = who
+            .as_ref()
+            .map_or((crate::sys::getuid(), std::process::id()), |w| {
+                (w.uid, w.pid)
+            });
+        audit::append(
+            dir,
+            &AuditRecord {
+                time: now,
+                operation: "UnlockKeyStore".to_owned(),
+                key_arn: None,
+                key_material_id: None,
+                encryption_context: None,
+                uid,
+                pid,
+                principal_arn: who.map(|w| w.principal_arn),
+                outcome: e.name().to_owned(),
+            },
+        );
     }
 
     /// The service over a store whose contents were just unsealed with `key`;

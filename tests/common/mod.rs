@@ -2,6 +2,7 @@
 //! when the test panics), and every wait is bounded.
 #![allow(dead_code)]
 
+pub mod s3;
 pub mod users;
 
 use std::path::{Path, PathBuf};

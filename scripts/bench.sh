@@ -4,9 +4,12 @@
 #   scripts/bench.sh --copies                           snapshot copy / import throughput
 #   scripts/bench.sh --blocks                           cargo bench of the block layer
 #   scripts/bench.sh --scaling [--quick-scaling] [--big-gib N]  how cost grows with size (bench/scaling.py --help)
+#   scripts/bench.sh --s3                               remote snapshot push/pull vs aws s3 sync (local moto)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$HOME/.cargo/bin:$PATH
+# Its own build (feature s3) and tools.
+[ "${1:-}" = --s3 ] && exec bash bench/s3.sh
 need=()
 command -v gocryptfs >/dev/null || need+=(gocryptfs)
 command -v fio >/dev/null || need+=(fio)

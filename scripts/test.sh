@@ -26,7 +26,7 @@ install_tool() { # name version
 }
 install_tool pjdfstest 0.2.2
 install_tool fsx 0.3.2
-# A local KMS emulator for the aws-kms provider's tests.
+# A local KMS and S3 emulator for the aws-kms and s3 features' tests.
 python3 -c 'import moto.server' 2>/dev/null || python3 -m pip install -q 'moto[server]' 2>&1 | grep -v WARNING || true
 
 PASSED=0; FAILED=0; SKIPPED_STAGES=0
@@ -81,7 +81,7 @@ else
   done
 fi
 stage parser-fuzz scripts/fuzz.sh --parsers-only
-# The fault-check build last but for aws-kms, so the default build is not rebuilt in between.
+# The fault-check build last but for the AWS SDK features, so the default build is not rebuilt in between.
 stage fault-check-clippy cargo clippy --release --features fault-check --all-targets -- -D warnings
 if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
   # Errors that only a planted fault can provoke (an xattr that cannot be
@@ -98,8 +98,9 @@ else
   skipped_stage fault-injection-tests "needs root and /dev/fuse"
   skipped_stage fault-injection-daemon "needs root and /dev/fuse"
 fi
-stage aws-kms-clippy cargo clippy --release --features aws-kms --all-targets -- -D warnings
-stage aws-kms-moto cargo test --release --features aws-kms --test aws_kms
+# The AWS SDK features together, so the SDK builds once: KMS and S3 against moto.
+stage aws-clippy cargo clippy --release --features aws-kms,s3 --all-targets -- -D warnings
+stage aws-moto cargo test --release --features aws-kms,s3 --test aws_kms --test s3
 # Every skip, once (a test run under both transports may skip twice).
 SKIPPED_TESTS=$(sort -u "$ENVELOPEFS_SKIP_LOG" | grep -c '^SKIPPED: ')
 if [ "$SKIPPED_TESTS" -gt 0 ]; then

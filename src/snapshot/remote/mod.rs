@@ -9,10 +9,7 @@ pub mod pull;
 pub mod push;
 mod rate;
 mod repository;
-// Written with the `s3` feature; rustfmt is told not to look for the file
-// in a checkout without it.
 #[cfg(feature = "s3")]
-#[rustfmt::skip]
 pub mod s3;
 pub mod store;
 pub mod sweep;

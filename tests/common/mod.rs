@@ -16,6 +16,19 @@ pub struct Env {
     pub dir: tempfile::TempDir,
 }
 
+/// Variables added to the commands of one environment, by its directory.
+#[allow(clippy::type_complexity)]
+static EXTRA_ENV: std::sync::Mutex<Vec<(PathBuf, Vec<(String, String)>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn extra_env_of(env: &Env) -> Vec<(String, String)> {
+    let all = EXTRA_ENV.lock().unwrap_or_else(|e| e.into_inner());
+    all.iter()
+        .find(|(d, _)| d == env.dir.path())
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
 impl Env {
     pub fn new() -> Env {
         let dir = tempfile::Builder::new()
@@ -46,7 +59,18 @@ impl Env {
             // in /var/log.
             .env("XDG_STATE_HOME", self.path("state"))
             .stdin(Stdio::null());
+        for (k, v) in extra_env_of(self) {
+            c.env(k, v);
+        }
         c
+    }
+
+    /// Give every command of this environment these variables too (an S3
+    /// server's endpoint and credentials).
+    pub fn add_env(&self, vars: Vec<(String, String)>) {
+        let mut all = EXTRA_ENV.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|(d, _)| d != self.dir.path());
+        all.push((self.dir.path().to_owned(), vars));
     }
 
     pub fn run(&self, args: &[&str]) -> Output {

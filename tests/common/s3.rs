@@ -167,3 +167,123 @@ impl S3Server {
         }
     }
 }
+
+/// One HTTP/1.1 request with a body to 127.0.0.1:`port`: the status and the
+/// answer's body (chunked transfer decoded).
+pub fn request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the S3 server");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{AUTH}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    s.write_all(body).unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).unwrap();
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+    let rest = &answer[split + 4..];
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.contains("chunked"));
+    (
+        status,
+        if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_vec()
+        },
+    )
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size");
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&b[..eol])
+                .split(';')
+                .next()
+                .unwrap()
+                .trim(),
+            16,
+        )
+        .expect("a hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[eol + 2 + size + 2..];
+    }
+}
+
+impl S3Server {
+    /// The object's bytes, or None when the server has none (404).
+    pub fn get_object(&self, key: &str) -> Option<Vec<u8>> {
+        let (status, body) = request(self.port, "GET", &format!("/{BUCKET}/{key}"), b"");
+        match status {
+            200 => Some(body),
+            404 => None,
+            s => panic!("GET {key}: {s}: {}", String::from_utf8_lossy(&body)),
+        }
+    }
+
+    pub fn put_object(&self, key: &str, body: &[u8]) {
+        let (status, answer) = request(self.port, "PUT", &format!("/{BUCKET}/{key}"), body);
+        assert_eq!(
+            status,
+            200,
+            "PUT {key}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+
+    pub fn delete_object(&self, key: &str) {
+        let (status, answer) = request(self.port, "DELETE", &format!("/{BUCKET}/{key}"), b"");
+        assert_eq!(
+            status,
+            204,
+            "DELETE {key}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+
+    /// (key, size) of the objects under `prefix`, sorted (one page: test
+    /// repositories hold far fewer than 1,000 objects).
+    pub fn list_objects(&self, prefix: &str) -> Vec<(String, u64)> {
+        let path = format!("/{BUCKET}?list-type=2&max-keys=1000&prefix={prefix}");
+        let (status, body) = request(self.port, "GET", &path, b"");
+        let xml = String::from_utf8_lossy(&body).into_owned();
+        assert_eq!(status, 200, "LIST {prefix}: {xml}");
+        assert!(
+            !xml.contains("<IsTruncated>true"),
+            "LIST {prefix}: truncated"
+        );
+        let field = |c: &str, tag: &str| -> String {
+            let open = format!("<{tag}>");
+            let from = c.find(&open).map(|i| i + open.len()).unwrap_or(0);
+            let to = c[from..].find('<').map_or(c.len(), |i| from + i);
+            c[from..to].to_owned()
+        };
+        let mut out: Vec<(String, u64)> = xml
+            .split("<Contents>")
+            .skip(1)
+            .map(|c| (field(c, "Key"), field(c, "Size").parse().unwrap_or(0)))
+            .collect();
+        out.sort();
+        out
+    }
+}

@@ -180,8 +180,8 @@ fn a_failed_unlock_is_audited_and_sealed_at_the_next_unlock() {
     assert_eq!(ev["eventName"], "UnlockKeyStore", "{ev}");
     assert_eq!(ev["errorCode"], "WrongPassphrase", "{ev}");
     assert_eq!(ev["userIdentity"]["uid"], 0, "{ev}");
-    // The next unlock seals it: cutting it off now is named.
-    env.run_ok(&["kms", "describe-key", "--key-id", &a]);
+    // The next unlock's event seals it: cutting it off now is named.
+    env.run_ok(&["kms", "encrypt", "--key-id", &a, "--plaintext", "aGk="]);
     let mut lines = log_lines(&env);
     lines.remove(before);
     write_lines(&env, &lines);

@@ -12,74 +12,142 @@ use sha2::{Digest, Sha256};
 use crate::common::{self, Env};
 
 /// A repository the commands reach by `url()`; its objects are read and
-/// changed behind the commands' back by key.
-pub struct Repo {
-    pub dir: PathBuf,
+/// changed behind the commands' back by key. A directory (`file://`), or,
+/// with `ENVELOPEFS_TEST_REMOTE=s3` in a build with the `s3` feature, a
+/// prefix in a local S3 server (moto) shared by the repositories of one
+/// test.
+pub enum Repo {
+    Dir(PathBuf),
+    #[cfg(feature = "s3")]
+    S3 {
+        server: std::sync::Arc<common::s3::S3Server>,
+        prefix: String,
+    },
+}
+
+#[cfg(feature = "s3")]
+fn s3_server(env: &Env) -> std::sync::Arc<common::s3::S3Server> {
+    use std::sync::{Arc, Mutex, Weak};
+    static SERVERS: Mutex<Vec<(PathBuf, Weak<common::s3::S3Server>)>> = Mutex::new(Vec::new());
+    let mut all = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(s) = all
+        .iter()
+        .find(|(d, _)| d == env.dir.path())
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return s;
+    }
+    let Some(server) = common::s3::S3Server::start("remote tests on S3") else {
+        panic!("SKIPPED is not allowed here: ENVELOPEFS_TEST_REMOTE=s3 asks for an S3 server");
+    };
+    let vars: Vec<(String, String)> = server
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    env.add_env(vars);
+    let server = Arc::new(server);
+    all.push((env.dir.path().to_owned(), Arc::downgrade(&server)));
+    server
 }
 
 impl Repo {
     pub fn new(env: &Env, name: &str) -> Repo {
+        #[cfg(feature = "s3")]
+        if std::env::var("ENVELOPEFS_TEST_REMOTE").as_deref() == Ok("s3") {
+            return Repo::S3 {
+                server: s3_server(env),
+                prefix: name.to_owned(),
+            };
+        }
         let dir = env.path(name);
         std::fs::create_dir(&dir).unwrap();
-        Repo { dir }
+        Repo::Dir(dir)
     }
 
     pub fn url(&self) -> String {
-        format!("file://{}", self.dir.display())
+        match self {
+            Repo::Dir(dir) => format!("file://{}", dir.display()),
+            #[cfg(feature = "s3")]
+            Repo::S3 { server, prefix } => server.url(prefix),
+        }
     }
 
     pub fn snap(&self, name: &str) -> String {
         format!("{}/{name}", self.url())
     }
 
-    fn path(&self, key: &str) -> PathBuf {
-        self.dir.join(key)
-    }
-
     pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.path(key)).ok()
+        match self {
+            Repo::Dir(dir) => std::fs::read(dir.join(key)).ok(),
+            #[cfg(feature = "s3")]
+            Repo::S3 { server, prefix } => server.get_object(&format!("{prefix}/{key}")),
+        }
     }
 
     pub fn put(&self, key: &str, body: &[u8]) {
-        let p = self.path(key);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, body).unwrap();
+        match self {
+            Repo::Dir(dir) => {
+                let p = dir.join(key);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, body).unwrap();
+            }
+            #[cfg(feature = "s3")]
+            Repo::S3 { server, prefix } => server.put_object(&format!("{prefix}/{key}"), body),
+        }
     }
 
     pub fn delete(&self, key: &str) {
-        std::fs::remove_file(self.path(key)).unwrap();
+        match self {
+            Repo::Dir(dir) => std::fs::remove_file(dir.join(key)).unwrap(),
+            #[cfg(feature = "s3")]
+            Repo::S3 { server, prefix } => server.delete_object(&format!("{prefix}/{key}")),
+        }
     }
 
     /// (key, size) of every object whose key starts with `prefix`, sorted.
     pub fn list(&self, prefix: &str) -> Vec<(String, u64)> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.dir.clone()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let e = e.unwrap();
-                let md = e.metadata().unwrap();
-                if md.is_dir() {
-                    stack.push(e.path());
-                    continue;
-                }
-                let key = e
-                    .path()
-                    .strip_prefix(&self.dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                if key.starts_with(prefix) && !e.file_name().to_string_lossy().starts_with('.') {
-                    out.push((key, md.len()));
-                }
-            }
+        match self {
+            Repo::Dir(dir) => list_dir(dir, prefix),
+            #[cfg(feature = "s3")]
+            Repo::S3 { server, prefix: p } => server
+                .list_objects(&format!("{p}/{prefix}"))
+                .into_iter()
+                .map(|(k, n)| (k[p.len() + 1..].to_owned(), n))
+                .collect(),
         }
-        out.sort();
-        out
     }
 
     pub fn chunk_bytes(&self) -> u64 {
         self.list("chunks/").iter().map(|(_, n)| n).sum()
     }
+}
+
+fn list_dir(root: &Path, prefix: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let md = e.metadata().unwrap();
+            if md.is_dir() {
+                stack.push(e.path());
+                continue;
+            }
+            let key = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if key.starts_with(prefix) && !e.file_name().to_string_lossy().starts_with('.') {
+                out.push((key, md.len()));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Run envelopefs; the output whatever the status.

@@ -101,6 +101,12 @@ fi
 # The AWS SDK features together, so the SDK builds once: KMS and S3 against moto.
 stage aws-clippy cargo clippy --release --features aws-kms,s3 --all-targets -- -D warnings
 stage aws-moto cargo test --release --features aws-kms,s3 --test aws_kms --test s3
+# The remote snapshot tests again, on an S3 repository (moto) instead of a directory.
+if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
+  stage s3-remote-snapshots env ENVELOPEFS_TEST_REMOTE=s3 cargo test --release --features aws-kms,s3 --test remote
+else
+  skipped_stage s3-remote-snapshots "needs root and /dev/fuse"
+fi
 # Every skip, once (a test run under both transports may skip twice).
 SKIPPED_TESTS=$(sort -u "$ENVELOPEFS_SKIP_LOG" | grep -c '^SKIPPED: ')
 if [ "$SKIPPED_TESTS" -gt 0 ]; then

@@ -267,12 +267,22 @@ fn refusals_are_one_line_with_their_exit_codes() {
         35,
         "cannot open the repository directory",
     );
+    #[cfg(not(feature = "s3"))]
     fails(
         &env,
         &["snapshot", "list", "s3://bucket/prefix"],
         26,
         "built without S3 support",
     );
+    #[cfg(feature = "s3")]
+    if let Repo::S3 { .. } = &repo {
+        fails(
+            &env,
+            &["snapshot", "list", "s3://no-such-bucket/prefix"],
+            35,
+            "NoSuchBucket",
+        );
+    }
     fails(
         &env,
         &["snapshot", "list", "file://relative/path"],

@@ -191,6 +191,15 @@ pub trait KeyService: Send + Sync {
         key: &str,
         blob: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, KmsError>;
+    /// Sign `msg` (MessageType RAW, at most 4096 bytes) with the SIGN_VERIFY
+    /// key `key` under `algorithm` (AWS's name): the signature.
+    fn sign_raw(&self, key: &str, msg: &[u8], algorithm: &str) -> Result<Vec<u8>, KmsError> {
+        let _ = (key, msg, algorithm);
+        Err(KmsError::UnsupportedOperation(format!(
+            "the {} key service does not sign here",
+            self.provider()
+        )))
+    }
     /// DeriveSharedSecret (ECDH) of the KEY_AGREEMENT key `key` and a peer
     /// public key (DER SubjectPublicKeyInfo): the raw shared secret.
     fn derive_shared_secret(

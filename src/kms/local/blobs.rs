@@ -244,6 +244,10 @@ impl KeyService for LocalKeyService {
         "local"
     }
 
+    fn sign_raw(&self, key: &str, msg: &[u8], algorithm: &str) -> Result<Vec<u8>, KmsError> {
+        LocalKeyService::sign(self, key, msg, "RAW", algorithm).map(|(sig, _)| sig)
+    }
+
     fn get_public_key(&self, key: &str) -> Result<crate::kms::PublicKey, KmsError> {
         let p = LocalKeyService::get_public_key(self, key)?;
         Ok(crate::kms::PublicKey {

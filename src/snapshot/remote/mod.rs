@@ -8,6 +8,7 @@ pub mod manifest;
 pub mod pull;
 pub mod push;
 mod rate;
+pub mod signature;
 mod repository;
 #[cfg(feature = "s3")]
 pub mod s3;

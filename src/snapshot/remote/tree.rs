@@ -75,6 +75,10 @@ fn entry(path: &[u8], kind: Kind, st: &libc::stat) -> Entry {
 fn read_xattrs(fd: BorrowedFd<'_>, path: &[u8]) -> Result<BTreeMap<String, String>, RemoteError> {
     let mut out = BTreeMap::new();
     for n in super::super::xattrs::list(fd).map_err(|e| serr(path, e))? {
+        // The format's own only: a host's labels and ACLs are not the volume's.
+        if !n.starts_with(super::pull::XATTR_NAMESPACE.as_bytes()) {
+            continue;
+        }
         let name =
             String::from_utf8(n.clone()).map_err(|_| serr(path, "an xattr name is not UTF-8"))?;
         if let Some(v) = super::super::xattrs::get(fd, &n).map_err(|e| serr(path, e))? {

@@ -198,3 +198,46 @@ fn verify_refuses_a_chunk_longer_than_a_chunk_can_be_before_reading_it() {
         "{err}"
     );
 }
+
+/// A chain of `depth` directories with 255-byte names below `root`, made
+/// from descriptors (the path is far longer than PATH_MAX).
+fn deep_chain(root: &std::path::Path, depth: usize) {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let name = std::ffi::CString::new("d".repeat(255)).unwrap();
+    let c = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: valid C strings; each descriptor is owned once.
+    let mut dir = unsafe { OwnedFd::from_raw_fd(libc::open(c.as_ptr(), libc::O_PATH)) };
+    for _ in 0..depth {
+        unsafe {
+            assert_eq!(libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700), 0);
+            let fd = libc::openat(dir.as_raw_fd(), name.as_ptr(), libc::O_PATH);
+            assert!(fd >= 0);
+            dir = OwnedFd::from_raw_fd(fd);
+        }
+    }
+}
+
+#[test]
+fn a_push_refuses_a_manifest_longer_than_a_pull_reads() {
+    // Whoever can write the cipher directory (or make directories through
+    // the mount) makes deep paths: every entry carries its whole path.
+    let env = Env::new();
+    let repo = Repo::new(&env, "repo");
+    let v = env.init("v", &[]);
+    deep_chain(&v, 1600);
+    fails(
+        &env,
+        &[
+            "snapshot",
+            "push",
+            v.to_str().unwrap(),
+            &repo.url(),
+            "--name",
+            "s1",
+        ],
+        2,
+        "larger than the 256 MiB",
+    );
+    assert!(repo.list("manifests/").is_empty(), "{:?}", repo.list(""));
+    assert!(repo.list("leases/").is_empty(), "{:?}", repo.list(""));
+}

@@ -241,3 +241,43 @@ fn a_push_refuses_a_manifest_longer_than_a_pull_reads() {
     assert!(repo.list("manifests/").is_empty(), "{:?}", repo.list(""));
     assert!(repo.list("leases/").is_empty(), "{:?}", repo.list(""));
 }
+
+#[test]
+fn an_mtime_past_2262_is_clamped_not_wrapped_to_1901() {
+    // Anyone who may set a file's times (through the mount too) can pick
+    // one that nanoseconds in an i64 do not hold.
+    use std::os::unix::fs::MetadataExt;
+    use std::time::{Duration, UNIX_EPOCH};
+    let env = Env::new();
+    let repo = Repo::new(&env, "repo");
+    let v = env.init("v", &[]);
+    std::fs::write(v.join("f"), b"raw").unwrap();
+    let year_2300 = UNIX_EPOCH + Duration::new(10_413_792_000, 5);
+    std::fs::File::options()
+        .write(true)
+        .open(v.join("f"))
+        .unwrap()
+        .set_modified(year_2300)
+        .unwrap();
+    json(
+        &env,
+        &[
+            "snapshot",
+            "push",
+            v.to_str().unwrap(),
+            &repo.url(),
+            "--name",
+            "s1",
+        ],
+    );
+    let dst = env.path("dst");
+    json(
+        &env,
+        &["snapshot", "pull", &repo.snap("s1"), dst.to_str().unwrap()],
+    );
+    let md = std::fs::symlink_metadata(dst.join("f")).unwrap();
+    assert_eq!(
+        (md.mtime(), md.mtime_nsec()),
+        (i64::MAX / 1_000_000_000, i64::MAX % 1_000_000_000)
+    );
+}

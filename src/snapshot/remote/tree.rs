@@ -52,8 +52,12 @@ fn serr(path: &[u8], e: impl std::fmt::Display) -> RemoteError {
     RemoteError::io(format!("staging tree: /{}", lossy(path)), e)
 }
 
+/// Nanoseconds since the epoch, clamped to what an i64 holds (1677..2262):
+/// a time set past either end must not wrap around to the other side.
 pub fn mtime_ns(st: &libc::stat) -> i64 {
-    st.st_mtime.saturating_mul(1_000_000_000) + st.st_mtime_nsec
+    st.st_mtime
+        .saturating_mul(1_000_000_000)
+        .saturating_add(st.st_mtime_nsec)
 }
 
 fn entry(path: &[u8], kind: Kind, st: &libc::stat) -> Entry {

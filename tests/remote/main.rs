@@ -10,6 +10,7 @@ mod common;
 
 mod fixture;
 
+mod hostile;
 mod incremental;
 mod resume;
 mod roundtrip;

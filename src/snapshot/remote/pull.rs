@@ -187,8 +187,10 @@ fn is_hash(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// A file's chunk list fits its size, and each stored chunk is named by a hash.
-fn check_chunks(m: &Manifest, e: &Entry, path: &[u8]) -> Result<(), RemoteError> {
+/// A file's chunk list fits its size, and each stored chunk is named by a
+/// hash and no longer than a chunk (checked before any is fetched: a length
+/// is how much a get may read into memory).
+pub(super) fn check_chunks(m: &Manifest, e: &Entry, path: &[u8]) -> Result<(), RemoteError> {
     let chunks = e.chunks.as_deref().unwrap_or_default();
     let sum: u64 = chunks.iter().map(ChunkRef::bytes).sum();
     let ok = e.size == Some(sum)
@@ -207,8 +209,23 @@ fn check_chunks(m: &Manifest, e: &Entry, path: &[u8]) -> Result<(), RemoteError>
     }
 }
 
+/// The namespace of every backing xattr the format writes. Others carry
+/// meaning to the host (`security.capability` grants capabilities on exec,
+/// `trusted.overlay.*` steers overlayfs), so a manifest naming one is refused
+/// whoever sealed it, as setuid bits are dropped.
+pub const XATTR_NAMESPACE: &str = "user.";
+
 fn set_xattrs(m: &Manifest, fd: BorrowedFd<'_>, e: &Entry, path: &[u8]) -> Result<(), RemoteError> {
     for (name, value) in &e.xattrs {
+        if !name.starts_with(XATTR_NAMESPACE) {
+            return Err(bad_manifest(
+                m,
+                format!(
+                    "an xattr of /{} is outside {XATTR_NAMESPACE}* (the only backing xattrs of the format); nothing restored",
+                    lossy(path)
+                ),
+            ));
+        }
         let v = unb64(value).ok_or_else(|| {
             bad_manifest(m, format!("an xattr of /{} is not base64", lossy(path)))
         })?;
@@ -395,10 +412,12 @@ pub fn fetch_chunk(
     sha256: &str,
     len: u64,
 ) -> Result<Vec<u8>, RemoteError> {
-    if !is_hash(sha256) {
+    if !is_hash(sha256) || !(1..=CHUNK_SIZE).contains(&len) {
         return Err(RemoteError::Damaged {
             key: "the manifest".into(),
-            what: format!("names a chunk {sha256:?} that is not a SHA-256"),
+            what: format!(
+                "names a chunk {sha256:?} of {len} bytes: not a SHA-256 and a chunk's length"
+            ),
         });
     }
     let key = chunk_key(sha256);

@@ -17,7 +17,9 @@ use super::manifest::{self, b64, ChunkRef, Manifest};
 use super::rate::RateLimit;
 use super::store::{ObjectStore, PutMode, PutOutcome};
 use super::tree::{self, Scan};
-use super::{chunk_key, manifest_key, repository, RemoteError, CHUNKS, LEASES, SWEEP_WINDOW};
+use super::{
+    chunk_key, manifest_key, repository, RemoteError, CHUNKS, LEASES, MANIFEST_MAX, SWEEP_WINDOW,
+};
 use crate::kms::KeyService;
 use crate::snapshot::partial::{self, Partial};
 use crate::snapshot::progress::Progress;
@@ -256,6 +258,17 @@ fn upload(
         entries: std::mem::take(&mut scan.entries),
     };
     let sealed = manifest::seal(ks, &opts.key, &m)?;
+    // A manifest no pull reads back would be a snapshot that cannot be
+    // restored, and one that stops every sweep.
+    if sealed.len() as u64 > MANIFEST_MAX {
+        return Err(RemoteError::Usage(format!(
+            "{}/{}: the manifest would be {} bytes, larger than the {} MiB a pull reads (too many entries or too deep paths); no snapshot made (`snapshot gc` removes its chunks)",
+            store.url(),
+            opts.name,
+            sealed.len(),
+            MANIFEST_MAX >> 20
+        )));
+    }
     if store.put(&manifest_key(&opts.name), &sealed, PutMode::IfAbsent)?
         == PutOutcome::AlreadyExists
     {

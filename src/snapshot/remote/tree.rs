@@ -52,8 +52,12 @@ fn serr(path: &[u8], e: impl std::fmt::Display) -> RemoteError {
     RemoteError::io(format!("staging tree: /{}", lossy(path)), e)
 }
 
+/// Nanoseconds since the epoch, clamped to what an i64 holds (1677..2262):
+/// a time set past either end must not wrap around to the other side.
 pub fn mtime_ns(st: &libc::stat) -> i64 {
-    st.st_mtime.saturating_mul(1_000_000_000) + st.st_mtime_nsec
+    st.st_mtime
+        .saturating_mul(1_000_000_000)
+        .saturating_add(st.st_mtime_nsec)
 }
 
 fn entry(path: &[u8], kind: Kind, st: &libc::stat) -> Entry {
@@ -75,6 +79,10 @@ fn entry(path: &[u8], kind: Kind, st: &libc::stat) -> Entry {
 fn read_xattrs(fd: BorrowedFd<'_>, path: &[u8]) -> Result<BTreeMap<String, String>, RemoteError> {
     let mut out = BTreeMap::new();
     for n in super::super::xattrs::list(fd).map_err(|e| serr(path, e))? {
+        // The format's own only: a host's labels and ACLs are not the volume's.
+        if !n.starts_with(super::pull::XATTR_NAMESPACE.as_bytes()) {
+            continue;
+        }
         let name =
             String::from_utf8(n.clone()).map_err(|_| serr(path, "an xattr name is not UTF-8"))?;
         if let Some(v) = super::super::xattrs::get(fd, &n).map_err(|e| serr(path, e))? {

@@ -35,6 +35,10 @@ pub fn verify(
 ) -> Result<VerifyReport, RemoteError> {
     let t0 = Instant::now();
     let m = open_snapshot(store, ks, expected_key, name)?;
+    for e in m.entries.iter().filter(|e| e.chunks.is_some()) {
+        let path = e.path.to_bytes().unwrap_or_default();
+        super::pull::check_chunks(&m, e, &path)?;
+    }
     let chunks: BTreeMap<&str, u64> = m.chunks().collect();
     let list: Vec<(&str, u64)> = chunks.iter().map(|(h, l)| (*h, *l)).collect();
     let damaged = Mutex::new(Vec::new());

@@ -55,6 +55,9 @@ pub enum RemoteCommand {
         /// Wrap the manifest's data key under this key (default: the volume's master key).
         #[arg(long)]
         key: Option<String>,
+        /// Sign the manifest with this asymmetric SIGN_VERIFY key.
+        #[arg(long, value_name = "KEY")]
+        sign_key: Option<String>,
         #[command(flatten)]
         transfer: Transfer,
         /// Print the summary as JSON (same as --output json).
@@ -78,6 +81,8 @@ pub enum RemoteCommand {
         #[command(flatten)]
         manifest: ManifestKey,
         #[command(flatten)]
+        signed: SignedBy,
+        #[command(flatten)]
         transfer: Transfer,
         /// Print the summary as JSON (same as --output json).
         #[arg(long)]
@@ -97,6 +102,8 @@ pub enum RemoteCommand {
         snapshot: String,
         #[command(flatten)]
         manifest: ManifestKey,
+        #[command(flatten)]
+        signed: SignedBy,
         #[command(flatten)]
         transfer: Transfer,
         /// Print the report as JSON (same as --output json).
@@ -131,6 +138,14 @@ pub struct ManifestKey {
     /// (an AWS KMS key ARN); default: the local key store (or --agent).
     #[arg(long, value_name = "KEY")]
     manifest_key: Option<String>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct SignedBy {
+    /// Require the manifest's signature by this SIGN_VERIFY key (an unsigned
+    /// or otherwise signed snapshot is refused).
+    #[arg(long, value_name = "KEY")]
+    signed_by: Option<String>,
 }
 
 /// The key service that opens manifests.
@@ -169,9 +184,10 @@ pub fn run(g: &Global, c: RemoteCommand) -> Result<(), Failure> {
             url,
             name,
             key,
+            sign_key,
             transfer,
             json,
-        } => push_cmd(g, &cipherdir, &url, name, key, &transfer, json),
+        } => push_cmd(g, &cipherdir, &url, name, (key, sign_key), &transfer, json),
         RemoteCommand::Pull {
             snapshot,
             dst,
@@ -179,10 +195,19 @@ pub fn run(g: &Global, c: RemoteCommand) -> Result<(), Failure> {
             mode,
             settings,
             manifest,
+            signed,
             transfer,
             json,
         } => pull_cmd(
-            g, &snapshot, &dst, key, mode, &settings, &manifest, &transfer, json,
+            g,
+            &snapshot,
+            &dst,
+            key,
+            mode,
+            &settings,
+            (&manifest, &signed),
+            &transfer,
+            json,
         ),
         RemoteCommand::List { url, json } => {
             let out = if json { Output::Json } else { g.output };
@@ -202,9 +227,10 @@ pub fn run(g: &Global, c: RemoteCommand) -> Result<(), Failure> {
         RemoteCommand::Verify {
             snapshot,
             manifest,
+            signed,
             transfer,
             json,
-        } => verify_cmd(g, snapshot, &manifest, &transfer, json),
+        } => verify_cmd(g, snapshot, (&manifest, &signed), &transfer, json),
         RemoteCommand::Delete {
             snapshot,
             manifest,
@@ -260,7 +286,7 @@ fn push_cmd(
     cipherdir: &Path,
     url: &str,
     name: Option<String>,
-    key: Option<String>,
+    (key, sign_key): (Option<String>, Option<String>),
     transfer: &Transfer,
     json: bool,
 ) -> Result<(), Failure> {
@@ -284,6 +310,7 @@ fn push_cmd(
         jobs: usize::from(transfer.jobs),
         limit_rate: transfer.limit_rate,
         progress: is_terminal_err(out),
+        sign_key,
     };
     let mp = mount::mountpoint_of(cipherdir);
     let s = push::push(&*store, cipherdir, mp.as_deref(), &*ks, &opts)?;
@@ -336,7 +363,7 @@ fn pull_cmd(
     key: Option<String>,
     mode: crate::snapshot::Mode,
     settings: &OptSettings,
-    manifest: &ManifestKey,
+    (manifest, signed): (&ManifestKey, &SignedBy),
     transfer: &Transfer,
     json: bool,
 ) -> Result<(), Failure> {
@@ -344,7 +371,13 @@ fn pull_cmd(
     let (url, name) = remote::split_snapshot_url(snapshot)?;
     let store = open_store(&url, Some(transfer))?;
     let ks = manifest_service(g, manifest)?;
-    let m = pull::open_snapshot(&*store, &*ks, manifest.manifest_key.as_deref(), &name)?;
+    let (m, _) = pull::open_snapshot(
+        &*store,
+        &*ks,
+        manifest.manifest_key.as_deref(),
+        signed.signed_by.as_deref(),
+        &name,
+    )?;
     let opts = pull::PullOptions {
         jobs: usize::from(transfer.jobs),
         limit_rate: transfer.limit_rate,
@@ -368,7 +401,7 @@ fn pull_cmd(
 fn verify_cmd(
     g: &Global,
     snapshot: String,
-    manifest: &ManifestKey,
+    (manifest, signed): (&ManifestKey, &SignedBy),
     transfer: &Transfer,
     json: bool,
 ) -> Result<(), Failure> {
@@ -380,6 +413,7 @@ fn verify_cmd(
         &*store,
         &*ks,
         manifest.manifest_key.as_deref(),
+        signed.signed_by.as_deref(),
         &name,
         usize::from(transfer.jobs),
     )?;

@@ -74,6 +74,15 @@ impl Repo {
         }
     }
 
+    /// The repository's directory, for a `file://` repository.
+    pub fn dir_path(&self) -> Option<&Path> {
+        match self {
+            Repo::Dir(dir) => Some(dir),
+            #[cfg(feature = "s3")]
+            Repo::S3 { .. } => None,
+        }
+    }
+
     pub fn snap(&self, name: &str) -> String {
         format!("{}/{name}", self.url())
     }

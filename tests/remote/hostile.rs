@@ -177,12 +177,16 @@ fn verify_refuses_a_chunk_longer_than_a_chunk_can_be_before_reading_it() {
     });
     // The repository's writer makes the object as long (a sparse file).
     let key = format!("chunks/{}/{hash}", &hash[..2]);
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .open(repo.dir.join(&key))
-        .unwrap();
-    f.set_len(huge).unwrap();
+    // (An S3 test server keeps objects in memory: there the manifest alone
+    // says it.)
+    if let Some(dir) = repo.dir_path() {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(dir.join(&key))
+            .unwrap();
+        f.set_len(huge).unwrap();
+    }
     let mut verify = env.cmd();
     verify.args(["snapshot", "verify", &repo.snap("s1")]);
     let out = common::bounded(120, move || verify.output().unwrap());

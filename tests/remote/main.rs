@@ -14,5 +14,6 @@ mod hostile;
 mod incremental;
 mod resume;
 mod roundtrip;
+mod signed;
 mod sweep;
 mod tamper;

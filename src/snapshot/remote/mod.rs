@@ -8,10 +8,10 @@ pub mod manifest;
 pub mod pull;
 pub mod push;
 mod rate;
-pub mod signature;
 mod repository;
 #[cfg(feature = "s3")]
 pub mod s3;
+pub mod signature;
 pub mod store;
 pub mod sweep;
 mod tree;

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use super::manifest::{self, unb64, ChunkRef, Entry, Kind, Manifest};
 use super::rate::RateLimit;
+use super::signature;
 use super::store::{ObjectStore, StoreErrorKind};
 use super::tree::{self, lossy};
 use super::{chunk_key, manifest_key, repository, RemoteError, CHUNK_SIZE, MANIFEST_MAX};
@@ -52,13 +53,15 @@ pub struct PullStats {
     pub seconds: f64,
 }
 
-/// The authenticated manifest of snapshot `name`.
+/// The authenticated manifest of snapshot `name`, its signature checked
+/// (required when `signed_by` names a key): the manifest and its signer.
 pub fn open_snapshot(
     store: &dyn ObjectStore,
     ks: &dyn KeyService,
     expected_key: Option<&str>,
+    signed_by: Option<&str>,
     name: &str,
-) -> Result<Manifest, RemoteError> {
+) -> Result<(Manifest, Option<String>), RemoteError> {
     super::check_name(name)?;
     let repo = repository::require(store)?;
     let key = manifest_key(name);
@@ -68,7 +71,13 @@ pub fn open_snapshot(
             store.url()
         ))
     })?;
-    manifest::open(ks, expected_key, &repo, name, &key, &bytes)
+    let sig_key = signature::signature_key(name);
+    let sig = store.get(&sig_key, signature::MAX_SIGNATURE_OBJECT)?;
+    let signer = signature::check(ks, &sig_key, &bytes, sig.as_deref(), signed_by)?;
+    Ok((
+        manifest::open(ks, expected_key, &repo, name, &key, &bytes)?,
+        signer,
+    ))
 }
 
 /// Restore snapshot `m` as a new cipher directory `dst` (same keys).

@@ -34,6 +34,8 @@ pub struct PushOptions {
     pub jobs: usize,
     pub limit_rate: Option<u64>,
     pub progress: bool,
+    /// Sign the manifest with this SIGN_VERIFY key.
+    pub sign_key: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -268,6 +270,15 @@ fn upload(
             sealed.len(),
             MANIFEST_MAX >> 20
         )));
+    }
+    // The signature lands first, so a visible manifest has its signature.
+    if let Some(k) = &opts.sign_key {
+        let sig = super::signature::sign(ks, k, &sealed)?;
+        store.put(
+            &super::signature::signature_key(&opts.name),
+            &sig,
+            PutMode::Overwrite,
+        )?;
     }
     if store.put(&manifest_key(&opts.name), &sealed, PutMode::IfAbsent)?
         == PutOutcome::AlreadyExists

@@ -60,9 +60,8 @@ fn signing_key(ks: &dyn KeyService, key: &str) -> Result<(String, KeySpec, Vec<u
             p.key_usage
         )));
     }
-    let spec = KeySpec::parse(&p.key_spec).ok_or_else(|| {
-        RemoteError::Usage(format!("{key}: key spec {} cannot sign", p.key_spec))
-    })?;
+    let spec = KeySpec::parse(&p.key_spec)
+        .ok_or_else(|| RemoteError::Usage(format!("{key}: key spec {} cannot sign", p.key_spec)))?;
     Ok((p.key_arn, spec, p.der))
 }
 
@@ -97,7 +96,9 @@ pub fn check(
     };
     let Some(raw) = signature else {
         return match signed_by {
-            Some(k) => Err(damaged(format!("missing: the snapshot is not signed, and {k} must sign it"))),
+            Some(k) => Err(damaged(format!(
+                "missing: the snapshot is not signed, and {k} must sign it"
+            ))),
             None => Ok(None),
         };
     };
@@ -109,7 +110,12 @@ pub fn check(
     }
     let alg = SigningAlgorithm::parse(&obj.signing_algorithm)
         .filter(|a| *a == algorithm_for(spec))
-        .ok_or_else(|| damaged(format!("signing algorithm {} refused", obj.signing_algorithm)))?;
+        .ok_or_else(|| {
+            damaged(format!(
+                "signing algorithm {} refused",
+                obj.signing_algorithm
+            ))
+        })?;
     let sig = B64
         .decode(&obj.signature)
         .map_err(|_| damaged("the signature is not base64".into()))?;

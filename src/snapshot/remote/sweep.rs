@@ -99,6 +99,7 @@ pub fn delete(
         )));
     }
     store.delete(&key)?;
+    store.delete(&super::signature::signature_key(name))?;
     let mut s = sweep(store, ks)?;
     s.deleted = Some(name.to_owned());
     Ok(s)

@@ -23,6 +23,8 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// One line per damaged or missing object: `KEY: what is wrong`.
     pub damaged: Vec<String>,
+    /// The key whose signature was checked, when the snapshot is signed.
+    pub signed_by: Option<String>,
     pub seconds: f64,
 }
 
@@ -30,11 +32,12 @@ pub fn verify(
     store: &dyn ObjectStore,
     ks: &dyn KeyService,
     expected_key: Option<&str>,
+    signed_by: Option<&str>,
     name: &str,
     jobs: usize,
 ) -> Result<VerifyReport, RemoteError> {
     let t0 = Instant::now();
-    let m = open_snapshot(store, ks, expected_key, name)?;
+    let (m, signer) = open_snapshot(store, ks, expected_key, signed_by, name)?;
     for e in m.entries.iter().filter(|e| e.chunks.is_some()) {
         let path = e.path.to_bytes().unwrap_or_default();
         super::pull::check_chunks(&m, e, &path)?;
@@ -62,6 +65,7 @@ pub fn verify(
         chunks: list.len() as u64,
         bytes: list.iter().map(|(_, l)| l).sum(),
         damaged,
+        signed_by: signer,
         seconds: t0.elapsed().as_secs_f64(),
     })
 }

@@ -178,6 +178,14 @@ pub fn n(v: &Value, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in {v}"))
 }
 
+/// `snapshot push CIPHERDIR REPO --name NAME --json`, which must succeed.
+pub fn push(env: &Env, cipherdir: &str, repo: &Repo, name: &str) -> Value {
+    json(
+        env,
+        &["snapshot", "push", cipherdir, &repo.url(), "--name", name],
+    )
+}
+
 /// A command that must fail with `code`, saying one line on stderr that
 /// contains `part`: that line.
 pub fn fails(env: &Env, args: &[&str], code: i32, part: &str) -> String {

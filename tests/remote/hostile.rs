@@ -21,17 +21,7 @@ fn pushed(env: &Env, files: &[(&str, Vec<u8>)]) -> (Repo, PathBuf) {
     for (name, bytes) in files {
         std::fs::write(v.join(name), bytes).unwrap();
     }
-    json(
-        env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s1",
-        ],
-    );
+    push(env, v.to_str().unwrap(), &repo, "s1");
     (repo, v)
 }
 
@@ -130,17 +120,7 @@ fn push_stores_only_the_backing_xattrs_of_the_format() {
     std::fs::write(v.join("f"), b"raw").unwrap();
     common::xattr_set(&v.join("f"), "user.e.kept", b"1");
     common::xattr_set(&v.join("f"), "trusted.host-label", b"2");
-    json(
-        &env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s1",
-        ],
-    );
+    push(&env, v.to_str().unwrap(), &repo, "s1");
     let mut m = open_manifest(&env, &repo, "s1");
     let i = file_entry(&mut m, "f");
     let names: Vec<&String> = m.entries[i].xattrs.keys().collect();
@@ -263,17 +243,7 @@ fn an_mtime_past_2262_is_clamped_not_wrapped_to_1901() {
         .unwrap()
         .set_modified(year_2300)
         .unwrap();
-    json(
-        &env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s1",
-        ],
-    );
+    push(&env, v.to_str().unwrap(), &repo, "s1");
     let dst = env.path("dst");
     json(
         &env,

@@ -15,17 +15,7 @@ fn one_changed_block_uploads_at_most_8_mb() {
     let env = Env::new();
     let repo = Repo::new(&env, "repo");
     let v = volume_with_data(&env, "v", 4, 64 << 20);
-    let s1 = json(
-        &env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s1",
-        ],
-    );
+    let s1 = push(&env, v.to_str().unwrap(), &repo, "s1");
     assert!(n(&s1, "BytesScanned") >= 64 << 20, "{s1}");
     assert_eq!(n(&s1, "BytesUploaded"), repo.chunk_bytes());
     let before = repo.chunk_bytes();
@@ -42,17 +32,7 @@ fn one_changed_block_uploads_at_most_8_mb() {
     drop(f);
     m.unmount();
 
-    let s2 = json(
-        &env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s2",
-        ],
-    );
+    let s2 = push(&env, v.to_str().unwrap(), &repo, "s2");
     let up = n(&s2, "BytesUploaded");
     assert!(
         up <= 8_000_000,

@@ -128,17 +128,7 @@ fn a_pull_killed_midway_is_finished_by_a_rerun_without_refetching() {
     let env = Env::new();
     let repo = Repo::new(&env, "repo");
     let v = volume_with_data(&env, "v", 4, 48 << 20);
-    json(
-        &env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s1",
-        ],
-    );
+    push(&env, v.to_str().unwrap(), &repo, "s1");
     let dst = env.path("dst");
     let snap = repo.snap("s1");
     let mut child = spawn(

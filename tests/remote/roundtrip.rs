@@ -66,17 +66,7 @@ fn push_and_pull_give_back_the_same_volume_entry_by_entry() {
     populate(&m);
     let want_plain = describe(&m.mnt, false);
     // Pushed while mounted: the snapshot holds the mount's writers briefly.
-    let s1 = json(
-        &env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s1",
-        ],
-    );
+    let s1 = push(&env, v.to_str().unwrap(), &repo, "s1");
     assert_eq!(s1["Name"], "s1");
     assert_eq!(s1["Url"], repo.url());
     assert_eq!(n(&s1, "ChunksSkipped"), 0);
@@ -87,17 +77,7 @@ fn push_and_pull_give_back_the_same_volume_entry_by_entry() {
     m.unmount();
     let want_raw = describe(&v, true);
     // Pushed again unmounted: nothing new to upload.
-    let s2 = json(
-        &env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s2",
-        ],
-    );
+    let s2 = push(&env, v.to_str().unwrap(), &repo, "s2");
     assert_eq!(
         (n(&s2, "ChunksUploaded"), n(&s2, "BytesUploaded")),
         (0, 0),
@@ -150,17 +130,7 @@ fn pull_under_another_key_rekey_and_reencrypt() {
     populate(&m);
     let want = describe(&m.mnt, false);
     m.unmount();
-    json(
-        &env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s1",
-        ],
-    );
+    push(&env, v.to_str().unwrap(), &repo, "s1");
     let k2 = create_key(&env, "second");
     for mode in ["rekey", "reencrypt"] {
         let dst = env.path(mode);
@@ -205,17 +175,7 @@ fn refusals_are_one_line_with_their_exit_codes() {
     let env = Env::new();
     let repo = Repo::new(&env, "repo");
     let v = env.init("v", &[]);
-    json(
-        &env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s1",
-        ],
-    );
+    push(&env, v.to_str().unwrap(), &repo, "s1");
     fails(
         &env,
         &[
@@ -310,17 +270,7 @@ fn names_that_are_not_utf8_round_trip() {
     std::os::unix::fs::symlink(odd, m.p("to-odd")).unwrap();
     m.unmount();
     let want = describe(&v, true);
-    json(
-        &env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s1",
-        ],
-    );
+    push(&env, v.to_str().unwrap(), &repo, "s1");
     let dst = env.path("r");
     json(
         &env,

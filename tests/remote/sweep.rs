@@ -39,17 +39,7 @@ fn two_snapshots(
         f.write_all_at(&common::pattern(77, 4096), 1 << 20).unwrap();
     }
     m.unmount();
-    let s2 = json(
-        env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s2",
-        ],
-    );
+    let s2 = push(env, v.to_str().unwrap(), &repo, "s2");
     (repo, v, s1, s2)
 }
 
@@ -195,17 +185,7 @@ fn a_delete_during_a_push_that_reuses_its_chunks_loses_nothing() {
     let env = Env::new();
     let repo = Repo::new(&env, "repo");
     let v = volume_with_data(&env, "v", 2, 12 << 20);
-    let s1 = json(
-        &env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s1",
-        ],
-    );
+    let s1 = push(&env, v.to_str().unwrap(), &repo, "s1");
     let all = repo.list("chunks/");
     // The push's lease stops the sweep.
     let (child, pause) = paused_push(&env, &repo, &v, "s2");

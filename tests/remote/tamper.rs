@@ -51,32 +51,12 @@ fn verify_names(env: &Env, repo: &Repo, snap: &str, part: &str) {
 fn two_snapshots(env: &Env) -> (Repo, std::path::PathBuf, Vec<(String, u64)>) {
     let repo = Repo::new(env, "repo");
     let v = volume_with_data(env, "v", 3, 9_000_000);
-    json(
-        env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s1",
-        ],
-    );
+    push(env, v.to_str().unwrap(), &repo, "s1");
     let s1_chunks = repo.list("chunks/");
     let m = env.mount(&v, "mnt", &[]);
     std::fs::write(m.p("f0"), common::pattern(99, 3_000_000)).unwrap();
     m.unmount();
-    json(
-        env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &repo.url(),
-            "--name",
-            "s2",
-        ],
-    );
+    push(env, v.to_str().unwrap(), &repo, "s2");
     (repo, v, s1_chunks)
 }
 
@@ -157,17 +137,7 @@ fn a_manifest_from_another_repository_does_not_open() {
     let env = Env::new();
     let (repo, v, _) = two_snapshots(&env);
     let other = Repo::new(&env, "other");
-    json(
-        &env,
-        &[
-            "snapshot",
-            "push",
-            v.to_str().unwrap(),
-            &other.url(),
-            "--name",
-            "s1",
-        ],
-    );
+    push(&env, v.to_str().unwrap(), &other, "s1");
     // Its chunks are all here already: only the manifest tells them apart.
     repo.put("manifests/s1", &other.get("manifests/s1").unwrap());
     let line = pull_fails(&env, &repo, "s1", "manifests/s1");

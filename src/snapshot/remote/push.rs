@@ -259,7 +259,32 @@ fn upload(
         config: b64(&read_config(snap)?),
         entries: std::mem::take(&mut scan.entries),
     };
-    let sealed = manifest::seal(ks, &opts.key, &m)?;
+    store_manifest(store, ks, opts, &m)?;
+    let reuploaded = recheck(store, &scan, &m, landed)?;
+    Ok(PushStats {
+        name: opts.name.clone(),
+        entries: m.entries.len() as u64,
+        files: scan.files,
+        bytes_scanned: scan.bytes,
+        bytes_uploaded: counters.uploaded.into_inner(),
+        bytes_skipped: counters.skipped.into_inner(),
+        chunks_uploaded: counters.chunks_uploaded.into_inner(),
+        chunks_skipped: counters.chunks_skipped.into_inner(),
+        chunks_reuploaded: reuploaded,
+        skipped: std::mem::take(&mut scan.skipped),
+        ..PushStats::default()
+    })
+}
+
+/// Seal `m` and store it (its signature first) under its name, never over
+/// an existing snapshot.
+fn store_manifest(
+    store: &dyn ObjectStore,
+    ks: &dyn KeyService,
+    opts: &PushOptions,
+    m: &Manifest,
+) -> Result<(), RemoteError> {
+    let sealed = manifest::seal(ks, &opts.key, m)?;
     // A manifest no pull reads back would be a snapshot that cannot be
     // restored, and one that stops every sweep.
     if sealed.len() as u64 > MANIFEST_MAX {
@@ -285,20 +310,7 @@ fn upload(
     {
         return Err(exists(store, &opts.name));
     }
-    let reuploaded = recheck(store, &scan, &m, landed)?;
-    Ok(PushStats {
-        name: opts.name.clone(),
-        entries: m.entries.len() as u64,
-        files: scan.files,
-        bytes_scanned: scan.bytes,
-        bytes_uploaded: counters.uploaded.into_inner(),
-        bytes_skipped: counters.skipped.into_inner(),
-        chunks_uploaded: counters.chunks_uploaded.into_inner(),
-        chunks_skipped: counters.chunks_skipped.into_inner(),
-        chunks_reuploaded: reuploaded,
-        skipped: std::mem::take(&mut scan.skipped),
-        ..PushStats::default()
-    })
+    Ok(())
 }
 
 fn path_bytes(entries: &[manifest::Entry], entry: usize) -> Vec<u8> {

@@ -110,6 +110,9 @@ const READ_ONLY: &[&str] = &[
     "ListResourceTags",
     "GetKeyPolicy",
     "GetKeyRotationStatus",
+    "ListKeyRotations",
+    "ListKeyPolicies",
+    "ListRetirableGrants",
     "ReEncrypt",
     "DeriveSharedSecret",
 ];

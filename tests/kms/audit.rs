@@ -190,6 +190,51 @@ fn a_failed_unlock_is_audited_and_sealed_at_the_next_unlock() {
 }
 
 #[test]
+fn read_only_calls_to_the_store_are_audited() {
+    let (env, a, _) = audited();
+    let before = log_lines(&env).len();
+    for args in [
+        vec!["kms", "describe-key", "--key-id", &a],
+        vec!["kms", "list-keys"],
+        vec!["kms", "list-aliases"],
+        vec!["kms", "get-key-rotation-status", "--key-id", &a],
+        vec!["kms", "list-key-rotations", "--key-id", &a],
+        vec!["kms", "list-resource-tags", "--key-id", &a],
+        vec!["kms", "list-grants", "--key-id", &a],
+    ] {
+        env.run_ok(&args);
+    }
+    let events: Vec<Value> = log_lines(&env)[before..]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["eventName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "DescribeKey",
+            "ListKeys",
+            "ListAliases",
+            "GetKeyRotationStatus",
+            "ListKeyRotations",
+            "ListResourceTags",
+            "ListGrants"
+        ]
+    );
+    for e in &events {
+        assert_eq!(e["readOnly"], true, "{e}");
+    }
+    assert!(events[0]["requestParameters"]["keyId"]
+        .as_str()
+        .unwrap()
+        .ends_with(&a));
+    env.run_ok(&["kms", "audit", "--verify"]);
+}
+
+#[test]
 fn events_are_cloudtrail_shaped() {
     let (env, a, _) = audited();
     let ev = json(

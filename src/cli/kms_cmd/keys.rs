@@ -174,7 +174,7 @@ pub fn create_key(g: &Global, a: CreateKeyArgs) -> Result<(), Failure> {
 
 pub fn describe_key(g: &Global, a: KeyArg) -> Result<(), Failure> {
     let ks = g.open_store()?;
-    let r = ks.describe(&a.key_id)?;
+    let r = ks.audited_read("DescribeKey", Some(&a.key_id), || ks.describe(&a.key_id))?;
     print_aws(g.output, &json!({ "KeyMetadata": metadata(&ks, &r) }));
     Ok(())
 }
@@ -184,7 +184,7 @@ pub fn list_keys(g: &Global, a: ListKeysArgs) -> Result<(), Failure> {
     let v = listed(
         &a.page,
         "Keys",
-        |req| ks.list_keys_page(req),
+        |req| ks.audited_read("ListKeys", None, || ks.list_keys_page(req)),
         |r| json!({"KeyId": r.key_id, "KeyArn": ks.arn(&r.key_id)}),
     )?;
     print_aws(g.output, &v);
@@ -196,7 +196,11 @@ pub fn list_aliases(g: &Global, a: ListAliasesArgs) -> Result<(), Failure> {
     let v = listed(
         &a.page,
         "Aliases",
-        |req| ks.list_aliases_page(a.key_id.as_deref(), req),
+        |req| {
+            ks.audited_read("ListAliases", a.key_id.as_deref(), || {
+                ks.list_aliases_page(a.key_id.as_deref(), req)
+            })
+        },
         |(a, k)| json!({"AliasName": a, "AliasArn": ks.alias_arn(a), "TargetKeyId": k}),
     )?;
     print_aws(g.output, &v);
@@ -253,7 +257,9 @@ pub fn disable_key_rotation(g: &Global, a: KeyArg) -> Result<(), Failure> {
 
 pub fn get_key_rotation_status(g: &Global, a: KeyArg) -> Result<(), Failure> {
     let ks = g.open_store()?;
-    let (on, days, next) = ks.get_key_rotation_status(&a.key_id)?;
+    let (on, days, next) = ks.audited_read("GetKeyRotationStatus", Some(&a.key_id), || {
+        ks.get_key_rotation_status(&a.key_id)
+    })?;
     let mut v = json!({"KeyRotationEnabled": on, "KeyId": ks.resolve(&a.key_id)?});
     if on {
         v["RotationPeriodInDays"] = json!(days);
@@ -278,7 +284,11 @@ pub fn list_key_rotations(g: &Global, a: ListKeyRotationsArgs) -> Result<(), Fai
     let v = listed(
         &a.page,
         "Rotations",
-        |req| ks.list_key_rotations_page(&a.key_id, req),
+        |req| {
+            ks.audited_read("ListKeyRotations", Some(&a.key_id), || {
+                ks.list_key_rotations_page(&a.key_id, req)
+            })
+        },
         |r| {
             json!({
                 "KeyId": r.key_id,

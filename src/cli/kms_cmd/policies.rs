@@ -246,12 +246,14 @@ pub fn list_grants(g: &Global, a: ListGrantsArgs) -> Result<(), Failure> {
         &a.page,
         "Grants",
         |req| {
-            ks.list_grants_page(
-                &a.key_id,
-                a.grant_id.as_deref(),
-                a.grantee_principal.as_deref(),
-                req,
-            )
+            ks.audited_read("ListGrants", Some(&a.key_id), || {
+                ks.list_grants_page(
+                    &a.key_id,
+                    a.grant_id.as_deref(),
+                    a.grantee_principal.as_deref(),
+                    req,
+                )
+            })
         },
         |kg| grant_json(&ks, kg),
     )?;

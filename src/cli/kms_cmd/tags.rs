@@ -127,7 +127,11 @@ pub fn list_resource_tags(g: &Global, a: ListResourceTagsArgs) -> Result<(), Fai
     let v = listed(
         &a.page,
         "Tags",
-        |req| ks.list_resource_tags_page(&a.key_id, req),
+        |req| {
+            ks.audited_read("ListResourceTags", Some(&a.key_id), || {
+                ks.list_resource_tags_page(&a.key_id, req)
+            })
+        },
         |(k, v)| json!({"TagKey": k, "TagValue": v}),
     )?;
     print_result(g.output, &v, "");

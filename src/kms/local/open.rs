@@ -255,6 +255,17 @@ impl LocalKeyService {
         audit::HeadSealKey::derive(&self.key)
     }
 
+    /// Run a read-only call of the CLI (DescribeKey, List*, Get*) and write
+    /// its audit line, as every call to the store has one.
+    pub fn audited_read<T>(
+        &self,
+        op: &str,
+        key_hint: Option<&str>,
+        f: impl FnOnce() -> Result<T, KmsError>,
+    ) -> Result<T, KmsError> {
+        self.audited(op, key_hint, |_| f())
+    }
+
     /// Run an operation and write its audit line.
     pub(super) fn audited<T>(
         &self,

@@ -98,12 +98,15 @@ else
   skipped_stage fault-injection-tests "needs root and /dev/fuse"
   skipped_stage fault-injection-daemon "needs root and /dev/fuse"
 fi
-# The AWS SDK features together, so the SDK builds once: KMS and S3 against moto.
-stage aws-clippy cargo clippy --release --features aws-kms,s3 --all-targets -- -D warnings
-stage aws-moto cargo test --release --features aws-kms,s3 --test aws_kms --test s3
+# The AWS SDK features together, so the SDK builds once: KMS and S3 against
+# moto. fault-check rides along (it plants nothing unless a test asks), so the
+# concurrent push + delete test also runs on S3 without another build.
+AWS_FEATURES=aws-kms,s3,fault-check
+stage aws-clippy cargo clippy --release --features $AWS_FEATURES --all-targets -- -D warnings
+stage aws-moto cargo test --release --features $AWS_FEATURES --test aws_kms --test s3
 # The remote snapshot tests again, on an S3 repository (moto) instead of a directory.
 if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
-  stage s3-remote-snapshots env ENVELOPEFS_TEST_REMOTE=s3 cargo test --release --features aws-kms,s3 --test remote
+  stage s3-remote-snapshots env ENVELOPEFS_TEST_REMOTE=s3 cargo test --release --features $AWS_FEATURES --test remote
 else
   skipped_stage s3-remote-snapshots "needs root and /dev/fuse"
 fi

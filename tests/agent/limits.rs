@@ -174,7 +174,7 @@ fn one_user_looping_is_capped_while_another_is_served() {
     let key = store_with_key(&env);
     let agent = Agent::start(&env, &["--max-connections-per-user", "4"]);
     let helper = env.path("agent-test-bin");
-    std::fs::copy(std::env::current_exe().unwrap(), &helper).unwrap();
+    copy_executable(&std::env::current_exe().unwrap(), &helper);
     std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut child = Command::new(&helper)
         .args([

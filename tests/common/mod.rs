@@ -758,11 +758,25 @@ impl Env {
         use std::os::unix::fs::PermissionsExt;
         let dst = self.path("envelopefs-bin");
         if !dst.exists() {
-            std::fs::copy(BIN, &dst).unwrap();
+            copy_executable(Path::new(BIN), &dst);
             std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         dst
     }
+}
+
+/// Copy an executable by `cp`, so that the copy is never open for writing in
+/// this process: a child forked meanwhile by another test thread would
+/// inherit that descriptor, and exec of the copy would fail with ETXTBSY
+/// until the child execs.
+pub fn copy_executable(src: &Path, dst: &Path) {
+    let st = Command::new("cp")
+        .arg(src)
+        .arg(dst)
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "cp {} {}", src.display(), dst.display());
 }
 
 /// `sh -c script` as `nobody` (uid and gid 65534; std drops root's

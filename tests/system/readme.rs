@@ -79,7 +79,7 @@ fn readme_server_blocks_run_as_written() {
     let t = env.path("ns");
     let bin = t.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy(BIN, bin.join("envelopefs")).unwrap();
+    copy_executable(std::path::Path::new(BIN), &bin.join("envelopefs"));
     std::fs::copy(
         repo().join("tests/system/readme/systemctl"),
         bin.join("systemctl"),

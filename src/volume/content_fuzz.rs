@@ -80,17 +80,13 @@ impl World {
         let mut fds = Vec::new();
         let mut contents = Vec::new();
         for i in 0..FILES {
-            let p = tv.vol.root().join(format!("f{i}"));
-            let open = || {
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .read(true)
-                    .write(true)
-                    .open(&p)
-                    .unwrap()
-            };
-            let hs: Vec<_> = (0..HANDLES).map(|_| open()).collect();
+            let name = format!("f{i}");
+            let first = crate::volume::testutil::create_in_root(&tv.vol, &name);
+            let hs: Vec<_> = std::iter::once(first)
+                .chain(
+                    (1..HANDLES).map(|_| crate::volume::testutil::reopen_in_root(&tv.vol, &name)),
+                )
+                .collect();
             let c = FileContent::new();
             c.create(&tv.vol, hs[0].as_fd()).unwrap();
             fds.push(hs);

@@ -500,6 +500,24 @@ pub(crate) mod testutil {
         pub vol: Volume,
     }
 
+    /// A new file `name` in the volume's backing root, read-write, made as
+    /// the daemon makes files there (sys::create_new: never through a
+    /// planted name).
+    pub fn create_in_root(vol: &Volume, name: &str) -> std::fs::File {
+        use std::os::fd::AsFd;
+        let root = crate::sys::open_dir_path(vol.root()).unwrap();
+        let fd = crate::sys::create_new(root.as_fd(), name.as_ref(), libc::O_RDWR, 0o600).unwrap();
+        std::fs::File::from(fd)
+    }
+
+    /// Another read-write handle to `name` in the backing root.
+    pub fn reopen_in_root(vol: &Volume, name: &str) -> std::fs::File {
+        use std::os::fd::AsFd;
+        let root = crate::sys::open_dir_path(vol.root()).unwrap();
+        let fd = crate::sys::openat(root.as_fd(), name.as_ref(), libc::O_RDWR, 0).unwrap();
+        std::fs::File::from(fd)
+    }
+
     pub fn volume(opts: InitOptions) -> TestVolume {
         let dir = tempfile::tempdir().unwrap();
         let ks = crate::kms::local::test_store(&dir.path().join("ks"));
@@ -514,13 +532,7 @@ pub(crate) mod testutil {
     /// written: a file as the frontend would create it.
     pub fn new_file(tv: &TestVolume, name: &str) -> (std::fs::File, content::FileContent) {
         use std::os::fd::AsFd;
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(tv.vol.root().join(name))
-            .unwrap();
+        let f = create_in_root(&tv.vol, name);
         let c = content::FileContent::new();
         c.create(&tv.vol, f.as_fd()).unwrap();
         (f, c)

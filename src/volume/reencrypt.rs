@@ -141,12 +141,7 @@ mod tests {
     use std::os::fd::AsFd;
 
     fn new_file(v: &Volume, name: &str) -> std::fs::File {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(v.root().join(name))
-            .unwrap()
+        crate::volume::testutil::create_in_root(v, name)
     }
 
     /// Pieces written out of order, one all-zero piece left out, read back

@@ -9,9 +9,9 @@ mod import;
 pub(crate) mod keys;
 pub(crate) mod pages;
 pub(crate) mod policies;
+mod request;
 mod store;
 mod tags;
-mod via_agent;
 
 use std::path::PathBuf;
 
@@ -19,7 +19,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use clap::Subcommand;
 
-use super::{Failure, Global};
+use super::output::wipe;
+use super::{kms_api, print_aws, Failure, Global};
 use crate::kms::passphrase::PassphraseSource;
 use crate::kms::EncryptionContext;
 
@@ -125,61 +126,46 @@ pub enum KmsCommand {
 
 pub fn run(g: &Global, c: KmsCommand) -> Result<(), Failure> {
     use KmsCommand::*;
-    if let Some(socket) = g.agent.as_deref().filter(|_| !via_agent::never_agent(&c)) {
-        return via_agent::run(g, socket, c);
+    let c = match c {
+        ExportBackup(a) => return store::export_backup(g, a),
+        ImportBackup(a) => return store::import_backup(g, a),
+        ChangePassphrase(a) => return store::change_passphrase(g, a),
+        Audit(a) => return store::audit(g, a),
+        WrapKeyMaterial(a) => return import::wrap_key_material(g, a),
+        c => c,
+    };
+    let Some(mut req) = request::request(&c)? else {
+        return Err(usage(format!("{c:?} is not a key service operation")));
+    };
+    let r = call(g, &req);
+    wipe(&mut req);
+    let mut v = r?;
+    // What AWS answers with nothing (enable-key, put-key-policy...) prints nothing.
+    if v.as_object().is_some_and(|o| !o.is_empty()) {
+        print_aws(g.output, &v);
     }
-    match c {
-        CreateKey(a) => keys::create_key(g, a),
-        DescribeKey(a) => keys::describe_key(g, a),
-        ListKeys(a) => keys::list_keys(g, a),
-        ListAliases(a) => keys::list_aliases(g, a),
-        CreateAlias(a) => keys::create_alias(g, a),
-        UpdateAlias(a) => keys::update_alias(g, a),
-        DeleteAlias(a) => keys::delete_alias(g, a),
-        EnableKey(a) => keys::enable_key(g, a),
-        DisableKey(a) => keys::disable_key(g, a),
-        ScheduleKeyDeletion(a) => keys::schedule_key_deletion(g, a),
-        CancelKeyDeletion(a) => keys::cancel_key_deletion(g, a),
-        EnableKeyRotation(a) => keys::enable_key_rotation(g, a),
-        DisableKeyRotation(a) => keys::disable_key_rotation(g, a),
-        GetKeyRotationStatus(a) => keys::get_key_rotation_status(g, a),
-        RotateKeyOnDemand(a) => keys::rotate_key_on_demand(g, a),
-        ListKeyRotations(a) => keys::list_key_rotations(g, a),
-        GetParametersForImport(a) => import::get_parameters_for_import(g, a),
-        WrapKeyMaterial(a) => import::wrap_key_material(g, a),
-        ImportKeyMaterial(a) => import::import_key_material(g, a),
-        DeleteImportedKeyMaterial(a) => import::delete_imported_key_material(g, a),
-        GenerateDataKey(a) => data::generate_data_key(g, a),
-        Encrypt(a) => data::encrypt(g, a),
-        Decrypt(a) => data::decrypt(g, a),
-        ReEncrypt(a) => data::re_encrypt(g, a),
-        GenerateDataKeyWithoutPlaintext(a) => data::generate_data_key_without_plaintext(g, a),
-        GenerateRandom(a) => data::generate_random(g, a),
-        UpdateKeyDescription(a) => tags::update_key_description(g, a),
-        TagResource(a) => tags::tag_resource(g, a),
-        UntagResource(a) => tags::untag_resource(g, a),
-        ListResourceTags(a) => tags::list_resource_tags(g, a),
-        PutKeyPolicy(a) => policies::put_key_policy(g, a),
-        GetKeyPolicy(a) => policies::get_key_policy(g, a),
-        ListKeyPolicies(a) => policies::list_key_policies(g, a),
-        CreateGrant(a) => policies::create_grant(g, a),
-        ListGrants(a) => policies::list_grants(g, a),
-        ListRetirableGrants(a) => policies::list_retirable_grants(g, a),
-        RetireGrant(a) => policies::retire_grant(g, a),
-        RevokeGrant(a) => policies::revoke_grant(g, a),
-        ExportBackup(a) => store::export_backup(g, a),
-        ImportBackup(a) => store::import_backup(g, a),
-        ChangePassphrase(a) => store::change_passphrase(g, a),
-        Audit(a) => store::audit(g, a),
-        GetPublicKey(a) => asym::get_public_key(g, a),
-        Sign(a) => asym::sign(g, a),
-        Verify(a) => asym::verify(g, a),
-        DeriveSharedSecret(a) => asym::derive_shared_secret(g, a),
-        GenerateDataKeyPair(a) => asym::generate_data_key_pair(g, a),
-        GenerateDataKeyPairWithoutPlaintext(a) => {
-            asym::generate_data_key_pair_without_plaintext(g, a)
-        }
+    wipe(&mut v);
+    Ok(())
+}
+
+/// Send a request to the key agent (`--agent`, `ENVELOPEFS_AGENT`, or the
+/// default agent for a key ARN of a store this user cannot open), or carry
+/// it out on the store.
+fn call(g: &Global, req: &serde_json::Value) -> Result<serde_json::Value, Failure> {
+    let socket = match g.agent.clone() {
+        Some(s) => Some(s),
+        None => request::named_keys(req).find_map(|k| g.agent_for(Some(k))),
+    };
+    if let Some(socket) = socket {
+        let svc = crate::kms::agent::client::AgentKeyService::new(&socket, Some(&g.store_dir()));
+        return Ok(svc.call(req.clone())?);
     }
+    let ks = if kms_api::operation(req) == "CreateKey" {
+        g.open_or_create_store()?
+    } else {
+        g.open_store()?
+    };
+    Ok(kms_api::call(&ks, req)?)
 }
 
 fn usage(msg: impl Into<String>) -> Failure {

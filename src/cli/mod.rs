@@ -7,6 +7,7 @@ mod copy_cmd;
 mod daemon;
 mod docs;
 mod idle;
+mod kms_api;
 mod kms_cmd;
 mod logging;
 mod mount;

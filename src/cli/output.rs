@@ -92,17 +92,6 @@ pub fn print_aws(out: Output, value: &Value) {
     print_result(out, value, "")
 }
 
-/// Prints a `kms` result with a secret (a data key, a plaintext) as the
-/// base64 `field`: moved into the JSON, not serialized into it (a copy
-/// `json!` made would be left unwiped), and wiped once printed.
-pub fn print_aws_secret(out: Output, mut value: Value, field: &str, secret: &[u8]) {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
-    value[field] = Value::String(b64);
-    print_aws(out, &value);
-    wipe(&mut value);
-}
-
 /// Zeroizes every string of a result (its plaintexts and private keys)
 /// once it is printed.
 pub fn wipe(value: &mut Value) {

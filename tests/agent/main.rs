@@ -14,6 +14,7 @@ mod basics;
 mod grants;
 mod limits;
 mod mount;
+mod parity;
 mod policies;
 mod routes;
 

@@ -6,7 +6,6 @@
 //! take: connections per user and in all, request size, idle and request
 //! time, and the rate of audited denials.
 
-mod grants;
 mod limits;
 mod ops;
 

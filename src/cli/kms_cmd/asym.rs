@@ -2,15 +2,7 @@
 //! generate-data-key-pair(-without-plaintext), with `aws kms`'s flags and
 //! JSON shapes. Blobs are base64 in JSON, as the AWS CLI prints them.
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
 use clap::Args;
-use serde_json::{json, Value};
-
-use super::super::output::wipe;
-use super::super::{print_result, Failure, Global};
-use super::{blob_arg, ctx};
-use crate::kms::local::asymmetric::algorithm_list;
 
 #[derive(Args, Debug)]
 pub struct GetPublicKeyArgs {
@@ -82,96 +74,4 @@ pub struct GenerateDataKeyPairArgs {
     /// KEY=VALUE,... or a JSON object; decrypt of the private key must give the same.
     #[arg(long)]
     pub(super) encryption_context: Option<String>,
-}
-
-pub fn get_public_key(g: &Global, a: GetPublicKeyArgs) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let p = ks.get_public_key(&a.key_id)?;
-    let public = B64.encode(&p.public_key);
-    let (field, algs) = algorithm_list(&p.key_spec, &p.key_usage);
-    let mut v = json!({
-        "KeyId": p.key_arn,
-        "PublicKey": public,
-        "CustomerMasterKeySpec": p.key_spec,
-        "KeySpec": p.key_spec,
-        "KeyUsage": p.key_usage,
-    });
-    v[field] = json!(algs);
-    print_result(g.output, &v, &public);
-    Ok(())
-}
-
-pub fn sign(g: &Global, a: SignArgs) -> Result<(), Failure> {
-    let msg = zeroize::Zeroizing::new(blob_arg(&a.message, "--message")?);
-    let ks = g.open_store()?;
-    let (sig, arn) = ks.sign(&a.key_id, &msg, &a.message_type, &a.signing_algorithm)?;
-    let sig = B64.encode(sig);
-    let v = json!({"KeyId": arn, "Signature": sig, "SigningAlgorithm": a.signing_algorithm});
-    print_result(g.output, &v, &sig);
-    Ok(())
-}
-
-pub fn verify(g: &Global, a: VerifyArgs) -> Result<(), Failure> {
-    let msg = zeroize::Zeroizing::new(blob_arg(&a.message, "--message")?);
-    let sig = blob_arg(&a.signature, "--signature")?;
-    let ks = g.open_store()?;
-    let arn = ks.verify(&a.key_id, &msg, &a.message_type, &sig, &a.signing_algorithm)?;
-    let v = json!({"KeyId": arn, "SignatureValid": true, "SigningAlgorithm": a.signing_algorithm});
-    print_result(g.output, &v, "True");
-    Ok(())
-}
-
-pub fn derive_shared_secret(g: &Global, a: DeriveSharedSecretArgs) -> Result<(), Failure> {
-    let peer = blob_arg(&a.public_key, "--public-key")?;
-    let ks = g.open_store()?;
-    let (secret, arn) = ks.derive_shared_secret(&a.key_id, &a.key_agreement_algorithm, &peer)?;
-    let mut v = json!({
-        "KeyId": arn,
-        "KeyAgreementAlgorithm": a.key_agreement_algorithm,
-        "KeyOrigin": "AWS_KMS",
-    });
-    // Moved in, not serialized in (json! would leave a copy unwiped).
-    v["SharedSecret"] = Value::String(B64.encode(&secret[..]));
-    print_result(g.output, &v, v["SharedSecret"].as_str().unwrap_or_default());
-    wipe(&mut v);
-    Ok(())
-}
-
-fn generate_pair(
-    g: &Global,
-    a: GenerateDataKeyPairArgs,
-    with_plaintext: bool,
-) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let p = ks.generate_data_key_pair(
-        &a.key_id,
-        &a.key_pair_spec,
-        &ctx(&a.encryption_context)?,
-        with_plaintext,
-    )?;
-    let blob = B64.encode(&p.private_key_ciphertext_blob);
-    let mut v = json!({
-        "PrivateKeyCiphertextBlob": blob,
-        "PublicKey": B64.encode(&p.public_key),
-        "KeyId": p.key_arn,
-        "KeyPairSpec": p.key_pair_spec,
-        "KeyMaterialId": p.key_material_id,
-    });
-    if let Some(pt) = &p.private_key_plaintext {
-        v["PrivateKeyPlaintext"] = Value::String(B64.encode(&pt[..]));
-    }
-    print_result(g.output, &v, &blob);
-    wipe(&mut v);
-    Ok(())
-}
-
-pub fn generate_data_key_pair(g: &Global, a: GenerateDataKeyPairArgs) -> Result<(), Failure> {
-    generate_pair(g, a, true)
-}
-
-pub fn generate_data_key_pair_without_plaintext(
-    g: &Global,
-    a: GenerateDataKeyPairArgs,
-) -> Result<(), Failure> {
-    generate_pair(g, a, false)
 }

@@ -9,86 +9,67 @@ use serde_json::json;
 
 use super::super::{print_aws, Failure, Global};
 use super::{blob_arg, usage};
-use crate::kms::local::{ImportType, IMPORT_WRAPPING_ALGORITHM};
-use crate::kms::KeyService;
+use crate::kms::local::IMPORT_WRAPPING_ALGORITHM;
 
 #[derive(Args, Debug)]
 pub struct GetParametersArgs {
     /// The EXTERNAL key to import material into (key ID or ARN).
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     /// How the material is to be wrapped: RSAES_OAEP_SHA_256,
     /// RSA_AES_KEY_WRAP_SHA_256, RSAES_OAEP_SHA_1, RSA_AES_KEY_WRAP_SHA_1
     /// (AWS's), or HPKE_X25519_HKDF_SHA256_AES_256_GCM (ours, for
     /// wrap-key-material, and the default here; AWS requires the argument).
     #[arg(long, default_value = IMPORT_WRAPPING_ALGORITHM)]
-    wrapping_algorithm: String,
+    pub(super) wrapping_algorithm: String,
     /// RSA_2048, RSA_3072 or RSA_4096 for the RSA algorithms (default
     /// RSA_2048 here; AWS requires it); none for HPKE.
     #[arg(long)]
-    wrapping_key_spec: Option<String>,
+    pub(super) wrapping_key_spec: Option<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct WrapArgs {
     /// The EXTERNAL key the material is for (key ID or ARN).
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     /// The PublicKey from get-parameters-for-import (base64).
     #[arg(long)]
-    public_key: String,
+    pub(super) public_key: String,
     /// A file holding exactly 32 bytes of key material.
     #[arg(long)]
-    key_material_file: PathBuf,
+    pub(super) key_material_file: PathBuf,
 }
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
     /// The EXTERNAL key to import into (key ID or ARN).
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     /// The ImportToken from get-parameters-for-import (base64).
     #[arg(long)]
-    import_token: String,
+    pub(super) import_token: String,
     /// Base64 output of wrap-key-material.
     #[arg(long)]
-    encrypted_key_material: String,
+    pub(super) encrypted_key_material: String,
     /// KEY_MATERIAL_EXPIRES (needs --valid-to) or KEY_MATERIAL_DOES_NOT_EXPIRE.
     #[arg(long)]
-    expiration_model: Option<String>,
+    pub(super) expiration_model: Option<String>,
     /// Seconds since the epoch.
     #[arg(long)]
-    valid_to: Option<u64>,
+    pub(super) valid_to: Option<u64>,
     /// EXISTING_KEY_MATERIAL (the default: the key's first material, or
     /// material it had before) or NEW_KEY_MATERIAL (further material for a
     /// symmetric key, made current by rotate-key-on-demand).
     #[arg(long, default_value = "EXISTING_KEY_MATERIAL")]
-    import_type: String,
+    pub(super) import_type: String,
 }
 
 #[derive(Args, Debug)]
 pub struct ExternalKeyArg {
     /// The EXTERNAL key (key ID or ARN).
     #[arg(long)]
-    key_id: String,
-}
-
-pub fn get_parameters_for_import(g: &Global, a: GetParametersArgs) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let (token, pk, valid_to) = ks.get_parameters_for_import(
-        &a.key_id,
-        &a.wrapping_algorithm,
-        a.wrapping_key_spec.as_deref(),
-    )?;
-    let v = json!({
-        "KeyId": ks.resolve(&a.key_id)?,
-        "ImportToken": token,
-        "PublicKey": B64.encode(&pk),
-        "ParametersValidTo": valid_to,
-        "WrappingAlgorithm": a.wrapping_algorithm,
-    });
-    print_aws(g.output, &v);
-    Ok(())
+    pub(super) key_id: String,
 }
 
 pub fn wrap_key_material(g: &Global, a: WrapArgs) -> Result<(), Failure> {
@@ -108,7 +89,7 @@ pub fn wrap_key_material(g: &Global, a: WrapArgs) -> Result<(), Failure> {
 }
 
 /// `--expiration-model` and `--valid-to` must agree.
-fn check_expiration(model: Option<&str>, valid_to: Option<u64>) -> Result<(), Failure> {
+pub(super) fn check_expiration(model: Option<&str>, valid_to: Option<u64>) -> Result<(), Failure> {
     match (model, valid_to) {
         (Some("KEY_MATERIAL_EXPIRES"), None) => Err(usage(
             "ValidationException: KEY_MATERIAL_EXPIRES needs --valid-to",
@@ -121,21 +102,4 @@ fn check_expiration(model: Option<&str>, valid_to: Option<u64>) -> Result<(), Fa
         ),
         _ => Ok(()),
     }
-}
-
-pub fn import_key_material(g: &Global, a: ImportArgs) -> Result<(), Failure> {
-    check_expiration(a.expiration_model.as_deref(), a.valid_to)?;
-    let import_type = ImportType::parse(&a.import_type)?;
-    let blob = blob_arg(&a.encrypted_key_material, "the encrypted key material")?;
-    let ks = g.open_store()?;
-    let id = ks.import_key_material(&a.key_id, &a.import_token, &blob, a.valid_to, import_type)?;
-    print_aws(
-        g.output,
-        &json!({"KeyId": ks.resolve(&a.key_id)?, "KeyMaterialId": id}),
-    );
-    Ok(())
-}
-
-pub fn delete_imported_key_material(g: &Global, a: ExternalKeyArg) -> Result<(), Failure> {
-    Ok(g.open_store()?.delete_imported_key_material(&a.key_id)?)
 }

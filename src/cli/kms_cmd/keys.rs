@@ -1,13 +1,8 @@
 //! Keys, aliases and rotation.
 
 use clap::Args;
-use serde_json::{json, Value};
 
-use super::super::{print_aws, Failure, Global};
-use super::pages::{listed, PageArgs};
-use crate::kms::local::asymmetric::{algorithm_list, SYMMETRIC_DEFAULT};
-use crate::kms::local::{KeyRecord, LocalKeyService};
-use crate::kms::KeyService;
+use super::pages::PageArgs;
 
 #[derive(Args, Debug)]
 pub struct CreateKeyArgs {
@@ -28,11 +23,11 @@ pub struct CreateKeyArgs {
     /// The key policy (JSON, or file://FILE); by default AWS's default key
     /// policy (the store's root principal may do everything).
     #[arg(long)]
-    policy: Option<String>,
+    pub(super) policy: Option<String>,
     /// Create the key with a policy that would not let root change it
     /// through the key agent.
     #[arg(long)]
-    bypass_policy_lockout_safety_check: bool,
+    pub(super) bypass_policy_lockout_safety_check: bool,
 }
 
 /// The one key a subcommand acts on.
@@ -112,193 +107,4 @@ pub struct EnableKeyRotationArgs {
     /// Days between rotations (90..2560, default 365).
     #[arg(long)]
     pub(super) rotation_period_in_days: Option<u32>,
-}
-
-/// A key's metadata as `aws kms describe-key` shows it.
-pub(crate) fn metadata(ks: &LocalKeyService, r: &KeyRecord) -> Value {
-    let mut m = json!({
-        "AWSAccountId": ks.store_id(),
-        "KeyId": r.key_id,
-        "Arn": ks.arn(&r.key_id),
-        "CreationDate": r.creation_date,
-        "Enabled": r.key_state == "Enabled",
-        "Description": r.description,
-        "KeyUsage": r.key_usage,
-        "KeyState": r.key_state,
-        "Origin": r.origin,
-        "KeyManager": r.key_manager,
-        "KeySpec": r.key_spec,
-        "CustomerMasterKeySpec": r.key_spec,
-        "MultiRegion": false,
-    });
-    let (field, algorithms) = algorithm_list(&r.key_spec, &r.key_usage);
-    m[field] = json!(algorithms);
-    // AWS shows the current material of symmetric keys only (the ones that rotate).
-    if !r.current_material.is_empty() && r.key_spec == SYMMETRIC_DEFAULT {
-        m["CurrentKeyMaterialId"] = json!(r.current_material);
-    }
-    if let Some(d) = r.deletion_date {
-        m["DeletionDate"] = json!(d);
-        m["PendingDeletionWindowInDays"] = json!(r.pending_window_in_days);
-    }
-    if r.origin == "EXTERNAL" {
-        match r.valid_to() {
-            Some(t) => {
-                m["ExpirationModel"] = json!("KEY_MATERIAL_EXPIRES");
-                m["ValidTo"] = json!(t);
-            }
-            None => m["ExpirationModel"] = json!("KEY_MATERIAL_DOES_NOT_EXPIRE"),
-        }
-    }
-    m
-}
-
-pub fn create_key(g: &Global, a: CreateKeyArgs) -> Result<(), Failure> {
-    let policy = a
-        .policy
-        .as_deref()
-        .map(|p| super::tags::arg_text(p, "--policy"))
-        .transpose()?;
-    let ks = g.open_or_create_store()?;
-    let r = ks.create_key_with_policy(
-        &a.description,
-        &a.origin,
-        &a.key_spec,
-        &a.key_usage,
-        policy.as_deref(),
-        a.bypass_policy_lockout_safety_check,
-    )?;
-    print_aws(g.output, &json!({ "KeyMetadata": metadata(&ks, &r) }));
-    Ok(())
-}
-
-pub fn describe_key(g: &Global, a: KeyArg) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let r = ks.audited_read("DescribeKey", Some(&a.key_id), || ks.describe(&a.key_id))?;
-    print_aws(g.output, &json!({ "KeyMetadata": metadata(&ks, &r) }));
-    Ok(())
-}
-
-pub fn list_keys(g: &Global, a: ListKeysArgs) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let v = listed(
-        &a.page,
-        "Keys",
-        |req| ks.audited_read("ListKeys", None, || ks.list_keys_page(req)),
-        |r| json!({"KeyId": r.key_id, "KeyArn": ks.arn(&r.key_id)}),
-    )?;
-    print_aws(g.output, &v);
-    Ok(())
-}
-
-pub fn list_aliases(g: &Global, a: ListAliasesArgs) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let v = listed(
-        &a.page,
-        "Aliases",
-        |req| {
-            ks.audited_read("ListAliases", a.key_id.as_deref(), || {
-                ks.list_aliases_page(a.key_id.as_deref(), req)
-            })
-        },
-        |(a, k)| json!({"AliasName": a, "AliasArn": ks.alias_arn(a), "TargetKeyId": k}),
-    )?;
-    print_aws(g.output, &v);
-    Ok(())
-}
-
-pub fn create_alias(g: &Global, a: CreateAliasArgs) -> Result<(), Failure> {
-    Ok(g.open_store()?
-        .create_alias(&a.alias_name, &a.target_key_id)?)
-}
-
-pub fn update_alias(g: &Global, a: UpdateAliasArgs) -> Result<(), Failure> {
-    Ok(g.open_store()?
-        .update_alias(&a.alias_name, &a.target_key_id)?)
-}
-
-pub fn delete_alias(g: &Global, a: DeleteAliasArgs) -> Result<(), Failure> {
-    Ok(g.open_store()?.delete_alias(&a.alias_name)?)
-}
-
-pub fn enable_key(g: &Global, a: KeyArg) -> Result<(), Failure> {
-    Ok(g.open_store()?.enable_key(&a.key_id)?)
-}
-
-pub fn disable_key(g: &Global, a: KeyArg) -> Result<(), Failure> {
-    Ok(g.open_store()?.disable_key(&a.key_id)?)
-}
-
-pub fn schedule_key_deletion(g: &Global, a: ScheduleKeyDeletionArgs) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let (when, days) = ks.schedule_key_deletion(&a.key_id, a.pending_window_in_days)?;
-    let arn = ks.resolve(&a.key_id)?;
-    let v = json!({"KeyId": arn, "DeletionDate": when, "KeyState": "PendingDeletion", "PendingWindowInDays": days});
-    print_aws(g.output, &v);
-    Ok(())
-}
-
-pub fn cancel_key_deletion(g: &Global, a: KeyArg) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    ks.cancel_key_deletion(&a.key_id)?;
-    let arn = ks.resolve(&a.key_id)?;
-    print_aws(g.output, &json!({"KeyId": arn}));
-    Ok(())
-}
-
-pub fn enable_key_rotation(g: &Global, a: EnableKeyRotationArgs) -> Result<(), Failure> {
-    Ok(g.open_store()?
-        .enable_key_rotation(&a.key_id, a.rotation_period_in_days)?)
-}
-
-pub fn disable_key_rotation(g: &Global, a: KeyArg) -> Result<(), Failure> {
-    Ok(g.open_store()?.disable_key_rotation(&a.key_id)?)
-}
-
-pub fn get_key_rotation_status(g: &Global, a: KeyArg) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let (on, days, next) = ks.audited_read("GetKeyRotationStatus", Some(&a.key_id), || {
-        ks.get_key_rotation_status(&a.key_id)
-    })?;
-    let mut v = json!({"KeyRotationEnabled": on, "KeyId": ks.resolve(&a.key_id)?});
-    if on {
-        v["RotationPeriodInDays"] = json!(days);
-        v["NextRotationDate"] = json!(next);
-    }
-    print_aws(g.output, &v);
-    Ok(())
-}
-
-pub fn rotate_key_on_demand(g: &Global, a: KeyArg) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let m = ks.rotate_key_on_demand(&a.key_id)?;
-    print_aws(
-        g.output,
-        &json!({"KeyId": ks.key_id_of(&a.key_id)?, "KeyMaterialId": m}),
-    );
-    Ok(())
-}
-
-pub fn list_key_rotations(g: &Global, a: ListKeyRotationsArgs) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let v = listed(
-        &a.page,
-        "Rotations",
-        |req| {
-            ks.audited_read("ListKeyRotations", Some(&a.key_id), || {
-                ks.list_key_rotations_page(&a.key_id, req)
-            })
-        },
-        |r| {
-            json!({
-                "KeyId": r.key_id,
-                "KeyMaterialId": r.key_material_id,
-                "KeyMaterialState": if r.current { "CURRENT" } else { "NON_CURRENT" },
-                "RotationDate": r.rotation_date,
-                "RotationType": r.rotation_type,
-            })
-        },
-    )?;
-    print_aws(g.output, &v);
-    Ok(())
 }

@@ -6,7 +6,6 @@
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::super::Failure;
 use crate::kms::local::{Page, PageRequest};
 use crate::kms::KmsError;
 
@@ -35,7 +34,7 @@ pub fn listed<T>(
     result_key: &str,
     fetch: impl Fn(PageRequest) -> Result<Page<T>, KmsError>,
     item: impl Fn(&T) -> Value,
-) -> Result<Value, Failure> {
+) -> Result<Value, KmsError> {
     if p.limit.is_some() || p.marker.is_some() {
         let page = fetch(PageRequest {
             limit: p.limit,

@@ -7,14 +7,12 @@
 use std::collections::BTreeMap;
 
 use clap::Args;
-use serde_json::{json, Value};
 
-use super::super::{print_aws, Failure, Global};
-use super::pages::{listed, PageArgs};
+use super::super::Failure;
+use super::pages::PageArgs;
 use super::tags::arg_text;
 use super::usage;
-use crate::kms::local::{KeyGrant, LocalKeyService};
-use crate::kms::policy::{GrantConstraints, GrantRequest};
+use crate::kms::policy::GrantConstraints;
 
 #[derive(Args, Debug)]
 pub struct PutKeyPolicyArgs {
@@ -47,9 +45,9 @@ pub struct GetKeyPolicyArgs {
 pub struct ListKeyPoliciesArgs {
     /// The key (key ID or key ARN).
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     #[command(flatten)]
-    page: PageArgs,
+    pub(super) page: PageArgs,
 }
 
 #[derive(Args, Debug)]
@@ -126,37 +124,6 @@ pub struct RevokeGrantArgs {
     pub(super) grant_id: String,
 }
 
-pub fn put_key_policy(g: &Global, a: PutKeyPolicyArgs) -> Result<(), Failure> {
-    let policy = arg_text(&a.policy, "--policy")?;
-    Ok(g.open_store()?.put_key_policy(
-        &a.key_id,
-        &a.policy_name,
-        &policy,
-        a.bypass_policy_lockout_safety_check,
-    )?)
-}
-
-pub fn get_key_policy(g: &Global, a: GetKeyPolicyArgs) -> Result<(), Failure> {
-    let policy = g.open_store()?.get_key_policy(&a.key_id, &a.policy_name)?;
-    print_aws(
-        g.output,
-        &json!({"Policy": policy, "PolicyName": a.policy_name}),
-    );
-    Ok(())
-}
-
-pub fn list_key_policies(g: &Global, a: ListKeyPoliciesArgs) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let v = listed(
-        &a.page,
-        "PolicyNames",
-        |req| ks.list_key_policies_page(&a.key_id, req),
-        |n| json!(n),
-    )?;
-    print_aws(g.output, &v);
-    Ok(())
-}
-
 /// `{k=v,k2=v2}` of the AWS CLI's shorthand.
 fn shorthand_map(s: &str) -> Option<BTreeMap<String, String>> {
     let inner = s.trim().strip_prefix('{')?.strip_suffix('}')?;
@@ -196,98 +163,6 @@ pub(super) fn parse_constraints(arg: &str) -> Result<GrantConstraints, Failure> 
         _ => return Err(bad()),
     }
     Ok(c)
-}
-
-pub fn create_grant(g: &Global, a: CreateGrantArgs) -> Result<(), Failure> {
-    let req = GrantRequest {
-        grantee_principal: a.grantee_principal,
-        retiring_principal: a.retiring_principal,
-        operations: a.operations,
-        constraints: a
-            .constraints
-            .as_deref()
-            .map(parse_constraints)
-            .transpose()?,
-        name: a.name,
-    };
-    let (token, id) = g
-        .open_store()?
-        .create_grant(&a.key_id, &req, &a.grant_tokens)?;
-    print_aws(g.output, &json!({"GrantToken": token, "GrantId": id}));
-    Ok(())
-}
-
-/// A grant as ListGrants shows it.
-pub(crate) fn grant_json(ks: &LocalKeyService, kg: &KeyGrant) -> Value {
-    let g = &kg.grant;
-    let mut v = json!({
-        "KeyId": ks.arn(&kg.key_id),
-        "GrantId": g.grant_id,
-        "CreationDate": g.creation_date,
-        "GranteePrincipal": g.grantee_principal,
-        "IssuingAccount": g.issuing_account,
-        "Operations": g.operations,
-    });
-    if let Some(n) = &g.name {
-        v["Name"] = json!(n);
-    }
-    if let Some(p) = &g.retiring_principal {
-        v["RetiringPrincipal"] = json!(p);
-    }
-    if let Some(c) = &g.constraints {
-        v["Constraints"] = c.to_aws_json();
-    }
-    v
-}
-
-pub fn list_grants(g: &Global, a: ListGrantsArgs) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let v = listed(
-        &a.page,
-        "Grants",
-        |req| {
-            ks.audited_read("ListGrants", Some(&a.key_id), || {
-                ks.list_grants_page(
-                    &a.key_id,
-                    a.grant_id.as_deref(),
-                    a.grantee_principal.as_deref(),
-                    req,
-                )
-            })
-        },
-        |kg| grant_json(&ks, kg),
-    )?;
-    print_aws(g.output, &v);
-    Ok(())
-}
-
-pub fn list_retirable_grants(g: &Global, a: ListRetirableGrantsArgs) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let v = listed(
-        &a.page,
-        "Grants",
-        |req| ks.list_retirable_grants_page(&a.retiring_principal, req),
-        |kg| grant_json(&ks, kg),
-    )?;
-    print_aws(g.output, &v);
-    Ok(())
-}
-
-pub fn retire_grant(g: &Global, a: RetireGrantArgs) -> Result<(), Failure> {
-    if a.grant_token.is_none() && a.key_id.is_none() {
-        return Err(usage(
-            "retire-grant takes --grant-token, or --key-id and --grant-id",
-        ));
-    }
-    Ok(g.open_store()?.retire_grant(
-        a.grant_token.as_deref(),
-        a.key_id.as_deref(),
-        a.grant_id.as_deref(),
-    )?)
-}
-
-pub fn revoke_grant(g: &Global, a: RevokeGrantArgs) -> Result<(), Failure> {
-    Ok(g.open_store()?.revoke_grant(&a.key_id, &a.grant_id)?)
 }
 
 #[cfg(test)]

@@ -2,51 +2,51 @@
 //! and update-key-description.
 
 use clap::Args;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::super::{print_result, Failure, Global};
-use super::pages::{listed, PageArgs};
+use super::super::Failure;
+use super::pages::PageArgs;
 use super::{read_arg_file, usage};
 
 #[derive(Args, Debug)]
 pub struct TagResourceArgs {
     /// The key to tag (key ID or key ARN).
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     /// Tags as the AWS CLI takes them: `TagKey=K,TagValue=V` (one such
     /// argument per tag), a JSON list `[{"TagKey":"K","TagValue":"V"}]`,
     /// or file://FILE holding that JSON.
     #[arg(long, num_args = 1.., required = true, value_name = "TAG")]
-    tags: Vec<String>,
+    pub(super) tags: Vec<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct UntagResourceArgs {
     /// The key to untag (key ID or key ARN).
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     /// The tag keys to remove: one per argument, K1,K2, or a JSON list.
     #[arg(long, num_args = 1.., required = true, value_name = "TAG_KEY")]
-    tag_keys: Vec<String>,
+    pub(super) tag_keys: Vec<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct ListResourceTagsArgs {
     /// The key whose tags to list (key ID or key ARN).
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     #[command(flatten)]
-    page: PageArgs,
+    pub(super) page: PageArgs,
 }
 
 #[derive(Args, Debug)]
 pub struct UpdateKeyDescriptionArgs {
     /// The key to describe anew (key ID or key ARN).
     #[arg(long)]
-    key_id: String,
+    pub(super) key_id: String,
     /// The new description (may be empty).
     #[arg(long)]
-    description: String,
+    pub(super) description: String,
 }
 
 /// An argument's text, or the text of the file:// it names.
@@ -60,7 +60,7 @@ pub(super) fn arg_text(s: &str, what: &str) -> Result<String, Failure> {
 
 /// One `--tags` argument: a JSON list of {TagKey, TagValue}, or the
 /// shorthand `TagKey=K,TagValue=V`.
-fn parse_tags(arg: &str) -> Result<Vec<(String, String)>, Failure> {
+pub(super) fn parse_tags(arg: &str) -> Result<Vec<(String, String)>, Failure> {
     let text = arg_text(arg, "--tags")?;
     if text.trim_start().starts_with('[') {
         let list: Vec<Value> = serde_json::from_str(&text)
@@ -97,50 +97,13 @@ fn json_tag(t: &Value) -> Result<(String, String), Failure> {
 }
 
 /// One `--tag-keys` argument: a JSON list of strings, or keys joined by commas.
-fn parse_tag_keys(arg: &str) -> Result<Vec<String>, Failure> {
+pub(super) fn parse_tag_keys(arg: &str) -> Result<Vec<String>, Failure> {
     let text = arg_text(arg, "--tag-keys")?;
     if text.trim_start().starts_with('[') {
         return serde_json::from_str(&text)
             .map_err(|e| usage(format!("--tag-keys: not a JSON list of strings: {e}")));
     }
     Ok(text.split(',').map(str::to_owned).collect())
-}
-
-pub fn tag_resource(g: &Global, a: TagResourceArgs) -> Result<(), Failure> {
-    let mut tags = Vec::new();
-    for t in &a.tags {
-        tags.extend(parse_tags(t)?);
-    }
-    Ok(g.open_store()?.tag_resource(&a.key_id, &tags)?)
-}
-
-pub fn untag_resource(g: &Global, a: UntagResourceArgs) -> Result<(), Failure> {
-    let mut keys = Vec::new();
-    for k in &a.tag_keys {
-        keys.extend(parse_tag_keys(k)?);
-    }
-    Ok(g.open_store()?.untag_resource(&a.key_id, &keys)?)
-}
-
-pub fn list_resource_tags(g: &Global, a: ListResourceTagsArgs) -> Result<(), Failure> {
-    let ks = g.open_store()?;
-    let v = listed(
-        &a.page,
-        "Tags",
-        |req| {
-            ks.audited_read("ListResourceTags", Some(&a.key_id), || {
-                ks.list_resource_tags_page(&a.key_id, req)
-            })
-        },
-        |(k, v)| json!({"TagKey": k, "TagValue": v}),
-    )?;
-    print_result(g.output, &v, "");
-    Ok(())
-}
-
-pub fn update_key_description(g: &Global, a: UpdateKeyDescriptionArgs) -> Result<(), Failure> {
-    Ok(g.open_store()?
-        .update_key_description(&a.key_id, &a.description)?)
 }
 
 #[cfg(test)]

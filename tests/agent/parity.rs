@@ -412,3 +412,56 @@ fn base64_encode(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
 }
+
+/// ReEncrypt is decided on both keys, as AWS decides it: kms:ReEncryptFrom
+/// on the blob's key (with the source context) and kms:ReEncryptTo on the
+/// destination. alice, allowed everything on her own key and nothing on
+/// root's, cannot move a blob of root's key under hers (and so read it).
+#[test]
+fn re_encrypt_is_decided_on_the_source_key_too() {
+    let test = "re_encrypt_is_decided_on_the_source_key_too";
+    if !need_root(test) {
+        return;
+    }
+    let Some(alice) = TestUser::create(test, "px") else {
+        return;
+    };
+    let env = Env::shared();
+    let roots = store_with_key(&env);
+    let hers = store_with_key(&env);
+    let id = store_id(&env);
+    let me = format!("arn:envelopefs:iam::{id}:user/{}", alice.name);
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": format!("arn:envelopefs:iam::{id}:root")},
+         "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"AWS": me}, "Action": "kms:*", "Resource": "*"}]})
+    .to_string();
+    env.run_ok(&[
+        "kms",
+        "put-key-policy",
+        "--key-id",
+        &hers,
+        "--policy",
+        &policy,
+    ]);
+    let (blob, _) = wrapped_key(&env, &roots, "volume=root", "root.blob");
+    let agent = Agent::start(&env, &[]);
+    let blob_arg = format!("fileb://{}", blob.display());
+    let re_encrypt = [
+        "kms",
+        "re-encrypt",
+        "--ciphertext-blob",
+        &blob_arg,
+        "--source-encryption-context",
+        "volume=root",
+        "--destination-key-id",
+        &hers,
+    ];
+    let out = run_bounded(as_user(&env, &alice, &agent, &re_encrypt), 30);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(ACCESS_DENIED), "{err}");
+    assert!(err.contains("kms:ReEncryptFrom"), "{err}");
+    // Root's own re-encrypt through the agent is allowed both ways.
+    let out = via_agent(&env, &agent, &re_encrypt);
+    json_of(&out, "root re-encrypts through the agent");
+}

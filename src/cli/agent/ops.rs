@@ -9,26 +9,80 @@ use super::Denials;
 use crate::kms::access::{authorize, named_resource, AccessRequest, Caller};
 use crate::kms::audit::{self, Acting, AuditRecord};
 use crate::kms::local::LocalKeyService;
-use crate::kms::{KeyService, KmsError};
+use crate::kms::{EncryptionContext, KeyService, KmsError};
 
 /// The operations that make or change an alias: allowed to the store's
 /// owner only (in AWS an identity-based policy must allow the alias), and
 /// then as the key's policy says.
 const ALIAS_OPERATIONS: &[&str] = &["CreateAlias", "UpdateAlias", "DeleteAlias"];
 
-/// The key a request acts on, as the caller named it.
-fn key_named(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Option<String>, KmsError> {
+/// One decision a request needs: an action on a key (None: on no key,
+/// which only the store's owner may do), with the context its conditions
+/// and grant constraints see.
+struct Check {
+    action: String,
+    key: Option<String>,
+    context: EncryptionContext,
+}
+
+/// The key of a blob: the one named, else the one its bytes name.
+fn blob_key(
+    ks: &LocalKeyService,
+    req: &Value,
+    named: &str,
+    blob: &str,
+) -> Result<Option<String>, KmsError> {
+    match field(req, named) {
+        Some(k) => Ok(Some(k.to_owned())),
+        None => Ok(ks.blob_key_arn(&kms_api::blob(req, blob)?)),
+    }
+}
+
+/// What `op` must be allowed, as AWS decides it: ReEncrypt on both keys,
+/// an alias on no key (the owner) and on its keys, the rest on the key
+/// the caller named.
+fn checks(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Vec<Check>, KmsError> {
+    let check = |action: &str, key: Option<String>, ctx: &str| -> Result<Check, KmsError> {
+        Ok(Check {
+            action: format!("kms:{action}"),
+            key,
+            context: kms_api::context(req, ctx)?,
+        })
+    };
+    let key = |name: &str| need(req, name).map(|k| Some(k.to_owned()));
     Ok(match op {
-        "CreateKey" | "ListKeys" | "ListAliases" | "GenerateRandom" | "ListRetirableGrants" => None,
-        "CreateAlias" | "UpdateAlias" => Some(need(req, "TargetKeyId")?.to_owned()),
-        "DeleteAlias" => Some(need(req, "AliasName")?.to_owned()),
-        "RetireGrant" => field(req, "KeyId").map(str::to_owned),
-        "ReEncrypt" => Some(need(req, "DestinationKeyId")?.to_owned()),
-        "Decrypt" => match field(req, "KeyId") {
-            Some(k) => Some(k.to_owned()),
-            None => ks.blob_key_arn(&kms_api::blob(req, "CiphertextBlob")?),
-        },
-        _ => Some(need(req, "KeyId")?.to_owned()),
+        "CreateKey" | "ListKeys" | "ListAliases" | "GenerateRandom" | "ListRetirableGrants" => {
+            vec![check(op, None, "")?]
+        }
+        "ReEncrypt" => vec![
+            check(
+                "ReEncryptFrom",
+                blob_key(ks, req, "SourceKeyId", "CiphertextBlob")?,
+                "SourceEncryptionContext",
+            )?,
+            check(
+                "ReEncryptTo",
+                key("DestinationKeyId")?,
+                "DestinationEncryptionContext",
+            )?,
+        ],
+        _ if ALIAS_OPERATIONS.contains(&op) => {
+            let mut v = vec![check(op, None, "")?];
+            if op != "DeleteAlias" {
+                v.push(check(op, key("TargetKeyId")?, "")?);
+            }
+            if op != "CreateAlias" {
+                v.push(check(op, key("AliasName")?, "")?);
+            }
+            v
+        }
+        "RetireGrant" => vec![check(op, field(req, "KeyId").map(str::to_owned), "")?],
+        "Decrypt" => vec![check(
+            op,
+            blob_key(ks, req, "KeyId", "CiphertextBlob")?,
+            "EncryptionContext",
+        )?],
+        _ => vec![check(op, key("KeyId")?, "EncryptionContext")?],
     })
 }
 
@@ -45,25 +99,21 @@ pub fn handle(ks: &LocalKeyService, caller: &Caller, denials: &Denials, req: &Va
     r.unwrap_or_else(|e| crate::kms::agent::error_json(&e))
 }
 
-/// Authorize (which reads the store once, as it is on disk now) and give
-/// the ARN of the key the request resolved to; a refusal is audited (at a
-/// bounded rate).
+/// Authorize each check of the request (each reads the store as it is on
+/// disk now); a refusal is audited (at a bounded rate).
 fn decide(
     ks: &LocalKeyService,
     caller: &Caller,
     denials: &Denials,
     op: &str,
     req: &Value,
-) -> Result<Option<String>, KmsError> {
+) -> Result<(), KmsError> {
     if !kms_api::OPERATIONS.contains(&op) {
         return Err(KmsError::UnsupportedOperation(format!(
             "the key agent does not serve {op:?} (it serves {})",
             kms_api::OPERATIONS.join(", ")
         )));
     }
-    let named = key_named(ks, op, req)?;
-    let action = format!("kms:{op}");
-    let ctx = kms_api::context(req, "EncryptionContext")?;
     let mut grant_tokens = kms_api::strings(req, "GrantTokens");
     if op == "RetireGrant" {
         grant_tokens.extend(field(req, "GrantToken").map(str::to_owned));
@@ -75,36 +125,30 @@ fn decide(
         ),
         _ => (Vec::new(), None),
     };
-    let access = AccessRequest {
-        action: &action,
-        key: named.as_deref(),
-        request_alias: named.as_deref().filter(|k| k.contains("alias/")),
-        encryption_context: Some(&ctx),
-        grant_tokens: &grant_tokens,
-        grant_operations: &grant_operations,
-        grant_constraints: constraints.as_ref(),
-        grant_id: field(req, "GrantId").filter(|_| op == "RetireGrant"),
-        retiring_principal: field(req, "RetiringPrincipal").filter(|_| op == "ListRetirableGrants"),
-    };
-    let owner_only = AccessRequest {
-        key: None,
-        request_alias: None,
-        ..access
-    };
-    let alias_allowed = match ALIAS_OPERATIONS.contains(&op) {
-        true => authorize(ks, caller, &owner_only).map(|_| ()),
-        false => Ok(()),
-    };
-    alias_allowed
-        .and_then(|()| authorize(ks, caller, &access))
-        .inspect_err(|e| {
+    for c in checks(ks, op, req)? {
+        let access = AccessRequest {
+            action: &c.action,
+            key: c.key.as_deref(),
+            request_alias: c.key.as_deref().filter(|k| k.contains("alias/")),
+            encryption_context: Some(&c.context),
+            grant_tokens: &grant_tokens,
+            grant_operations: &grant_operations,
+            grant_constraints: constraints.as_ref(),
+            grant_id: field(req, "GrantId").filter(|_| op == "RetireGrant"),
+            retiring_principal: field(req, "RetiringPrincipal")
+                .filter(|_| op == "ListRetirableGrants"),
+        };
+        authorize(ks, caller, &access).inspect_err(|e| {
             if let Some(suppressed) = denials.admit(caller.uid) {
-                let key_arn = named
+                let key_arn = c
+                    .key
                     .as_deref()
                     .map(|n| KeyService::resolve(ks, n).unwrap_or_else(|_| named_resource(ks, n)));
                 audit_line(ks, caller, op, key_arn, &Err(e), suppressed);
             }
-        })
+        })?;
+    }
+    Ok(())
 }
 
 fn audit_line(

@@ -139,6 +139,16 @@ openssl pkeyutl -encrypt -in aes-key.bin -out aes-key-wrapped.bin -inkey Wrappin
 cat aes-key-wrapped.bin key-material-wrapped.bin > EncryptedKeyMaterial.bin
 "#;
 
+/// The SHA-1 wrapping algorithms: the same commands with SHA-1 for OAEP
+/// (openssl's MGF1 hash follows the OAEP hash).
+const OPENSSL_RSAES_OAEP_SHA_1: &str = "openssl pkeyutl -encrypt -in PlaintextKeyMaterial.bin -inkey WrappingPublicKey.der -keyform DER -pubin -out EncryptedKeyMaterial.bin -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1";
+const OPENSSL_RSA_AES_KEY_WRAP_SHA_1: &str = r#"
+openssl rand -out aes-key.bin 32
+openssl enc -id-aes256-wrap-pad -K "$(xxd -p < aes-key.bin | tr -d '\n')" -iv A65959A6 -in PlaintextKeyMaterial.bin -out key-material-wrapped.bin
+openssl pkeyutl -encrypt -in aes-key.bin -out aes-key-wrapped.bin -inkey WrappingPublicKey.der -keyform DER -pubin -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha1
+cat aes-key-wrapped.bin key-material-wrapped.bin > EncryptedKeyMaterial.bin
+"#;
+
 fn sh(dir: &std::path::Path, script: &str) -> String {
     let out = std::process::Command::new("sh")
         .args(["-ec", script])
@@ -286,6 +296,64 @@ fn aws_openssl_recipes_wrap_key_material_for_import() {
         OPENSSL_RSAES_OAEP_SHA_256,
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidCiphertextException"));
+}
+
+#[test]
+fn aws_openssl_recipes_wrap_key_material_for_import_with_sha_1() {
+    let have = |tool: &str, arg: &str| {
+        std::process::Command::new(tool)
+            .arg(arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !have("openssl", "version") || !have("xxd", "-v") {
+        missing_prerequisite(
+            "aws_openssl_recipes_wrap_key_material_for_import_with_sha_1",
+            "needs openssl and xxd",
+        );
+        return;
+    }
+    let env = Env::new();
+    let work = env.path("work");
+    std::fs::create_dir(&work).unwrap();
+    sh(&work, "openssl rand -out PlaintextKeyMaterial.bin 32");
+    let k = new_key(&env, "EXTERNAL");
+    let mut blob = None;
+    for (alg, spec, recipe) in [
+        ("RSAES_OAEP_SHA_1", "RSA_4096", OPENSSL_RSAES_OAEP_SHA_1),
+        (
+            "RSA_AES_KEY_WRAP_SHA_1",
+            "RSA_2048",
+            OPENSSL_RSA_AES_KEY_WRAP_SHA_1,
+        ),
+    ] {
+        let out = import_with_openssl(&env, &k, alg, spec, recipe);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{alg}: {err}");
+        // The first import's ciphertext decrypts after the re-import.
+        let b = blob.get_or_insert_with(|| {
+            json(
+                &env,
+                &["kms", "encrypt", "--key-id", &k, "--plaintext", "aGk="],
+            )["CiphertextBlob"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        });
+        let d = json(&env, &["kms", "decrypt", "--ciphertext-blob", b]);
+        assert_eq!(d["Plaintext"], "aGk=");
+        env.run_ok(&["kms", "delete-imported-key-material", "--key-id", &k]);
+    }
+    // SHA-256 wrapping under a SHA-1 algorithm's parameters is refused.
+    let out = import_with_openssl(
+        &env,
+        &k,
+        "RSAES_OAEP_SHA_1",
+        "RSA_2048",
+        OPENSSL_RSAES_OAEP_SHA_256,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("InvalidCiphertextException"), "{err}");
 }
 
 #[test]

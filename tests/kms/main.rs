@@ -9,6 +9,7 @@ mod common;
 
 mod support;
 
+mod args;
 mod asym;
 mod asym_states;
 mod audit;

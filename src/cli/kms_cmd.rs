@@ -195,8 +195,52 @@ fn blob_arg(s: &str, what: &str) -> Result<Vec<u8>, Failure> {
     } else {
         s
     };
-    B64.decode(b64_text.trim())
+    // As the AWS CLI (Python's b64decode), line breaks and spaces inside
+    // are skipped: `base64 FILE` wraps at 76 columns.
+    let mut compact = zeroize::Zeroizing::new(String::with_capacity(b64_text.len()));
+    compact.extend(b64_text.chars().filter(|c| !c.is_ascii_whitespace()));
+    B64.decode(compact.as_bytes())
         .map_err(|_| Failure::NotBase64(what.to_owned()))
+}
+
+/// A path of a `fileb://` or `file://` argument as the AWS CLI opens it
+/// (`os.path.expandvars(os.path.expanduser(path))`): a leading `~` is
+/// $HOME, `$NAME` and `${NAME}` are the variable's value (left as written
+/// when unset).
+fn expand_path(path: &str) -> String {
+    let home = || std::env::var("HOME").ok();
+    let path = match path.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => match home() {
+            Some(h) => format!("{h}{rest}"),
+            None => path.to_owned(),
+        },
+        _ => path.to_owned(),
+    };
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path.as_str();
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, tail) = match after.strip_prefix('{') {
+            Some(b) => match b.find('}') {
+                Some(j) => (&b[..j], &b[j + 1..]),
+                None => ("", after),
+            },
+            None => {
+                let n = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..n], &after[n..])
+            }
+        };
+        match std::env::var(name).ok().filter(|_| !name.is_empty()) {
+            Some(v) => out.push_str(&v),
+            None => out.push_str(&rest[i..rest.len() - tail.len()]),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The bytes of a file named in an argument (a path the user gave, so a
@@ -204,7 +248,7 @@ fn blob_arg(s: &str, what: &str) -> Result<Vec<u8>, Failure> {
 fn read_arg_file(path: &str, what: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
     use std::io::Read;
     let fail = |e: std::io::Error| usage(format!("{what}: cannot read {path}: {e}"));
-    let f = std::fs::File::open(path).map_err(fail)?;
+    let f = std::fs::File::open(expand_path(path)).map_err(fail)?;
     // Room for the whole cap at once: a buffer that grew would leave
     // unwiped copies of a plaintext behind.
     let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(MAX_BLOB_ARG as usize + 1));
@@ -226,4 +270,32 @@ fn read_pass(file: &Option<PathBuf>, new: bool) -> Result<zeroize::Zeroizing<Str
     } else {
         src.existing()?
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_argument_paths_expand_as_the_aws_cli_expands_them() {
+        let home = std::env::var("HOME").unwrap_or_default();
+        let path = std::env::var("PATH").unwrap_or_default();
+        assert_eq!(expand_path("~/k.bin"), format!("{home}/k.bin"));
+        assert_eq!(expand_path("~"), home);
+        assert_eq!(expand_path("a~/b"), "a~/b");
+        assert_eq!(expand_path("$PATH/x"), format!("{path}/x"));
+        assert_eq!(expand_path("${PATH}x"), format!("{path}x"));
+        assert_eq!(
+            expand_path("/$ENVELOPEFS_UNSET_VAR/x"),
+            "/$ENVELOPEFS_UNSET_VAR/x"
+        );
+        assert_eq!(expand_path("/a/$"), "/a/$");
+        assert_eq!(expand_path("${unclosed"), "${unclosed");
+    }
+
+    #[test]
+    fn base64_arguments_skip_line_breaks() {
+        assert_eq!(blob_arg("aGVs\nbG8=\n", "x").unwrap(), b"hello");
+        assert!(blob_arg("aGVs!bG8=", "x").is_err());
+    }
 }

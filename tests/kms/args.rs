@@ -1,8 +1,9 @@
 //! Issue 18's acceptance audit, where no test could fail before: every
 //! blob and plaintext argument taken as base64, `fileb://` (raw bytes) and
 //! `file://` (base64 text) alike, as the AWS CLI takes them; the paging of
-//! list-retirable-grants. The `#[ignore]`d tests are open gaps of
-//! src/cli/kms_cmd (being rewritten elsewhere): each fails on this code.
+//! list-retirable-grants; AWS's import token saved as a file, base64 over
+//! several lines, `~` and `$HOME` in file paths, an ISO 8601 `--valid-to`
+//! (each of these four failed before its fix).
 
 use std::path::PathBuf;
 
@@ -186,7 +187,7 @@ fn every_blob_and_plaintext_argument_takes_base64_fileb_and_file() {
 }
 
 #[test]
-#[ignore = "open gap (src/cli/kms_cmd/import.rs): --import-token is taken as a string, not as a blob"]
+
 fn import_key_material_takes_the_import_token_as_a_blob_as_aws_recipe_does() {
     // AWS's recipe saves the token as ImportToken.bin and imports with
     // `--import-token fileb://ImportToken.bin`; here that is
@@ -232,7 +233,7 @@ fn import_key_material_takes_the_import_token_as_a_blob_as_aws_recipe_does() {
 }
 
 #[test]
-#[ignore = "open gap (src/cli/kms_cmd.rs blob_arg): base64 with line breaks inside is refused"]
+
 fn a_file_argument_takes_base64_text_as_base64_writes_it() {
     // `base64 ct.bin > ct.b64` wraps at 76 columns; the AWS CLI decodes
     // blobs with Python's base64.b64decode, which skips the line breaks
@@ -351,7 +352,7 @@ fn list_retirable_grants_pages_by_limit_and_marker() {
 }
 
 #[test]
-#[ignore = "open gap (src/cli/kms_cmd.rs read_arg_file): ~ in a fileb:// or file:// path is not expanded"]
+
 fn a_file_argument_expands_the_home_directory_as_the_aws_cli_does() {
     // awscli/paramfile.py opens os.path.expandvars(os.path.expanduser(path)):
     // `fileb://~/key.bin` is a file in $HOME (the shell leaves a ~ inside a
@@ -375,7 +376,7 @@ fn a_file_argument_expands_the_home_directory_as_the_aws_cli_does() {
 }
 
 #[test]
-#[ignore = "open gap (src/cli/kms_cmd/import.rs): --valid-to takes epoch seconds only"]
+
 fn import_key_material_takes_valid_to_as_an_iso_8601_timestamp() {
     // AWS's import example: `--expiration-model KEY_MATERIAL_EXPIRES
     // --valid-to 2023-06-17T12:00:00-08:00` (the AWS CLI takes ISO 8601 or

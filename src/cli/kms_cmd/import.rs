@@ -55,8 +55,9 @@ pub struct ImportArgs {
     /// KEY_MATERIAL_EXPIRES (needs --valid-to) or KEY_MATERIAL_DOES_NOT_EXPIRE.
     #[arg(long)]
     pub(super) expiration_model: Option<String>,
-    /// Seconds since the epoch.
-    #[arg(long)]
+    /// When the material expires: ISO 8601 (2099-06-17T12:00:00-08:00) or
+    /// seconds since the epoch.
+    #[arg(long, value_parser = super::store::parse_time)]
     pub(super) valid_to: Option<u64>,
     /// EXISTING_KEY_MATERIAL (the default: the key's first material, or
     /// material it had before) or NEW_KEY_MATERIAL (further material for a

@@ -214,7 +214,7 @@ fn manage_request(c: &KmsCommand) -> Result<Option<Value>, Failure> {
         ImportKeyMaterial(a) => {
             super::import::check_expiration(a.expiration_model.as_deref(), a.valid_to)?;
             let v = json!({"Operation": "ImportKeyMaterial", "KeyId": a.key_id,
-                "ImportToken": a.import_token,
+                "ImportToken": blob_json(&a.import_token, "--import-token")?,
                 "EncryptedKeyMaterial": blob_json(&a.encrypted_key_material, "the encrypted key material")?,
                 "ImportType": a.import_type});
             opt(

@@ -63,7 +63,7 @@ pub struct AuditArgs {
     verify: bool,
 }
 
-fn parse_time(s: &str) -> Result<u64, String> {
+pub(super) fn parse_time(s: &str) -> Result<u64, String> {
     crate::kms::audit::parse_time(s)
         .ok_or_else(|| format!("not an ISO 8601 UTC time or seconds: {s}"))
 }

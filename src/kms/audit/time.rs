@@ -44,13 +44,18 @@ pub fn format_iso(secs: u64) -> String {
     )
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` (or a date alone), or seconds since the epoch.
+/// `YYYY-MM-DDTHH:MM:SSZ` or with an offset (`-08:00`), or a date alone,
+/// or seconds since the epoch.
 pub fn parse_time(s: &str) -> Option<u64> {
     if let Ok(n) = s.parse::<u64>() {
         return Some(n);
     }
     let s = s.strip_suffix('Z').unwrap_or(s);
     let (date, clock) = s.split_once('T').unwrap_or((s, "00:00:00"));
+    let (clock, offset) = match clock.find(['+', '-']) {
+        Some(i) => (&clock[..i], offset_secs(&clock[i..])?),
+        None => (clock, 0),
+    };
     let num = |p: &str| p.parse::<i64>().ok();
     let dp: Vec<&str> = date.split('-').collect();
     let cp: Vec<&str> = clock.split(':').collect();
@@ -66,8 +71,27 @@ pub fn parse_time(s: &str) -> Option<u64> {
         && (0..24).contains(&h)
         && (0..60).contains(&mi)
         && (0..=60).contains(&sec);
-    let t = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec;
+    let t = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset;
     (ok && t >= 0).then_some(t as u64)
+}
+
+/// `+HH:MM` or `-HH:MM` (or `+HHMM`, `+HH`) in seconds east of UTC.
+fn offset_secs(s: &str) -> Option<i64> {
+    let (sign, rest) = match s.split_at(1) {
+        ("+", r) => (1, r),
+        ("-", r) => (-1, r),
+        _ => return None,
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if !(digits.len() == 2 || digits.len() == 4) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let h: i64 = digits[..2].parse().ok()?;
+    let m: i64 = digits
+        .get(2..)
+        .filter(|m| !m.is_empty())
+        .map_or(Some(0), |m| m.parse().ok())?;
+    (h < 24 && m < 60).then_some(sign * (h * 3600 + m * 60))
 }
 
 #[cfg(test)]
@@ -85,5 +109,12 @@ mod tests {
         assert_eq!(parse_time("2026-12-23"), Some(1_797_984_000));
         assert_eq!(parse_time("2026-13-01T00:00:00Z"), None);
         assert_eq!(parse_time("yesterday"), None);
+        assert_eq!(
+            parse_time("2026-12-23T04:26:40-08:00"),
+            Some(1_798_000_000 + 8 * 3600)
+        );
+        assert_eq!(parse_time("2026-12-23T05:56:40+01:30"), Some(1_798_000_000));
+        assert_eq!(parse_time("2026-12-23T04:26:40+25:00"), None);
+        assert_eq!(parse_time("2026-12-23T04:26:40-0x:00"), None);
     }
 }

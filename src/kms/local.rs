@@ -3,6 +3,11 @@
 //! decryption, scheduled deletion, imported key material, aliases, and an
 //! audit line for every key operation.
 //!
+//! The store key, key material and private keys live in the locked key
+//! memory that is left out of core dumps (`crypto::secmem`), as does the
+//! store's plaintext while it is written; copies on the heap are
+//! `Zeroizing` and last one operation.
+//!
 //! Each wrap derives a fresh key from the key material (a random salt in the
 //! blob), so no nonce budget per master key limits how much can be wrapped.
 
@@ -18,6 +23,7 @@ use zeroize::Zeroizing;
 
 use super::store::KdfParams;
 use super::{EncryptionContext, KmsError};
+use crate::crypto::secmem::{SecretText, SecretVec, Slot};
 
 mod aliases;
 pub mod asymmetric;
@@ -55,7 +61,7 @@ pub struct KeyMaterial {
     pub created: u64,
     /// None once imported material was deleted or expired.
     #[serde(default)]
-    material: Option<Zeroizing<String>>,
+    material: Option<SecretText>,
     /// SHA-256 of the material: re-import must bring the same bytes.
     #[serde(default)]
     pub digest: String,
@@ -73,7 +79,7 @@ pub struct KeyMaterial {
 #[derive(Serialize, Deserialize, Clone)]
 struct ImportParams {
     token: String,
-    private_key: Zeroizing<String>,
+    private_key: SecretText,
     valid_to: u64,
     /// GetParametersForImport's WrappingAlgorithm, which the key pair is for.
     #[serde(default = "import::hpke_wrapping")]
@@ -164,7 +170,8 @@ pub struct LocalKeyService {
     dir: PathBuf,
     store_id: String,
     kdf: KdfParams,
-    key: Zeroizing<[u8; 32]>,
+    /// In the key arena: a move of the service copies only the handle.
+    key: Slot,
     data: parking_lot::Mutex<StoreData>,
     clock: Clock,
 }
@@ -191,7 +198,7 @@ fn digest(material_b64: &str) -> String {
 fn new_material(kind: &str, now: u64) -> KeyMaterial {
     let mut m = Zeroizing::new([0u8; 32]);
     crate::crypto::random_bytes(&mut m[..]);
-    let enc = Zeroizing::new(B64.encode(&m[..]));
+    let enc = SecretText::from(Zeroizing::new(B64.encode(&m[..])));
     KeyMaterial {
         id: uuid::Uuid::new_v4().to_string(),
         created: now,
@@ -201,6 +208,15 @@ fn new_material(kind: &str, now: u64) -> KeyMaterial {
         valid_to: None,
         pending_rotation: false,
     }
+}
+
+/// The store's content as JSON, in locked memory (a growing heap `Vec`
+/// would leave copies of key material in the buffers it outgrew).
+fn store_json(data: &StoreData) -> Result<SecretVec, KmsError> {
+    let mut out = SecretVec::with_capacity(16 * 1024);
+    serde_json::to_writer(&mut out, data)
+        .map_err(|e| KmsError::Validation(format!("cannot serialize store: {e}")))?;
+    Ok(out)
 }
 
 fn parse_store_data(plain: &[u8], what: &str) -> Result<StoreData, KmsError> {

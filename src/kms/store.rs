@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use super::KmsError;
 use crate::crypto::aead::Cipher;
+use crate::crypto::secmem::Slot;
 
 pub const STORE_FILE: &str = "keystore.json";
 const LOCK_FILE: &str = "keystore.lock";
@@ -133,7 +134,8 @@ pub fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KmsError + '_ {
     }
 }
 
-pub fn derive_store_key(pass: &str, kdf: &KdfParams) -> Result<Zeroizing<[u8; 32]>, String> {
+/// The store key, derived straight into the locked, undumped key arena.
+pub fn derive_store_key(pass: &str, kdf: &KdfParams) -> Result<Slot, String> {
     check_kdf(kdf)?;
     let salt = B64.decode(&kdf.salt).map_err(|e| e.to_string())?;
     if salt.len() != SALT_LEN {
@@ -142,8 +144,8 @@ pub fn derive_store_key(pass: &str, kdf: &KdfParams) -> Result<Zeroizing<[u8; 32
     let params = argon2::Params::new(kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, Some(32))
         .map_err(|e| e.to_string())?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut out = Zeroizing::new([0u8; 32]);
-    a.hash_password_into(pass.as_bytes(), &salt, &mut out[..])
+    let mut out = Slot::new();
+    a.hash_password_into(pass.as_bytes(), &salt, out.bytes_mut())
         .map_err(|e| e.to_string())?;
     Ok(out)
 }
@@ -278,7 +280,7 @@ pub fn read_store(path: &Path) -> Result<Vec<u8>, KmsError> {
 }
 
 /// An unlocked store file: its outer fields, the store key, the content.
-pub type Unlocked = (StoreFile, Zeroizing<[u8; 32]>, Zeroizing<Vec<u8>>);
+pub type Unlocked = (StoreFile, Slot, Zeroizing<Vec<u8>>);
 
 /// Read and unlock store bytes with a passphrase.
 pub fn unlock(raw: &[u8], pass: &str, what: &str) -> Result<Unlocked, KmsError> {
@@ -288,7 +290,7 @@ pub fn unlock(raw: &[u8], pass: &str, what: &str) -> Result<Unlocked, KmsError> 
     };
     let f = parse_store_file(raw).map_err(corrupt)?;
     let key = derive_store_key(pass, &f.kdf).map_err(corrupt)?;
-    let plain = unseal_store(&f, &key).map_err(|e| match e {
+    let plain = unseal_store(&f, key.bytes()).map_err(|e| match e {
         None => KmsError::WrongPassphrase(what.to_owned()),
         Some(why) => corrupt(why),
     })?;

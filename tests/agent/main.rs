@@ -13,6 +13,7 @@ mod common;
 mod basics;
 mod grants;
 mod limits;
+mod memory;
 mod mount;
 mod parity;
 mod policies;

@@ -291,10 +291,18 @@ fn connection(
             }
             Err(_) => error_json(&KmsError::Validation("the request is not JSON".into())),
         };
-        let body = serde_json::to_vec(&answer).map(zeroize::Zeroizing::new);
+        // In locked memory: a growing Vec would leave the data keys of
+        // the answer in the heap buffers it outgrew.
+        let mut body = crate::crypto::secmem::SecretVec::with_capacity(4096);
+        let encoded = serde_json::to_writer(&mut body, &answer);
         crate::kms::agent::client::wipe(&mut answer);
-        let Ok(body) = body else { return };
-        if write_frame(&mut conn, &body)
+        // What the request's functions left on this thread's stack (key
+        // schedules, data keys) goes before the thread waits again.
+        crate::crypto::secmem::scrub_stack();
+        if encoded.is_err() {
+            return;
+        }
+        if write_frame(&mut conn, body.as_slice())
             .and_then(|()| conn.flush())
             .is_err()
         {

@@ -230,7 +230,7 @@ impl LocalKeyService {
         let enc = Zeroizing::new(B64.encode(pkcs8));
         let mut m = new_material("CREATION", now);
         m.digest = digest(&enc);
-        m.material = Some(enc);
+        m.material = Some(enc.into());
         rec.current_material = m.id.clone();
         rec.materials = vec![m];
         rec.key_spec = spec.name().into();

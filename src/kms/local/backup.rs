@@ -2,9 +2,7 @@
 
 use std::path::Path;
 
-use zeroize::Zeroizing;
-
-use super::{parse_store_data, Audit, KdfCost, LocalKeyService};
+use super::{parse_store_data, store_json, Audit, KdfCost, LocalKeyService};
 use crate::kms::store;
 use crate::kms::KmsError;
 
@@ -13,11 +11,8 @@ impl LocalKeyService {
     pub fn export_backup(&self, file: &Path, backup_pass: &str) -> Result<(), KmsError> {
         let kdf = KdfCost::of(&self.kdf).params();
         let key = store::derive_store_key(backup_pass, &kdf).map_err(KmsError::Passphrase)?;
-        let plain = Zeroizing::new(
-            serde_json::to_vec(&*self.data.lock())
-                .map_err(|e| KmsError::Validation(e.to_string()))?,
-        );
-        let out = store::seal_store(&self.store_id, &kdf, &key, &plain)?;
+        let plain = store_json(&self.data.lock())?;
+        let out = store::seal_store(&self.store_id, &kdf, key.bytes(), plain.as_slice())?;
         store::write_atomic(file, &out)?;
         self.audit("ExportBackup", Audit::default(), &Ok(()));
         Ok(())

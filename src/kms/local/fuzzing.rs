@@ -31,6 +31,8 @@ impl LocalKeyService {
             None => KmsError::WrongPassphrase(what.clone()),
             Some(why) => corrupt(why),
         })?;
-        Self::from_unsealed(dir, f, key, &plain, &what, clock)
+        let mut slot = crate::crypto::secmem::Slot::new();
+        slot.bytes_mut().copy_from_slice(&key[..]);
+        Self::from_unsealed(dir, f, slot, &plain, &what, clock)
     }
 }

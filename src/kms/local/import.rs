@@ -94,7 +94,7 @@ impl LocalKeyService {
             let valid_to = now + DAY;
             r.import = Some(ImportParams {
                 token: token.clone(),
-                private_key,
+                private_key: private_key.into(),
                 valid_to,
                 wrapping_algorithm: algorithm.to_owned(),
             });
@@ -264,7 +264,7 @@ fn imported_material(
     KeyMaterial {
         id: uuid::Uuid::new_v4().to_string(),
         created: now,
-        material: Some(material_b64),
+        material: Some(material_b64.into()),
         digest,
         rotation_type: "IMPORT".into(),
         valid_to,
@@ -300,7 +300,7 @@ fn place_material(
         }
     };
     let m = &mut r.materials[found];
-    m.material = Some(encm);
+    m.material = Some(encm.into());
     m.valid_to = valid_to;
     Ok(m.id.clone())
 }

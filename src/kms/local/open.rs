@@ -5,13 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use zeroize::Zeroizing;
-
 use super::keys::missing_material;
 use super::{
-    new_material, parse_store_data, Audit, Clock, KdfCost, LocalKeyService, StoreData, DAY,
-    ENABLED, PENDING_DELETION, PENDING_IMPORT,
+    new_material, parse_store_data, store_json, Audit, Clock, KdfCost, LocalKeyService, StoreData,
+    DAY, ENABLED, PENDING_DELETION, PENDING_IMPORT,
 };
+use crate::crypto::secmem::Slot;
 use crate::kms::audit::{self, AuditRecord};
 use crate::kms::passphrase::PassphraseSource;
 use crate::kms::store::{self, parse_store_file};
@@ -113,7 +112,7 @@ impl LocalKeyService {
     pub(super) fn from_unsealed(
         dir: &Path,
         f: store::StoreFile,
-        key: Zeroizing<[u8; 32]>,
+        key: Slot,
         plain: &[u8],
         what: &str,
         clock: Clock,
@@ -169,11 +168,13 @@ impl LocalKeyService {
         if let Some(h) = audit::head(&self.dir) {
             data.audit_head = Some(h);
         }
-        let plain = Zeroizing::new(
-            serde_json::to_vec(data)
-                .map_err(|e| KmsError::Validation(format!("cannot serialize store: {e}")))?,
-        );
-        let out = store::seal_store(&self.store_id, &self.kdf, &self.key, &plain)?;
+        let plain = store_json(data)?;
+        let out = store::seal_store(
+            &self.store_id,
+            &self.kdf,
+            self.key.bytes(),
+            plain.as_slice(),
+        )?;
         store::write_atomic(&Self::store_path(&self.dir), &out)
     }
 
@@ -200,10 +201,11 @@ impl LocalKeyService {
             path: what.clone(),
             why,
         })?;
-        let plain = store::unseal_store(&f, &self.key).map_err(|e| KmsError::StoreCorrupt {
-            path: what.clone(),
-            why: e.unwrap_or_else(|| "authentication failed".into()),
-        })?;
+        let plain =
+            store::unseal_store(&f, self.key.bytes()).map_err(|e| KmsError::StoreCorrupt {
+                path: what.clone(),
+                why: e.unwrap_or_else(|| "authentication failed".into()),
+            })?;
         parse_store_data(&plain, &what)
     }
 
@@ -252,7 +254,7 @@ impl LocalKeyService {
 
     /// The key that seals the audit log's head beside it.
     pub fn head_seal_key(&self) -> audit::HeadSealKey {
-        audit::HeadSealKey::derive(&self.key)
+        audit::HeadSealKey::derive(self.key.bytes())
     }
 
     /// Run a read-only call of the CLI (DescribeKey, List*, Get*) and write

@@ -7,102 +7,26 @@
 //! test passphrase, then the store's sealed content opened with that key.
 
 use std::fs;
-use std::os::unix::fs::FileExt;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
+use crate::common::memscan::*;
 use crate::common::*;
 use crate::*;
 
-const CAP_SYS_PTRACE: u32 = 19;
-
-/// One mapping of /proc/PID/smaps.
-#[derive(Debug)]
-struct Mapping {
-    start: u64,
-    end: u64,
-    perms: String,
-    name: String,
-    flags: Vec<String>,
-    locked_kb: u64,
-}
-
-fn mappings(pid: u32) -> Vec<Mapping> {
-    let s = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
-    let mut out: Vec<Mapping> = Vec::new();
-    for line in s.lines() {
-        if let Some(rest) = line.strip_prefix("VmFlags:") {
-            if let Some(m) = out.last_mut() {
-                m.flags = rest.split_whitespace().map(String::from).collect();
-            }
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("Locked:") {
-            if let Some(m) = out.last_mut() {
-                let kb = rest.split_whitespace().next().unwrap_or("0");
-                m.locked_kb = kb.parse().unwrap_or(0);
-            }
-            continue;
-        }
-        // A mapping's first line: "start-end perms offset dev inode [name]".
-        let mut f = line.split_whitespace();
-        let Some((a, b)) = f.next().and_then(|r| r.split_once('-')) else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
-            continue;
-        };
-        out.push(Mapping {
-            start,
-            end,
-            perms: f.next().unwrap_or("").to_owned(),
-            name: f.nth(3).unwrap_or("").to_owned(),
-            flags: Vec::new(),
-            locked_kb: 0,
-        });
-    }
-    out
-}
-
-/// Every address of the process's readable memory where `secret` occurs.
-/// Only its bytes past the 16th are looked for: malloc writes its free-list
-/// pointers over the first 16 bytes of a freed chunk, and a freed copy is
-/// a copy still.
-fn copies_of(pid: u32, maps: &[Mapping], secret: &[u8]) -> Vec<u64> {
-    let needle = &secret[16.min(secret.len() / 2)..];
-    let mem = fs::File::open(format!("/proc/{pid}/mem")).unwrap();
-    const CHUNK: u64 = 1 << 20;
-    let overlap = needle.len() as u64 - 1;
-    let mut hits = Vec::new();
-    let mut buf = vec![0u8; (CHUNK + overlap) as usize];
-    for m in maps.iter().filter(|m| m.perms.starts_with('r')) {
-        let mut at = m.start;
-        while at < m.end {
-            let len = (m.end - at).min(CHUNK + overlap) as usize;
-            let Ok(n) = mem.read_at(&mut buf[..len], at) else {
-                break; // [vvar] and the like cannot be read
-            };
-            for (i, w) in buf[..n].windows(needle.len()).enumerate() {
-                if w[0] == needle[0] && w == needle {
-                    hits.push(at + i as u64);
-                }
-            }
-            at += CHUNK;
-        }
-    }
-    hits.sort_unstable();
-    hits.dedup();
-    hits
+/// The copies of `secret` in the process, found by its bytes past the
+/// 16th: malloc writes its free-list pointers over the first 16 bytes of a
+/// freed chunk, and a freed copy is a copy still.
+fn tail_copies(pid: u32, maps: &[Mapping], secret: &[u8]) -> Vec<u64> {
+    copies_of(pid, maps, &secret[16.min(secret.len() / 2)..])
 }
 
 /// The copies of `needle` that lie outside locked (`lo`, `Locked:` > 0),
 /// undumped (`dd`) memory, described; and how many copies there are.
 fn exposed_copies(pid: u32, needle: &[u8]) -> (Vec<String>, usize) {
     let maps = mappings(pid);
-    let hits = copies_of(pid, &maps, needle);
-    let safe = |m: &Mapping| {
-        m.flags.iter().any(|f| f == "lo") && m.flags.iter().any(|f| f == "dd") && m.locked_kb > 0
-    };
+    let hits = tail_copies(pid, &maps, needle);
+    let safe = Mapping::locked_undumped;
     let bad = hits
         .iter()
         .map(|a| (a, maps.iter().find(|m| (m.start..m.end).contains(a))))
@@ -154,70 +78,6 @@ fn store_secrets(env: &Env) -> Vec<(String, Vec<u8>)> {
         }
     }
     out
-}
-
-/// Reads 8 bytes of `pid`'s memory with process_vm_readv as root without
-/// CAP_SYS_PTRACE in the effective set: allowed for a dumpable root
-/// process, EPERM for one that made itself non-dumpable (see
-/// tests/hostile/core_dump.rs).
-fn read_memory_without_ptrace(pid: u32) -> std::io::Result<()> {
-    let addr = mappings(pid)
-        .iter()
-        .find(|m| m.perms.starts_with('r'))
-        .map(|m| m.start)
-        .unwrap();
-    std::thread::spawn(move || {
-        drop_effective_cap(CAP_SYS_PTRACE)?;
-        let mut buf = [0u8; 8];
-        let local = libc::iovec {
-            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        let remote = libc::iovec {
-            iov_base: addr as *mut libc::c_void,
-            iov_len: buf.len(),
-        };
-        // SAFETY: one local iovec over buf; the remote one is only read.
-        let n = unsafe { libc::process_vm_readv(pid as i32, &local, 1, &remote, 1, 0) };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    })
-    .join()
-    .unwrap()
-}
-
-/// Drop one capability from this thread's effective set.
-fn drop_effective_cap(cap: u32) -> std::io::Result<()> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut h = Header {
-        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
-        pid: 0,
-    };
-    let mut d = [Data::default(); 2];
-    // SAFETY: header and two data structs as capget/capset take them.
-    unsafe {
-        if libc::syscall(libc::SYS_capget, &mut h, d.as_mut_ptr()) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        d[(cap / 32) as usize].effective &= !(1 << (cap % 32));
-        if libc::syscall(libc::SYS_capset, &mut h, d.as_ptr()) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// A store with a symmetric key and an ECC signing key, served by an agent
@@ -347,7 +207,7 @@ fn a_closed_connection_leaves_no_data_key_in_the_agent() {
         let mut left = Vec::new();
         for (i, (b64, raw)) in keys.iter().enumerate() {
             for (form, needle) in [("base64", b64.as_bytes()), ("raw", &raw[..])] {
-                let hits = copies_of(pid, &maps, needle);
+                let hits = tail_copies(pid, &maps, needle);
                 if !hits.is_empty() {
                     left.push(format!("data key {i} ({form}): {} copies", hits.len()));
                 }
@@ -355,7 +215,10 @@ fn a_closed_connection_leaves_no_data_key_in_the_agent() {
         }
         // The control: the same scan finds the store key.
         let (store_key, _) = unseal_store(&env);
-        assert!(!copies_of(pid, &maps, &store_key).is_empty(), "blind scan");
+        assert!(
+            !tail_copies(pid, &maps, &store_key).is_empty(),
+            "blind scan"
+        );
         assert!(left.is_empty(), "{}", left.join("\n"));
     });
 }

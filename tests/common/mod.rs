@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fusens;
+pub mod memscan;
 pub mod s3;
 pub mod users;
 

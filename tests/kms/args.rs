@@ -387,6 +387,20 @@ fn import_key_material_takes_valid_to_as_an_iso_8601_timestamp() {
         .unwrap()
         .to_owned();
     let material = write(&env, "material", &[7u8; 32]);
+    // Noon at UTC-8, 30 days from now (AWS takes ValidTo within 365 days).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expected = (now / 86_400 + 30) * 86_400 + 20 * 3600;
+    let day = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{expected}"), "+%Y-%m-%d"])
+        .output()
+        .unwrap();
+    let valid_to = format!(
+        "{}T12:00:00-08:00",
+        String::from_utf8(day.stdout).unwrap().trim()
+    );
     let p = json(
         &env,
         &["kms", "get-parameters-for-import", "--key-id", &ext],
@@ -418,9 +432,9 @@ fn import_key_material_takes_valid_to_as_an_iso_8601_timestamp() {
             "--expiration-model",
             "KEY_MATERIAL_EXPIRES",
             "--valid-to",
-            "2099-06-17T12:00:00-08:00",
+            &valid_to,
         ],
     );
     let m = json(&env, &["kms", "describe-key", "--key-id", &ext]);
-    assert_eq!(m["KeyMetadata"]["ValidTo"], 4_085_409_600u64, "{m}");
+    assert_eq!(m["KeyMetadata"]["ValidTo"], expected, "{m}");
 }

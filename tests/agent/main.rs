@@ -16,6 +16,7 @@ mod limits;
 mod mount;
 mod parity;
 mod policies;
+mod review;
 mod routes;
 
 use std::io::{Read, Write};

@@ -25,6 +25,20 @@ struct Check {
     context: EncryptionContext,
 }
 
+/// The operations whose request carries AWS's `EncryptionContext`: only
+/// theirs is seen by kms:EncryptionContext conditions and grant
+/// constraints. A context sent with another request is not the request's
+/// (AWS sees none there), or a user allowed `kms:*` under a context
+/// condition would disable the key by adding the context to DisableKey.
+const CONTEXT_OPERATIONS: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+];
+
 /// The key of a blob: the one named, else the one its bytes name.
 fn blob_key(
     ks: &LocalKeyService,
@@ -38,51 +52,75 @@ fn blob_key(
     }
 }
 
+/// The context CreateGrant's conditions see: the new grant's constraint
+/// (as AWS's kms:EncryptionContext on CreateGrant), none without one.
+fn constraint_context(req: &Value) -> Result<EncryptionContext, KmsError> {
+    let c = kms_api::constraints(req)?.unwrap_or_default();
+    let map = c
+        .encryption_context_equals
+        .or(c.encryption_context_subset)
+        .unwrap_or_default();
+    Ok(EncryptionContext(map))
+}
+
 /// What `op` must be allowed, as AWS decides it: ReEncrypt on both keys,
 /// an alias on no key (the owner) and on its keys, the rest on the key
-/// the caller named.
+/// the caller named; each with the context of the request field `ctx`
+/// names (None: the request has no context).
 fn checks(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Vec<Check>, KmsError> {
-    let check = |action: &str, key: Option<String>, ctx: &str| -> Result<Check, KmsError> {
+    let check = |action: &str, key: Option<String>, ctx: Option<&str>| -> Result<Check, KmsError> {
         Ok(Check {
             action: format!("kms:{action}"),
             key,
-            context: kms_api::context(req, ctx)?,
+            context: match ctx {
+                Some(name) => kms_api::context(req, name)?,
+                None => EncryptionContext::new(),
+            },
         })
     };
     let key = |name: &str| need(req, name).map(|k| Some(k.to_owned()));
     Ok(match op {
         "CreateKey" | "ListKeys" | "ListAliases" | "GenerateRandom" | "ListRetirableGrants" => {
-            vec![check(op, None, "")?]
+            vec![check(op, None, None)?]
         }
         "ReEncrypt" => vec![
             check(
                 "ReEncryptFrom",
                 blob_key(ks, req, "SourceKeyId", "CiphertextBlob")?,
-                "SourceEncryptionContext",
+                Some("SourceEncryptionContext"),
             )?,
             check(
                 "ReEncryptTo",
                 key("DestinationKeyId")?,
-                "DestinationEncryptionContext",
+                Some("DestinationEncryptionContext"),
             )?,
         ],
         _ if ALIAS_OPERATIONS.contains(&op) => {
-            let mut v = vec![check(op, None, "")?];
+            let mut v = vec![check(op, None, None)?];
             if op != "DeleteAlias" {
-                v.push(check(op, key("TargetKeyId")?, "")?);
+                v.push(check(op, key("TargetKeyId")?, None)?);
             }
             if op != "CreateAlias" {
-                v.push(check(op, key("AliasName")?, "")?);
+                v.push(check(op, key("AliasName")?, None)?);
             }
             v
         }
-        "RetireGrant" => vec![check(op, field(req, "KeyId").map(str::to_owned), "")?],
+        "RetireGrant" => vec![check(op, field(req, "KeyId").map(str::to_owned), None)?],
         "Decrypt" => vec![check(
             op,
             blob_key(ks, req, "KeyId", "CiphertextBlob")?,
-            "EncryptionContext",
+            Some("EncryptionContext"),
         )?],
-        _ => vec![check(op, key("KeyId")?, "EncryptionContext")?],
+        "CreateGrant" => vec![Check {
+            context: constraint_context(req)?,
+            ..check(op, key("KeyId")?, None)?
+        }],
+        _ => {
+            let ctx = CONTEXT_OPERATIONS
+                .contains(&op)
+                .then_some("EncryptionContext");
+            vec![check(op, key("KeyId")?, ctx)?]
+        }
     })
 }
 

@@ -1,0 +1,171 @@
+//! An adversarial review of the agent's authorization: each test is a
+//! request a user can send over the socket (raw JSON, not only what the
+//! CLI sends) that AWS would refuse, or allow, and the agent decided
+//! otherwise.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::common::users::TestUser;
+use crate::common::*;
+use crate::*;
+
+/// Run by the tests below as another user: one raw request, its answer
+/// printed on a line of its own.
+#[test]
+#[ignore = "a helper run as another user by the review tests"]
+fn review_raw_call_helper() {
+    let socket = PathBuf::from(std::env::var("REVIEW_SOCKET").unwrap());
+    let req: Value = serde_json::from_str(&std::env::var("REVIEW_REQUEST").unwrap()).unwrap();
+    println!("ANSWER {}", raw_call(&socket, &req));
+}
+
+/// `req` sent as it is over the agent's socket by `user`: the answer.
+fn raw_as(env: &Env, user: &TestUser, agent: &Agent, req: &Value) -> Value {
+    let helper = env.path("review-test-bin");
+    if !helper.exists() {
+        copy_executable(&std::env::current_exe().unwrap(), &helper);
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut c = Command::new(&helper);
+    c.args([
+        "--ignored",
+        "--exact",
+        "review::review_raw_call_helper",
+        "--nocapture",
+    ])
+    .env("REVIEW_SOCKET", agent.sock())
+    .env("REVIEW_REQUEST", req.to_string())
+    .current_dir("/")
+    .stdin(Stdio::null())
+    .uid(user.uid)
+    .gid(user.gid);
+    let out = run_bounded(c, 60);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ANSWER "))
+        .unwrap_or_else(|| panic!("no answer: {text} {}", String::from_utf8_lossy(&out.stderr)));
+    serde_json::from_str(line).unwrap()
+}
+
+fn is_denied(v: &Value) -> bool {
+    v["__type"] == "AccessDeniedException"
+}
+
+/// A key whose policy lets root do everything and `user` what `statement`
+/// (a statement without Effect and Principal) says.
+fn key_with_user_statement(env: &Env, user: &TestUser, statement: Value) -> String {
+    let key = store_with_key(env);
+    let id = store_id(env);
+    let mut s = statement;
+    s["Effect"] = json!("Allow");
+    s["Principal"] = json!({"AWS": format!("arn:envelopefs:iam::{id}:user/{}", user.name)});
+    s["Resource"] = json!("*");
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": format!("arn:envelopefs:iam::{id}:root")},
+         "Action": "kms:*", "Resource": "*"}, s]})
+    .to_string();
+    env.run_ok(&[
+        "kms",
+        "put-key-policy",
+        "--key-id",
+        &key,
+        "--policy",
+        &policy,
+    ]);
+    key
+}
+
+/// A policy that lets alice use the key only with the context
+/// volume=team (`kms:*` under a kms:EncryptionContext condition) does not
+/// let her disable it, re-policy it or schedule its deletion by adding an
+/// EncryptionContext those requests do not have: AWS sees no encryption
+/// context in them, and the condition does not hold.
+#[test]
+fn a_context_sent_with_a_request_that_takes_none_is_not_seen_by_conditions() {
+    let test = "a_context_sent_with_a_request_that_takes_none_is_not_seen_by_conditions";
+    if !need_root(test) {
+        return;
+    }
+    let Some(alice) = TestUser::create(test, "rc") else {
+        return;
+    };
+    let env = Env::shared();
+    let key = key_with_user_statement(
+        &env,
+        &alice,
+        json!({"Action": "kms:*",
+               "Condition": {"StringEquals": {"kms:EncryptionContext:volume": "team"}}}),
+    );
+    let agent = Agent::start(&env, &[]);
+    let team = json!({"volume": "team"});
+    // What the policy means: data keys of the team volume.
+    let v = raw_as(
+        &env,
+        &alice,
+        &agent,
+        &json!({"Operation": "GenerateDataKey", "KeyId": key, "KeySpec": "AES_256",
+                "EncryptionContext": team}),
+    );
+    assert!(v["CiphertextBlob"].is_string(), "{v}");
+    for op in [
+        "DisableKey",
+        "ScheduleKeyDeletion",
+        "DescribeKey",
+        "GetKeyPolicy",
+    ] {
+        let v = raw_as(
+            &env,
+            &alice,
+            &agent,
+            &json!({"Operation": op, "KeyId": key, "EncryptionContext": team}),
+        );
+        assert!(is_denied(&v), "{op} with a context it does not take: {v}");
+    }
+    let out = env.run_ok(&["kms", "describe-key", "--key-id", &key]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["KeyMetadata"]["KeyState"], "Enabled", "{out}");
+}
+
+/// kms:EncryptionContext conditions on CreateGrant see the new grant's
+/// constraint (as AWS's): alice, allowed CreateGrant only for volume=team,
+/// makes a grant constrained to it, but not an unconstrained one by
+/// sending an EncryptionContext (CreateGrant has none) beside it.
+#[test]
+fn create_grant_conditions_see_the_grants_constraint() {
+    let test = "create_grant_conditions_see_the_grants_constraint";
+    if !need_root(test) {
+        return;
+    }
+    let Some(alice) = TestUser::create(test, "rg") else {
+        return;
+    };
+    let env = Env::shared();
+    let key = key_with_user_statement(
+        &env,
+        &alice,
+        json!({"Action": "kms:CreateGrant",
+               "Condition": {"StringEquals": {"kms:EncryptionContext:volume": "team"}}}),
+    );
+    let me = format!("arn:envelopefs:iam::{}:user/{}", store_id(&env), alice.name);
+    let agent = Agent::start(&env, &[]);
+    let grant = |extra: Value| {
+        let mut req = json!({"Operation": "CreateGrant", "KeyId": key,
+                             "GranteePrincipal": me, "Operations": ["Decrypt"]});
+        for (k, v) in extra.as_object().unwrap() {
+            req[k] = v.clone();
+        }
+        raw_as(&env, &alice, &agent, &req)
+    };
+    let v = grant(json!({"EncryptionContext": {"volume": "team"}}));
+    assert!(is_denied(&v), "an unconstrained grant: {v}");
+    let v = grant(json!({"Constraints": {"EncryptionContextSubset": {"volume": "other"}}}));
+    assert!(is_denied(&v), "a grant for another volume: {v}");
+    let v = grant(json!({"Constraints": {"EncryptionContextSubset": {"volume": "team"}}}));
+    assert!(v["GrantId"].is_string(), "a grant for the team volume: {v}");
+}

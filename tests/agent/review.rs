@@ -169,3 +169,70 @@ fn create_grant_conditions_see_the_grants_constraint() {
     let v = grant(json!({"Constraints": {"EncryptionContextSubset": {"volume": "team"}}}));
     assert!(v["GrantId"].is_string(), "a grant for the team volume: {v}");
 }
+
+/// kms:RequestAlias is the alias's name however the request names the
+/// alias: a Deny of requests through `alias/locked` is not dodged by
+/// naming the alias by its ARN, nor an Allow through `alias/open` lost.
+#[test]
+fn request_alias_is_the_alias_name_in_an_alias_arn_too() {
+    let test = "request_alias_is_the_alias_name_in_an_alias_arn_too";
+    if !need_root(test) {
+        return;
+    }
+    let Some(alice) = TestUser::create(test, "ra") else {
+        return;
+    };
+    let env = Env::shared();
+    let key = store_with_key(&env);
+    let id = store_id(&env);
+    let me = format!("arn:envelopefs:iam::{id}:user/{}", alice.name);
+    let when = |alias: &str| json!({"StringEquals": {"kms:RequestAlias": alias}});
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": format!("arn:envelopefs:iam::{id}:root")},
+         "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Allow", "Principal": {"AWS": me}, "Action": "kms:DescribeKey",
+         "Resource": "*"},
+        {"Effect": "Deny", "Principal": {"AWS": me}, "Action": "kms:*",
+         "Resource": "*", "Condition": when("alias/locked")},
+        {"Effect": "Allow", "Principal": {"AWS": me}, "Action": "kms:Encrypt",
+         "Resource": "*", "Condition": when("alias/open")}]})
+    .to_string();
+    env.run_ok(&[
+        "kms",
+        "put-key-policy",
+        "--key-id",
+        &key,
+        "--policy",
+        &policy,
+    ]);
+    for alias in ["alias/open", "alias/locked"] {
+        env.run_ok(&[
+            "kms",
+            "create-alias",
+            "--alias-name",
+            alias,
+            "--target-key-id",
+            &key,
+        ]);
+    }
+    let agent = Agent::start(&env, &[]);
+    let call = |op: &str, name: &str| {
+        raw_as(
+            &env,
+            &alice,
+            &agent,
+            &json!({"Operation": op, "KeyId": name, "Plaintext": "aGk="}),
+        )
+    };
+    let arn = |alias: &str| format!("arn:envelopefs:kms:local:{id}:{alias}");
+    let v = call("DescribeKey", &key);
+    assert_eq!(v["KeyMetadata"]["KeyId"], key.as_str(), "by key ID: {v}");
+    for name in ["alias/locked".to_owned(), arn("alias/locked")] {
+        let v = call("DescribeKey", &name);
+        assert!(is_denied(&v), "{name}: {v}");
+    }
+    for name in ["alias/open".to_owned(), arn("alias/open")] {
+        let v = call("Encrypt", &name);
+        assert!(v["CiphertextBlob"].is_string(), "{name}: {v}");
+    }
+}

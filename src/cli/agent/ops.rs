@@ -124,6 +124,14 @@ fn checks(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Vec<Check>, Kms
     })
 }
 
+/// kms:RequestAlias: the alias name a key was named by, also when named
+/// by its alias ARN (else a Deny on `alias/x` is dodged by the ARN).
+fn request_alias<'a>(ks: &LocalKeyService, named: &'a str) -> Option<&'a str> {
+    let prefix = ks.alias_arn("");
+    let name = named.strip_prefix(prefix.as_str()).unwrap_or(named);
+    name.starts_with("alias/").then_some(name)
+}
+
 /// Answer one request of `caller`: a response or an AWS error JSON.
 pub fn handle(ks: &LocalKeyService, caller: &Caller, denials: &Denials, req: &Value) -> Value {
     let op = field(req, "Operation").unwrap_or("").to_owned();
@@ -167,7 +175,7 @@ fn decide(
         let access = AccessRequest {
             action: &c.action,
             key: c.key.as_deref(),
-            request_alias: c.key.as_deref().filter(|k| k.contains("alias/")),
+            request_alias: c.key.as_deref().and_then(|k| request_alias(ks, k)),
             encryption_context: Some(&c.context),
             grant_tokens: &grant_tokens,
             grant_operations: &grant_operations,

@@ -236,3 +236,93 @@ fn request_alias_is_the_alias_name_in_an_alias_arn_too() {
         assert!(v["CiphertextBlob"].is_string(), "{name}: {v}");
     }
 }
+
+fn error_type(v: &Value) -> &str {
+    v["__type"].as_str().unwrap_or("")
+}
+
+/// Requests of the review that the agent already decided as AWS does,
+/// kept so they stay so: alice may do everything with her own key and
+/// nothing else. A KeyId of hers beside a blob of root's key, a KeyId of
+/// the wrong JSON type, the key-less operations, a grant of another user,
+/// the managed default key and keys that do not exist all leave her
+/// without root's data and without telling her more than AccessDenied.
+#[test]
+fn a_user_allowed_her_own_key_gets_nothing_of_another() {
+    let test = "a_user_allowed_her_own_key_gets_nothing_of_another";
+    if !need_root(test) {
+        return;
+    }
+    let Some(alice) = TestUser::create(test, "rs") else {
+        return;
+    };
+    let env = Env::shared();
+    let hers = key_with_user_statement(&env, &alice, json!({"Action": "kms:*"}));
+    let roots = store_with_key(&env);
+    let id = store_id(&env);
+    let (blob, _) = wrapped_key(&env, &roots, "volume=root", "review-root.blob");
+    let blob = base64_encode(&std::fs::read(&blob).unwrap());
+    let root = format!("arn:envelopefs:iam::{id}:root");
+    let grant = env.run_ok(&[
+        "kms",
+        "create-grant",
+        "--key-id",
+        &roots,
+        "--grantee-principal",
+        &root,
+        "--retiring-principal",
+        &root,
+        "--operations",
+        "Decrypt",
+    ]);
+    let grant: Value = serde_json::from_str(&grant).unwrap();
+    let agent = Agent::start(&env, &[]);
+    let call = |req: Value| raw_as(&env, &alice, &agent, &req);
+    let ctx = json!({"volume": "root"});
+    // Her key named beside root's blob: the blob's key decides.
+    let v = call(json!({"Operation": "Decrypt", "CiphertextBlob": blob,
+                        "EncryptionContext": ctx, "KeyId": hers}));
+    assert_eq!(error_type(&v), "IncorrectKeyException", "{v}");
+    let v = call(json!({"Operation": "ReEncrypt", "CiphertextBlob": blob,
+                        "SourceEncryptionContext": ctx, "SourceKeyId": hers,
+                        "DestinationKeyId": hers}));
+    assert_eq!(error_type(&v), "IncorrectKeyException", "{v}");
+    // A KeyId that is not a string is no KeyId: the blob's key decides.
+    for key_id in [json!(5), json!([hers]), json!({"KeyId": hers}), Value::Null] {
+        let v = call(json!({"Operation": "Decrypt", "CiphertextBlob": blob,
+                            "EncryptionContext": ctx, "KeyId": key_id}));
+        assert!(is_denied(&v), "KeyId {key_id}: {v}");
+    }
+    for req in [
+        json!({"Operation": "ListKeys"}),
+        json!({"Operation": "ListAliases"}),
+        json!({"Operation": "ListAliases", "KeyId": hers}),
+        json!({"Operation": "GenerateRandom", "NumberOfBytes": 16}),
+        json!({"Operation": "CreateKey"}),
+        json!({"Operation": "CreateAlias", "AliasName": "alias/x", "TargetKeyId": hers}),
+        json!({"Operation": "ListRetirableGrants", "RetiringPrincipal": root}),
+        json!({"Operation": "RetireGrant", "GrantToken": grant["GrantToken"]}),
+        json!({"Operation": "RetireGrant", "KeyId": roots, "GrantId": grant["GrantId"]}),
+        json!({"Operation": "GenerateDataKey", "KeyId": "alias/envelopefs/default",
+               "KeySpec": "AES_256"}),
+        json!({"Operation": "GenerateDataKey", "KeyId": roots, "KeySpec": "AES_256",
+               "GrantTokens": [grant["GrantToken"]]}),
+    ] {
+        let v = call(req.clone());
+        assert!(is_denied(&v), "{req}: {v}");
+    }
+    // A key that does not exist is the same denial as root's.
+    let missing = "00000000-0000-4000-8000-000000000000";
+    let a = call(json!({"Operation": "DescribeKey", "KeyId": roots}));
+    let b = call(json!({"Operation": "DescribeKey", "KeyId": missing}));
+    assert_eq!(
+        a["message"].as_str().unwrap().replace(&roots, missing),
+        b["message"].as_str().unwrap(),
+        "{a} {b}"
+    );
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}

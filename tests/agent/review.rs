@@ -21,11 +21,21 @@ use crate::*;
 fn review_raw_call_helper() {
     let socket = PathBuf::from(std::env::var("REVIEW_SOCKET").unwrap());
     let req: Value = serde_json::from_str(&std::env::var("REVIEW_REQUEST").unwrap()).unwrap();
-    println!("ANSWER {}", raw_call(&socket, &req));
+    let times: usize = std::env::var("REVIEW_REPEAT").map_or(1, |n| n.parse().unwrap());
+    let mut answer = Value::Null;
+    for _ in 0..times {
+        answer = raw_call(&socket, &req);
+    }
+    println!("ANSWER {answer}");
 }
 
 /// `req` sent as it is over the agent's socket by `user`: the answer.
 fn raw_as(env: &Env, user: &TestUser, agent: &Agent, req: &Value) -> Value {
+    raw_as_times(env, user, agent, req, 1)
+}
+
+/// `req` sent `times` times by `user`: the last answer.
+fn raw_as_times(env: &Env, user: &TestUser, agent: &Agent, req: &Value, times: usize) -> Value {
     let helper = env.path("review-test-bin");
     if !helper.exists() {
         copy_executable(&std::env::current_exe().unwrap(), &helper);
@@ -40,6 +50,7 @@ fn raw_as(env: &Env, user: &TestUser, agent: &Agent, req: &Value) -> Value {
     ])
     .env("REVIEW_SOCKET", agent.sock())
     .env("REVIEW_REQUEST", req.to_string())
+    .env("REVIEW_REPEAT", times.to_string())
     .current_dir("/")
     .stdin(Stdio::null())
     .uid(user.uid)
@@ -325,4 +336,37 @@ fn a_user_allowed_her_own_key_gets_nothing_of_another() {
 fn base64_encode(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// A denied request is audited (at most 20 lines a minute a user), and
+/// the line names the key as the caller named it: a KeyId as long as the
+/// request may be (64 KiB) made each line 120 KiB, some 3 GB a day of
+/// log from one user. A key name longer than AWS's 2048 characters is a
+/// ValidationException before any decision.
+#[test]
+fn a_denied_user_cannot_grow_the_audit_log_by_long_key_names() {
+    let test = "a_denied_user_cannot_grow_the_audit_log_by_long_key_names";
+    if !need_root(test) {
+        return;
+    }
+    let Some(mallory) = TestUser::create(test, "rl") else {
+        return;
+    };
+    let env = Env::shared();
+    store_with_key(&env);
+    let agent = Agent::start(&env, &[]);
+    let log = env.path("ks/audit.log");
+    let size = || std::fs::metadata(&log).map_or(0, |m| m.len());
+    let before = size();
+    let long = "k".repeat(60_000);
+    let req = json!({"Operation": "DescribeKey", "KeyId": long});
+    let v = raw_as_times(&env, &mallory, &agent, &req, 25);
+    let grown = size() - before;
+    assert!(grown < 64 << 10, "the audit log grew by {grown} bytes");
+    assert_eq!(
+        error_type(&v),
+        "ValidationException",
+        "{:.200}",
+        v.to_string()
+    );
 }

@@ -39,6 +39,22 @@ const CONTEXT_OPERATIONS: &[&str] = &[
     "GenerateDataKeyPairWithoutPlaintext",
 ];
 
+/// AWS's longest key name (KeyIdType: key ID, key ARN, alias name or ARN).
+const MAX_KEY_NAME: usize = 2048;
+
+/// A key name of the request, within AWS's length, before any decision: a
+/// denial is audited with the key as named, and a name as long as the
+/// request made each audited line 120 KiB.
+fn key_name(name: &str, value: &str) -> Result<String, KmsError> {
+    let n = value.chars().count();
+    if n > MAX_KEY_NAME {
+        return Err(KmsError::Validation(format!(
+            "{name} must be at most {MAX_KEY_NAME} characters, not {n}"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
 /// The key of a blob: the one named, else the one its bytes name.
 fn blob_key(
     ks: &LocalKeyService,
@@ -47,7 +63,7 @@ fn blob_key(
     blob: &str,
 ) -> Result<Option<String>, KmsError> {
     match field(req, named) {
-        Some(k) => Ok(Some(k.to_owned())),
+        Some(k) => key_name(named, k).map(Some),
         None => Ok(ks.blob_key_arn(&kms_api::blob(req, blob)?)),
     }
 }
@@ -78,7 +94,7 @@ fn checks(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Vec<Check>, Kms
             },
         })
     };
-    let key = |name: &str| need(req, name).map(|k| Some(k.to_owned()));
+    let key = |name: &str| key_name(name, need(req, name)?).map(Some);
     Ok(match op {
         "CreateKey" | "ListKeys" | "ListAliases" | "GenerateRandom" | "ListRetirableGrants" => {
             vec![check(op, None, None)?]
@@ -105,7 +121,10 @@ fn checks(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Vec<Check>, Kms
             }
             v
         }
-        "RetireGrant" => vec![check(op, field(req, "KeyId").map(str::to_owned), None)?],
+        "RetireGrant" => {
+            let k = field(req, "KeyId").map(|k| key_name("KeyId", k));
+            vec![check(op, k.transpose()?, None)?]
+        }
         "Decrypt" => vec![check(
             op,
             blob_key(ks, req, "KeyId", "CiphertextBlob")?,

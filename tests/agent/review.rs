@@ -370,3 +370,52 @@ fn a_denied_user_cannot_grow_the_audit_log_by_long_key_names() {
         v.to_string()
     );
 }
+
+/// A key policy whose JSON repeats a key in one object is refused: JSON
+/// keeps the last of them silently, so a policy that reads "Decrypt only
+/// for volume=team" with a second `StringEquals` block beside the first
+/// allowed every volume to alice.
+#[test]
+fn a_policy_with_a_key_twice_in_one_object_is_refused() {
+    let test = "a_policy_with_a_key_twice_in_one_object_is_refused";
+    if !need_root(test) {
+        return;
+    }
+    let Some(alice) = TestUser::create(test, "rd") else {
+        return;
+    };
+    let env = Env::shared();
+    let key = store_with_key(&env);
+    let id = store_id(&env);
+    let policy = format!(
+        r#"{{"Version": "2012-10-17", "Statement": [
+  {{"Effect": "Allow", "Principal": {{"AWS": "arn:envelopefs:iam::{id}:root"}},
+    "Action": "kms:*", "Resource": "*"}},
+  {{"Effect": "Allow", "Principal": {{"AWS": "arn:envelopefs:iam::{id}:user/{}"}},
+    "Action": "kms:Decrypt", "Resource": "*",
+    "Condition": {{"StringEquals": {{"kms:EncryptionContext:volume": "team"}},
+                  "StringEquals": {{"kms:CallerAccount": "{id}"}}}}}}]}}"#,
+        alice.name
+    );
+    let out = env.run(&[
+        "kms",
+        "put-key-policy",
+        "--key-id",
+        &key,
+        "--policy",
+        &policy,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() {
+        // What it let alice do.
+        let (blob, _) = wrapped_key(&env, &key, "volume=other", "review-other.blob");
+        let agent = Agent::start(&env, &[]);
+        let r = decrypt_as(&env, &alice, &agent, &blob, "volume=other");
+        panic!(
+            "the policy was put; alice decrypts volume=other: {}",
+            r.is_ok()
+        );
+    }
+    assert!(err.contains("MalformedPolicyDocumentException"), "{err}");
+    assert!(err.contains("StringEquals"), "{err}");
+}

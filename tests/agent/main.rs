@@ -17,6 +17,7 @@ mod memory;
 mod mount;
 mod parity;
 mod policies;
+mod review;
 mod routes;
 
 use std::io::{Read, Write};

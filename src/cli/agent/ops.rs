@@ -25,6 +25,36 @@ struct Check {
     context: EncryptionContext,
 }
 
+/// The operations whose request carries AWS's `EncryptionContext`: only
+/// theirs is seen by kms:EncryptionContext conditions and grant
+/// constraints. A context sent with another request is not the request's
+/// (AWS sees none there), or a user allowed `kms:*` under a context
+/// condition would disable the key by adding the context to DisableKey.
+const CONTEXT_OPERATIONS: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+];
+
+/// AWS's longest key name (KeyIdType: key ID, key ARN, alias name or ARN).
+const MAX_KEY_NAME: usize = 2048;
+
+/// A key name of the request, within AWS's length, before any decision: a
+/// denial is audited with the key as named, and a name as long as the
+/// request made each audited line 120 KiB.
+fn key_name(name: &str, value: &str) -> Result<String, KmsError> {
+    let n = value.chars().count();
+    if n > MAX_KEY_NAME {
+        return Err(KmsError::Validation(format!(
+            "{name} must be at most {MAX_KEY_NAME} characters, not {n}"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
 /// The key of a blob: the one named, else the one its bytes name.
 fn blob_key(
     ks: &LocalKeyService,
@@ -33,57 +63,92 @@ fn blob_key(
     blob: &str,
 ) -> Result<Option<String>, KmsError> {
     match field(req, named) {
-        Some(k) => Ok(Some(k.to_owned())),
+        Some(k) => key_name(named, k).map(Some),
         None => Ok(ks.blob_key_arn(&kms_api::blob(req, blob)?)),
     }
 }
 
+/// The context CreateGrant's conditions see: the new grant's constraint
+/// (as AWS's kms:EncryptionContext on CreateGrant), none without one.
+fn constraint_context(req: &Value) -> Result<EncryptionContext, KmsError> {
+    let c = kms_api::constraints(req)?.unwrap_or_default();
+    let map = c
+        .encryption_context_equals
+        .or(c.encryption_context_subset)
+        .unwrap_or_default();
+    Ok(EncryptionContext(map))
+}
+
 /// What `op` must be allowed, as AWS decides it: ReEncrypt on both keys,
 /// an alias on no key (the owner) and on its keys, the rest on the key
-/// the caller named.
+/// the caller named; each with the context of the request field `ctx`
+/// names (None: the request has no context).
 fn checks(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Vec<Check>, KmsError> {
-    let check = |action: &str, key: Option<String>, ctx: &str| -> Result<Check, KmsError> {
+    let check = |action: &str, key: Option<String>, ctx: Option<&str>| -> Result<Check, KmsError> {
         Ok(Check {
             action: format!("kms:{action}"),
             key,
-            context: kms_api::context(req, ctx)?,
+            context: match ctx {
+                Some(name) => kms_api::context(req, name)?,
+                None => EncryptionContext::new(),
+            },
         })
     };
-    let key = |name: &str| need(req, name).map(|k| Some(k.to_owned()));
+    let key = |name: &str| key_name(name, need(req, name)?).map(Some);
     Ok(match op {
         "CreateKey" | "ListKeys" | "ListAliases" | "GenerateRandom" | "ListRetirableGrants" => {
-            vec![check(op, None, "")?]
+            vec![check(op, None, None)?]
         }
         "ReEncrypt" => vec![
             check(
                 "ReEncryptFrom",
                 blob_key(ks, req, "SourceKeyId", "CiphertextBlob")?,
-                "SourceEncryptionContext",
+                Some("SourceEncryptionContext"),
             )?,
             check(
                 "ReEncryptTo",
                 key("DestinationKeyId")?,
-                "DestinationEncryptionContext",
+                Some("DestinationEncryptionContext"),
             )?,
         ],
         _ if ALIAS_OPERATIONS.contains(&op) => {
-            let mut v = vec![check(op, None, "")?];
+            let mut v = vec![check(op, None, None)?];
             if op != "DeleteAlias" {
-                v.push(check(op, key("TargetKeyId")?, "")?);
+                v.push(check(op, key("TargetKeyId")?, None)?);
             }
             if op != "CreateAlias" {
-                v.push(check(op, key("AliasName")?, "")?);
+                v.push(check(op, key("AliasName")?, None)?);
             }
             v
         }
-        "RetireGrant" => vec![check(op, field(req, "KeyId").map(str::to_owned), "")?],
+        "RetireGrant" => {
+            let k = field(req, "KeyId").map(|k| key_name("KeyId", k));
+            vec![check(op, k.transpose()?, None)?]
+        }
         "Decrypt" => vec![check(
             op,
             blob_key(ks, req, "KeyId", "CiphertextBlob")?,
-            "EncryptionContext",
+            Some("EncryptionContext"),
         )?],
-        _ => vec![check(op, key("KeyId")?, "EncryptionContext")?],
+        "CreateGrant" => vec![Check {
+            context: constraint_context(req)?,
+            ..check(op, key("KeyId")?, None)?
+        }],
+        _ => {
+            let ctx = CONTEXT_OPERATIONS
+                .contains(&op)
+                .then_some("EncryptionContext");
+            vec![check(op, key("KeyId")?, ctx)?]
+        }
     })
+}
+
+/// kms:RequestAlias: the alias name a key was named by, also when named
+/// by its alias ARN (else a Deny on `alias/x` is dodged by the ARN).
+fn request_alias<'a>(ks: &LocalKeyService, named: &'a str) -> Option<&'a str> {
+    let prefix = ks.alias_arn("");
+    let name = named.strip_prefix(prefix.as_str()).unwrap_or(named);
+    name.starts_with("alias/").then_some(name)
 }
 
 /// Answer one request of `caller`: a response or an AWS error JSON.
@@ -129,7 +194,7 @@ fn decide(
         let access = AccessRequest {
             action: &c.action,
             key: c.key.as_deref(),
-            request_alias: c.key.as_deref().filter(|k| k.contains("alias/")),
+            request_alias: c.key.as_deref().and_then(|k| request_alias(ks, k)),
             encryption_context: Some(&c.context),
             grant_tokens: &grant_tokens,
             grant_operations: &grant_operations,

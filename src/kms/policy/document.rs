@@ -131,6 +131,7 @@ impl Policy {
         }
         let v: Value = serde_json::from_str(text)
             .map_err(|e| malformed(format!("the policy is not valid JSON: {e}")))?;
+        serde_json::from_str::<NoRepeatedKeys>(text).map_err(|e| malformed(e.to_string()))?;
         let obj = v
             .as_object()
             .ok_or_else(|| malformed("the policy must be a JSON object"))?;
@@ -178,6 +179,68 @@ impl Policy {
             statements.push(st);
         }
         Ok(Policy { id, statements })
+    }
+}
+
+/// A JSON text none of whose objects has a key twice. serde_json keeps
+/// the last of a repeated key silently: a second `StringEquals` beside the
+/// first in one Condition would drop the first, and the statement would
+/// allow more than its author wrote.
+struct NoRepeatedKeys;
+
+impl<'de> serde::Deserialize<'de> for NoRepeatedKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoRepeatedKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoRepeatedKeys {
+    type Value = NoRepeatedKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self, A::Error> {
+        while a.next_element::<NoRepeatedKeys>()?.is_some() {}
+        Ok(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(k) = a.next_key::<String>()? {
+            if !seen.insert(k.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {k:?} is given twice in one JSON object (only the last would count)"
+                )));
+            }
+            a.next_value::<NoRepeatedKeys>()?;
+        }
+        Ok(self)
     }
 }
 

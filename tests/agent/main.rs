@@ -256,6 +256,11 @@ pub fn wrapped_key(env: &Env, key: &str, context: &str, name: &str) -> (PathBuf,
     (path, v["Plaintext"].as_str().unwrap().to_owned())
 }
 
+pub fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
 pub fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()

@@ -408,11 +408,6 @@ fn a_kms_command_on_a_key_of_another_store_goes_to_the_default_agent() {
     assert!(err.starts_with("envelopefs: no key store at "), "{err}");
 }
 
-fn base64_encode(b: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
-
 /// ReEncrypt is decided on both keys, as AWS decides it: kms:ReEncryptFrom
 /// on the blob's key (with the source context) and kms:ReEncryptTo on the
 /// destination. alice, allowed everything on her own key and nothing on

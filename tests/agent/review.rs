@@ -333,11 +333,6 @@ fn a_user_allowed_her_own_key_gets_nothing_of_another() {
     );
 }
 
-fn base64_encode(b: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
-
 /// A denied request is audited (at most 20 lines a minute a user), and
 /// the line names the key as the caller named it: a KeyId as long as the
 /// request may be (64 KiB) made each line 120 KiB, some 3 GB a day of

@@ -81,28 +81,29 @@ else
   done
 fi
 stage parser-fuzz scripts/fuzz.sh --parsers-only
-# The fault-check build last but for the AWS SDK features, so the default build is not rebuilt in between.
+# Lint the fault-check build on its own (a cfg(feature = "fault-check") item
+# must not need the SDK features), then build once more, for everything
+# below: the AWS SDK features and fault-check together. fault-check plants
+# nothing unless a test asks, so one build serves the fault-injection tests,
+# KMS and S3 against moto, and the concurrent push + delete test on S3.
 stage fault-check-clippy cargo clippy --release --features fault-check --all-targets -- -D warnings
+AWS_FEATURES=aws-kms,s3,fault-check
+stage aws-clippy cargo clippy --release --features $AWS_FEATURES --all-targets -- -D warnings
 if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
   # Errors that only a planted fault can provoke (an xattr that cannot be
   # read, a flush that fails), and a push held at its pause point while a
-  # delete runs: these tests exist only in that build.
-  stage fault-injection-tests cargo test --release --features fault-check --test snapshot --test remote -- \
+  # delete runs: these tests exist only in a build with fault-check.
+  stage fault-injection-tests cargo test --release --features $AWS_FEATURES --test snapshot --test remote -- \
     fsck_reports_xattrs_it_cannot_read copies_fail_on_xattrs_they_cannot_read \
     snapshot_fails_when_the_mount_cannot_be_flushed failed_rmdir_reports_an_iv_it_cannot_put_back \
     sweep::a_delete_during_a_push_that_reuses_its_chunks_loses_nothing
-  stage fault-injection-daemon cargo test --release --features fault-check --test system -- \
+  stage fault-injection-daemon cargo test --release --features $AWS_FEATURES --test system -- \
     daemon::daemon_killed_while_checking_readiness_leaves_a_stale_mount_not_a_hung_one \
     lookup::umount_of_a_slow_daemon_is_not_busy_with_its_own_probe
 else
   skipped_stage fault-injection-tests "needs root and /dev/fuse"
   skipped_stage fault-injection-daemon "needs root and /dev/fuse"
 fi
-# The AWS SDK features together, so the SDK builds once: KMS and S3 against
-# moto. fault-check rides along (it plants nothing unless a test asks), so the
-# concurrent push + delete test also runs on S3 without another build.
-AWS_FEATURES=aws-kms,s3,fault-check
-stage aws-clippy cargo clippy --release --features $AWS_FEATURES --all-targets -- -D warnings
 stage aws-moto cargo test --release --features $AWS_FEATURES --test aws_kms --test s3
 # The remote snapshot tests again, on an S3 repository (moto) instead of a directory.
 if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then

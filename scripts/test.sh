@@ -53,17 +53,20 @@ stage() { # name, command...
 # the command its stage runs again, which then finds everything built (or
 # builds and reports what failed).
 BG_DIR=$(mktemp -d /tmp/envelopefs-bg.XXXXXX)
-declare -A BG_PID=()
+declare -A BG_PID=() BG_T0=()
 background() { # name, command...: in a session of its own (so it can be ended), at nice 19
   local name=$1; shift
+  BG_T0[$name]=$SECONDS
   setsid nice -n 19 "$@" >"$BG_DIR/$name.log" 2>&1 &
   BG_PID[$name]=$!
 }
-await() { # name: wait for a background build; its log when it failed
-  local pid=${BG_PID[$1]:-}
+await() { # name: wait for a background build (how long it ran, how long we waited); its log when it failed
+  local pid=${BG_PID[$1]:-} t0=$SECONDS rc=0
   [ -n "$pid" ] || return 0
   unset "BG_PID[$1]"
-  if ! wait "$pid"; then echo "=== background $1 failed:"; tail -40 "$BG_DIR/$1.log"; fi
+  wait "$pid" || rc=$?
+  echo "=== background $1: rc=$rc, started $((t0-BG_T0[$1])) s ago, waited $((SECONDS-t0)) s"
+  [ $rc -eq 0 ] || tail -40 "$BG_DIR/$1.log"
 }
 end_background() {
   local pid

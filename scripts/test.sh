@@ -24,8 +24,6 @@ install_tool() { # name version
     cargo install --locked --quiet "$1@$2" || { echo "cannot install $1 $2" >&2; return 1; }
   fi
 }
-# A local KMS and S3 emulator for the aws-kms and s3 features' tests.
-python3 -c 'import moto.server' 2>/dev/null || python3 -m pip install -q 'moto[server]' 2>&1 | grep -v WARNING || true
 
 PASSED=0; FAILED=0; SKIPPED_STAGES=0
 # Tests that cannot run here record `SKIPPED: test: reason` in this file
@@ -81,6 +79,8 @@ end_background() {
 AWS_FEATURES=aws-kms,s3,fault-check
 SDK=(env CARGO_TARGET_DIR=target/sdk cargo test --release --features "$AWS_FEATURES")
 background tools bash -c "$(declare -f install_tool); install_tool pjdfstest 0.2.2 && install_tool fsx 0.3.2"
+# A local KMS and S3 emulator for the aws-kms and s3 features' tests (only those use it).
+background moto bash -c "python3 -c 'import moto.server' 2>/dev/null || python3 -m pip install -q 'moto[server]' 2>&1 | grep -v WARNING || true"
 background fuzz-build scripts/fuzz.sh --build-only
 background sdk-build "${SDK[@]}" --no-run --test aws_kms --test s3 --test remote --test snapshot --test system
 
@@ -113,6 +113,7 @@ stage parser-fuzz scripts/fuzz.sh --parsers-only
 stage fault-check-clippy cargo clippy --release --features fault-check --all-targets -- -D warnings
 stage aws-clippy cargo clippy --release --features $AWS_FEATURES --all-targets -- -D warnings
 await sdk-build
+await moto
 if [ "$(id -u)" = 0 ] && [ -e /dev/fuse ]; then
   # Errors that only a planted fault can provoke (an xattr that cannot be
   # read, a flush that fails), and a push held at its pause point while a

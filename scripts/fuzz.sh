@@ -2,19 +2,22 @@
 # The fuzz harness. Default: a bounded run (what scripts/test.sh uses);
 # --long: far more cases, sequences, time per parser target, and fsx at 100,000 ops.
 # Seeds: FUZZ_SEED=N reruns a reported failure exactly.
+# --build-only: installs cargo-fuzz and builds the parser targets as
+# --parsers-only does, runs nothing (scripts/test.sh builds in the background).
 # --fault-check: for each fault planted for a parser target (FUZZ_FAULTS
 # below), runs the target over its committed corpus without the fault (must
 # pass) and with it (must fail): the targets' assertions can fail.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$HOME/.cargo/bin:$PATH
-LONG=0; PARSERS_ONLY=0; FAULT_CHECK=0
+LONG=0; PARSERS_ONLY=0; FAULT_CHECK=0; BUILD_ONLY=0
 for a in "$@"; do
   case "$a" in
     --long) LONG=1 ;;
     --parsers-only) PARSERS_ONLY=1 ;;
     --fault-check) FAULT_CHECK=1 ;;
-    *) echo "usage: scripts/fuzz.sh [--long] [--parsers-only] [--fault-check]" >&2; exit 2 ;;
+    --build-only) BUILD_ONLY=1 ;;
+    *) echo "usage: scripts/fuzz.sh [--long] [--parsers-only] [--fault-check] [--build-only]" >&2; exit 2 ;;
   esac
 done
 # The libFuzzer targets (fuzz/fuzz_targets/), each with seeds in fuzz/corpus/.
@@ -23,6 +26,10 @@ TARGETS="header config keystore keystore_plain kms_blob symlink_xattr names bloc
 # its corpus: FAULT:TARGET.
 FUZZ_FAULTS="fuzz-header-roundtrip:header fuzz-names-dotdot:names"
 
+if [ $BUILD_ONLY = 1 ]; then
+  command -v cargo-fuzz >/dev/null || cargo install --locked --quiet cargo-fuzz@0.13.2
+  RUSTC_BOOTSTRAP=1 exec cargo fuzz build -O
+fi
 if [ $FAULT_CHECK = 1 ]; then
   command -v cargo-fuzz >/dev/null || cargo install --locked --quiet cargo-fuzz@0.13.2
   export RUSTC_BOOTSTRAP=1

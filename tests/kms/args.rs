@@ -50,6 +50,33 @@ fn run_with(env: &Env, args: &[&str], value: &str) -> Value {
     json(env, &a)
 }
 
+/// A new EXTERNAL key's ID.
+fn external_key(env: &Env) -> String {
+    json(env, &["kms", "create-key", "--origin", "EXTERNAL"])["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Import parameters for `ext`, and `material` wrapped with them.
+fn parameters_and_wrapped(env: &Env, ext: &str, material: &std::path::Path) -> (Value, Value) {
+    let p = json(env, &["kms", "get-parameters-for-import", "--key-id", ext]);
+    let w = json(
+        env,
+        &[
+            "kms",
+            "wrap-key-material",
+            "--key-id",
+            ext,
+            "--public-key",
+            p["PublicKey"].as_str().unwrap(),
+            "--key-material-file",
+            material.to_str().unwrap(),
+        ],
+    );
+    (p, w)
+}
+
 #[test]
 fn every_blob_and_plaintext_argument_takes_base64_fileb_and_file() {
     let env = Env::new();
@@ -146,10 +173,7 @@ fn every_blob_and_plaintext_argument_takes_base64_fileb_and_file() {
     assert!(secrets.iter().all(|s| *s == secrets[0]), "{secrets:?}");
     // Import: wrap-key-material's public key, import-key-material's blob.
     let material = write(&env, "material", &[5u8; 32]);
-    let ext = json(&env, &["kms", "create-key", "--origin", "EXTERNAL"])["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ext = external_key(&env);
     let mut first_material = None;
     for i in 0..3 {
         let p = json(
@@ -187,36 +211,16 @@ fn every_blob_and_plaintext_argument_takes_base64_fileb_and_file() {
 }
 
 #[test]
-
 fn import_key_material_takes_the_import_token_as_a_blob_as_aws_recipe_does() {
     // AWS's recipe saves the token as ImportToken.bin and imports with
     // `--import-token fileb://ImportToken.bin`; here that is
     // InvalidImportTokenException (the token must be given as base64 text).
     let env = Env::new();
-    let ext = json(&env, &["kms", "create-key", "--origin", "EXTERNAL"])["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ext = external_key(&env);
     let material = write(&env, "material", &[6u8; 32]);
     for form in 0..3 {
-        let p = json(
-            &env,
-            &["kms", "get-parameters-for-import", "--key-id", &ext],
-        );
+        let (p, w) = parameters_and_wrapped(&env, &ext, &material);
         let token = forms(&env, "token", &b64(&p["ImportToken"]));
-        let w = json(
-            &env,
-            &[
-                "kms",
-                "wrap-key-material",
-                "--key-id",
-                &ext,
-                "--public-key",
-                p["PublicKey"].as_str().unwrap(),
-                "--key-material-file",
-                material.to_str().unwrap(),
-            ],
-        );
         let import = [
             "kms",
             "import-key-material",
@@ -233,7 +237,6 @@ fn import_key_material_takes_the_import_token_as_a_blob_as_aws_recipe_does() {
 }
 
 #[test]
-
 fn a_file_argument_takes_base64_text_as_base64_writes_it() {
     // `base64 ct.bin > ct.b64` wraps at 76 columns; the AWS CLI decodes
     // blobs with Python's base64.b64decode, which skips the line breaks
@@ -352,7 +355,6 @@ fn list_retirable_grants_pages_by_limit_and_marker() {
 }
 
 #[test]
-
 fn a_file_argument_expands_the_home_directory_as_the_aws_cli_does() {
     // awscli/paramfile.py opens os.path.expandvars(os.path.expanduser(path)):
     // `fileb://~/key.bin` is a file in $HOME (the shell leaves a ~ inside a
@@ -376,16 +378,12 @@ fn a_file_argument_expands_the_home_directory_as_the_aws_cli_does() {
 }
 
 #[test]
-
 fn import_key_material_takes_valid_to_as_an_iso_8601_timestamp() {
     // AWS's import example: `--expiration-model KEY_MATERIAL_EXPIRES
     // --valid-to 2023-06-17T12:00:00-08:00` (the AWS CLI takes ISO 8601 or
     // epoch seconds for a timestamp). Here: a usage error, exit 2.
     let env = Env::new();
-    let ext = json(&env, &["kms", "create-key", "--origin", "EXTERNAL"])["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let ext = external_key(&env);
     let material = write(&env, "material", &[7u8; 32]);
     // Noon at UTC-8, 30 days from now (AWS takes ValidTo within 365 days).
     let now = std::time::SystemTime::now()
@@ -401,23 +399,7 @@ fn import_key_material_takes_valid_to_as_an_iso_8601_timestamp() {
         "{}T12:00:00-08:00",
         String::from_utf8(day.stdout).unwrap().trim()
     );
-    let p = json(
-        &env,
-        &["kms", "get-parameters-for-import", "--key-id", &ext],
-    );
-    let w = json(
-        &env,
-        &[
-            "kms",
-            "wrap-key-material",
-            "--key-id",
-            &ext,
-            "--public-key",
-            p["PublicKey"].as_str().unwrap(),
-            "--key-material-file",
-            material.to_str().unwrap(),
-        ],
-    );
+    let (p, w) = parameters_and_wrapped(&env, &ext, &material);
     json(
         &env,
         &[

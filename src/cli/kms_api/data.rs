@@ -4,7 +4,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use super::{blob, context, field, need, number, with_secret};
+use super::{blob, context, field, need, number_usize, with_secret};
 use crate::kms::local::asymmetric::{algorithm_list, SYMMETRIC_DEFAULT};
 use crate::kms::local::LocalKeyService;
 use crate::kms::{KeyService, KmsError};
@@ -12,7 +12,7 @@ use crate::kms::{KeyService, KmsError};
 /// A data key's length from exactly one of KeySpec and NumberOfBytes, as
 /// AWS takes them.
 fn data_key_length(req: &Value) -> Result<usize, KmsError> {
-    let n = number(req, "NumberOfBytes").map(|n| n.min(usize::MAX as u64) as usize);
+    let n = number_usize(req, "NumberOfBytes");
     match (field(req, "KeySpec"), n) {
         (Some(_), Some(_)) | (None, None) => Err(KmsError::Validation(
             "give either --key-spec or --number-of-bytes, not both nor neither".into(),
@@ -44,9 +44,9 @@ pub fn run(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Option<Value>,
             json!({"CiphertextBlob": B64.encode(&b), "KeyId": arn, "KeyMaterialId": mat})
         }
         "GenerateRandom" => {
-            let n = number(req, "NumberOfBytes")
+            let n = number_usize(req, "NumberOfBytes")
                 .ok_or_else(|| KmsError::Validation("NumberOfBytes is required".into()))?;
-            let bytes = ks.generate_random(n.min(usize::MAX as u64) as usize)?;
+            let bytes = ks.generate_random(n)?;
             with_secret(json!({}), "Plaintext", &bytes)
         }
         "Encrypt" => {

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::super::kms_cmd::pages::listed;
-use super::{field, flag, need, number, page};
+use super::{field, flag, need, number_u32, page};
 use crate::kms::local::asymmetric::{algorithm_list, SYMMETRIC_DEFAULT};
 use crate::kms::local::{KeyRecord, LocalKeyService};
 use crate::kms::{KeyService, KmsError};
@@ -96,8 +96,7 @@ pub fn run(ks: &LocalKeyService, op: &str, req: &Value) -> Result<Option<Value>,
         "EnableKey" => return nothing(ks.enable_key(key()?)),
         "DisableKey" => return nothing(ks.disable_key(key()?)),
         "ScheduleKeyDeletion" => {
-            let days =
-                number(req, "PendingWindowInDays").map(|d| d.min(u64::from(u32::MAX)) as u32);
+            let days = number_u32(req, "PendingWindowInDays");
             let (when, days) = ks.schedule_key_deletion(key()?, days)?;
             json!({"KeyId": ks.resolve(key()?)?, "DeletionDate": when,
                 "KeyState": "PendingDeletion", "PendingWindowInDays": days})
@@ -119,8 +118,7 @@ fn rotation_and_tags(
     let key = || need(req, "KeyId");
     let v = match op {
         "EnableKeyRotation" => {
-            let days =
-                number(req, "RotationPeriodInDays").map(|d| d.min(u64::from(u32::MAX)) as u32);
+            let days = number_u32(req, "RotationPeriodInDays");
             return nothing(ks.enable_key_rotation(key()?, days));
         }
         "DisableKeyRotation" => return nothing(ks.disable_key_rotation(key()?)),

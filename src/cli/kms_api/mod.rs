@@ -107,6 +107,17 @@ fn number(req: &Value, name: &str) -> Option<u64> {
     req.get(name).and_then(Value::as_u64)
 }
 
+/// A count or a number of days, held at u32's largest (the store refuses
+/// what is out of its range with AWS's message).
+fn number_u32(req: &Value, name: &str) -> Option<u32> {
+    number(req, name).map(|n| n.min(u64::from(u32::MAX)) as u32)
+}
+
+/// A byte count, held at usize's largest.
+fn number_usize(req: &Value, name: &str) -> Option<usize> {
+    number(req, name).map(|n| n.min(usize::MAX as u64) as usize)
+}
+
 /// A base64 blob of a request, in memory that is wiped after use.
 pub(crate) fn blob(req: &Value, name: &str) -> Result<Zeroizing<Vec<u8>>, KmsError> {
     B64.decode(need(req, name)?)
@@ -137,7 +148,7 @@ pub(crate) fn strings(req: &Value, name: &str) -> Vec<String> {
 /// `Limit` and `Marker` of a list request.
 fn page(req: &Value) -> PageArgs {
     PageArgs::new(
-        number(req, "Limit").map(|n| n.min(u64::from(u32::MAX)) as u32),
+        number_u32(req, "Limit"),
         field(req, "Marker").map(str::to_owned),
     )
 }
